@@ -1,0 +1,349 @@
+//! The decoded form of one captured frame, and the batches capture hands to every consumer.
+//!
+//! A `PacketMeta` is a small `Copy` value: decoding fills it in place, with no heap allocation.
+//! The only variable-length field (a DNS query name) lives in its batch's shared byte arena.
+
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr};
+
+/// Capture time in nanoseconds since the Unix epoch (packet time, never the wall clock).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Timestamp(pub i64);
+
+impl Timestamp {
+    pub const NANOS_PER_SEC: i64 = 1_000_000_000;
+
+    pub fn from_parts(secs: i64, nanos: i64) -> Self {
+        Timestamp(secs.saturating_mul(Self::NANOS_PER_SEC).saturating_add(nanos))
+    }
+    pub fn from_secs_f64(secs: f64) -> Self {
+        Timestamp((secs * 1e9) as i64)
+    }
+    /// Whole seconds (floor), as used for 1 s buckets.
+    pub fn secs(self) -> i64 {
+        self.0.div_euclid(Self::NANOS_PER_SEC)
+    }
+    pub fn millis(self) -> i64 {
+        self.0.div_euclid(1_000_000)
+    }
+    pub fn as_secs_f64(self) -> f64 {
+        self.0 as f64 / 1e9
+    }
+    pub fn plus_secs(self, secs: u64) -> Self {
+        Timestamp(self.0.saturating_add((secs as i64).saturating_mul(Self::NANOS_PER_SEC)))
+    }
+}
+
+/// TCP flag bits as they appear in byte 13 of the TCP header.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct TcpFlags(pub u8);
+
+impl TcpFlags {
+    pub const FIN: u8 = 0x01;
+    pub const SYN: u8 = 0x02;
+    pub const RST: u8 = 0x04;
+    pub const PSH: u8 = 0x08;
+    pub const ACK: u8 = 0x10;
+    pub const URG: u8 = 0x20;
+    pub const ECE: u8 = 0x40;
+    pub const CWR: u8 = 0x80;
+    const NAMES: [(u8, &'static str); 8] = [
+        (Self::FIN, "FIN"),
+        (Self::SYN, "SYN"),
+        (Self::RST, "RST"),
+        (Self::PSH, "PSH"),
+        (Self::ACK, "ACK"),
+        (Self::URG, "URG"),
+        (Self::ECE, "ECE"),
+        (Self::CWR, "CWR"),
+    ];
+
+    pub fn has(self, bit: u8) -> bool {
+        self.0 & bit != 0
+    }
+    /// A connection opener: SYN without ACK.
+    pub fn is_syn_only(self) -> bool {
+        self.has(Self::SYN) && !self.has(Self::ACK)
+    }
+    /// Names of the set flags, in header bit order (the published `tcp_flags` list).
+    pub fn names(self) -> impl Iterator<Item = &'static str> {
+        Self::NAMES
+            .into_iter()
+            .filter(move |(bit, _)| self.has(*bit))
+            .map(|(_, name)| name)
+    }
+}
+
+impl fmt::Display for TcpFlags {
+    /// Comma-separated names, the published Packet `flags` form.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, name) in self.names().enumerate() {
+            if i > 0 {
+                f.write_str(",")?;
+            }
+            f.write_str(name)?;
+        }
+        Ok(())
+    }
+}
+
+/// What the network layer of a frame was.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Network {
+    Ipv4,
+    Ipv6,
+    /// ARP for IPv4 over Ethernet; `src`/`dst` are the sender and target protocol addresses.
+    Arp,
+    /// A well-formed frame whose payload is neither IP nor ARP (LLDP, STP, MPLS, PPPoE, ...).
+    Other { ether_type: u16 },
+}
+
+/// IP fragmentation of a packet: only the first fragment carries the transport header.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Fragment {
+    #[default]
+    Whole,
+    First,
+    Later,
+}
+
+/// The label a packet is counted under in `protocol_counts` and shown in the packet list.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Protocol {
+    Tcp,
+    Udp,
+    Icmp,
+    Icmpv6,
+    Dns,
+    Arp,
+    /// IP with another transport (GRE, ESP, IGMP, ...) or a later fragment.
+    OtherIp,
+    /// Not IP at all.
+    NonIp,
+}
+
+impl Protocol {
+    pub const ALL: [Protocol; 8] = [
+        Protocol::Tcp,
+        Protocol::Udp,
+        Protocol::Icmp,
+        Protocol::Icmpv6,
+        Protocol::Dns,
+        Protocol::Arp,
+        Protocol::OtherIp,
+        Protocol::NonIp,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Protocol::Tcp => "TCP",
+            Protocol::Udp => "UDP",
+            Protocol::Icmp => "ICMP",
+            Protocol::Icmpv6 => "ICMPv6",
+            Protocol::Dns => "DNS",
+            Protocol::Arp => "ARP",
+            Protocol::OtherIp => "Other",
+            Protocol::NonIp => "Non-IP",
+        }
+    }
+
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    /// Parses a published protocol filter value (`TCP`, `udp`, ...).
+    pub fn parse(name: &str) -> Option<Protocol> {
+        Self::ALL
+            .into_iter()
+            .find(|p| p.name().eq_ignore_ascii_case(name))
+    }
+}
+
+impl fmt::Display for Protocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// IP protocol numbers tapir gives meaning to.
+pub mod ip_proto {
+    pub const ICMP: u8 = 1;
+    pub const TCP: u8 = 6;
+    pub const UDP: u8 = 17;
+    pub const ICMPV6: u8 = 58;
+    pub const SCTP: u8 = 132;
+}
+
+/// Where a DNS query name sits in its batch's name arena.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct NameRef {
+    pub offset: u32,
+    pub len: u16,
+}
+
+/// The DNS facts of a query or response (first question only).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct DnsMeta {
+    pub id: u16,
+    pub is_response: bool,
+    pub qtype: u16,
+    pub rcode: u8,
+    pub answers: u16,
+    /// Dotted presentation form without the trailing dot, raw label bytes kept as they are.
+    pub qname: NameRef,
+}
+
+/// One decoded frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PacketMeta {
+    pub ts: Timestamp,
+    /// Length of the frame on the wire (pcap `orig_len`), the unit of all byte counters.
+    pub wire_len: u32,
+    pub network: Network,
+    pub src: IpAddr,
+    pub dst: IpAddr,
+    /// IP protocol number (0 when not IP).
+    pub ip_proto: u8,
+    pub src_port: u16,
+    pub dst_port: u16,
+    /// Whether ports (or ICMP type/code) were read from a transport header.
+    pub has_ports: bool,
+    pub tcp_flags: TcpFlags,
+    pub icmp_type: u8,
+    pub icmp_code: u8,
+    /// Bytes of transport payload (or of IP payload when there is no transport header).
+    pub payload_len: u32,
+    /// Outer VLAN id, when tagged.
+    pub vlan: Option<u16>,
+    pub fragment: Fragment,
+    pub dns: Option<DnsMeta>,
+}
+
+impl PacketMeta {
+    /// An empty record for `ts`, filled in by the decoder.
+    pub fn blank(ts: Timestamp, wire_len: u32) -> Self {
+        PacketMeta {
+            ts,
+            wire_len,
+            network: Network::Other { ether_type: 0 },
+            src: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            dst: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            ip_proto: 0,
+            src_port: 0,
+            dst_port: 0,
+            has_ports: false,
+            tcp_flags: TcpFlags(0),
+            icmp_type: 0,
+            icmp_code: 0,
+            payload_len: 0,
+            vlan: None,
+            fragment: Fragment::Whole,
+            dns: None,
+        }
+    }
+
+    pub fn is_ip(&self) -> bool {
+        matches!(self.network, Network::Ipv4 | Network::Ipv6)
+    }
+
+    pub fn is_tcp(&self) -> bool {
+        self.is_ip() && self.ip_proto == ip_proto::TCP
+    }
+
+    pub fn is_udp(&self) -> bool {
+        self.is_ip() && self.ip_proto == ip_proto::UDP
+    }
+
+    pub fn is_icmp(&self) -> bool {
+        self.is_ip() && (self.ip_proto == ip_proto::ICMP || self.ip_proto == ip_proto::ICMPV6)
+    }
+
+    /// The label this packet is counted under.
+    pub fn protocol(&self) -> Protocol {
+        match self.network {
+            Network::Arp => Protocol::Arp,
+            Network::Other { .. } => Protocol::NonIp,
+            Network::Ipv4 | Network::Ipv6 => {
+                if self.dns.is_some() {
+                    return Protocol::Dns;
+                }
+                if self.fragment == Fragment::Later {
+                    return Protocol::OtherIp;
+                }
+                match self.ip_proto {
+                    ip_proto::TCP => Protocol::Tcp,
+                    ip_proto::UDP => Protocol::Udp,
+                    ip_proto::ICMP => Protocol::Icmp,
+                    ip_proto::ICMPV6 => Protocol::Icmpv6,
+                    _ => Protocol::OtherIp,
+                }
+            }
+        }
+    }
+}
+
+/// A batch of decoded frames, shared by every consumer through one `Arc`.
+#[derive(Debug, Default)]
+pub struct PacketBatch {
+    pub packets: Vec<PacketMeta>,
+    /// Bytes of every DNS name in the batch; `NameRef`s point into it.
+    pub names: Vec<u8>,
+}
+
+impl PacketBatch {
+    pub fn with_capacity(packets: usize) -> Self {
+        PacketBatch {
+            packets: Vec::with_capacity(packets),
+            names: Vec::with_capacity(packets * 8),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.packets.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.packets.is_empty()
+    }
+
+    /// The bytes of a DNS name stored in this batch (empty if the reference is out of range).
+    pub fn name(&self, name: NameRef) -> &[u8] {
+        let start = name.offset as usize;
+        self.names
+            .get(start..start + name.len as usize)
+            .unwrap_or_default()
+    }
+
+    /// The DNS query name of `packet`, if it has one.
+    pub fn qname(&self, packet: &PacketMeta) -> Option<&[u8]> {
+        packet.dns.map(|dns| self.name(dns.qname))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flag_names_follow_header_bit_order() {
+        let flags = TcpFlags(TcpFlags::ACK | TcpFlags::SYN | TcpFlags::CWR);
+        assert_eq!(flags.names().collect::<Vec<_>>(), ["SYN", "ACK", "CWR"]);
+        assert_eq!(flags.to_string(), "SYN,ACK,CWR");
+        assert!(TcpFlags(TcpFlags::SYN).is_syn_only());
+        assert!(!flags.is_syn_only());
+    }
+
+    #[test]
+    fn timestamps_floor_to_seconds_before_the_epoch() {
+        assert_eq!(Timestamp(-1).secs(), -1);
+        assert_eq!(Timestamp::from_parts(5, 999_999_999).secs(), 5);
+        assert_eq!(Timestamp::from_parts(1, 500_000_000).millis(), 1500);
+    }
+
+    #[test]
+    fn protocol_filter_names_parse_case_insensitively() {
+        assert_eq!(Protocol::parse("tcp"), Some(Protocol::Tcp));
+        assert_eq!(Protocol::parse("ICMPv6"), Some(Protocol::Icmpv6));
+        assert_eq!(Protocol::parse("nope"), None);
+    }
+}

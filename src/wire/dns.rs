@@ -1,0 +1,166 @@
+//! The DNS message header and first question (RFC 1035 §4.1), read without allocating: the
+//! query name is appended to a caller-provided arena in dotted form.
+
+use crate::packet::{DnsMeta, NameRef};
+
+/// Longest name on the wire (RFC 1035 §2.3.4); longer input is malformed.
+pub const MAX_NAME_LEN: usize = 255;
+/// Compression pointers followed before giving up (a loop guard).
+const MAX_POINTERS: usize = 16;
+
+/// Why a DNS message was not accepted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DnsError {
+    Truncated,
+    BadLabel,
+    NameTooLong,
+    PointerLoop,
+}
+
+/// Reads the header and the first question of `msg`, appending the query name to `arena`.
+/// On error the arena is left as it was.
+pub fn parse(msg: &[u8], arena: &mut Vec<u8>) -> Result<DnsMeta, DnsError> {
+    if msg.len() < 12 {
+        return Err(DnsError::Truncated);
+    }
+    let flags = u16::from_be_bytes([msg[2], msg[3]]);
+    let qdcount = u16::from_be_bytes([msg[4], msg[5]]);
+    let mut meta = DnsMeta {
+        id: u16::from_be_bytes([msg[0], msg[1]]),
+        is_response: flags & 0x8000 != 0,
+        rcode: (flags & 0x000f) as u8,
+        answers: u16::from_be_bytes([msg[6], msg[7]]),
+        qtype: 0,
+        qname: NameRef {
+            offset: arena.len() as u32,
+            len: 0,
+        },
+    };
+    if qdcount == 0 {
+        return Ok(meta);
+    }
+    let start = arena.len();
+    match read_name(msg, 12, arena) {
+        Ok(end) => {
+            let qtype = msg.get(end..end + 2).ok_or(DnsError::Truncated);
+            match qtype {
+                Ok(q) => {
+                    meta.qtype = u16::from_be_bytes([q[0], q[1]]);
+                    meta.qname.len = (arena.len() - start) as u16;
+                    Ok(meta)
+                }
+                Err(e) => {
+                    arena.truncate(start);
+                    Err(e)
+                }
+            }
+        }
+        Err(e) => {
+            arena.truncate(start);
+            Err(e)
+        }
+    }
+}
+
+/// Reads the name at `pos`, appending its labels joined by '.'; returns the offset just past
+/// the name in the original position (after the first pointer, if any).
+fn read_name(msg: &[u8], mut pos: usize, out: &mut Vec<u8>) -> Result<usize, DnsError> {
+    let start = out.len();
+    let mut end_after_pointer = None;
+    let mut pointers = 0;
+    loop {
+        let len = *msg.get(pos).ok_or(DnsError::Truncated)? as usize;
+        match len & 0xc0 {
+            0x00 if len == 0 => {
+                return Ok(end_after_pointer.unwrap_or(pos + 1));
+            }
+            0x00 => {
+                let label = msg.get(pos + 1..pos + 1 + len).ok_or(DnsError::Truncated)?;
+                let sep = usize::from(out.len() > start);
+                if out.len() - start + sep + len > MAX_NAME_LEN {
+                    return Err(DnsError::NameTooLong);
+                }
+                if sep == 1 {
+                    out.push(b'.');
+                }
+                out.extend_from_slice(label);
+                pos += 1 + len;
+            }
+            0xc0 => {
+                let low = *msg.get(pos + 1).ok_or(DnsError::Truncated)? as usize;
+                pointers += 1;
+                if pointers > MAX_POINTERS {
+                    return Err(DnsError::PointerLoop);
+                }
+                end_after_pointer.get_or_insert(pos + 2);
+                pos = ((len & 0x3f) << 8) | low;
+            }
+            _ => return Err(DnsError::BadLabel),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn query(name_wire: &[u8], qtype: u16) -> Vec<u8> {
+        let mut msg = vec![0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
+        msg.extend_from_slice(name_wire);
+        msg.extend_from_slice(&qtype.to_be_bytes());
+        msg.extend_from_slice(&[0, 1]);
+        msg
+    }
+
+    #[test]
+    fn reads_a_plain_query() {
+        let mut arena = b"xx".to_vec();
+        let meta = parse(&query(b"\x03www\x07example\x03com\x00", 1), &mut arena).unwrap();
+        assert_eq!(meta.id, 0x1234);
+        assert!(!meta.is_response);
+        assert_eq!(meta.qtype, 1);
+        assert_eq!(meta.qname, NameRef { offset: 2, len: 15 });
+        assert_eq!(&arena[2..], b"www.example.com");
+    }
+
+    #[test]
+    fn root_name_is_empty() {
+        let mut arena = Vec::new();
+        let meta = parse(&query(b"\x00", 2), &mut arena).unwrap();
+        assert_eq!(meta.qname.len, 0);
+        assert_eq!(meta.qtype, 2);
+    }
+
+    #[test]
+    fn pointer_loops_and_bad_labels_are_errors_and_leave_the_arena_alone() {
+        let mut arena = b"keep".to_vec();
+        // a pointer to itself at offset 12
+        assert_eq!(parse(&query(b"\xc0\x0c", 1), &mut arena), Err(DnsError::PointerLoop));
+        assert_eq!(parse(&query(b"\x01a\x80", 1), &mut arena), Err(DnsError::BadLabel));
+        assert_eq!(parse(&query(b"\x05ab", 1)[..15], &mut arena), Err(DnsError::Truncated));
+        assert_eq!(arena, b"keep");
+    }
+
+    #[test]
+    fn names_longer_than_255_bytes_are_rejected() {
+        let mut wire = Vec::new();
+        for _ in 0..5 {
+            wire.push(63);
+            wire.extend_from_slice(&[b'a'; 63]);
+        }
+        wire.push(0);
+        assert_eq!(parse(&query(&wire, 16), &mut Vec::new()), Err(DnsError::NameTooLong));
+    }
+
+    #[test]
+    fn response_code_and_answers_are_read() {
+        let mut msg = query(b"\x01a\x00", 28);
+        msg[2] = 0x81;
+        msg[3] = 0x83; // QR, RD, RA, NXDOMAIN
+        msg[7] = 2;
+        let meta = parse(&msg, &mut Vec::new()).unwrap();
+        assert!(meta.is_response);
+        assert_eq!(meta.rcode, 3);
+        assert_eq!(meta.answers, 2);
+    }
+}

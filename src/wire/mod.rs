@@ -1,0 +1,10 @@
+//! Wire formats that etherparse and smoltcp do not cover: capture link headers (Linux SLL
+//! and SLL2, BSD loopback, PPP, NFLOG), the few transport fields a monitor needs even from
+//! truncated headers and first fragments, and the DNS question section.
+//!
+//! Parsing only: each function reads a byte slice, checks every length before using it, and
+//! returns borrowed views or small `Copy` values. No logic, no allocation.
+
+pub mod dns;
+pub mod l4;
+pub mod link;
