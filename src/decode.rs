@@ -170,6 +170,7 @@ pub fn decode(
                 (0, true) => Fragment::First,
                 _ => Fragment::Later,
             };
+            meta.frag_id = u32::from(header.identification());
             let payload = v4.payload().payload;
             // TSO/GRO super-frames carry total_len 0: trust the captured length then.
             let from_header = usize::from(header.total_len()).checked_sub(usize::from(header.ihl()) * 4);
@@ -192,6 +193,7 @@ pub fn decode(
                         } else {
                             Fragment::Later
                         };
+                        meta.frag_id = frag.identification();
                     }
                 }
             }

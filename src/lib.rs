@@ -1,6 +1,10 @@
 //! tapir: a network traffic analyzer and security monitor for taps, Raspberry Pis and ARM
-//! routers. See `DESIGN.md` in the shared folder for the picture; each module is one box of it.
+//! routers. Each module is one box of the design: capture → decode → flows / metrics.
 
+pub mod capture;
 pub mod decode;
+pub mod flow;
+pub mod messages;
+pub mod metrics;
 pub mod packet;
 pub mod wire;

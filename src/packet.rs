@@ -216,6 +216,8 @@ pub struct PacketMeta {
     /// Outer VLAN id, when tagged.
     pub vlan: Option<u16>,
     pub fragment: Fragment,
+    /// IP identification of a fragment (IPv4 16-bit, IPv6 32-bit); ties fragments together.
+    pub frag_id: u32,
     pub dns: Option<DnsMeta>,
 }
 
@@ -238,6 +240,7 @@ impl PacketMeta {
             payload_len: 0,
             vlan: None,
             fragment: Fragment::Whole,
+            frag_id: 0,
             dns: None,
         }
     }

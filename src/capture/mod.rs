@@ -1,0 +1,282 @@
+//! Capture: read frames from a source (file, interface, synthetic scenario), decode them and
+//! hand `Arc`ed batches to every consumer.
+//!
+//! Capture runs on its own thread because libpcap and file reads block. Reading a file waits
+//! for slow consumers (nothing is lost, results are deterministic); live capture never waits:
+//! a batch that a consumer has no room for is dropped for that consumer and counted.
+
+pub mod file;
+pub mod live;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use actix::Recipient;
+use actix::dev::SendError;
+use serde::Serialize;
+
+use crate::decode::{DecodeCounters, Decoder};
+use crate::messages::PacketBatchMsg;
+use crate::packet::{PacketBatch, Timestamp};
+use crate::wire::link::LinkType;
+
+/// One captured frame, borrowed from the source.
+#[derive(Clone, Copy, Debug)]
+pub struct Frame<'a> {
+    pub ts: Timestamp,
+    pub wire_len: u32,
+    pub link: LinkType,
+    pub data: &'a [u8],
+}
+
+/// What one `read_some` call produced.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReadStatus {
+    pub frames: usize,
+    /// The source has no more frames.
+    pub end: bool,
+}
+
+/// libpcap's own counters for a live capture.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct LibpcapStats {
+    pub received: u64,
+    pub dropped: u64,
+    pub if_dropped: u64,
+}
+
+/// Anything frames can be read from.
+pub trait PacketSource: Send {
+    /// Reads up to `max` frames, passing each to `sink`. Returns early (with fewer frames)
+    /// when a live source has been idle for its timeout.
+    fn read_some(
+        &mut self,
+        max: usize,
+        sink: &mut dyn FnMut(Frame<'_>),
+    ) -> Result<ReadStatus, CaptureError>;
+    /// For messages: "file x.pcap", "interface eth0".
+    fn describe(&self) -> String;
+    /// Link types seen so far.
+    fn link_types(&self) -> Vec<LinkType>;
+    fn libpcap_stats(&mut self) -> Option<LibpcapStats> {
+        None
+    }
+    /// Live sources drop batches rather than wait for consumers.
+    fn is_live(&self) -> bool {
+        false
+    }
+}
+
+/// Why capture could not start or stopped early. Each message says what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum CaptureError {
+    #[error("cannot open {path}: {source}; check the path and that you may read it")]
+    Open {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path} is not a capture file: {detail}; tapir reads pcap and pcapng (optionally zstd-compressed)")]
+    NotACapture { path: PathBuf, detail: String },
+    #[error("{path} is cut short: it ends in the middle of a record after {after_frames} frames; those frames were analysed")]
+    CutShort { path: PathBuf, after_frames: u64 },
+    #[error("{path} is corrupt after {after_frames} frames: {detail}; the frames before it were analysed")]
+    Corrupt {
+        path: PathBuf,
+        after_frames: u64,
+        detail: String,
+    },
+    #[error("reading {path} failed after {after_frames} frames; check the disk")]
+    Read { path: PathBuf, after_frames: u64 },
+    #[error("interface {iface} does not exist; available: {available}")]
+    NoSuchInterface { iface: String, available: String },
+    #[error("capturing on {iface} needs privileges: run as root, or grant them once with `sudo setcap cap_net_raw,cap_net_admin=eip $(command -v tapir)`")]
+    NeedsPrivilege { iface: String },
+    #[error("invalid capture filter {expr:?}: {detail}; see `man pcap-filter`")]
+    BadFilter { expr: String, detail: String },
+    #[error("live capture on {iface} failed: {detail}")]
+    Live { iface: String, detail: String },
+}
+
+impl CaptureError {
+    /// Whether frames read before the error are meaningful (the file was partly read).
+    pub fn is_partial(&self) -> bool {
+        matches!(
+            self,
+            CaptureError::CutShort { .. } | CaptureError::Corrupt { .. } | CaptureError::Read { .. }
+        )
+    }
+}
+
+/// Batching knobs.
+#[derive(Clone, Copy, Debug)]
+pub struct BatchConfig {
+    /// Packets per batch.
+    pub packets: usize,
+    /// A live batch is sent when it is this old even if not full.
+    pub max_age: Duration,
+}
+
+impl Default for BatchConfig {
+    fn default() -> Self {
+        BatchConfig {
+            packets: 256,
+            max_age: Duration::from_millis(5),
+        }
+    }
+}
+
+/// Counters that the capture thread publishes for `/debug`, progress lines and summaries.
+/// Updated once per batch, read from any thread.
+#[derive(Debug, Default)]
+pub struct CaptureCounters {
+    pub frames: AtomicU64,
+    pub bytes: AtomicU64,
+    pub decoded: AtomicU64,
+    pub batches_sent: AtomicU64,
+    pub batches_dropped: AtomicU64,
+    pub packets_dropped: AtomicU64,
+}
+
+/// What a finished capture run saw.
+#[derive(Debug, Default)]
+pub struct CaptureReport {
+    pub source: String,
+    pub frames: u64,
+    pub bytes: u64,
+    pub decode: DecodeCounters,
+    pub batches_sent: u64,
+    /// Batches (and their packets) a live consumer had no room for.
+    pub batches_dropped: u64,
+    pub packets_dropped: u64,
+    pub first_ts: Option<Timestamp>,
+    pub last_ts: Option<Timestamp>,
+    pub link_types: Vec<LinkType>,
+    pub libpcap: Option<LibpcapStats>,
+    pub error: Option<CaptureError>,
+}
+
+/// When to stop a capture that would otherwise run on.
+#[derive(Clone, Debug, Default)]
+pub struct StopWhen {
+    pub flag: Option<Arc<AtomicBool>>,
+    pub deadline: Option<Instant>,
+    /// Stop after this many frames.
+    pub max_frames: Option<u64>,
+}
+
+impl StopWhen {
+    fn reached(&self, frames: u64) -> bool {
+        self.flag.as_ref().is_some_and(|f| f.load(Ordering::Relaxed))
+            || self.deadline.is_some_and(|d| Instant::now() >= d)
+            || self.max_frames.is_some_and(|m| frames >= m)
+    }
+}
+
+/// Reads `source` to its end (or until `stop`), decoding into batches sent to every sink.
+pub fn run(
+    source: &mut dyn PacketSource,
+    sinks: &[Recipient<PacketBatchMsg>],
+    config: BatchConfig,
+    stop: &StopWhen,
+    counters: &CaptureCounters,
+) -> CaptureReport {
+    let live = source.is_live();
+    let mut decoder = Decoder::new();
+    let mut report = CaptureReport {
+        source: source.describe(),
+        ..Default::default()
+    };
+    let mut batch = PacketBatch::with_capacity(config.packets);
+    let mut batch_started = Instant::now();
+    let mut pending_bytes = 0u64;
+    loop {
+        if stop.reached(report.frames) {
+            break;
+        }
+        let want = match stop.max_frames {
+            Some(m) => (m - report.frames).min((config.packets - batch.len()) as u64) as usize,
+            None => config.packets - batch.len(),
+        };
+        let status = {
+            let frames = &mut report.frames;
+            let bytes = &mut pending_bytes;
+            let first = &mut report.first_ts;
+            let last = &mut report.last_ts;
+            source.read_some(want.max(1), &mut |frame| {
+                *frames += 1;
+                *bytes += u64::from(frame.wire_len);
+                first.get_or_insert(frame.ts);
+                *last = Some(frame.ts);
+                let _ = decoder.decode_into(frame.link, frame.ts, frame.wire_len, frame.data, &mut batch);
+            })
+        };
+        let done = match status {
+            Ok(s) => s.end,
+            Err(e) => {
+                report.error = Some(e);
+                true
+            }
+        };
+        let full = batch.len() >= config.packets;
+        let stale = live && !batch.is_empty() && batch_started.elapsed() >= config.max_age;
+        if full || stale || done {
+            if !batch.is_empty() {
+                let ready = std::mem::replace(&mut batch, PacketBatch::with_capacity(config.packets));
+                deliver(ready, sinks, live, &mut report);
+            }
+            batch_started = Instant::now();
+            counters.frames.store(report.frames, Ordering::Relaxed);
+            counters.bytes.fetch_add(pending_bytes, Ordering::Relaxed);
+            counters.decoded.store(decoder.counters.decoded, Ordering::Relaxed);
+            counters.batches_sent.store(report.batches_sent, Ordering::Relaxed);
+            counters.batches_dropped.store(report.batches_dropped, Ordering::Relaxed);
+            counters.packets_dropped.store(report.packets_dropped, Ordering::Relaxed);
+            report.bytes += pending_bytes;
+            pending_bytes = 0;
+        }
+        if done {
+            break;
+        }
+    }
+    if !batch.is_empty() {
+        deliver(batch, sinks, live, &mut report);
+    }
+    report.bytes += pending_bytes;
+    counters.frames.store(report.frames, Ordering::Relaxed);
+    counters.decoded.store(decoder.counters.decoded, Ordering::Relaxed);
+    report.decode = decoder.counters;
+    report.link_types = source.link_types();
+    report.libpcap = source.libpcap_stats();
+    report
+}
+
+/// Sends one batch to every sink: waiting for room when reading a file, dropping and counting
+/// when live.
+fn deliver(batch: PacketBatch, sinks: &[Recipient<PacketBatchMsg>], live: bool, report: &mut CaptureReport) {
+    let packets = batch.len() as u64;
+    let shared = Arc::new(batch);
+    for sink in sinks {
+        let mut msg = PacketBatchMsg(Arc::clone(&shared));
+        let mut backoff = Duration::from_micros(20);
+        loop {
+            match sink.try_send(msg) {
+                Ok(()) => break,
+                Err(SendError::Full(back)) if !live => {
+                    msg = back;
+                    std::thread::sleep(backoff);
+                    backoff = (backoff * 2).min(Duration::from_millis(2));
+                }
+                Err(SendError::Full(_)) => {
+                    report.batches_dropped += 1;
+                    report.packets_dropped += packets;
+                    break;
+                }
+                // The consumer is gone (shutting down): nothing to wait for.
+                Err(SendError::Closed(_)) => break,
+            }
+        }
+    }
+    report.batches_sent += 1;
+}

@@ -1,0 +1,469 @@
+//! `FlowTable`: bidirectional flows keyed by a normalized 5-tuple, with idle and active
+//! timeouts and a hard cap.
+//!
+//! Flows live in a slab. Each timeout class (TCP handshake, established, closed; UDP; ICMP;
+//! other) keeps an intrusive list in order of last activity, so the flows due to expire are
+//! always at the list heads: expiry and eviction cost O(expired), never a full scan.
+//! The table's clock is the highest packet time seen, so packets that go back in time
+//! (concatenated captures) neither expire flows nor stall expiry.
+
+use std::net::IpAddr;
+
+use hashbrown::HashMap;
+
+use super::community_id::{community_id, icmp_ports};
+use super::{EndReason, FlowConfig, FlowKey, FlowRecord, FlowState, FlowTableStats};
+use crate::packet::{Fragment, PacketBatch, PacketMeta, TcpFlags, Timestamp, ip_proto};
+
+const NIL: u32 = u32::MAX;
+/// Fragment trains remembered at once (first fragment's ports, for the later ones).
+const FRAGMENT_MEMORY: usize = 8192;
+/// How long a fragment train is remembered, in packet time.
+const FRAGMENT_TTL_SECS: u64 = 30;
+
+/// Timeout classes; each has its own activity-ordered list.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Class {
+    TcpHandshake,
+    TcpEstablished,
+    TcpClosed,
+    Udp,
+    Icmp,
+    Other,
+}
+
+const CLASSES: usize = 6;
+
+impl Class {
+    fn of(proto: u8, state: FlowState) -> Class {
+        match proto {
+            ip_proto::TCP => match state {
+                FlowState::Handshake => Class::TcpHandshake,
+                FlowState::Closed | FlowState::Reset => Class::TcpClosed,
+                _ => Class::TcpEstablished,
+            },
+            ip_proto::UDP => Class::Udp,
+            ip_proto::ICMP | ip_proto::ICMPV6 => Class::Icmp,
+            _ => Class::Other,
+        }
+    }
+
+    fn timeout_secs(self, config: &FlowConfig) -> u64 {
+        match self {
+            Class::TcpHandshake => config.tcp_handshake_timeout,
+            Class::TcpEstablished => config.tcp_established_timeout,
+            Class::TcpClosed => config.tcp_closed_timeout,
+            Class::Udp => config.udp_timeout,
+            Class::Icmp => config.icmp_timeout,
+            Class::Other => config.other_timeout,
+        }
+    }
+}
+
+/// One tracked flow.
+#[derive(Clone, Debug)]
+struct Flow {
+    key: FlowKey,
+    id: u64,
+    /// Whether the initiator (the record's `src`) is `key.a`.
+    initiator_is_a: bool,
+    first_seen: Timestamp,
+    last_seen: Timestamp,
+    /// Index 0: sent by the initiator; 1: by the responder.
+    packets: [u64; 2],
+    bytes: [u64; 2],
+    flags: [TcpFlags; 2],
+    state: FlowState,
+    vlan: Option<u16>,
+    /// Table clock at the last packet: the list order and the expiry basis.
+    activity: Timestamp,
+    /// When a record was last emitted for this still-active flow.
+    last_report: Timestamp,
+    class: Class,
+    prev: u32,
+    next: u32,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct List {
+    head: u32,
+    tail: u32,
+}
+
+/// Where a packet's flow key came from.
+struct Located {
+    key: FlowKey,
+    /// The packet travels from `key.a` to `key.b`.
+    from_a: bool,
+}
+
+/// The flow table.
+pub struct FlowTable {
+    config: FlowConfig,
+    index: HashMap<FlowKey, u32>,
+    slots: Vec<Option<Flow>>,
+    free: Vec<u32>,
+    lists: [List; CLASSES],
+    clock: Timestamp,
+    next_sweep: Timestamp,
+    next_id: u64,
+    fragments: HashMap<(IpAddr, IpAddr, u8, u32), (u16, u16, Timestamp)>,
+    stats: FlowTableStats,
+}
+
+impl FlowTable {
+    pub fn new(config: FlowConfig) -> Self {
+        FlowTable {
+            config,
+            index: HashMap::new(),
+            slots: Vec::new(),
+            free: Vec::new(),
+            lists: [List { head: NIL, tail: NIL }; CLASSES],
+            clock: Timestamp(i64::MIN),
+            next_sweep: Timestamp(i64::MIN),
+            next_id: 1,
+            fragments: HashMap::new(),
+            stats: FlowTableStats::default(),
+        }
+    }
+
+    pub fn config(&self) -> &FlowConfig {
+        &self.config
+    }
+
+    pub fn len(&self) -> usize {
+        self.index.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.index.is_empty()
+    }
+
+    pub fn stats(&self) -> FlowTableStats {
+        FlowTableStats {
+            active: self.index.len() as u64,
+            ..self.stats
+        }
+    }
+
+    /// Accounts every packet of `batch`, appending finished flows to `out`.
+    pub fn ingest(&mut self, batch: &PacketBatch, out: &mut Vec<FlowRecord>) {
+        for packet in &batch.packets {
+            self.observe(packet, out);
+        }
+    }
+
+    /// Accounts one packet.
+    pub fn observe(&mut self, packet: &PacketMeta, out: &mut Vec<FlowRecord>) {
+        if !packet.is_ip() {
+            return;
+        }
+        if packet.ts > self.clock {
+            self.clock = packet.ts;
+        }
+        if self.clock >= self.next_sweep {
+            self.expire(out);
+            self.next_sweep = self.clock.plus_secs(1);
+        }
+        let Some(located) = self.locate(packet) else {
+            self.stats.unattributed_fragments += 1;
+            return;
+        };
+        let flags = packet.tcp_flags;
+        let slot = match self.index.get(&located.key).copied() {
+            // A fresh SYN on a finished TCP connection starts a new flow (port reuse).
+            Some(slot)
+                if packet.ip_proto == ip_proto::TCP
+                    && flags.is_syn_only()
+                    && matches!(self.flow(slot).state, FlowState::Closed | FlowState::Reset) =>
+            {
+                self.finish(slot, EndReason::Closed, out);
+                self.insert(&located, packet, out)
+            }
+            Some(slot) => slot,
+            None => self.insert(&located, packet, out),
+        };
+        self.update(slot, &located, packet, out);
+    }
+
+    /// Emits every flow (end of input or shutdown).
+    pub fn flush_all(&mut self, out: &mut Vec<FlowRecord>) {
+        let mut slots: Vec<u32> = self.index.values().copied().collect();
+        // Deterministic output order: by flow id.
+        slots.sort_by_key(|&s| self.flow(s).id);
+        for slot in slots {
+            self.finish(slot, EndReason::Shutdown, out);
+        }
+        self.fragments.clear();
+    }
+
+    /// A record of each active flow matching `keep`, most recently active first.
+    pub fn active(&self, limit: usize, keep: impl Fn(&FlowRecord) -> bool) -> Vec<FlowRecord> {
+        let mut flows: Vec<&Flow> = self.slots.iter().flatten().collect();
+        flows.sort_by(|a, b| b.last_seen.cmp(&a.last_seen).then(b.id.cmp(&a.id)));
+        flows
+            .into_iter()
+            .map(|f| self.record(f, EndReason::Active))
+            .filter(|r| keep(r))
+            .take(limit)
+            .collect()
+    }
+
+    fn flow(&self, slot: u32) -> &Flow {
+        self.slots[slot as usize].as_ref().expect("indexed slot holds a flow")
+    }
+
+    fn flow_mut(&mut self, slot: u32) -> &mut Flow {
+        self.slots[slot as usize].as_mut().expect("indexed slot holds a flow")
+    }
+
+    /// Builds the normalized key, using the first fragment's ports for later fragments.
+    fn locate(&mut self, p: &PacketMeta) -> Option<Located> {
+        let (mut sport, mut dport, mut one_way) = (p.src_port, p.dst_port, false);
+        match p.fragment {
+            Fragment::First => {
+                if self.fragments.len() >= FRAGMENT_MEMORY {
+                    let horizon = Timestamp(self.clock.0.saturating_sub(FRAGMENT_TTL_SECS as i64 * Timestamp::NANOS_PER_SEC));
+                    self.fragments.retain(|_, v| v.2 >= horizon);
+                    if self.fragments.len() >= FRAGMENT_MEMORY {
+                        self.fragments.clear();
+                    }
+                }
+                self.fragments.insert((p.src, p.dst, p.ip_proto, p.frag_id), (sport, dport, p.ts));
+            }
+            Fragment::Later => {
+                let (s, d, _) = *self.fragments.get(&(p.src, p.dst, p.ip_proto, p.frag_id))?;
+                (sport, dport) = (s, d);
+            }
+            Fragment::Whole => {}
+        }
+        if p.ip_proto == ip_proto::ICMP || p.ip_proto == ip_proto::ICMPV6 {
+            let (t, c, ow) = icmp_ports(p.ip_proto == ip_proto::ICMPV6, p.icmp_type, p.icmp_code);
+            (sport, dport, one_way) = (t, c, ow);
+            if p.fragment == Fragment::Later {
+                // The later fragments of a big ping carry no ICMP header.
+                (sport, dport, one_way) = (p.src_port, p.dst_port, false);
+            }
+        } else if !p.has_ports && p.fragment == Fragment::Whole {
+            (sport, dport) = (0, 0);
+        }
+        let from_a = one_way || (p.src, sport) <= (p.dst, dport);
+        let key = if from_a {
+            FlowKey { a: p.src, b: p.dst, a_port: sport, b_port: dport, proto: p.ip_proto }
+        } else {
+            FlowKey { a: p.dst, b: p.src, a_port: dport, b_port: sport, proto: p.ip_proto }
+        };
+        Some(Located { key, from_a })
+    }
+
+    fn insert(&mut self, located: &Located, p: &PacketMeta, out: &mut Vec<FlowRecord>) -> u32 {
+        if self.index.len() >= self.config.max_flows.max(1) {
+            self.evict_oldest(out);
+        }
+        // The initiator sends the first SYN; a SYN-ACK seen first means its receiver initiated.
+        let sender_initiates = !(p.ip_proto == ip_proto::TCP
+            && p.tcp_flags.has(TcpFlags::SYN)
+            && p.tcp_flags.has(TcpFlags::ACK));
+        let state = if p.ip_proto == ip_proto::TCP {
+            if p.tcp_flags.has(TcpFlags::SYN) {
+                FlowState::Handshake
+            } else {
+                // Joined mid-connection.
+                FlowState::Established
+            }
+        } else {
+            FlowState::Active
+        };
+        let class = Class::of(p.ip_proto, state);
+        let flow = Flow {
+            key: located.key,
+            id: self.next_id,
+            initiator_is_a: located.from_a == sender_initiates,
+            first_seen: p.ts,
+            last_seen: p.ts,
+            packets: [0; 2],
+            bytes: [0; 2],
+            flags: [TcpFlags(0); 2],
+            state,
+            vlan: p.vlan,
+            activity: self.clock,
+            last_report: p.ts,
+            class,
+            prev: NIL,
+            next: NIL,
+        };
+        self.next_id += 1;
+        let slot = match self.free.pop() {
+            Some(s) => {
+                self.slots[s as usize] = Some(flow);
+                s
+            }
+            None => {
+                self.slots.push(Some(flow));
+                (self.slots.len() - 1) as u32
+            }
+        };
+        self.index.insert(located.key, slot);
+        self.push_tail(class, slot);
+        self.stats.created += 1;
+        self.stats.peak_active = self.stats.peak_active.max(self.index.len() as u64);
+        slot
+    }
+
+    fn update(&mut self, slot: u32, located: &Located, p: &PacketMeta, out: &mut Vec<FlowRecord>) {
+        let clock = self.clock;
+        let active_timeout = self.config.active_timeout;
+        let flow = self.flow_mut(slot);
+        let dir = usize::from(located.from_a != flow.initiator_is_a);
+        flow.packets[dir] += 1;
+        flow.bytes[dir] += u64::from(p.wire_len);
+        if p.ts > flow.last_seen {
+            flow.last_seen = p.ts;
+        }
+        if p.ts < flow.first_seen {
+            flow.first_seen = p.ts;
+        }
+        flow.activity = clock;
+        if p.ip_proto == ip_proto::TCP && p.fragment != Fragment::Later {
+            flow.flags[dir].0 |= p.tcp_flags.0;
+            flow.state = next_tcp_state(flow.state, dir, p.tcp_flags, &flow.flags);
+        }
+        let class = Class::of(flow.key.proto, flow.state);
+        let report_due = active_timeout > 0
+            && p.ts.0.saturating_sub(flow.last_report.0) >= active_timeout as i64 * Timestamp::NANOS_PER_SEC;
+        if report_due {
+            flow.last_report = p.ts;
+        }
+        self.unlink(slot);
+        self.push_tail(class, slot);
+        if report_due {
+            let record = self.record(self.flow(slot), EndReason::ActiveTimeout);
+            self.stats.active_reports += 1;
+            out.push(record);
+        }
+    }
+
+    /// Emits the flows whose idle timeout has passed.
+    fn expire(&mut self, out: &mut Vec<FlowRecord>) {
+        for class in [
+            Class::TcpHandshake,
+            Class::TcpEstablished,
+            Class::TcpClosed,
+            Class::Udp,
+            Class::Icmp,
+            Class::Other,
+        ] {
+            let timeout = class.timeout_secs(&self.config);
+            loop {
+                let head = self.lists[class as usize].head;
+                if head == NIL || self.flow(head).activity.plus_secs(timeout) > self.clock {
+                    break;
+                }
+                self.finish(head, EndReason::IdleTimeout, out);
+                self.stats.expired += 1;
+            }
+        }
+    }
+
+    /// Makes room by emitting the least recently active flow of any class.
+    fn evict_oldest(&mut self, out: &mut Vec<FlowRecord>) {
+        let oldest = self
+            .lists
+            .iter()
+            .map(|l| l.head)
+            .filter(|&h| h != NIL)
+            .min_by_key(|&h| (self.flow(h).activity, self.flow(h).id));
+        if let Some(slot) = oldest {
+            self.finish(slot, EndReason::Evicted, out);
+            self.stats.evicted += 1;
+        }
+    }
+
+    fn finish(&mut self, slot: u32, reason: EndReason, out: &mut Vec<FlowRecord>) {
+        self.unlink(slot);
+        let flow = self.slots[slot as usize].take().expect("finishing a live slot");
+        self.index.remove(&flow.key);
+        self.free.push(slot);
+        out.push(self.record(&flow, reason));
+    }
+
+    fn record(&self, f: &Flow, end: EndReason) -> FlowRecord {
+        let k = &f.key;
+        let (src, dst, src_port, dst_port) = if f.initiator_is_a {
+            (k.a, k.b, k.a_port, k.b_port)
+        } else {
+            (k.b, k.a, k.b_port, k.a_port)
+        };
+        FlowRecord {
+            id: f.id,
+            src,
+            dst,
+            src_port,
+            dst_port,
+            ip_proto: k.proto,
+            first_seen: f.first_seen,
+            last_seen: f.last_seen,
+            src_packets: f.packets[0],
+            dst_packets: f.packets[1],
+            src_bytes: f.bytes[0],
+            dst_bytes: f.bytes[1],
+            src_flags: f.flags[0],
+            dst_flags: f.flags[1],
+            state: f.state,
+            vlan: f.vlan,
+            community_id: community_id(self.config.community_id_seed, src, dst, k.proto, src_port, dst_port),
+            end,
+        }
+    }
+
+    fn push_tail(&mut self, class: Class, slot: u32) {
+        let tail = self.lists[class as usize].tail;
+        {
+            let f = self.flow_mut(slot);
+            f.class = class;
+            f.prev = tail;
+            f.next = NIL;
+        }
+        if tail == NIL {
+            self.lists[class as usize].head = slot;
+        } else {
+            self.flow_mut(tail).next = slot;
+        }
+        self.lists[class as usize].tail = slot;
+    }
+
+    fn unlink(&mut self, slot: u32) {
+        let (class, prev, next) = {
+            let f = self.flow(slot);
+            (f.class, f.prev, f.next)
+        };
+        if prev == NIL {
+            self.lists[class as usize].head = next;
+        } else {
+            self.flow_mut(prev).next = next;
+        }
+        if next == NIL {
+            self.lists[class as usize].tail = prev;
+        } else {
+            self.flow_mut(next).prev = prev;
+        }
+    }
+}
+
+/// TCP state after a packet with `flags` from direction `dir` (0 = initiator).
+fn next_tcp_state(state: FlowState, dir: usize, flags: TcpFlags, seen: &[TcpFlags; 2]) -> FlowState {
+    if flags.has(TcpFlags::RST) {
+        return FlowState::Reset;
+    }
+    match state {
+        FlowState::Reset | FlowState::Closed => state,
+        _ if seen[0].has(TcpFlags::FIN) && seen[1].has(TcpFlags::FIN) => FlowState::Closed,
+        _ if flags.has(TcpFlags::FIN) => FlowState::Closing,
+        FlowState::Handshake
+            if dir == 0 && flags.has(TcpFlags::ACK) && !flags.has(TcpFlags::SYN) && seen[1].has(TcpFlags::SYN) =>
+        {
+            FlowState::Established
+        }
+        other => other,
+    }
+}

@@ -1,0 +1,270 @@
+use std::net::IpAddr;
+
+use super::*;
+use crate::packet::{Fragment, Network, PacketMeta, TcpFlags, Timestamp, ip_proto};
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+fn tcp(t: f64, src: &str, sport: u16, dst: &str, dport: u16, flags: u8, len: u32) -> PacketMeta {
+    let mut p = PacketMeta::blank(Timestamp::from_secs_f64(t), len);
+    p.network = if src.contains(':') { Network::Ipv6 } else { Network::Ipv4 };
+    p.src = ip(src);
+    p.dst = ip(dst);
+    p.ip_proto = ip_proto::TCP;
+    p.src_port = sport;
+    p.dst_port = dport;
+    p.has_ports = true;
+    p.tcp_flags = TcpFlags(flags);
+    p
+}
+
+fn udp(t: f64, src: &str, sport: u16, dst: &str, dport: u16) -> PacketMeta {
+    let mut p = tcp(t, src, sport, dst, dport, 0, 100);
+    p.ip_proto = ip_proto::UDP;
+    p
+}
+
+const SYN: u8 = TcpFlags::SYN;
+const SYNACK: u8 = TcpFlags::SYN | TcpFlags::ACK;
+const ACK: u8 = TcpFlags::ACK;
+const FINACK: u8 = TcpFlags::FIN | TcpFlags::ACK;
+const RST: u8 = TcpFlags::RST;
+
+fn run(table: &mut FlowTable, packets: &[PacketMeta]) -> Vec<FlowRecord> {
+    let mut out = Vec::new();
+    for p in packets {
+        table.observe(p, &mut out);
+    }
+    out
+}
+
+#[test]
+fn both_directions_make_one_flow_with_the_syn_sender_as_src() {
+    let mut table = FlowTable::new(FlowConfig::default());
+    let out = run(
+        &mut table,
+        &[
+            tcp(1.0, "10.0.0.9", 40000, "10.0.0.1", 22, SYN, 60),
+            tcp(1.1, "10.0.0.1", 22, "10.0.0.9", 40000, SYNACK, 60),
+            tcp(1.2, "10.0.0.9", 40000, "10.0.0.1", 22, ACK, 54),
+            tcp(1.3, "10.0.0.1", 22, "10.0.0.9", 40000, ACK, 154),
+        ],
+    );
+    assert!(out.is_empty());
+    assert_eq!(table.len(), 1);
+    let flow = &table.active(10, |_| true)[0];
+    assert_eq!((flow.src, flow.src_port), (ip("10.0.0.9"), 40000));
+    assert_eq!((flow.dst, flow.dst_port), (ip("10.0.0.1"), 22));
+    assert_eq!((flow.src_packets, flow.dst_packets), (2, 2));
+    assert_eq!((flow.src_bytes, flow.dst_bytes), (114, 214));
+    assert_eq!(flow.state, FlowState::Established);
+    assert_eq!(flow.src_flags, TcpFlags(SYN | ACK));
+}
+
+#[test]
+fn a_syn_ack_seen_first_makes_its_receiver_the_initiator() {
+    let mut table = FlowTable::new(FlowConfig::default());
+    run(&mut table, &[tcp(1.0, "10.0.0.1", 80, "10.0.0.9", 50000, SYNACK, 60)]);
+    let flow = &table.active(1, |_| true)[0];
+    assert_eq!(flow.src, ip("10.0.0.9"));
+    assert_eq!(flow.dst_packets, 1);
+}
+
+#[test]
+fn idle_flows_expire_by_class_in_packet_time() {
+    let mut table = FlowTable::new(FlowConfig::default());
+    let out = run(
+        &mut table,
+        &[
+            tcp(0.0, "10.0.0.9", 1, "10.0.0.1", 80, SYN, 60),
+            tcp(0.1, "10.0.0.1", 80, "10.0.0.9", 1, RST | ACK, 60),
+            udp(0.2, "10.0.0.9", 5000, "10.0.0.53", 53),
+            // 10 s later the reset flow (closed class, 10 s) is due, the UDP one (60 s) is not
+            udp(10.5, "10.0.0.7", 1, "10.0.0.8", 2),
+        ],
+    );
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].state, FlowState::Reset);
+    assert_eq!(out[0].end, EndReason::IdleTimeout);
+    let out = run(&mut table, &[udp(60.3, "10.0.0.7", 1, "10.0.0.8", 2)]);
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].dst_port, 53);
+    assert_eq!(table.stats().expired, 2);
+}
+
+#[test]
+fn time_going_backwards_neither_expires_nor_stalls() {
+    let mut table = FlowTable::new(FlowConfig::default());
+    let out = run(
+        &mut table,
+        &[
+            udp(1000.0, "10.0.0.1", 1, "10.0.0.2", 2),
+            udp(5.0, "10.0.0.3", 1, "10.0.0.4", 2),
+            udp(1001.0, "10.0.0.1", 1, "10.0.0.2", 2),
+        ],
+    );
+    assert!(out.is_empty());
+    assert_eq!(table.len(), 2);
+    let out = run(&mut table, &[udp(1070.0, "10.0.0.5", 1, "10.0.0.6", 2)]);
+    assert_eq!(out.len(), 2, "both older flows expire on the table clock");
+}
+
+#[test]
+fn the_cap_evicts_the_least_recently_active_flow() {
+    let config = FlowConfig {
+        max_flows: 3,
+        ..FlowConfig::default()
+    };
+    let mut table = FlowTable::new(config);
+    let out = run(
+        &mut table,
+        &[
+            udp(1.0, "10.0.0.1", 1, "10.0.0.2", 2),
+            udp(2.0, "10.0.0.3", 1, "10.0.0.4", 2),
+            udp(3.0, "10.0.0.5", 1, "10.0.0.6", 2),
+            udp(4.0, "10.0.0.1", 1, "10.0.0.2", 2), // refreshes the first flow
+            udp(5.0, "10.0.0.7", 1, "10.0.0.8", 2),
+        ],
+    );
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].src, ip("10.0.0.3"));
+    assert_eq!(out[0].end, EndReason::Evicted);
+    assert_eq!(table.len(), 3);
+    assert_eq!(table.stats().evicted, 1);
+}
+
+#[test]
+fn a_random_source_syn_flood_stays_within_the_cap() {
+    let config = FlowConfig {
+        max_flows: 1000,
+        ..FlowConfig::default()
+    };
+    let mut table = FlowTable::new(config);
+    let mut out = Vec::new();
+    for i in 0..50_000u32 {
+        let src = std::net::Ipv4Addr::from(0x0b00_0000 + i).to_string();
+        table.observe(&tcp(1.0 + f64::from(i) * 1e-4, &src, 1024, "10.0.0.1", 80, SYN, 60), &mut out);
+    }
+    assert_eq!(table.len(), 1000);
+    assert_eq!(table.stats().evicted, 49_000);
+    assert_eq!(table.stats().peak_active, 1000);
+}
+
+#[test]
+fn a_new_syn_on_a_closed_tuple_starts_a_new_flow() {
+    let mut table = FlowTable::new(FlowConfig::default());
+    let out = run(
+        &mut table,
+        &[
+            tcp(1.0, "10.0.0.9", 40000, "10.0.0.1", 21, SYN, 60),
+            tcp(1.1, "10.0.0.1", 21, "10.0.0.9", 40000, SYNACK, 60),
+            tcp(1.2, "10.0.0.9", 40000, "10.0.0.1", 21, FINACK, 60),
+            tcp(1.3, "10.0.0.1", 21, "10.0.0.9", 40000, FINACK, 60),
+            tcp(2.0, "10.0.0.9", 40000, "10.0.0.1", 21, SYN, 60),
+        ],
+    );
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].state, FlowState::Closed);
+    assert_eq!(out[0].packets(), 4);
+    assert_eq!(table.len(), 1);
+    assert_eq!(table.stats().created, 2);
+}
+
+#[test]
+fn later_fragments_join_the_flow_of_their_first_fragment() {
+    let mut table = FlowTable::new(FlowConfig::default());
+    let mut first = udp(1.0, "10.0.0.1", 4000, "10.0.0.2", 5000);
+    first.fragment = Fragment::First;
+    first.frag_id = 77;
+    let mut later = first;
+    later.fragment = Fragment::Later;
+    later.has_ports = false;
+    later.src_port = 0;
+    later.dst_port = 0;
+    let mut orphan = later;
+    orphan.frag_id = 78;
+    run(&mut table, &[first, later, orphan]);
+    assert_eq!(table.len(), 1);
+    assert_eq!(table.active(1, |_| true)[0].src_packets, 2);
+    assert_eq!(table.stats().unattributed_fragments, 1);
+}
+
+#[test]
+fn long_flows_emit_interim_records() {
+    let config = FlowConfig {
+        active_timeout: 60,
+        ..FlowConfig::default()
+    };
+    let mut table = FlowTable::new(config);
+    let packets: Vec<_> = (0..=130).map(|s| udp(f64::from(s), "10.0.0.1", 1, "10.0.0.2", 2)).collect();
+    let out = run(&mut table, &packets);
+    assert_eq!(out.len(), 2);
+    assert!(out.iter().all(|r| r.end == EndReason::ActiveTimeout));
+    assert_eq!(out[1].packets(), 121);
+    assert_eq!(table.len(), 1);
+}
+
+#[test]
+fn echo_request_and_reply_are_one_icmp_flow_errors_are_their_own() {
+    let mut table = FlowTable::new(FlowConfig::default());
+    let icmp = |t: f64, src: &str, dst: &str, ty: u8, code: u8| {
+        let mut p = udp(t, src, 0, dst, 0);
+        p.ip_proto = ip_proto::ICMP;
+        p.icmp_type = ty;
+        p.icmp_code = code;
+        p
+    };
+    run(
+        &mut table,
+        &[
+            icmp(1.0, "10.0.0.1", "10.0.0.2", 8, 0),
+            icmp(1.1, "10.0.0.2", "10.0.0.1", 0, 0),
+            icmp(2.0, "10.0.0.2", "10.0.0.1", 3, 3),
+            icmp(2.1, "10.0.0.2", "10.0.0.1", 3, 3),
+        ],
+    );
+    assert_eq!(table.len(), 2);
+    let flows = table.active(10, |_| true);
+    let echo = flows.iter().find(|f| f.src_port == 8).unwrap();
+    assert_eq!((echo.src_packets, echo.dst_packets), (1, 1));
+    let unreachable = flows.iter().find(|f| f.src_port == 3).unwrap();
+    assert_eq!(unreachable.src, ip("10.0.0.2"));
+    assert_eq!(unreachable.src_packets, 2);
+}
+
+#[test]
+fn flush_emits_everything_in_creation_order() {
+    let mut table = FlowTable::new(FlowConfig::default());
+    run(
+        &mut table,
+        &[udp(1.0, "10.0.0.5", 1, "10.0.0.6", 2), udp(1.0, "10.0.0.1", 1, "10.0.0.2", 2)],
+    );
+    let mut out = Vec::new();
+    table.flush_all(&mut out);
+    assert_eq!(out.iter().map(|r| r.id).collect::<Vec<_>>(), [1, 2]);
+    assert!(out.iter().all(|r| r.end == EndReason::Shutdown));
+    assert!(table.is_empty());
+}
+
+#[test]
+fn published_json_shape() {
+    let mut table = FlowTable::new(FlowConfig::default());
+    run(
+        &mut table,
+        &[
+            tcp(10.0, "10.0.0.9", 40000, "10.0.0.1", 80, SYN, 60),
+            tcp(12.0, "10.0.0.1", 80, "10.0.0.9", 40000, SYNACK, 140),
+        ],
+    );
+    let json = serde_json::to_value(&table.active(1, |_| true)[0]).unwrap();
+    assert_eq!(json["src_ip"], "10.0.0.9");
+    assert_eq!(json["protocol"], "TCP");
+    assert_eq!(json["duration"], 2.0);
+    assert_eq!(json["total_bytes"], 200);
+    assert_eq!(json["packet_count"], 2);
+    assert_eq!(json["bytes_per_sec"], 100.0);
+    assert_eq!(json["tcp_flags"], serde_json::json!(["SYN", "ACK"]));
+    assert!(json["community_id"].as_str().unwrap().starts_with("1:"));
+}

@@ -1,0 +1,261 @@
+//! Metrics: protocol counts, a per-second bandwidth series, top talkers, packets/s and a
+//! bounded ring of recent packets in the published Packet shape.
+
+pub mod actor;
+mod packets;
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use hashbrown::HashMap;
+use serde::{Deserialize, Serialize};
+
+pub use packets::{PacketRing, PacketView};
+
+use crate::packet::{PacketBatch, Protocol};
+
+/// Metrics settings (the `[metrics]` section of the config file).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Seconds of 1 s bandwidth buckets kept.
+    pub bandwidth_window_secs: usize,
+    /// Recent packets kept for `/packets`.
+    pub recent_packets: usize,
+    /// Hosts tracked for top talkers; past this the smaller half is dropped.
+    pub max_hosts: usize,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig {
+            bandwidth_window_secs: 300,
+            recent_packets: 10_000,
+            max_hosts: 65_536,
+        }
+    }
+}
+
+/// Traffic of one host, both directions.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct HostCounters {
+    pub bytes_sent: u64,
+    pub bytes_received: u64,
+    pub packets_sent: u64,
+    pub packets_received: u64,
+}
+
+impl HostCounters {
+    pub fn bytes(&self) -> u64 {
+        self.bytes_sent + self.bytes_received
+    }
+    pub fn packets(&self) -> u64 {
+        self.packets_sent + self.packets_received
+    }
+}
+
+/// One entry of `top_talkers`.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct TopTalker {
+    pub ip: IpAddr,
+    pub bytes: u64,
+    pub packets: u64,
+    #[serde(flatten)]
+    pub detail: HostCounters,
+}
+
+/// One second of the bandwidth series.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+pub struct BandwidthPoint {
+    /// Start of the second, Unix seconds.
+    pub timestamp: i64,
+    pub bytes: u64,
+    pub packets: u64,
+}
+
+/// The published statistics snapshot (`/stats`, `/ws/metrics`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct StatsSnapshot {
+    pub protocol_counts: BTreeMap<&'static str, u64>,
+    pub bandwidth_series: Vec<BandwidthPoint>,
+    pub top_talkers: Vec<TopTalker>,
+    /// Packets in the last complete second of packet time.
+    pub packets_per_sec: f64,
+    /// Bytes per second over the same second.
+    pub bytes_per_sec: f64,
+    pub active_sessions: u64,
+    pub total_packets: u64,
+    pub total_bytes: u64,
+    /// Packet time of the newest packet, Unix seconds.
+    pub timestamp: Option<f64>,
+    /// Hosts dropped from the talker table to keep it bounded.
+    pub hosts_pruned: u64,
+}
+
+/// Aggregates packet batches into the published metrics.
+pub struct MetricsAggregator {
+    config: MetricsConfig,
+    protocol_counts: [u64; Protocol::ALL.len()],
+    total_packets: u64,
+    total_bytes: u64,
+    /// Ring of 1 s buckets indexed by `second % len`.
+    series: Vec<BandwidthPoint>,
+    /// Newest second seen (the clock of the series).
+    newest_sec: Option<i64>,
+    newest_ts: Option<f64>,
+    hosts: HashMap<IpAddr, HostCounters>,
+    hosts_pruned: u64,
+    active_sessions: u64,
+    packets: PacketRing,
+}
+
+impl MetricsAggregator {
+    pub fn new(config: MetricsConfig) -> Self {
+        let window = config.bandwidth_window_secs.max(2);
+        MetricsAggregator {
+            series: vec![BandwidthPoint { timestamp: i64::MIN, ..Default::default() }; window],
+            packets: PacketRing::new(config.recent_packets),
+            config,
+            protocol_counts: [0; Protocol::ALL.len()],
+            total_packets: 0,
+            total_bytes: 0,
+            newest_sec: None,
+            newest_ts: None,
+            hosts: HashMap::new(),
+            hosts_pruned: 0,
+            active_sessions: 0,
+        }
+    }
+
+    pub fn ingest(&mut self, batch: &PacketBatch) {
+        for p in &batch.packets {
+            let bytes = u64::from(p.wire_len);
+            self.total_packets += 1;
+            self.total_bytes += bytes;
+            self.protocol_counts[p.protocol().index()] += 1;
+
+            let sec = p.ts.secs();
+            if self.newest_sec.is_none_or(|n| sec > n) {
+                self.newest_sec = Some(sec);
+                self.newest_ts = Some(p.ts.as_secs_f64());
+            }
+            let window = self.series.len() as i64;
+            if self.newest_sec.is_some_and(|n| sec > n - window) {
+                let bucket = &mut self.series[sec.rem_euclid(window) as usize];
+                if bucket.timestamp != sec {
+                    *bucket = BandwidthPoint { timestamp: sec, bytes: 0, packets: 0 };
+                }
+                bucket.bytes += bytes;
+                bucket.packets += 1;
+            }
+
+            if p.is_ip() {
+                let src = self.hosts.entry(p.src).or_default();
+                src.bytes_sent += bytes;
+                src.packets_sent += 1;
+                let dst = self.hosts.entry(p.dst).or_default();
+                dst.bytes_received += bytes;
+                dst.packets_received += 1;
+            }
+        }
+        if self.hosts.len() > self.config.max_hosts {
+            self.prune_hosts();
+        }
+        self.packets.push_batch(batch);
+    }
+
+    pub fn set_active_sessions(&mut self, active: u64) {
+        self.active_sessions = active;
+    }
+
+    pub fn packets(&self) -> &PacketRing {
+        &self.packets
+    }
+
+    /// Keeps the busier half of the host table (by bytes).
+    fn prune_hosts(&mut self) {
+        let keep = self.config.max_hosts / 2;
+        let mut sizes: Vec<u64> = self.hosts.values().map(HostCounters::bytes).collect();
+        let cut = sizes.len() - keep.max(1);
+        let (_, threshold, _) = sizes.select_nth_unstable(cut);
+        let threshold = *threshold;
+        let before = self.hosts.len();
+        self.hosts.retain(|_, h| h.bytes() > threshold);
+        // Ties at the threshold may leave too few; that is fine, the table refills.
+        self.hosts_pruned += (before - self.hosts.len()) as u64;
+    }
+
+    /// The `limit` hosts with the most bytes (ties broken by address, for stable output).
+    pub fn top_talkers(&self, limit: usize) -> Vec<TopTalker> {
+        let mut all: Vec<(&IpAddr, &HostCounters)> = self.hosts.iter().collect();
+        let order = |a: &(&IpAddr, &HostCounters), b: &(&IpAddr, &HostCounters)| {
+            b.1.bytes().cmp(&a.1.bytes()).then(a.0.cmp(b.0))
+        };
+        if all.len() > limit && limit > 0 {
+            all.select_nth_unstable_by(limit - 1, order);
+            all.truncate(limit);
+        }
+        all.sort_by(order);
+        all.into_iter()
+            .take(limit)
+            .map(|(ip, h)| TopTalker {
+                ip: *ip,
+                bytes: h.bytes(),
+                packets: h.packets(),
+                detail: *h,
+            })
+            .collect()
+    }
+
+    /// The series of the last `bandwidth_window_secs` seconds ending at the newest, zero-filled.
+    pub fn bandwidth_series(&self) -> Vec<BandwidthPoint> {
+        let Some(newest) = self.newest_sec else {
+            return Vec::new();
+        };
+        let window = self.series.len() as i64;
+        (newest - window + 1..=newest)
+            .map(|sec| {
+                let b = self.series[sec.rem_euclid(window) as usize];
+                if b.timestamp == sec {
+                    b
+                } else {
+                    BandwidthPoint { timestamp: sec, bytes: 0, packets: 0 }
+                }
+            })
+            .collect()
+    }
+
+    fn bucket(&self, sec: i64) -> BandwidthPoint {
+        let window = self.series.len() as i64;
+        let b = self.series[sec.rem_euclid(window) as usize];
+        if b.timestamp == sec { b } else { BandwidthPoint::default() }
+    }
+
+    pub fn protocol_counts(&self) -> BTreeMap<&'static str, u64> {
+        Protocol::ALL
+            .into_iter()
+            .filter(|p| self.protocol_counts[p.index()] > 0)
+            .map(|p| (p.name(), self.protocol_counts[p.index()]))
+            .collect()
+    }
+
+    pub fn snapshot(&self, top_talkers: usize) -> StatsSnapshot {
+        // The newest second is still filling; rates come from the one before it.
+        let last_complete = self.newest_sec.map(|n| self.bucket(n - 1)).unwrap_or_default();
+        StatsSnapshot {
+            protocol_counts: self.protocol_counts(),
+            bandwidth_series: self.bandwidth_series(),
+            top_talkers: self.top_talkers(top_talkers),
+            packets_per_sec: last_complete.packets as f64,
+            bytes_per_sec: last_complete.bytes as f64,
+            active_sessions: self.active_sessions,
+            total_packets: self.total_packets,
+            total_bytes: self.total_bytes,
+            timestamp: self.newest_ts,
+            hosts_pruned: self.hosts_pruned,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
