@@ -6,5 +6,7 @@ pub mod decode;
 pub mod flow;
 pub mod messages;
 pub mod metrics;
+pub mod config;
 pub mod packet;
+pub mod synth;
 pub mod wire;

@@ -1,0 +1,147 @@
+//! Configuration: one TOML file, overridden by environment and command line.
+//!
+//! Precedence: command line > environment (`NET_IFACE`, `DB_PATH`, ...) > file > defaults.
+//! Unknown keys are errors, so a typo never silently falls back to a default.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::flow::FlowConfig;
+use crate::metrics::MetricsConfig;
+
+/// Capture settings (the `[capture]` section).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CaptureConfig {
+    /// Interface for live capture.
+    pub iface: Option<String>,
+    /// BPF filter for live capture.
+    pub bpf: Option<String>,
+    pub promiscuous: bool,
+    pub snaplen: i32,
+    /// libpcap's kernel buffer, in MiB.
+    pub buffer_mb: i32,
+    /// Packets per batch handed to the consumers.
+    pub batch_packets: usize,
+    /// A live batch is sent once this old, full or not.
+    pub batch_max_age_ms: u64,
+    /// Batches each actor may have queued before capture waits (files) or drops (live).
+    pub queue_batches: usize,
+}
+
+impl Default for CaptureConfig {
+    fn default() -> Self {
+        CaptureConfig {
+            iface: None,
+            bpf: None,
+            promiscuous: true,
+            snaplen: 262_144,
+            buffer_mb: 32,
+            batch_packets: 256,
+            batch_max_age_ms: 5,
+            queue_batches: 64,
+        }
+    }
+}
+
+/// The whole configuration.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub capture: CaptureConfig,
+    pub flows: FlowConfig,
+    pub metrics: MetricsConfig,
+}
+
+/// A configuration file that could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("invalid config file {path}: {detail}")]
+    Invalid { path: PathBuf, detail: String },
+}
+
+impl Config {
+    /// Reads `path`, or returns the defaults when there is none.
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        let Some(path) = path else {
+            return Ok(Config::default());
+        };
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Config::parse(&text).map_err(|detail| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            detail,
+        })
+    }
+
+    /// Parses TOML text; the error names the line and the reason.
+    pub fn parse(text: &str) -> Result<Config, String> {
+        let config: Config = toml::from_str(text).map_err(|e| {
+            let line = e
+                .span()
+                .map(|span| text.as_bytes()[..span.start.min(text.len())].iter().filter(|&&b| b == b'\n').count() + 1);
+            match line {
+                Some(line) => format!("line {line}: {}", e.message()),
+                None => e.message().to_string(),
+            }
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        if self.capture.batch_packets == 0 || self.capture.batch_packets > 65_536 {
+            return Err("capture.batch_packets must be between 1 and 65536".into());
+        }
+        if self.capture.queue_batches == 0 {
+            return Err("capture.queue_batches must be at least 1".into());
+        }
+        if self.flows.max_flows == 0 {
+            return Err("flows.max_flows must be at least 1".into());
+        }
+        if self.metrics.bandwidth_window_secs < 2 {
+            return Err("metrics.bandwidth_window_secs must be at least 2".into());
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partial_files_keep_defaults_elsewhere() {
+        let c = Config::parse("[flows]\nudp_timeout = 5\n").unwrap();
+        assert_eq!(c.flows.udp_timeout, 5);
+        assert_eq!(c.flows.tcp_established_timeout, 300);
+        assert_eq!(c.capture, CaptureConfig::default());
+    }
+
+    #[test]
+    fn unknown_keys_name_their_line() {
+        let err = Config::parse("[flows]\nudp_timeout = 5\nudp_timout = 6\n").unwrap_err();
+        assert!(err.starts_with("line 3:"), "{err}");
+        assert!(err.contains("udp_timout"), "{err}");
+    }
+
+    #[test]
+    fn wrong_types_and_bad_values_are_rejected() {
+        assert!(Config::parse("[capture]\nsnaplen = \"big\"\n").unwrap_err().starts_with("line 2"));
+        assert!(Config::parse("[flows]\nmax_flows = 0\n").unwrap_err().contains("max_flows"));
+    }
+
+    #[test]
+    fn the_example_file_parses_to_the_defaults() {
+        let text = include_str!("../tapir.example.toml");
+        assert_eq!(Config::parse(text).unwrap(), Config::default());
+    }
+}
