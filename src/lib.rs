@@ -1,12 +1,15 @@
 //! tapir: a network traffic analyzer and security monitor for taps, Raspberry Pis and ARM
 //! routers. Each module is one box of the design: capture → decode → flows / metrics.
 
+pub mod analyze;
 pub mod capture;
 pub mod decode;
 pub mod flow;
 pub mod messages;
 pub mod metrics;
 pub mod config;
+pub mod output;
 pub mod packet;
+pub mod pipeline;
 pub mod synth;
 pub mod wire;

@@ -4,7 +4,7 @@
 //! The format is recognised by its magic number, never by the file name.
 
 use std::fs::File;
-use std::io::{BufReader, Read};
+use std::io::{BufReader, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 use pcap_parser::pcapng::Block;
@@ -65,21 +65,25 @@ impl FileSource {
             path: display.clone(),
             source,
         })?;
-        let head = std::io::Cursor::new(magic[..got].to_vec());
+        file.seek(SeekFrom::Start(0)).map_err(|source| CaptureError::Open {
+            path: display.clone(),
+            source,
+        })?;
         let input: Box<dyn Read + Send> = if got == 4 && magic == ZSTD_MAGIC {
-            let decoder = ruzstd::decoding::StreamingDecoder::new(BufReader::new(head.chain(file)))
-                .map_err(|e| CaptureError::NotACapture {
+            let decoder = ruzstd::decoding::StreamingDecoder::new(BufReader::new(file)).map_err(|e| {
+                CaptureError::NotACapture {
                     path: display.clone(),
                     detail: format!("zstd stream is unreadable ({e})"),
-                })?;
-            Box::new(decoder)
+                }
+            })?;
+            Box::new(FillingReader(decoder))
         } else if got >= 2 && magic[..2] == GZIP_MAGIC {
             return Err(CaptureError::NotACapture {
                 path: display,
                 detail: "it is gzip-compressed; decompress it first (gunzip -k FILE)".into(),
             });
         } else {
-            Box::new(head.chain(file))
+            Box::new(FillingReader(file))
         };
         if got == 0 {
             return Err(CaptureError::NotACapture {
@@ -126,6 +130,30 @@ impl FileSource {
             after_frames: self.frames,
             detail,
         }
+    }
+}
+
+/// Fills the caller's buffer as far as the input allows: pcap-parser reads a file's header
+/// with a single `read`, which a decompressor or a pipe may answer with a few bytes.
+struct FillingReader<R>(R);
+
+impl<R: Read> Read for FillingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let mut filled = 0;
+        while filled < buf.len() {
+            match self.0.read(&mut buf[filled..]) {
+                Ok(0) => break,
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) if filled > 0 => {
+                    // Report what was read; the error repeats on the next call.
+                    let _ = e;
+                    break;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(filled)
     }
 }
 
