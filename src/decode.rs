@@ -8,7 +8,7 @@
 
 use std::net::IpAddr;
 
-use etherparse::{EtherType, Ipv6ExtensionSlice, LaxNetSlice, LaxSlicedPacket};
+use etherparse::{EtherType, LaxNetSlice, LaxSlicedPacket};
 use serde::Serialize;
 
 use crate::packet::{Fragment, Network, PacketBatch, PacketMeta, Timestamp, ip_proto};
@@ -185,16 +185,11 @@ pub fn decode(
             meta.network = Network::Ipv6;
             meta.src = IpAddr::V6(header.source_addr());
             meta.dst = IpAddr::V6(header.destination_addr());
-            for ext in v6.extensions().clone() {
-                if let Ipv6ExtensionSlice::Fragment(frag) = ext {
-                    if frag.is_fragmenting_payload() {
-                        meta.fragment = if frag.fragment_offset().value() == 0 {
-                            Fragment::First
-                        } else {
-                            Fragment::Later
-                        };
-                        meta.frag_id = frag.identification();
-                    }
+            let chain = v6.extensions().slice();
+            if let Some(frag) = crate::wire::ipv6::fragment_header(header.next_header().0, chain) {
+                if frag.offset != 0 || frag.more {
+                    meta.fragment = if frag.offset == 0 { Fragment::First } else { Fragment::Later };
+                    meta.frag_id = frag.id;
                 }
             }
             let ip_payload = v6.payload();

@@ -6,5 +6,6 @@
 //! returns borrowed views or small `Copy` values. No logic, no allocation.
 
 pub mod dns;
+pub mod ipv6;
 pub mod l4;
 pub mod link;
