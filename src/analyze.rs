@@ -13,7 +13,10 @@ use serde::Serialize;
 
 use crate::capture::file::FileSource;
 use crate::capture::live::{LiveOptions, LiveSource};
-use crate::capture::{self, BatchConfig, CaptureCounters, CaptureError, CaptureReport, LibpcapStats, PacketSource, StopWhen};
+use crate::capture::{
+    self, BatchConfig, CaptureCounters, CaptureError, CaptureReport, LibpcapStats, PacketSource,
+    StopWhen,
+};
 use crate::config::Config;
 use crate::decode::DecodeCounters;
 use crate::flow::FlowTableStats;
@@ -114,7 +117,10 @@ pub fn peak_rss_bytes() -> u64 {
 }
 
 /// Runs the analysis; warnings (cut-short files, unsupported link types) go to `warn`.
-pub fn run(options: AnalyzeOptions, warn: &mut dyn FnMut(String)) -> Result<(Summary, Outcome), AnalyzeError> {
+pub fn run(
+    options: AnalyzeOptions,
+    warn: &mut dyn FnMut(String),
+) -> Result<(Summary, Outcome), AnalyzeError> {
     let started = Instant::now();
     // Open live sources up front so that a missing interface is an immediate, clear error.
     let live = match &options.input {
@@ -132,10 +138,14 @@ pub fn run(options: AnalyzeOptions, warn: &mut dyn FnMut(String)) -> Result<(Sum
         Input::Files(_) => None,
     };
     let writer = match &options.flows_out {
-        Some(path) => Some(JsonLinesWriter::create(path).map_err(|source| AnalyzeError::FlowsOut {
-            path: path.clone(),
-            source,
-        })?),
+        Some(path) => {
+            Some(
+                JsonLinesWriter::create(path).map_err(|source| AnalyzeError::FlowsOut {
+                    path: path.clone(),
+                    source,
+                })?,
+            )
+        }
         None => None,
     };
 
@@ -170,12 +180,24 @@ pub fn run(options: AnalyzeOptions, warn: &mut dyn FnMut(String)) -> Result<(Sum
                             deadline: Some(Instant::now() + duration),
                             ..Default::default()
                         };
-                        reports.push(Ok(capture::run(&mut source, &batch_sinks, batch, &stop, &thread_counters)));
+                        reports.push(Ok(capture::run(
+                            &mut source,
+                            &batch_sinks,
+                            batch,
+                            &stop,
+                            &thread_counters,
+                        )));
                     }
                     None => {
                         for path in files {
                             let report = FileSource::open(&path).map(|mut source| {
-                                capture::run(&mut source as &mut dyn PacketSource, &batch_sinks, batch, &StopWhen::default(), &thread_counters)
+                                capture::run(
+                                    &mut source as &mut dyn PacketSource,
+                                    &batch_sinks,
+                                    batch,
+                                    &StopWhen::default(),
+                                    &thread_counters,
+                                )
                             });
                             reports.push(report);
                         }
@@ -191,14 +213,22 @@ pub fn run(options: AnalyzeOptions, warn: &mut dyn FnMut(String)) -> Result<(Sum
             stop.store(true, Ordering::Relaxed);
             let _ = handle.join();
         }
-        let flow_stats = pipeline.flows.send(FlushFlows).await.map_err(|e| AnalyzeError::Actors(e.to_string()))?;
+        let flow_stats = pipeline
+            .flows
+            .send(FlushFlows)
+            .await
+            .map_err(|e| AnalyzeError::Actors(e.to_string()))?;
         let stats = pipeline
             .metrics
             .send(GetStats { top_talkers: top_n })
             .await
             .map_err(|e| AnalyzeError::Actors(e.to_string()))?;
         let written = match &writer {
-            Some(w) => Some(w.send(FlushOutput).await.map_err(|e| AnalyzeError::Actors(e.to_string()))?),
+            Some(w) => Some(
+                w.send(FlushOutput)
+                    .await
+                    .map_err(|e| AnalyzeError::Actors(e.to_string()))?,
+            ),
             None => None,
         };
         pipeline.stop();
@@ -241,7 +271,9 @@ pub fn run(options: AnalyzeOptions, warn: &mut dyn FnMut(String)) -> Result<(Sum
                     warn(format!(
                         "{}: link type {} ({}) is not supported; its frames were counted and skipped. \
                          tapir decodes Ethernet, Linux cooked (SLL/SLL2), raw IP, loopback, PPP and NFLOG captures",
-                        r.source, link.0, link.name()
+                        r.source,
+                        link.0,
+                        link.name()
                     ));
                 }
                 if let Some(e) = &r.error {
@@ -262,7 +294,8 @@ pub fn run(options: AnalyzeOptions, warn: &mut dyn FnMut(String)) -> Result<(Sum
                 outcome = Outcome::Failed;
                 inputs.push(InputSummary {
                     source: match &e {
-                        CaptureError::Open { path, .. } | CaptureError::NotACapture { path, .. } => {
+                        CaptureError::Open { path, .. }
+                        | CaptureError::NotACapture { path, .. } => {
                             format!("file {}", path.display())
                         }
                         _ => String::new(),
@@ -290,7 +323,11 @@ pub fn run(options: AnalyzeOptions, warn: &mut dyn FnMut(String)) -> Result<(Sum
         top_talkers: stats.top_talkers,
         alerts: Vec::new(),
         elapsed_s: elapsed,
-        packets_per_sec: if elapsed > 0.0 { packets as f64 / elapsed } else { 0.0 },
+        packets_per_sec: if elapsed > 0.0 {
+            packets as f64 / elapsed
+        } else {
+            0.0
+        },
         peak_rss_bytes: peak_rss_bytes(),
         first_seen: first.map(|t| t.as_secs_f64()),
         last_seen: last.map(|t| t.as_secs_f64()),
@@ -309,7 +346,10 @@ fn link_label(link: LinkType) -> String {
 }
 
 /// Prints "N packets, X MB, R packets/s" on one refreshed stderr line twice a second.
-fn spawn_progress(counters: Arc<CaptureCounters>, started: Instant) -> (Arc<AtomicBool>, std::thread::JoinHandle<()>) {
+fn spawn_progress(
+    counters: Arc<CaptureCounters>,
+    started: Instant,
+) -> (Arc<AtomicBool>, std::thread::JoinHandle<()>) {
     let stop = Arc::new(AtomicBool::new(false));
     let flag = Arc::clone(&stop);
     let handle = std::thread::spawn(move || {
@@ -319,7 +359,11 @@ fn spawn_progress(counters: Arc<CaptureCounters>, started: Instant) -> (Arc<Atom
             let frames = counters.frames.load(Ordering::Relaxed);
             let bytes = counters.bytes.load(Ordering::Relaxed);
             let rate = frames as f64 / started.elapsed().as_secs_f64().max(1e-9);
-            eprint!("\r{frames} packets, {:.1} MB, {:.0} packets/s   ", bytes as f64 / 1e6, rate);
+            eprint!(
+                "\r{frames} packets, {:.1} MB, {:.0} packets/s   ",
+                bytes as f64 / 1e6,
+                rate
+            );
             shown = true;
         }
         if shown {
@@ -354,19 +398,37 @@ pub fn render_text(s: &Summary) -> String {
         "flows {} (peak {} at once, {} evicted)",
         s.flows, s.flow_table.peak_active, s.flow_table.evicted
     );
-    let protocols: Vec<String> = s.protocol_counts.iter().map(|(p, n)| format!("{p} {n}")).collect();
+    let protocols: Vec<String> = s
+        .protocol_counts
+        .iter()
+        .map(|(p, n)| format!("{p} {n}"))
+        .collect();
     let _ = writeln!(out, "protocols: {}", protocols.join(", "));
     if !s.top_talkers.is_empty() {
         let _ = writeln!(out, "top talkers:");
         for t in s.top_talkers.iter().take(5) {
-            let _ = writeln!(out, "  {:<40} {:>12} bytes {:>9} packets", t.ip.to_string(), t.bytes, t.packets);
+            let _ = writeln!(
+                out,
+                "  {:<40} {:>12} bytes {:>9} packets",
+                t.ip.to_string(),
+                t.bytes,
+                t.packets
+            );
         }
     }
     if let Some(l) = &s.libpcap {
-        let _ = writeln!(out, "libpcap: received {}, dropped {}, interface dropped {}", l.received, l.dropped, l.if_dropped);
+        let _ = writeln!(
+            out,
+            "libpcap: received {}, dropped {}, interface dropped {}",
+            l.received, l.dropped, l.if_dropped
+        );
     }
     if s.batches_dropped > 0 {
-        let _ = writeln!(out, "consumers fell behind: {} batches ({} packets) dropped", s.batches_dropped, s.packets_dropped);
+        let _ = writeln!(
+            out,
+            "consumers fell behind: {} batches ({} packets) dropped",
+            s.batches_dropped, s.packets_dropped
+        );
     }
     out
 }

@@ -85,9 +85,13 @@ impl Config {
     /// Parses TOML text; the error names the line and the reason.
     pub fn parse(text: &str) -> Result<Config, String> {
         let config: Config = toml::from_str(text).map_err(|e| {
-            let line = e
-                .span()
-                .map(|span| text.as_bytes()[..span.start.min(text.len())].iter().filter(|&&b| b == b'\n').count() + 1);
+            let line = e.span().map(|span| {
+                text.as_bytes()[..span.start.min(text.len())]
+                    .iter()
+                    .filter(|&&b| b == b'\n')
+                    .count()
+                    + 1
+            });
             match line {
                 Some(line) => format!("line {line}: {}", e.message()),
                 None => e.message().to_string(),
@@ -135,8 +139,16 @@ mod tests {
 
     #[test]
     fn wrong_types_and_bad_values_are_rejected() {
-        assert!(Config::parse("[capture]\nsnaplen = \"big\"\n").unwrap_err().starts_with("line 2"));
-        assert!(Config::parse("[flows]\nmax_flows = 0\n").unwrap_err().contains("max_flows"));
+        assert!(
+            Config::parse("[capture]\nsnaplen = \"big\"\n")
+                .unwrap_err()
+                .starts_with("line 2")
+        );
+        assert!(
+            Config::parse("[flows]\nmax_flows = 0\n")
+                .unwrap_err()
+                .contains("max_flows")
+        );
     }
 
     #[test]

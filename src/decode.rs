@@ -173,7 +173,8 @@ pub fn decode(
             meta.frag_id = u32::from(header.identification());
             let payload = v4.payload().payload;
             // TSO/GRO super-frames carry total_len 0: trust the captured length then.
-            let from_header = usize::from(header.total_len()).checked_sub(usize::from(header.ihl()) * 4);
+            let from_header =
+                usize::from(header.total_len()).checked_sub(usize::from(header.ihl()) * 4);
             let wire = match from_header {
                 Some(n) if header.total_len() != 0 => n,
                 _ => payload.len(),
@@ -186,11 +187,15 @@ pub fn decode(
             meta.src = IpAddr::V6(header.source_addr());
             meta.dst = IpAddr::V6(header.destination_addr());
             let chain = v6.extensions().slice();
-            if let Some(frag) = crate::wire::ipv6::fragment_header(header.next_header().0, chain) {
-                if frag.offset != 0 || frag.more {
-                    meta.fragment = if frag.offset == 0 { Fragment::First } else { Fragment::Later };
-                    meta.frag_id = frag.id;
-                }
+            if let Some(frag) = crate::wire::ipv6::fragment_header(header.next_header().0, chain)
+                && (frag.offset != 0 || frag.more)
+            {
+                meta.fragment = if frag.offset == 0 {
+                    Fragment::First
+                } else {
+                    Fragment::Later
+                };
+                meta.frag_id = frag.id;
             }
             let ip_payload = v6.payload();
             let ext_len = v6.extensions().slice().len();
@@ -237,7 +242,10 @@ pub fn decode(
         && t.has_ports
         && (is_dns_port(t.src_port) || is_dns_port(t.dst_port))
     {
-        let body = t.header_len.and_then(|h| payload.get(h..)).unwrap_or_default();
+        let body = t
+            .header_len
+            .and_then(|h| payload.get(h..))
+            .unwrap_or_default();
         let message = match proto {
             ip_proto::UDP => Some(body),
             // DNS over TCP: a two-byte length prefix, then the message (only segments that
@@ -282,7 +290,11 @@ fn decode_arp(
                 smoltcp::wire::ArpOperation::Unknown(op) => op as u8,
             };
         }
-        _ => meta.network = Network::Other { ether_type: ether_type::ARP },
+        _ => {
+            meta.network = Network::Other {
+                ether_type: ether_type::ARP,
+            }
+        }
     }
     Ok((meta, true))
 }
@@ -376,7 +388,9 @@ mod tests {
     #[test]
     fn sll2_frames_decode() {
         let eth = eth_ipv4_tcp(TcpFlags::SYN | TcpFlags::ACK, b"x");
-        let mut frame = vec![0x08, 0x00, 0, 0, 0, 0, 0, 3, 0, 1, 0, 6, 1, 1, 1, 1, 1, 1, 0, 0];
+        let mut frame = vec![
+            0x08, 0x00, 0, 0, 0, 0, 0, 3, 0, 1, 0, 6, 1, 1, 1, 1, 1, 1, 0, 0,
+        ];
         frame.extend_from_slice(&eth[14..]);
         let m = decode_one(LinkType::LINUX_SLL2, &frame).unwrap();
         assert_eq!(m.dst_port, 443);
@@ -397,7 +411,13 @@ mod tests {
         let mut batch = PacketBatch::default();
         let mut decoder = Decoder::new();
         decoder
-            .decode_into(LinkType::ETHERNET, Timestamp(0), out.len() as u32, &out, &mut batch)
+            .decode_into(
+                LinkType::ETHERNET,
+                Timestamp(0),
+                out.len() as u32,
+                &out,
+                &mut batch,
+            )
             .unwrap();
         let m = batch.packets[0];
         assert_eq!(m.protocol(), Protocol::Dns);

@@ -3,11 +3,11 @@
 
 pub mod analyze;
 pub mod capture;
+pub mod config;
 pub mod decode;
 pub mod flow;
 pub mod messages;
 pub mod metrics;
-pub mod config;
 pub mod output;
 pub mod packet;
 pub mod pipeline;

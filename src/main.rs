@@ -110,7 +110,10 @@ fn main() -> ExitCode {
             match analyze::run(options, &mut warn) {
                 Ok((summary, outcome)) => {
                     if json {
-                        println!("{}", serde_json::to_string(&summary).expect("summary serializes"));
+                        println!(
+                            "{}",
+                            serde_json::to_string(&summary).expect("summary serializes")
+                        );
                     } else {
                         print!("{}", analyze::render_text(&summary));
                     }
@@ -141,7 +144,12 @@ fn main() -> ExitCode {
 }
 
 /// Writes `packets` frames of `scenario` as a microsecond pcap through libpcap.
-fn write_scenario(scenario: Scenario, packets: u64, seed: u64, out: &std::path::Path) -> Result<(), pcap::Error> {
+fn write_scenario(
+    scenario: Scenario,
+    packets: u64,
+    seed: u64,
+    out: &std::path::Path,
+) -> Result<(), pcap::Error> {
     let dead = pcap::Capture::dead(pcap::Linktype::ETHERNET)?;
     let mut file = dead.savefile(out)?;
     let mut generator = Generator::new(scenario, seed);

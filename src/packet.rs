@@ -14,7 +14,10 @@ impl Timestamp {
     pub const NANOS_PER_SEC: i64 = 1_000_000_000;
 
     pub fn from_parts(secs: i64, nanos: i64) -> Self {
-        Timestamp(secs.saturating_mul(Self::NANOS_PER_SEC).saturating_add(nanos))
+        Timestamp(
+            secs.saturating_mul(Self::NANOS_PER_SEC)
+                .saturating_add(nanos),
+        )
     }
     pub fn from_secs_f64(secs: f64) -> Self {
         Timestamp((secs * 1e9) as i64)
@@ -30,7 +33,10 @@ impl Timestamp {
         self.0 as f64 / 1e9
     }
     pub fn plus_secs(self, secs: u64) -> Self {
-        Timestamp(self.0.saturating_add((secs as i64).saturating_mul(Self::NANOS_PER_SEC)))
+        Timestamp(
+            self.0
+                .saturating_add((secs as i64).saturating_mul(Self::NANOS_PER_SEC)),
+        )
     }
 }
 
@@ -95,7 +101,9 @@ pub enum Network {
     /// ARP for IPv4 over Ethernet; `src`/`dst` are the sender and target protocol addresses.
     Arp,
     /// A well-formed frame whose payload is neither IP nor ARP (LLDP, STP, MPLS, PPPoE, ...).
-    Other { ether_type: u16 },
+    Other {
+        ether_type: u16,
+    },
 }
 
 /// IP fragmentation of a packet: only the first fragment carries the transport header.

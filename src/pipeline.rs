@@ -37,7 +37,10 @@ impl Pipeline {
 
     /// Every actor that consumes packet batches.
     pub fn batch_sinks(&self) -> Vec<Recipient<PacketBatchMsg>> {
-        vec![self.flows.clone().recipient(), self.metrics.clone().recipient()]
+        vec![
+            self.flows.clone().recipient(),
+            self.metrics.clone().recipient(),
+        ]
     }
 
     /// Stops the flows arbiter's thread.

@@ -15,15 +15,17 @@ fn parallel<T: Sync>(entries: &[T], check: impl Fn(&T) -> Option<String> + Sync)
     let next = Mutex::new(0usize);
     std::thread::scope(|s| {
         for _ in 0..2 {
-            s.spawn(|| loop {
-                let i = {
-                    let mut n = next.lock().unwrap();
-                    *n += 1;
-                    *n - 1
-                };
-                let Some(entry) = entries.get(i) else { break };
-                if let Some(f) = check(entry) {
-                    failures.lock().unwrap().push(f);
+            s.spawn(|| {
+                loop {
+                    let i = {
+                        let mut n = next.lock().unwrap();
+                        *n += 1;
+                        *n - 1
+                    };
+                    let Some(entry) = entries.get(i) else { break };
+                    if let Some(f) = check(entry) {
+                        failures.lock().unwrap().push(f);
+                    }
                 }
             });
         }
@@ -50,12 +52,19 @@ fn every_capture_reports_its_capinfos_packet_count() {
         };
         let got = json["packets"].as_u64().unwrap();
         let decoded = json["decoded"].as_u64().unwrap();
-        let skipped: u64 = json["skipped"].as_object().unwrap().values().map(|v| v.as_u64().unwrap()).sum();
+        let skipped: u64 = json["skipped"]
+            .as_object()
+            .unwrap()
+            .values()
+            .map(|v| v.as_u64().unwrap())
+            .sum();
         if got != expected {
             return Some(format!("{rel}: {got} packets, capinfos says {expected}"));
         }
         if decoded + skipped != got {
-            return Some(format!("{rel}: decoded {decoded} + skipped {skipped} != {got}"));
+            return Some(format!(
+                "{rel}: decoded {decoded} + skipped {skipped} != {got}"
+            ));
         }
         None
     });
@@ -87,7 +96,10 @@ fn a_file_cut_mid_record_keeps_the_packets_before_the_cut() {
     let (code, json, stderr) = analyze(&pcap("derived/truncated_midpacket_ppa_synscan.pcap"), &[]);
     assert_eq!(code, Some(0));
     assert_eq!(json.unwrap()["packets"], 1350);
-    assert!(stderr.contains("cut short") && stderr.contains("1350"), "{stderr}");
+    assert!(
+        stderr.contains("cut short") && stderr.contains("1350"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -149,7 +161,7 @@ fn nanosecond_timestamps_are_kept() {
     // (first frame): 1418145369.924505488
     let (_, json, _) = analyze(&pcap("sll/tcpdump_tcp_handshake_nano_sll.pcap"), &[]);
     let first = json.unwrap()["first_seen"].as_f64().unwrap();
-    assert!((first - 1_418_145_369.924_505_488).abs() < 1e-6, "{first}");
+    assert!((first - 1_418_145_369.924_505_5).abs() < 1e-6, "{first}");
 }
 
 /// One conversation from `tshark -q -z conv,tcp -z conv,udp`: A → B frames and bytes,
@@ -165,18 +177,41 @@ fn find<'a>(flows: &'a [serde_json::Value], c: &Conversation) -> &'a serde_json:
     flows
         .iter()
         .find(|f| {
-            f["src_ip"] == c.a.0 && f["src_port"] == c.a.1 && f["dst_ip"] == c.b.0 && f["dst_port"] == c.b.1
+            f["src_ip"] == c.a.0
+                && f["src_port"] == c.a.1
+                && f["dst_ip"] == c.b.0
+                && f["dst_port"] == c.b.1
         })
         .unwrap_or_else(|| panic!("no flow {}:{} -> {}:{}", c.a.0, c.a.1, c.b.0, c.b.1))
 }
 
-fn assert_conversations(rel: &str, flows_expected: usize, conversations: &[Conversation]) -> Vec<serde_json::Value> {
+fn assert_conversations(
+    rel: &str,
+    flows_expected: usize,
+    conversations: &[Conversation],
+) -> Vec<serde_json::Value> {
     let flows = flows_of(&pcap(rel));
     assert_eq!(flows.len(), flows_expected, "{rel}");
     for c in conversations {
         let f = find(&flows, c);
-        assert_eq!((f["src_packets"].as_u64().unwrap(), f["src_bytes"].as_u64().unwrap()), c.a_to_b, "{rel} {:?}", c.a);
-        assert_eq!((f["dst_packets"].as_u64().unwrap(), f["dst_bytes"].as_u64().unwrap()), c.b_to_a, "{rel} {:?}", c.a);
+        assert_eq!(
+            (
+                f["src_packets"].as_u64().unwrap(),
+                f["src_bytes"].as_u64().unwrap()
+            ),
+            c.a_to_b,
+            "{rel} {:?}",
+            c.a
+        );
+        assert_eq!(
+            (
+                f["dst_packets"].as_u64().unwrap(),
+                f["dst_bytes"].as_u64().unwrap()
+            ),
+            c.b_to_a,
+            "{rel} {:?}",
+            c.a
+        );
     }
     flows
 }
@@ -190,11 +225,24 @@ fn flows_agree_with_tshark_conversations() {
         "bruteforce/zeek_sshguess.pcap",
         11,
         &[
-            Conversation { a: ("192.168.56.1", 55470), b: ("192.168.56.103", 22), a_to_b: (26, 4613), b_to_a: (19, 3710) },
-            Conversation { a: ("192.168.56.1", 55474), b: ("192.168.56.103", 22), a_to_b: (24, 4329), b_to_a: (17, 3522) },
+            Conversation {
+                a: ("192.168.56.1", 55470),
+                b: ("192.168.56.103", 22),
+                a_to_b: (26, 4613),
+                b_to_a: (19, 3710),
+            },
+            Conversation {
+                a: ("192.168.56.1", 55474),
+                b: ("192.168.56.103", 22),
+                a_to_b: (24, 4329),
+                b_to_a: (17, 3522),
+            },
         ],
     );
-    let total: u64 = flows.iter().map(|f| f["packet_count"].as_u64().unwrap()).sum();
+    let total: u64 = flows
+        .iter()
+        .map(|f| f["packet_count"].as_u64().unwrap())
+        .sum();
     assert_eq!(total, 431, "capinfos: 431 packets, all TCP");
 
     // zeek_echo_connections_burst: 500 TCP conversations with 127.0.0.1:7000, e.g.
@@ -204,18 +252,36 @@ fn flows_agree_with_tshark_conversations() {
         "synflood/zeek_echo_connections_burst.pcap",
         500,
         &[
-            Conversation { a: ("127.0.0.1", 37910), b: ("127.0.0.1", 7000), a_to_b: (111, 7403), b_to_a: (58, 3888) },
-            Conversation { a: ("127.0.0.1", 37892), b: ("127.0.0.1", 7000), a_to_b: (108, 7188), b_to_a: (57, 3822) },
+            Conversation {
+                a: ("127.0.0.1", 37910),
+                b: ("127.0.0.1", 7000),
+                a_to_b: (111, 7403),
+                b_to_a: (58, 3888),
+            },
+            Conversation {
+                a: ("127.0.0.1", 37892),
+                b: ("127.0.0.1", 7000),
+                a_to_b: (108, 7188),
+                b_to_a: (57, 3822),
+            },
         ],
     );
-    assert!(flows.iter().all(|f| f["dst_port"] == 7000), "the echo server is the responder");
+    assert!(
+        flows.iter().all(|f| f["dst_port"] == 7000),
+        "the echo server is the responder"
+    );
 
     // traceshare_hydra_4_tasks: 243 TCP conversations over 20 minutes, e.g.
     //   240.0.1.3:34364 <-> 240.125.0.2:22   25 3521 bytes | 17 2263 bytes
     assert_conversations(
         "bruteforce/traceshare_hydra_4_tasks.pcap",
         243,
-        &[Conversation { a: ("240.0.1.3", 34364), b: ("240.125.0.2", 22), a_to_b: (17, 2263), b_to_a: (25, 3521) }],
+        &[Conversation {
+            a: ("240.0.1.3", 34364),
+            b: ("240.125.0.2", 22),
+            a_to_b: (17, 2263),
+            b_to_a: (25, 3521),
+        }],
     );
 
     // suricata_decode_sll2_01 (Linux cooked v2): one conversation
@@ -223,7 +289,12 @@ fn flows_agree_with_tshark_conversations() {
     assert_conversations(
         "sll/suricata_decode_sll2_01.pcap",
         1,
-        &[Conversation { a: ("192.168.1.253", 56478), b: ("192.168.1.21", 80), a_to_b: (3, 306), b_to_a: (2, 152) }],
+        &[Conversation {
+            a: ("192.168.1.253", 56478),
+            b: ("192.168.1.21", 80),
+            a_to_b: (3, 306),
+            b_to_a: (2, 152),
+        }],
     );
 }
 
@@ -240,13 +311,23 @@ fn udp_flows_split_where_the_idle_timeout_says_so() {
         .filter(|f| f["src_ip"] == "10.0.0.1" && f["src_port"] == 52532)
         .collect();
     assert_eq!(pair.len(), 2);
-    let bytes: u64 = pair.iter().map(|f| f["total_bytes"].as_u64().unwrap()).sum();
-    assert_eq!(bytes, 158 + 488, "tshark: 2 frames 158 bytes one way, 2 frames 488 bytes back");
+    let bytes: u64 = pair
+        .iter()
+        .map(|f| f["total_bytes"].as_u64().unwrap())
+        .sum();
+    assert_eq!(
+        bytes,
+        158 + 488,
+        "tshark: 2 frames 158 bytes one way, 2 frames 488 bytes back"
+    );
     // With a longer timeout the conversation is one flow, as tshark has it.
     let dir = tempdir();
     let config = dir.join("tapir.toml");
     std::fs::write(&config, "[flows]\nudp_timeout = 600\n").unwrap();
-    let (_, json, _) = analyze(&pcap("dns_normal/pcpp_DnsPackets.pcap"), &["--config", config.to_str().unwrap()]);
+    let (_, json, _) = analyze(
+        &pcap("dns_normal/pcpp_DnsPackets.pcap"),
+        &["--config", config.to_str().unwrap()],
+    );
     assert_eq!(json.unwrap()["flows"], 219);
     std::fs::remove_dir_all(dir).unwrap();
 }
@@ -255,21 +336,39 @@ fn udp_flows_split_where_the_idle_timeout_says_so() {
 fn community_ids_match_tshark() {
     // tshark -r FILE --enable-protocol communityid -T fields -e communityid
     let expected: &[(&str, &[&str])] = &[
-        ("ipv6/zeek_communityid_ipv6.pcap", &["1:/qFaeAR+gFe1KYjMzVDsMv+wgU4="]),
+        (
+            "ipv6/zeek_communityid_ipv6.pcap",
+            &["1:/qFaeAR+gFe1KYjMzVDsMv+wgU4="],
+        ),
         (
             "ipv6/suricata_community_id_ipv6.pcap",
-            &["1:njFHyHv2ATzLP9rSy0H6wbG73QU=", "1:x48XA3YiAaOKTB0FEpvi+0cbuGg="],
+            &[
+                "1:njFHyHv2ATzLP9rSy0H6wbG73QU=",
+                "1:x48XA3YiAaOKTB0FEpvi+0cbuGg=",
+            ],
         ),
-        ("icmp/zeek_5_pings.pcap", &["1:gp8b/PCBmrLjQ2f9cKsFjc1+900="]),
-        ("icmp/zeek_icmp6_ping.pcap", &["1:CK4vAOXRvkt0H1zTqK7KQ1ZQong="]),
+        (
+            "icmp/zeek_5_pings.pcap",
+            &["1:gp8b/PCBmrLjQ2f9cKsFjc1+900="],
+        ),
+        (
+            "icmp/zeek_icmp6_ping.pcap",
+            &["1:CK4vAOXRvkt0H1zTqK7KQ1ZQong="],
+        ),
         (
             "icmp/ppa_destunreachable.pcap",
-            &["1:DyqgoWXO7keAhPhpg0qyyhSu28A=", "1:vl0wQe9998jDgUtHslH49ZiJakQ="],
+            &[
+                "1:DyqgoWXO7keAhPhpg0qyyhSu28A=",
+                "1:vl0wQe9998jDgUtHslH49ZiJakQ=",
+            ],
         ),
     ];
     for (rel, ids) in expected {
         let flows = flows_of(&pcap(rel));
-        let mut got: Vec<&str> = flows.iter().map(|f| f["community_id"].as_str().unwrap()).collect();
+        let mut got: Vec<&str> = flows
+            .iter()
+            .map(|f| f["community_id"].as_str().unwrap())
+            .collect();
         got.sort();
         got.dedup();
         let mut want = ids.to_vec();
@@ -289,7 +388,12 @@ fn decoder_reads_vlan_qinq_sll2_and_ipv6_extension_headers() {
     assert!(json["protocol_counts"]["ARP"].as_u64().unwrap() > 0);
 
     let flows = flows_of(&pcap("vlan/zeek_http_qinq.pcap"));
-    assert!(flows.iter().any(|f| f["dst_port"] == 80 && f["protocol"] == "TCP"), "{flows:?}");
+    assert!(
+        flows
+            .iter()
+            .any(|f| f["dst_port"] == 80 && f["protocol"] == "TCP"),
+        "{flows:?}"
+    );
 
     let (_, json, _) = analyze(&pcap("sll/zeek_linux_dlt_sll2.pcap"), &[]);
     let counts = &json.unwrap()["protocol_counts"];
@@ -319,7 +423,12 @@ fn top_talkers_agree_with_the_manifest() {
     let talkers = json.unwrap()["top_talkers"].as_array().unwrap().clone();
     let sent: HashMap<String, u64> = talkers
         .iter()
-        .map(|t| (t["ip"].as_str().unwrap().to_string(), t["packets_sent"].as_u64().unwrap()))
+        .map(|t| {
+            (
+                t["ip"].as_str().unwrap().to_string(),
+                t["packets_sent"].as_u64().unwrap(),
+            )
+        })
         .collect();
     assert_eq!(sent["192.168.1.10"], 1007);
     assert_eq!(sent["192.168.1.25"], 1000);

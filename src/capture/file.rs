@@ -65,26 +65,27 @@ impl FileSource {
             path: display.clone(),
             source,
         })?;
-        file.seek(SeekFrom::Start(0)).map_err(|source| CaptureError::Open {
-            path: display.clone(),
-            source,
-        })?;
-        let input: Box<dyn Read + Send> = if got == 4 && magic == ZSTD_MAGIC {
-            let decoder = ruzstd::decoding::StreamingDecoder::new(BufReader::new(file)).map_err(|e| {
-                CaptureError::NotACapture {
-                    path: display.clone(),
-                    detail: format!("zstd stream is unreadable ({e})"),
-                }
+        file.seek(SeekFrom::Start(0))
+            .map_err(|source| CaptureError::Open {
+                path: display.clone(),
+                source,
             })?;
-            Box::new(FillingReader(decoder))
-        } else if got >= 2 && magic[..2] == GZIP_MAGIC {
-            return Err(CaptureError::NotACapture {
-                path: display,
-                detail: "it is gzip-compressed; decompress it first (gunzip -k FILE)".into(),
-            });
-        } else {
-            Box::new(FillingReader(file))
-        };
+        let input: Box<dyn Read + Send> =
+            if got == 4 && magic == ZSTD_MAGIC {
+                let decoder = ruzstd::decoding::StreamingDecoder::new(BufReader::new(file))
+                    .map_err(|e| CaptureError::NotACapture {
+                        path: display.clone(),
+                        detail: format!("zstd stream is unreadable ({e})"),
+                    })?;
+                Box::new(FillingReader(decoder))
+            } else if got >= 2 && magic[..2] == GZIP_MAGIC {
+                return Err(CaptureError::NotACapture {
+                    path: display,
+                    detail: "it is gzip-compressed; decompress it first (gunzip -k FILE)".into(),
+                });
+            } else {
+                Box::new(FillingReader(file))
+            };
         if got == 0 {
             return Err(CaptureError::NotACapture {
                 path: display,
@@ -212,7 +213,8 @@ impl PacketSource for FileSource {
                         (offset, None)
                     }
                     PcapBlockOwned::NG(Block::InterfaceDescription(idb)) => {
-                        let units = pcap_parser::build_ts_resolution(idb.if_tsresol).unwrap_or(1_000_000);
+                        let units =
+                            pcap_parser::build_ts_resolution(idb.if_tsresol).unwrap_or(1_000_000);
                         self.interfaces.push(Interface {
                             link: LinkType(idb.linktype.0 as u32),
                             units_per_sec: units,
@@ -223,7 +225,9 @@ impl PacketSource for FileSource {
                     PcapBlockOwned::NG(Block::EnhancedPacket(epb)) => {
                         let iface = self.interfaces.get(epb.if_id as usize).copied();
                         let link = iface.map(|i| i.link).unwrap_or(LinkType(u32::MAX));
-                        let (units, off) = iface.map(|i| (i.units_per_sec, i.offset_secs)).unwrap_or((1_000_000, 0));
+                        let (units, off) = iface
+                            .map(|i| (i.units_per_sec, i.offset_secs))
+                            .unwrap_or((1_000_000, 0));
                         let raw = (u64::from(epb.ts_high) << 32) | u64::from(epb.ts_low);
                         let data = &epb.data[..(epb.caplen as usize).min(epb.data.len())];
                         sink(Frame {
@@ -235,7 +239,11 @@ impl PacketSource for FileSource {
                         (offset, Some(link))
                     }
                     PcapBlockOwned::NG(Block::SimplePacket(spb)) => {
-                        let link = self.interfaces.first().map(|i| i.link).unwrap_or(LinkType(u32::MAX));
+                        let link = self
+                            .interfaces
+                            .first()
+                            .map(|i| i.link)
+                            .unwrap_or(LinkType(u32::MAX));
                         // A simple packet block has no timestamp; the capture time is unknown.
                         sink(Frame {
                             ts: Timestamp(0),
@@ -247,7 +255,12 @@ impl PacketSource for FileSource {
                     }
                     PcapBlockOwned::NG(_) => (offset, None),
                 },
-                Err(PcapError::Eof) => return Ok(ReadStatus { frames: delivered, end: true }),
+                Err(PcapError::Eof) => {
+                    return Ok(ReadStatus {
+                        frames: delivered,
+                        end: true,
+                    });
+                }
                 Err(PcapError::Incomplete(_)) => {
                     if self.reader.refill().is_err() {
                         return Err(CaptureError::Read {
@@ -292,7 +305,10 @@ impl PacketSource for FileSource {
                 self.note_link(link);
             }
         }
-        Ok(ReadStatus { frames: delivered, end: false })
+        Ok(ReadStatus {
+            frames: delivered,
+            end: false,
+        })
     }
 
     fn describe(&self) -> String {
@@ -318,7 +334,10 @@ mod tests {
 
     #[test]
     fn pcapng_timestamps_honour_resolution_and_offset() {
-        assert_eq!(units_to_timestamp(1_500_000, 1_000_000, 0), Timestamp(1_500_000_000));
+        assert_eq!(
+            units_to_timestamp(1_500_000, 1_000_000, 0),
+            Timestamp(1_500_000_000)
+        );
         assert_eq!(units_to_timestamp(3, 2, 10), Timestamp(11_500_000_000));
         assert_eq!(units_to_timestamp(7, 0, 0), Timestamp(7_000_000_000));
     }

@@ -49,10 +49,11 @@ impl LiveSource {
             .precision(Precision::Nano);
         let mut cap = inactive.open().map_err(classify)?;
         if let Some(expr) = options.bpf.as_deref().filter(|e| !e.trim().is_empty()) {
-            cap.filter(expr, true).map_err(|e| CaptureError::BadFilter {
-                expr: expr.to_string(),
-                detail: e.to_string(),
-            })?;
+            cap.filter(expr, true)
+                .map_err(|e| CaptureError::BadFilter {
+                    expr: expr.to_string(),
+                    detail: e.to_string(),
+                })?;
         }
         let link = LinkType(cap.get_datalink().0 as u32);
         Ok(LiveSource {
@@ -68,7 +69,12 @@ fn classify_open_error(iface: &str, message: String) -> CaptureError {
     let lower = message.to_lowercase();
     if lower.contains("no such device") || lower.contains("doesn't exist") {
         let available = pcap::Device::list()
-            .map(|list| list.into_iter().map(|d| d.name).collect::<Vec<_>>().join(", "))
+            .map(|list| {
+                list.into_iter()
+                    .map(|d| d.name)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            })
             .unwrap_or_default();
         CaptureError::NoSuchInterface {
             iface: iface.to_string(),
@@ -96,7 +102,8 @@ impl PacketSource for LiveSource {
         while delivered < max {
             match self.cap.next_packet() {
                 Ok(packet) => {
-                    let ts = Timestamp::from_parts(packet.header.ts.tv_sec, packet.header.ts.tv_usec);
+                    let ts =
+                        Timestamp::from_parts(packet.header.ts.tv_sec, packet.header.ts.tv_usec);
                     sink(Frame {
                         ts,
                         wire_len: packet.header.len.max(packet.data.len() as u32),
@@ -108,7 +115,10 @@ impl PacketSource for LiveSource {
                 // Nothing arrived within the timeout: hand back what we have.
                 Err(pcap::Error::TimeoutExpired) => break,
                 Err(pcap::Error::NoMorePackets) => {
-                    return Ok(ReadStatus { frames: delivered, end: true });
+                    return Ok(ReadStatus {
+                        frames: delivered,
+                        end: true,
+                    });
                 }
                 Err(e) => {
                     return Err(CaptureError::Live {
@@ -118,7 +128,10 @@ impl PacketSource for LiveSource {
                 }
             }
         }
-        Ok(ReadStatus { frames: delivered, end: false })
+        Ok(ReadStatus {
+            frames: delivered,
+            end: false,
+        })
     }
 
     fn describe(&self) -> String {

@@ -77,11 +77,17 @@ pub enum CaptureError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("{path} is not a capture file: {detail}; tapir reads pcap and pcapng (optionally zstd-compressed)")]
+    #[error(
+        "{path} is not a capture file: {detail}; tapir reads pcap and pcapng (optionally zstd-compressed)"
+    )]
     NotACapture { path: PathBuf, detail: String },
-    #[error("{path} is cut short: it ends in the middle of a record after {after_frames} frames; those frames were analysed")]
+    #[error(
+        "{path} is cut short: it ends in the middle of a record after {after_frames} frames; those frames were analysed"
+    )]
     CutShort { path: PathBuf, after_frames: u64 },
-    #[error("{path} is corrupt after {after_frames} frames: {detail}; the frames before it were analysed")]
+    #[error(
+        "{path} is corrupt after {after_frames} frames: {detail}; the frames before it were analysed"
+    )]
     Corrupt {
         path: PathBuf,
         after_frames: u64,
@@ -91,7 +97,9 @@ pub enum CaptureError {
     Read { path: PathBuf, after_frames: u64 },
     #[error("interface {iface} does not exist; available: {available}")]
     NoSuchInterface { iface: String, available: String },
-    #[error("capturing on {iface} needs privileges: run as root, or grant them once with `sudo setcap cap_net_raw,cap_net_admin=eip $(command -v tapir)`")]
+    #[error(
+        "capturing on {iface} needs privileges: run as root, or grant them once with `sudo setcap cap_net_raw,cap_net_admin=eip $(command -v tapir)`"
+    )]
     NeedsPrivilege { iface: String },
     #[error("invalid capture filter {expr:?}: {detail}; see `man pcap-filter`")]
     BadFilter { expr: String, detail: String },
@@ -104,7 +112,9 @@ impl CaptureError {
     pub fn is_partial(&self) -> bool {
         matches!(
             self,
-            CaptureError::CutShort { .. } | CaptureError::Corrupt { .. } | CaptureError::Read { .. }
+            CaptureError::CutShort { .. }
+                | CaptureError::Corrupt { .. }
+                | CaptureError::Read { .. }
         )
     }
 }
@@ -168,7 +178,9 @@ pub struct StopWhen {
 
 impl StopWhen {
     fn reached(&self, frames: u64) -> bool {
-        self.flag.as_ref().is_some_and(|f| f.load(Ordering::Relaxed))
+        self.flag
+            .as_ref()
+            .is_some_and(|f| f.load(Ordering::Relaxed))
             || self.deadline.is_some_and(|d| Instant::now() >= d)
             || self.max_frames.is_some_and(|m| frames >= m)
     }
@@ -209,7 +221,13 @@ pub fn run(
                 *bytes += u64::from(frame.wire_len);
                 first.get_or_insert(frame.ts);
                 *last = Some(frame.ts);
-                let _ = decoder.decode_into(frame.link, frame.ts, frame.wire_len, frame.data, &mut batch);
+                let _ = decoder.decode_into(
+                    frame.link,
+                    frame.ts,
+                    frame.wire_len,
+                    frame.data,
+                    &mut batch,
+                );
             })
         };
         let done = match status {
@@ -223,16 +241,25 @@ pub fn run(
         let stale = live && !batch.is_empty() && batch_started.elapsed() >= config.max_age;
         if full || stale || done {
             if !batch.is_empty() {
-                let ready = std::mem::replace(&mut batch, PacketBatch::with_capacity(config.packets));
+                let ready =
+                    std::mem::replace(&mut batch, PacketBatch::with_capacity(config.packets));
                 deliver(ready, sinks, live, &mut report);
             }
             batch_started = Instant::now();
             counters.frames.store(report.frames, Ordering::Relaxed);
             counters.bytes.fetch_add(pending_bytes, Ordering::Relaxed);
-            counters.decoded.store(decoder.counters.decoded, Ordering::Relaxed);
-            counters.batches_sent.store(report.batches_sent, Ordering::Relaxed);
-            counters.batches_dropped.store(report.batches_dropped, Ordering::Relaxed);
-            counters.packets_dropped.store(report.packets_dropped, Ordering::Relaxed);
+            counters
+                .decoded
+                .store(decoder.counters.decoded, Ordering::Relaxed);
+            counters
+                .batches_sent
+                .store(report.batches_sent, Ordering::Relaxed);
+            counters
+                .batches_dropped
+                .store(report.batches_dropped, Ordering::Relaxed);
+            counters
+                .packets_dropped
+                .store(report.packets_dropped, Ordering::Relaxed);
             report.bytes += pending_bytes;
             pending_bytes = 0;
         }
@@ -245,7 +272,9 @@ pub fn run(
     }
     report.bytes += pending_bytes;
     counters.frames.store(report.frames, Ordering::Relaxed);
-    counters.decoded.store(decoder.counters.decoded, Ordering::Relaxed);
+    counters
+        .decoded
+        .store(decoder.counters.decoded, Ordering::Relaxed);
     report.decode = decoder.counters;
     report.link_types = source.link_types();
     report.libpcap = source.libpcap_stats();
@@ -254,7 +283,12 @@ pub fn run(
 
 /// Sends one batch to every sink: waiting for room when reading a file, dropping and counting
 /// when live.
-fn deliver(batch: PacketBatch, sinks: &[Recipient<PacketBatchMsg>], live: bool, report: &mut CaptureReport) {
+fn deliver(
+    batch: PacketBatch,
+    sinks: &[Recipient<PacketBatchMsg>],
+    live: bool,
+    report: &mut CaptureReport,
+) {
     let packets = batch.len() as u64;
     let shared = Arc::new(batch);
     for sink in sinks {

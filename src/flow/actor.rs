@@ -5,7 +5,9 @@ use std::sync::Arc;
 use actix::{Actor, Context, Handler, Recipient};
 
 use super::{FlowConfig, FlowRecord, FlowTable, FlowTableStats};
-use crate::messages::{FlowRecordsMsg, FlowTableStatus, FlushFlows, GetActiveFlows, GetFlowStats, PacketBatchMsg};
+use crate::messages::{
+    FlowRecordsMsg, FlowTableStatus, FlushFlows, GetActiveFlows, GetFlowStats, PacketBatchMsg,
+};
 
 /// Owns the flow table; forwards finished flows to the record sinks.
 pub struct FlowsActor {

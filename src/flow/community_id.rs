@@ -64,9 +64,13 @@ pub fn community_id(
     dst_port: u16,
 ) -> String {
     let (mut sport, mut dport, mut one_way) = (src_port, dst_port, false);
-    let has_ports = matches!(proto, ip_proto::TCP | ip_proto::UDP | ip_proto::SCTP | ip_proto::ICMP | ip_proto::ICMPV6);
+    let has_ports = matches!(
+        proto,
+        ip_proto::TCP | ip_proto::UDP | ip_proto::SCTP | ip_proto::ICMP | ip_proto::ICMPV6
+    );
     if proto == ip_proto::ICMP || proto == ip_proto::ICMPV6 {
-        (sport, dport, one_way) = icmp_ports(proto == ip_proto::ICMPV6, src_port as u8, dst_port as u8);
+        (sport, dport, one_way) =
+            icmp_ports(proto == ip_proto::ICMPV6, src_port as u8, dst_port as u8);
     }
     let (mut a, mut b) = (src, dst);
     let ordered = one_way || a < b || (a == b && sport < dport);
@@ -88,7 +92,10 @@ pub fn community_id(
         hasher.update(dport.to_be_bytes());
     }
     let digest = hasher.finalize();
-    format!("1:{}", base64::engine::general_purpose::STANDARD.encode(digest))
+    format!(
+        "1:{}",
+        base64::engine::general_purpose::STANDARD.encode(digest)
+    )
 }
 
 #[cfg(test)]

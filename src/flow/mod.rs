@@ -174,7 +174,11 @@ impl Serialize for FlowRecord {
         m.serialize_entry("duration", &duration)?;
         m.serialize_entry("total_bytes", &bytes)?;
         m.serialize_entry("packet_count", &self.packets())?;
-        let rate = if duration > 0.0 { bytes as f64 / duration } else { 0.0 };
+        let rate = if duration > 0.0 {
+            bytes as f64 / duration
+        } else {
+            0.0
+        };
         m.serialize_entry("bytes_per_sec", &rate)?;
         let flags = TcpFlags(self.src_flags.0 | self.dst_flags.0);
         m.serialize_entry("tcp_flags", &flags.names().collect::<Vec<_>>())?;

@@ -21,6 +21,9 @@ const FRAGMENT_MEMORY: usize = 8192;
 /// How long a fragment train is remembered, in packet time.
 const FRAGMENT_TTL_SECS: u64 = 30;
 
+/// A fragment train: (source, destination, protocol, IP identification).
+type FragmentTrain = (IpAddr, IpAddr, u8, u32);
+
 /// Timeout classes; each has its own activity-ordered list.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Class {
@@ -107,7 +110,7 @@ pub struct FlowTable {
     clock: Timestamp,
     next_sweep: Timestamp,
     next_id: u64,
-    fragments: HashMap<(IpAddr, IpAddr, u8, u32), (u16, u16, Timestamp)>,
+    fragments: HashMap<FragmentTrain, (u16, u16, Timestamp)>,
     stats: FlowTableStats,
 }
 
@@ -118,7 +121,10 @@ impl FlowTable {
             index: HashMap::new(),
             slots: Vec::new(),
             free: Vec::new(),
-            lists: [List { head: NIL, tail: NIL }; CLASSES],
+            lists: [List {
+                head: NIL,
+                tail: NIL,
+            }; CLASSES],
             clock: Timestamp(i64::MIN),
             next_sweep: Timestamp(i64::MIN),
             next_id: 1,
@@ -210,11 +216,15 @@ impl FlowTable {
     }
 
     fn flow(&self, slot: u32) -> &Flow {
-        self.slots[slot as usize].as_ref().expect("indexed slot holds a flow")
+        self.slots[slot as usize]
+            .as_ref()
+            .expect("indexed slot holds a flow")
     }
 
     fn flow_mut(&mut self, slot: u32) -> &mut Flow {
-        self.slots[slot as usize].as_mut().expect("indexed slot holds a flow")
+        self.slots[slot as usize]
+            .as_mut()
+            .expect("indexed slot holds a flow")
     }
 
     /// Builds the normalized key, using the first fragment's ports for later fragments.
@@ -223,13 +233,18 @@ impl FlowTable {
         match p.fragment {
             Fragment::First => {
                 if self.fragments.len() >= FRAGMENT_MEMORY {
-                    let horizon = Timestamp(self.clock.0.saturating_sub(FRAGMENT_TTL_SECS as i64 * Timestamp::NANOS_PER_SEC));
+                    let horizon = Timestamp(
+                        self.clock
+                            .0
+                            .saturating_sub(FRAGMENT_TTL_SECS as i64 * Timestamp::NANOS_PER_SEC),
+                    );
                     self.fragments.retain(|_, v| v.2 >= horizon);
                     if self.fragments.len() >= FRAGMENT_MEMORY {
                         self.fragments.clear();
                     }
                 }
-                self.fragments.insert((p.src, p.dst, p.ip_proto, p.frag_id), (sport, dport, p.ts));
+                self.fragments
+                    .insert((p.src, p.dst, p.ip_proto, p.frag_id), (sport, dport, p.ts));
             }
             Fragment::Later => {
                 let (s, d, _) = *self.fragments.get(&(p.src, p.dst, p.ip_proto, p.frag_id))?;
@@ -249,9 +264,21 @@ impl FlowTable {
         }
         let from_a = one_way || (p.src, sport) <= (p.dst, dport);
         let key = if from_a {
-            FlowKey { a: p.src, b: p.dst, a_port: sport, b_port: dport, proto: p.ip_proto }
+            FlowKey {
+                a: p.src,
+                b: p.dst,
+                a_port: sport,
+                b_port: dport,
+                proto: p.ip_proto,
+            }
         } else {
-            FlowKey { a: p.dst, b: p.src, a_port: dport, b_port: sport, proto: p.ip_proto }
+            FlowKey {
+                a: p.dst,
+                b: p.src,
+                a_port: dport,
+                b_port: sport,
+                proto: p.ip_proto,
+            }
         };
         Some(Located { key, from_a })
     }
@@ -330,7 +357,8 @@ impl FlowTable {
         }
         let class = Class::of(flow.key.proto, flow.state);
         let report_due = active_timeout > 0
-            && p.ts.0.saturating_sub(flow.last_report.0) >= active_timeout as i64 * Timestamp::NANOS_PER_SEC;
+            && p.ts.0.saturating_sub(flow.last_report.0)
+                >= active_timeout as i64 * Timestamp::NANOS_PER_SEC;
         if report_due {
             flow.last_report = p.ts;
         }
@@ -381,7 +409,9 @@ impl FlowTable {
 
     fn finish(&mut self, slot: u32, reason: EndReason, out: &mut Vec<FlowRecord>) {
         self.unlink(slot);
-        let flow = self.slots[slot as usize].take().expect("finishing a live slot");
+        let flow = self.slots[slot as usize]
+            .take()
+            .expect("finishing a live slot");
         self.index.remove(&flow.key);
         self.free.push(slot);
         out.push(self.record(&flow, reason));
@@ -411,7 +441,14 @@ impl FlowTable {
             dst_flags: f.flags[1],
             state: f.state,
             vlan: f.vlan,
-            community_id: community_id(self.config.community_id_seed, src, dst, k.proto, src_port, dst_port),
+            community_id: community_id(
+                self.config.community_id_seed,
+                src,
+                dst,
+                k.proto,
+                src_port,
+                dst_port,
+            ),
             end,
         }
     }
@@ -451,7 +488,12 @@ impl FlowTable {
 }
 
 /// TCP state after a packet with `flags` from direction `dir` (0 = initiator).
-fn next_tcp_state(state: FlowState, dir: usize, flags: TcpFlags, seen: &[TcpFlags; 2]) -> FlowState {
+fn next_tcp_state(
+    state: FlowState,
+    dir: usize,
+    flags: TcpFlags,
+    seen: &[TcpFlags; 2],
+) -> FlowState {
     if flags.has(TcpFlags::RST) {
         return FlowState::Reset;
     }
@@ -460,7 +502,10 @@ fn next_tcp_state(state: FlowState, dir: usize, flags: TcpFlags, seen: &[TcpFlag
         _ if seen[0].has(TcpFlags::FIN) && seen[1].has(TcpFlags::FIN) => FlowState::Closed,
         _ if flags.has(TcpFlags::FIN) => FlowState::Closing,
         FlowState::Handshake
-            if dir == 0 && flags.has(TcpFlags::ACK) && !flags.has(TcpFlags::SYN) && seen[1].has(TcpFlags::SYN) =>
+            if dir == 0
+                && flags.has(TcpFlags::ACK)
+                && !flags.has(TcpFlags::SYN)
+                && seen[1].has(TcpFlags::SYN) =>
         {
             FlowState::Established
         }

@@ -9,7 +9,11 @@ fn ip(s: &str) -> IpAddr {
 
 fn tcp(t: f64, src: &str, sport: u16, dst: &str, dport: u16, flags: u8, len: u32) -> PacketMeta {
     let mut p = PacketMeta::blank(Timestamp::from_secs_f64(t), len);
-    p.network = if src.contains(':') { Network::Ipv6 } else { Network::Ipv4 };
+    p.network = if src.contains(':') {
+        Network::Ipv6
+    } else {
+        Network::Ipv4
+    };
     p.src = ip(src);
     p.dst = ip(dst);
     p.ip_proto = ip_proto::TCP;
@@ -66,7 +70,10 @@ fn both_directions_make_one_flow_with_the_syn_sender_as_src() {
 #[test]
 fn a_syn_ack_seen_first_makes_its_receiver_the_initiator() {
     let mut table = FlowTable::new(FlowConfig::default());
-    run(&mut table, &[tcp(1.0, "10.0.0.1", 80, "10.0.0.9", 50000, SYNACK, 60)]);
+    run(
+        &mut table,
+        &[tcp(1.0, "10.0.0.1", 80, "10.0.0.9", 50000, SYNACK, 60)],
+    );
     let flow = &table.active(1, |_| true)[0];
     assert_eq!(flow.src, ip("10.0.0.9"));
     assert_eq!(flow.dst_packets, 1);
@@ -145,7 +152,18 @@ fn a_random_source_syn_flood_stays_within_the_cap() {
     let mut out = Vec::new();
     for i in 0..50_000u32 {
         let src = std::net::Ipv4Addr::from(0x0b00_0000 + i).to_string();
-        table.observe(&tcp(1.0 + f64::from(i) * 1e-4, &src, 1024, "10.0.0.1", 80, SYN, 60), &mut out);
+        table.observe(
+            &tcp(
+                1.0 + f64::from(i) * 1e-4,
+                &src,
+                1024,
+                "10.0.0.1",
+                80,
+                SYN,
+                60,
+            ),
+            &mut out,
+        );
     }
     assert_eq!(table.len(), 1000);
     assert_eq!(table.stats().evicted, 49_000);
@@ -198,7 +216,9 @@ fn long_flows_emit_interim_records() {
         ..FlowConfig::default()
     };
     let mut table = FlowTable::new(config);
-    let packets: Vec<_> = (0..=130).map(|s| udp(f64::from(s), "10.0.0.1", 1, "10.0.0.2", 2)).collect();
+    let packets: Vec<_> = (0..=130)
+        .map(|s| udp(f64::from(s), "10.0.0.1", 1, "10.0.0.2", 2))
+        .collect();
     let out = run(&mut table, &packets);
     assert_eq!(out.len(), 2);
     assert!(out.iter().all(|r| r.end == EndReason::ActiveTimeout));
@@ -239,7 +259,10 @@ fn flush_emits_everything_in_creation_order() {
     let mut table = FlowTable::new(FlowConfig::default());
     run(
         &mut table,
-        &[udp(1.0, "10.0.0.5", 1, "10.0.0.6", 2), udp(1.0, "10.0.0.1", 1, "10.0.0.2", 2)],
+        &[
+            udp(1.0, "10.0.0.5", 1, "10.0.0.6", 2),
+            udp(1.0, "10.0.0.1", 1, "10.0.0.2", 2),
+        ],
     );
     let mut out = Vec::new();
     table.flush_all(&mut out);

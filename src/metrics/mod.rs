@@ -113,7 +113,13 @@ impl MetricsAggregator {
     pub fn new(config: MetricsConfig) -> Self {
         let window = config.bandwidth_window_secs.max(2);
         MetricsAggregator {
-            series: vec![BandwidthPoint { timestamp: i64::MIN, ..Default::default() }; window],
+            series: vec![
+                BandwidthPoint {
+                    timestamp: i64::MIN,
+                    ..Default::default()
+                };
+                window
+            ],
             packets: PacketRing::new(config.recent_packets),
             config,
             protocol_counts: [0; Protocol::ALL.len()],
@@ -143,7 +149,11 @@ impl MetricsAggregator {
             if self.newest_sec.is_some_and(|n| sec > n - window) {
                 let bucket = &mut self.series[sec.rem_euclid(window) as usize];
                 if bucket.timestamp != sec {
-                    *bucket = BandwidthPoint { timestamp: sec, bytes: 0, packets: 0 };
+                    *bucket = BandwidthPoint {
+                        timestamp: sec,
+                        bytes: 0,
+                        packets: 0,
+                    };
                 }
                 bucket.bytes += bytes;
                 bucket.packets += 1;
@@ -219,7 +229,11 @@ impl MetricsAggregator {
                 if b.timestamp == sec {
                     b
                 } else {
-                    BandwidthPoint { timestamp: sec, bytes: 0, packets: 0 }
+                    BandwidthPoint {
+                        timestamp: sec,
+                        bytes: 0,
+                        packets: 0,
+                    }
                 }
             })
             .collect()
@@ -228,7 +242,11 @@ impl MetricsAggregator {
     fn bucket(&self, sec: i64) -> BandwidthPoint {
         let window = self.series.len() as i64;
         let b = self.series[sec.rem_euclid(window) as usize];
-        if b.timestamp == sec { b } else { BandwidthPoint::default() }
+        if b.timestamp == sec {
+            b
+        } else {
+            BandwidthPoint::default()
+        }
     }
 
     pub fn protocol_counts(&self) -> BTreeMap<&'static str, u64> {
@@ -241,7 +259,10 @@ impl MetricsAggregator {
 
     pub fn snapshot(&self, top_talkers: usize) -> StatsSnapshot {
         // The newest second is still filling; rates come from the one before it.
-        let last_complete = self.newest_sec.map(|n| self.bucket(n - 1)).unwrap_or_default();
+        let last_complete = self
+            .newest_sec
+            .map(|n| self.bucket(n - 1))
+            .unwrap_or_default();
         StatsSnapshot {
             protocol_counts: self.protocol_counts(),
             bandwidth_series: self.bandwidth_series(),

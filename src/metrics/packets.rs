@@ -142,10 +142,19 @@ fn info(m: &PacketMeta, domain: Option<&str>) -> String {
         Network::Other { ether_type } => format!("EtherType 0x{ether_type:04x}"),
         Network::Ipv4 | Network::Ipv6 => match m.protocol() {
             Protocol::Tcp => {
-                let flags = if m.tcp_flags == TcpFlags(0) { "none".to_string() } else { m.tcp_flags.to_string() };
-                format!("{} → {} [{}] len={}", m.src_port, m.dst_port, flags, m.payload_len)
+                let flags = if m.tcp_flags == TcpFlags(0) {
+                    "none".to_string()
+                } else {
+                    m.tcp_flags.to_string()
+                };
+                format!(
+                    "{} → {} [{}] len={}",
+                    m.src_port, m.dst_port, flags, m.payload_len
+                )
             }
-            Protocol::Udp | Protocol::Dns => format!("{} → {} len={}", m.src_port, m.dst_port, m.payload_len),
+            Protocol::Udp | Protocol::Dns => {
+                format!("{} → {} len={}", m.src_port, m.dst_port, m.payload_len)
+            }
             Protocol::Icmp | Protocol::Icmpv6 => icmp_info(m),
             _ if m.fragment == crate::packet::Fragment::Later => {
                 format!("IP fragment (protocol {}, id {})", m.ip_proto, m.frag_id)
@@ -156,7 +165,11 @@ fn info(m: &PacketMeta, domain: Option<&str>) -> String {
 }
 
 fn dns_info(dns: &DnsMeta, name: &str) -> String {
-    let kind = if dns.is_response { "Standard query response" } else { "Standard query" };
+    let kind = if dns.is_response {
+        "Standard query response"
+    } else {
+        "Standard query"
+    };
     let mut s = format!("{kind} 0x{:04x} {} {}", dns.id, qtype_name(dns.qtype), name);
     if dns.is_response && dns.rcode != 0 {
         let _ = write!(s, " {}", rcode_name(dns.rcode));

@@ -15,12 +15,18 @@ fn pkt(t: f64, src: &str, dst: &str, len: u32) -> PacketMeta {
 }
 
 fn batch(packets: Vec<PacketMeta>) -> PacketBatch {
-    PacketBatch { packets, names: Vec::new() }
+    PacketBatch {
+        packets,
+        names: Vec::new(),
+    }
 }
 
 #[test]
 fn series_buckets_by_packet_second_and_zero_fills() {
-    let mut m = MetricsAggregator::new(MetricsConfig { bandwidth_window_secs: 5, ..Default::default() });
+    let mut m = MetricsAggregator::new(MetricsConfig {
+        bandwidth_window_secs: 5,
+        ..Default::default()
+    });
     m.ingest(&batch(vec![
         pkt(100.1, "10.0.0.1", "10.0.0.2", 100),
         pkt(100.9, "10.0.0.1", "10.0.0.2", 50),
@@ -29,8 +35,14 @@ fn series_buckets_by_packet_second_and_zero_fills() {
         pkt(3.0, "10.0.0.1", "10.0.0.2", 1),
     ]));
     let series = m.bandwidth_series();
-    assert_eq!(series.iter().map(|b| b.timestamp).collect::<Vec<_>>(), [98, 99, 100, 101, 102]);
-    assert_eq!(series.iter().map(|b| b.bytes).collect::<Vec<_>>(), [0, 0, 150, 0, 10]);
+    assert_eq!(
+        series.iter().map(|b| b.timestamp).collect::<Vec<_>>(),
+        [98, 99, 100, 101, 102]
+    );
+    assert_eq!(
+        series.iter().map(|b| b.bytes).collect::<Vec<_>>(),
+        [0, 0, 150, 0, 10]
+    );
     let snap = m.snapshot(10);
     assert_eq!(snap.total_bytes, 161);
     assert_eq!(snap.packets_per_sec, 0.0, "second 101 was empty");
@@ -56,7 +68,10 @@ fn top_talkers_count_both_directions_and_sort_by_bytes() {
 
 #[test]
 fn the_host_table_stays_bounded() {
-    let mut m = MetricsAggregator::new(MetricsConfig { max_hosts: 100, ..Default::default() });
+    let mut m = MetricsAggregator::new(MetricsConfig {
+        max_hosts: 100,
+        ..Default::default()
+    });
     for i in 0..1000u32 {
         let src = std::net::Ipv4Addr::from(0x0a00_0000 + i).to_string();
         m.ingest(&batch(vec![pkt(1.0, &src, "192.168.0.1", 60 + i)]));
@@ -69,7 +84,11 @@ fn the_host_table_stays_bounded() {
 #[test]
 fn the_packet_ring_keeps_the_newest_and_finds_by_id() {
     let mut ring = PacketRing::new(3);
-    ring.push_batch(&batch((0..5).map(|i| pkt(f64::from(i), "10.0.0.1", "10.0.0.2", 60)).collect()));
+    ring.push_batch(&batch(
+        (0..5)
+            .map(|i| pkt(f64::from(i), "10.0.0.1", "10.0.0.2", 60))
+            .collect(),
+    ));
     assert_eq!(ring.len(), 3);
     let latest = ring.latest(10);
     assert_eq!(latest.iter().map(|p| p.id).collect::<Vec<_>>(), [5, 4, 3]);

@@ -216,7 +216,11 @@ impl Generator {
             }
         };
         self.seq += 1;
-        self.queue.push(Reverse(Queued { at, seq: self.seq, spec_index: index }));
+        self.queue.push(Reverse(Queued {
+            at,
+            seq: self.seq,
+            spec_index: index,
+        }));
     }
 
     fn schedule_cycle(&mut self) {
@@ -255,7 +259,11 @@ impl Generator {
 }
 
 impl PacketSource for Generator {
-    fn read_some(&mut self, max: usize, sink: &mut dyn FnMut(Frame<'_>)) -> Result<ReadStatus, CaptureError> {
+    fn read_some(
+        &mut self,
+        max: usize,
+        sink: &mut dyn FnMut(Frame<'_>),
+    ) -> Result<ReadStatus, CaptureError> {
         for _ in 0..max {
             let (ts, data) = self.next_frame();
             sink(Frame {
@@ -265,7 +273,10 @@ impl PacketSource for Generator {
                 data,
             });
         }
-        Ok(ReadStatus { frames: max, end: false })
+        Ok(ReadStatus {
+            frames: max,
+            end: false,
+        })
     }
 
     fn describe(&self) -> String {
@@ -299,16 +310,27 @@ fn dns_message(id: u16, response: bool, qtype: u16, name: &str, out: &mut Vec<u8
     out.extend_from_slice(&[0, 1]);
     if response {
         // name pointer to the question, type A, class IN, TTL 300, 4 bytes of address
-        out.extend_from_slice(&[0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 1, 0x2c, 0, 4, 93, 184, 216, 34]);
+        out.extend_from_slice(&[
+            0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 1, 0x2c, 0, 4, 93, 184, 216, 34,
+        ]);
     }
 }
 
 fn build_frame(spec: &Spec, out: &mut Vec<u8>) {
     let eth = PacketBuilder::ethernet2(mac_of(spec.src), mac_of(spec.dst));
-    let ip = |b: etherparse::PacketBuilderStep<etherparse::Ethernet2Header>| b.ipv4(spec.src.octets(), spec.dst.octets(), 64);
+    let ip = |b: etherparse::PacketBuilderStep<etherparse::Ethernet2Header>| {
+        b.ipv4(spec.src.octets(), spec.dst.octets(), 64)
+    };
     let zeros = [0u8; 1500];
     let result = match &spec.body {
-        Body::Tcp { sport, dport, flags, seq, ack, payload } => {
+        Body::Tcp {
+            sport,
+            dport,
+            flags,
+            seq,
+            ack,
+            payload,
+        } => {
             let mut b = ip(eth).tcp(*sport, *dport, *seq, 64240);
             let f = TcpFlags(*flags);
             if f.has(TcpFlags::SYN) {
@@ -328,18 +350,36 @@ fn build_frame(spec: &Spec, out: &mut Vec<u8>) {
             }
             b.write(out, &zeros[..usize::from(*payload).min(zeros.len())])
         }
-        Body::Udp { sport, dport, payload } => {
-            ip(eth).udp(*sport, *dport).write(out, &zeros[..usize::from(*payload).min(zeros.len())])
-        }
-        Body::Dns { sport, response, id, qtype, name } => {
+        Body::Udp {
+            sport,
+            dport,
+            payload,
+        } => ip(eth)
+            .udp(*sport, *dport)
+            .write(out, &zeros[..usize::from(*payload).min(zeros.len())]),
+        Body::Dns {
+            sport,
+            response,
+            id,
+            qtype,
+            name,
+        } => {
             let mut msg = Vec::with_capacity(64 + name.len());
             dns_message(*id, *response, *qtype, name, &mut msg);
-            let (s, d) = if *response { (53, *sport) } else { (*sport, 53) };
+            let (s, d) = if *response {
+                (53, *sport)
+            } else {
+                (*sport, 53)
+            };
             ip(eth).udp(s, d).write(out, &msg)
         }
         Body::IcmpEcho { reply, id, seq } => {
             let b = ip(eth);
-            let b = if *reply { b.icmpv4_echo_reply(*id, *seq) } else { b.icmpv4_echo_request(*id, *seq) };
+            let b = if *reply {
+                b.icmpv4_echo_reply(*id, *seq)
+            } else {
+                b.icmpv4_echo_request(*id, *seq)
+            };
             b.write(out, &zeros[..56])
         }
         Body::ArpRequest => {

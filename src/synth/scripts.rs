@@ -64,7 +64,14 @@ fn tcp(src: Ipv4Addr, dst: Ipv4Addr, sport: u16, dport: u16, flags: u8, payload:
     Spec {
         src,
         dst,
-        body: Body::Tcp { sport, dport, flags, seq: 1, ack: 1, payload },
+        body: Body::Tcp {
+            sport,
+            dport,
+            flags,
+            seq: 1,
+            ack: 1,
+            payload,
+        },
     }
 }
 
@@ -95,7 +102,11 @@ fn tcp_session(
         t += rtt / 2;
         let segments = rng.random_range(response_segments.0..=response_segments.1);
         for i in 0..segments {
-            let len = if i + 1 == segments { rng.random_range(100..1448) } else { 1448 };
+            let len = if i + 1 == segments {
+                rng.random_range(100..1448)
+            } else {
+                1448
+            };
             out.push((t, tcp(s, c, dport, sport, PSHACK, len)));
             t += 200_000;
         }
@@ -117,12 +128,24 @@ fn dns_pair(rng: &mut ChaCha8Rng, at: i64, c: Ipv4Addr, name: &str, qtype: u16) 
     let q = Spec {
         src: c,
         dst: GATEWAY,
-        body: Body::Dns { sport, response: false, id, qtype, name: name.to_string() },
+        body: Body::Dns {
+            sport,
+            response: false,
+            id,
+            qtype,
+            name: name.to_string(),
+        },
     };
     let r = Spec {
         src: GATEWAY,
         dst: c,
-        body: Body::Dns { sport, response: true, id, qtype, name: name.to_string() },
+        body: Body::Dns {
+            sport,
+            response: true,
+            id,
+            qtype,
+            name: name.to_string(),
+        },
     };
     vec![(at, q), (at + rng.random_range(1..30) * MS, r)]
 }
@@ -136,7 +159,16 @@ pub(super) fn benign_session(rng: &mut ChaCha8Rng, at: i64) -> Frames {
             let name = NAMES[rng.random_range(0..NAMES.len())];
             let exchanges = rng.random_range(1..=3);
             let mut frames = dns_pair(rng, at, c, name, 1);
-            frames.extend(tcp_session(rng, at + 40 * MS, c, s, 443, exchanges, (300, 900), (1, 12)));
+            frames.extend(tcp_session(
+                rng,
+                at + 40 * MS,
+                c,
+                s,
+                443,
+                exchanges,
+                (300, 900),
+                (1, 12),
+            ));
             frames
         }
         45..=74 => {
@@ -149,16 +181,67 @@ pub(super) fn benign_session(rng: &mut ChaCha8Rng, at: i64) -> Frames {
                 let t = at + i64::from(seq) * SEC;
                 let id = 0x1d00 | u16::from(c.octets()[3]);
                 [
-                    (t, Spec { src: c, dst: PING_TARGET, body: Body::IcmpEcho { reply: false, id, seq } }),
-                    (t + 12 * MS, Spec { src: PING_TARGET, dst: c, body: Body::IcmpEcho { reply: true, id, seq } }),
+                    (
+                        t,
+                        Spec {
+                            src: c,
+                            dst: PING_TARGET,
+                            body: Body::IcmpEcho {
+                                reply: false,
+                                id,
+                                seq,
+                            },
+                        },
+                    ),
+                    (
+                        t + 12 * MS,
+                        Spec {
+                            src: PING_TARGET,
+                            dst: c,
+                            body: Body::IcmpEcho {
+                                reply: true,
+                                id,
+                                seq,
+                            },
+                        },
+                    ),
                 ]
             })
             .collect(),
         85..=92 => vec![
-            (at, Spec { src: c, dst: NTP_SERVER, body: Body::Udp { sport: 123, dport: 123, payload: 48 } }),
-            (at + 20 * MS, Spec { src: NTP_SERVER, dst: c, body: Body::Udp { sport: 123, dport: 123, payload: 48 } }),
+            (
+                at,
+                Spec {
+                    src: c,
+                    dst: NTP_SERVER,
+                    body: Body::Udp {
+                        sport: 123,
+                        dport: 123,
+                        payload: 48,
+                    },
+                },
+            ),
+            (
+                at + 20 * MS,
+                Spec {
+                    src: NTP_SERVER,
+                    dst: c,
+                    body: Body::Udp {
+                        sport: 123,
+                        dport: 123,
+                        payload: 48,
+                    },
+                },
+            ),
         ],
-        93..=96 => vec![(at, Spec { src: GATEWAY, dst: c, body: Body::ArpRequest })],
+        93..=96 => vec![(
+            at,
+            Spec {
+                src: GATEWAY,
+                dst: c,
+                body: Body::ArpRequest,
+            },
+        )],
         _ => {
             // LAN file share: SMB between two clients.
             let other = client(rng);
@@ -170,7 +253,18 @@ pub(super) fn benign_session(rng: &mut ChaCha8Rng, at: i64) -> Frames {
 /// One minimum-size UDP frame (46 bytes of IP), for capture-rate tests.
 pub(super) fn small_udp(rng: &mut ChaCha8Rng, at: i64) -> Frames {
     let sport = rng.random_range(1024..=65535);
-    vec![(at, Spec { src: SMALL_A, dst: SMALL_B, body: Body::Udp { sport, dport: 9, payload: 18 } })]
+    vec![(
+        at,
+        Spec {
+            src: SMALL_A,
+            dst: SMALL_B,
+            body: Body::Udp {
+                sport,
+                dport: 9,
+                payload: 18,
+            },
+        },
+    )]
 }
 
 pub(super) fn attack(kind: Attack, rng: &mut ChaCha8Rng, at: i64) -> Frames {
@@ -217,7 +311,10 @@ fn synflood(rng: &mut ChaCha8Rng, at: i64) -> Frames {
     }
     for i in 0..150i64 {
         let sport = 1024 + i as u16;
-        out.push((at + i * 13 * MS, tcp(FLOOD_SINGLE_SOURCE, FLOOD_TARGET, sport, 443, SYN, 0)));
+        out.push((
+            at + i * 13 * MS,
+            tcp(FLOOD_SINGLE_SOURCE, FLOOD_TARGET, sport, 443, SYN, 0),
+        ));
     }
     out
 }
@@ -227,13 +324,25 @@ fn synflood(rng: &mut ChaCha8Rng, at: i64) -> Frames {
 fn bruteforce(rng: &mut ChaCha8Rng, at: i64) -> Frames {
     let mut out = Vec::new();
     for i in 0..40i64 {
-        out.extend(tcp_session(rng, at + i * SEC / 2, BRUTE_ATTACKER, BRUTE_TARGET, 22, 3, (40, 120), (1, 1)));
+        out.extend(tcp_session(
+            rng,
+            at + i * SEC / 2,
+            BRUTE_ATTACKER,
+            BRUTE_TARGET,
+            22,
+            3,
+            (40, 120),
+            (1, 1),
+        ));
     }
     for i in 0..12i64 {
         let t = at + 21 * SEC + i * SEC / 2;
         let sport = ephemeral(rng);
         out.push((t, tcp(BRUTE_ATTACKER, BRUTE_TARGET, sport, 3389, SYN, 0)));
-        out.push((t + MS, tcp(BRUTE_TARGET, BRUTE_ATTACKER, 3389, sport, RSTACK, 0)));
+        out.push((
+            t + MS,
+            tcp(BRUTE_TARGET, BRUTE_ATTACKER, 3389, sport, RSTACK, 0),
+        ));
     }
     out
 }
@@ -243,7 +352,9 @@ fn dnstunnel(rng: &mut ChaCha8Rng, at: i64) -> Frames {
     const BASE32: &[u8] = b"abcdefghijklmnopqrstuvwxyz234567";
     let mut out = Vec::new();
     for i in 0..200i64 {
-        let label: String = (0..52).map(|_| BASE32[rng.random_range(0..32)] as char).collect();
+        let label: String = (0..52)
+            .map(|_| BASE32[rng.random_range(0..32)] as char)
+            .collect();
         let name = format!("{label}.{i}.{TUNNEL_DOMAIN}");
         out.extend(dns_pair(rng, at + i * 40 * MS, TUNNEL_CLIENT, &name, 16));
     }

@@ -16,7 +16,10 @@ fn decoded(scenario: Scenario, n: usize) -> Vec<(PacketMeta, Option<String>)> {
             let (meta, ok) = decode(LinkType::ETHERNET, ts, data.len() as u32, data, &mut names)
                 .expect("synthetic frames decode");
             assert!(ok);
-            let name = meta.dns.map(|d| String::from_utf8(names[d.qname.offset as usize..][..d.qname.len as usize].to_vec()).unwrap());
+            let name = meta.dns.map(|d| {
+                String::from_utf8(names[d.qname.offset as usize..][..d.qname.len as usize].to_vec())
+                    .unwrap()
+            });
             (meta, name)
         })
         .collect()
@@ -30,10 +33,12 @@ fn ip(a: std::net::Ipv4Addr) -> IpAddr {
 fn the_same_seed_gives_the_same_frames() {
     let frames = |seed| {
         let mut g = Generator::new(Scenario::All, seed);
-        (0..3000).map(|_| {
-            let (ts, d) = g.next_frame();
-            (ts, d.to_vec())
-        }).collect::<Vec<_>>()
+        (0..3000)
+            .map(|_| {
+                let (ts, d) = g.next_frame();
+                (ts, d.to_vec())
+            })
+            .collect::<Vec<_>>()
     };
     assert_eq!(frames(1), frames(1));
     assert_ne!(frames(1), frames(2));
@@ -54,10 +59,20 @@ fn time_never_goes_backwards() {
 fn mixed_is_benign_and_varied() {
     let packets = decoded(Scenario::Mixed, 5000);
     let protocols: HashSet<Protocol> = packets.iter().map(|(p, _)| p.protocol()).collect();
-    for p in [Protocol::Tcp, Protocol::Udp, Protocol::Dns, Protocol::Icmp, Protocol::Arp] {
+    for p in [
+        Protocol::Tcp,
+        Protocol::Udp,
+        Protocol::Dns,
+        Protocol::Icmp,
+        Protocol::Arp,
+    ] {
         assert!(protocols.contains(&p), "{p} missing");
     }
-    let attackers = [ip(SCAN_ATTACKER), ip(BRUTE_ATTACKER), ip(FLOOD_SINGLE_SOURCE)];
+    let attackers = [
+        ip(SCAN_ATTACKER),
+        ip(BRUTE_ATTACKER),
+        ip(FLOOD_SINGLE_SOURCE),
+    ];
     assert!(packets.iter().all(|(p, _)| !attackers.contains(&p.src)));
     let hosts: HashSet<IpAddr> = packets.iter().map(|(p, _)| p.src).collect();
     assert!(hosts.len() >= 30, "{} hosts", hosts.len());
@@ -72,7 +87,9 @@ fn portscan_touches_1024_ports_of_one_target() {
     let packets = decoded(Scenario::Portscan, 6000);
     let ports: HashSet<u16> = packets
         .iter()
-        .filter(|(p, _)| p.src == ip(SCAN_ATTACKER) && p.dst == ip(SCAN_TARGET) && p.tcp_flags.is_syn_only())
+        .filter(|(p, _)| {
+            p.src == ip(SCAN_ATTACKER) && p.dst == ip(SCAN_TARGET) && p.tcp_flags.is_syn_only()
+        })
         .map(|(p, _)| p.dst_port)
         .collect();
     assert_eq!(ports.len(), 1024);
@@ -81,10 +98,16 @@ fn portscan_touches_1024_ports_of_one_target() {
 #[test]
 fn synflood_has_spoofed_sources_and_a_single_source_flood() {
     let packets = decoded(Scenario::Synflood, 8000);
-    let syns = |port| packets.iter().filter(move |(p, _)| p.dst == ip(FLOOD_TARGET) && p.dst_port == port && p.tcp_flags.is_syn_only());
+    let syns = |port| {
+        packets.iter().filter(move |(p, _)| {
+            p.dst == ip(FLOOD_TARGET) && p.dst_port == port && p.tcp_flags.is_syn_only()
+        })
+    };
     let sources: HashSet<IpAddr> = syns(80).map(|(p, _)| p.src).collect();
     assert!(sources.len() > 5900, "{} sources", sources.len());
-    let single = syns(443).filter(|(p, _)| p.src == ip(FLOOD_SINGLE_SOURCE)).count();
+    let single = syns(443)
+        .filter(|(p, _)| p.src == ip(FLOOD_SINGLE_SOURCE))
+        .count();
     assert_eq!(single, 150);
 }
 
@@ -92,13 +115,20 @@ fn synflood_has_spoofed_sources_and_a_single_source_flood() {
 fn bruteforce_has_short_completed_ssh_sessions_and_rst_attempts() {
     let packets = decoded(Scenario::Bruteforce, 6000);
     let from_attacker = |port: u16, flag: u8| {
-        packets.iter().filter(move |(p, _)| p.src == ip(BRUTE_ATTACKER) && p.dst_port == port && p.tcp_flags.has(flag)).count()
+        packets
+            .iter()
+            .filter(move |(p, _)| {
+                p.src == ip(BRUTE_ATTACKER) && p.dst_port == port && p.tcp_flags.has(flag)
+            })
+            .count()
     };
     assert_eq!(from_attacker(22, TcpFlags::SYN), 40);
     assert_eq!(from_attacker(22, TcpFlags::FIN), 40);
     let rsts = packets
         .iter()
-        .filter(|(p, _)| p.src == ip(BRUTE_TARGET) && p.src_port == 3389 && p.tcp_flags.has(TcpFlags::RST))
+        .filter(|(p, _)| {
+            p.src == ip(BRUTE_TARGET) && p.src_port == 3389 && p.tcp_flags.has(TcpFlags::RST)
+        })
         .count();
     assert_eq!(rsts, 12);
 }
@@ -108,7 +138,9 @@ fn dnstunnel_sends_long_txt_queries_under_one_domain() {
     let packets = decoded(Scenario::Dnstunnel, 4000);
     let queries: Vec<&String> = packets
         .iter()
-        .filter(|(p, _)| p.src == ip(TUNNEL_CLIENT) && p.dns.is_some_and(|d| !d.is_response && d.qtype == 16))
+        .filter(|(p, _)| {
+            p.src == ip(TUNNEL_CLIENT) && p.dns.is_some_and(|d| !d.is_response && d.qtype == 16)
+        })
         .filter_map(|(_, n)| n.as_ref())
         .filter(|n| n.ends_with(TUNNEL_DOMAIN))
         .collect();
@@ -135,5 +167,9 @@ fn spike_is_ten_times_the_background_rate() {
 #[test]
 fn smalludp_frames_are_minimum_size_between_the_test_hosts() {
     let packets = decoded(Scenario::Smalludp, 1000);
-    assert!(packets.iter().all(|(p, _)| p.wire_len == 60 && p.src == ip(SMALL_A) && p.dst == ip(SMALL_B)));
+    assert!(
+        packets
+            .iter()
+            .all(|(p, _)| p.wire_len == 60 && p.src == ip(SMALL_A) && p.dst == ip(SMALL_B))
+    );
 }

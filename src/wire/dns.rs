@@ -135,9 +135,18 @@ mod tests {
     fn pointer_loops_and_bad_labels_are_errors_and_leave_the_arena_alone() {
         let mut arena = b"keep".to_vec();
         // a pointer to itself at offset 12
-        assert_eq!(parse(&query(b"\xc0\x0c", 1), &mut arena), Err(DnsError::PointerLoop));
-        assert_eq!(parse(&query(b"\x01a\x80", 1), &mut arena), Err(DnsError::BadLabel));
-        assert_eq!(parse(&query(b"\x05ab", 1)[..15], &mut arena), Err(DnsError::Truncated));
+        assert_eq!(
+            parse(&query(b"\xc0\x0c", 1), &mut arena),
+            Err(DnsError::PointerLoop)
+        );
+        assert_eq!(
+            parse(&query(b"\x01a\x80", 1), &mut arena),
+            Err(DnsError::BadLabel)
+        );
+        assert_eq!(
+            parse(&query(b"\x05ab", 1)[..15], &mut arena),
+            Err(DnsError::Truncated)
+        );
         assert_eq!(arena, b"keep");
     }
 
@@ -149,7 +158,10 @@ mod tests {
             wire.extend_from_slice(&[b'a'; 63]);
         }
         wire.push(0);
-        assert_eq!(parse(&query(&wire, 16), &mut Vec::new()), Err(DnsError::NameTooLong));
+        assert_eq!(
+            parse(&query(&wire, 16), &mut Vec::new()),
+            Err(DnsError::NameTooLong)
+        );
     }
 
     #[test]

@@ -39,7 +39,9 @@ pub fn fragment_header(first: u8, chain: &[u8]) -> Option<FragmentHeader> {
                 });
             }
             AUTH => (usize::from(rest[1]) + 2) * 4,
-            HOP_BY_HOP | ROUTING | DEST_OPTS | MOBILITY | HIP | SHIM6 => (usize::from(rest[1]) + 1) * 8,
+            HOP_BY_HOP | ROUTING | DEST_OPTS | MOBILITY | HIP | SHIM6 => {
+                (usize::from(rest[1]) + 1) * 8
+            }
             _ => return None,
         };
         next = rest[0];
@@ -56,14 +58,27 @@ mod tests {
     fn finds_a_fragment_header_after_hop_by_hop() {
         let chain = [44, 0, 0, 0, 0, 0, 0, 0, 17, 0, 0x00, 0xb9, 0, 0, 0x12, 0x34];
         let frag = fragment_header(HOP_BY_HOP, &chain).unwrap();
-        assert_eq!(frag, FragmentHeader { offset: 23, more: true, id: 0x1234 });
+        assert_eq!(
+            frag,
+            FragmentHeader {
+                offset: 23,
+                more: true,
+                id: 0x1234
+            }
+        );
     }
 
     #[test]
     fn truncated_or_zero_length_chains_end_cleanly() {
-        assert_eq!(fragment_header(HOP_BY_HOP, &[44, 5, 0, 0, 0, 0, 0, 0]), None);
+        assert_eq!(
+            fragment_header(HOP_BY_HOP, &[44, 5, 0, 0, 0, 0, 0, 0]),
+            None
+        );
         assert_eq!(fragment_header(FRAGMENT, &[17, 0, 0, 8]), None);
         // AH with length 0 still advances 8 bytes: no loop.
-        assert_eq!(fragment_header(AUTH, &[51, 0, 0, 0, 0, 0, 0, 0].repeat(4)), None);
+        assert_eq!(
+            fragment_header(AUTH, &[51, 0, 0, 0, 0, 0, 0, 0].repeat(4)),
+            None
+        );
     }
 }

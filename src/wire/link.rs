@@ -143,7 +143,10 @@ fn sll(frame: &[u8]) -> Result<Inner<'_>, LinkError> {
     if frame.len() < 16 {
         return Err(LinkError::Truncated);
     }
-    Ok(cooked(u16::from_be_bytes([frame[14], frame[15]]), &frame[16..]))
+    Ok(cooked(
+        u16::from_be_bytes([frame[14], frame[15]]),
+        &frame[16..],
+    ))
 }
 
 /// Linux cooked capture v2: 20-byte header, protocol in the first two bytes.
@@ -151,7 +154,10 @@ fn sll2(frame: &[u8]) -> Result<Inner<'_>, LinkError> {
     if frame.len() < 20 {
         return Err(LinkError::Truncated);
     }
-    Ok(cooked(u16::from_be_bytes([frame[0], frame[1]]), &frame[20..]))
+    Ok(cooked(
+        u16::from_be_bytes([frame[0], frame[1]]),
+        &frame[20..],
+    ))
 }
 
 /// PPP with optional HDLC address/control bytes and optional protocol-field compression.
@@ -220,16 +226,28 @@ mod tests {
 
     #[test]
     fn null_accepts_both_byte_orders() {
-        assert_eq!(null_loopback(&[2, 0, 0, 0, 0x45]), Ok(Inner::EtherType(0x0800, &[0x45][..])));
-        assert_eq!(null_loopback(&[0, 0, 0, 30]), Ok(Inner::EtherType(0x86dd, &[][..])));
+        assert_eq!(
+            null_loopback(&[2, 0, 0, 0, 0x45]),
+            Ok(Inner::EtherType(0x0800, &[0x45][..]))
+        );
+        assert_eq!(
+            null_loopback(&[0, 0, 0, 30]),
+            Ok(Inner::EtherType(0x86dd, &[][..]))
+        );
         assert_eq!(null_loopback(&[2, 0]), Err(LinkError::Truncated));
     }
 
     #[test]
     fn ppp_with_and_without_address_control() {
-        assert_eq!(ppp(&[0xff, 0x03, 0x00, 0x21, 0x45]), Ok(Inner::EtherType(0x0800, &[0x45][..])));
+        assert_eq!(
+            ppp(&[0xff, 0x03, 0x00, 0x21, 0x45]),
+            Ok(Inner::EtherType(0x0800, &[0x45][..]))
+        );
         assert_eq!(ppp(&[0x00, 0x57]), Ok(Inner::EtherType(0x86dd, &[][..])));
-        assert_eq!(ppp(&[0x21, 0x45]), Ok(Inner::EtherType(0x0800, &[0x45][..])));
+        assert_eq!(
+            ppp(&[0x21, 0x45]),
+            Ok(Inner::EtherType(0x0800, &[0x45][..]))
+        );
         assert_eq!(ppp(&[0xc0, 0x21, 1]), Ok(Inner::NonIp(0xc021)));
     }
 
@@ -238,7 +256,10 @@ mod tests {
         // header, a 5-byte TLV (padded to 8), then the payload TLV
         let frame = [2, 0, 0, 0, 5, 0, 1, 0, 9, 0, 0, 0, 5, 0, 9, 0, 0x45];
         assert_eq!(nflog(&frame), Ok(Inner::EtherType(0x0800, &[0x45][..])));
-        assert_eq!(nflog(&[2, 0, 0, 0, 0xff, 0, 9, 0]), Err(LinkError::Truncated));
+        assert_eq!(
+            nflog(&[2, 0, 0, 0, 0xff, 0, 9, 0]),
+            Err(LinkError::Truncated)
+        );
         assert_eq!(nflog(&[2, 0, 0, 0, 0, 0, 9, 0]), Err(LinkError::Truncated));
     }
 }

@@ -70,7 +70,11 @@ pub fn analyze(file: &Path, extra: &[&str]) -> (Option<i32>, Option<serde_json::
         Duration::from_secs(60),
     );
     let json = serde_json::from_slice(&out.stdout).ok();
-    (out.status.code(), json, String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        out.status.code(),
+        json,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 /// Flow records written with `--flows-out`.
@@ -81,7 +85,9 @@ pub fn flows_of(file: &Path) -> Vec<serde_json::Value> {
     assert_eq!(code, Some(0), "{stderr}");
     let text = std::fs::read_to_string(&out).unwrap();
     let _ = std::fs::remove_dir_all(&dir);
-    text.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+    text.lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
 }
 
 /// A fresh temporary directory (removed by the caller or left in /tmp).

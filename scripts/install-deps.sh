@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Installs what building and testing tapir needs on Debian 12: libpcap (host and arm64), the
+# aarch64 cross toolchain and qemu-user, and the tools the live-capture test drives.
+# Idempotent: installed packages are skipped, so a second run costs a few seconds.
+set -euo pipefail
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+export DEBIAN_FRONTEND=noninteractive
+
+want=(libpcap-dev pkg-config gcc iproute2 tcpreplay tcpdump)
+if [ "${TAPIR_SKIP_CROSS:-0}" != "1" ]; then
+    want+=(gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user libpcap-dev:arm64 libc6:arm64)
+fi
+
+if [ "${TAPIR_SKIP_CROSS:-0}" != "1" ] && ! dpkg --print-foreign-architectures | grep -qx arm64; then
+    $SUDO dpkg --add-architecture arm64
+    updated=0
+else
+    updated=1
+fi
+
+missing=()
+for pkg in "${want[@]}"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+    echo "installing: ${missing[*]}"
+    if [ "$updated" = 0 ] || [ ! -d /var/lib/apt/lists ] || [ -z "$(ls -A /var/lib/apt/lists 2>/dev/null | grep -v lock)" ]; then
+        $SUDO apt-get update -qq
+    fi
+    if ! $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null; then
+        $SUDO apt-get update -qq
+        $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+    fi
+fi
+
+if [ "${TAPIR_SKIP_CROSS:-0}" != "1" ] && command -v rustup >/dev/null; then
+    rustup target list --installed | grep -qx aarch64-unknown-linux-gnu \
+        || rustup target add aarch64-unknown-linux-gnu
+fi
