@@ -1,5 +1,7 @@
 //! Live capture from a network interface through libpcap.
 
+use std::os::fd::AsRawFd;
+
 use pcap::{Active, Capture, Precision};
 
 use super::{CaptureError, Frame, LibpcapStats, PacketSource, ReadStatus};
@@ -35,6 +37,7 @@ pub struct LiveSource {
     iface: String,
     cap: Capture<Active>,
     link: LinkType,
+    poll_ms: i32,
 }
 
 impl LiveSource {
@@ -47,7 +50,14 @@ impl LiveSource {
             .buffer_size(options.buffer_bytes)
             .timeout(options.timeout_ms)
             .precision(Precision::Nano);
-        let mut cap = inactive.open().map_err(classify)?;
+        // Non-blocking, with our own poll(): on Linux (TPACKET_V3) libpcap's read timeout only
+        // runs once a packet has arrived, so a quiet interface would block a blocking read
+        // forever and the capture could never notice its deadline or a stop request.
+        let mut cap = inactive
+            .open()
+            .map_err(classify)?
+            .setnonblock()
+            .map_err(classify)?;
         if let Some(expr) = options.bpf.as_deref().filter(|e| !e.trim().is_empty()) {
             cap.filter(expr, true)
                 .map_err(|e| CaptureError::BadFilter {
@@ -60,6 +70,7 @@ impl LiveSource {
             iface: iface.to_string(),
             cap,
             link,
+            poll_ms: options.timeout_ms.max(1),
         })
     }
 }
@@ -92,6 +103,19 @@ fn classify_open_error(iface: &str, message: String) -> CaptureError {
     }
 }
 
+/// Waits up to `timeout_ms` for `fd` to become readable.
+fn wait_readable(fd: std::os::fd::RawFd, timeout_ms: i32) {
+    let mut pfd = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd on the stack, count 1; poll does not retain the pointer.
+    unsafe {
+        libc::poll(&mut pfd, 1, timeout_ms);
+    }
+}
+
 impl PacketSource for LiveSource {
     fn read_some(
         &mut self,
@@ -99,6 +123,7 @@ impl PacketSource for LiveSource {
         sink: &mut dyn FnMut(Frame<'_>),
     ) -> Result<ReadStatus, CaptureError> {
         let mut delivered = 0;
+        let mut waited = false;
         while delivered < max {
             match self.cap.next_packet() {
                 Ok(packet) => {
@@ -112,7 +137,11 @@ impl PacketSource for LiveSource {
                     });
                     delivered += 1;
                 }
-                // Nothing arrived within the timeout: hand back what we have.
+                // Nothing buffered: wait once for the socket, then hand back what we have.
+                Err(pcap::Error::TimeoutExpired) if delivered == 0 && !waited => {
+                    waited = true;
+                    wait_readable(self.cap.as_raw_fd(), self.poll_ms);
+                }
                 Err(pcap::Error::TimeoutExpired) => break,
                 Err(pcap::Error::NoMorePackets) => {
                     return Ok(ReadStatus {
