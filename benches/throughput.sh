@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Throughput and peak memory of `tapir analyze` against tcpdump and softflowd on the same
+# files (whole processes, warm page cache, best of 3). Figures, not a pass/fail test.
+#
+#   benches/throughput.sh            # the two benchmark inputs of the core issue
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO=sudo
+need=()
+for t in mergecap:wireshark-common softflowd:softflowd tcpdump:tcpdump /usr/bin/time:time; do
+    command -v "${t%%:*}" >/dev/null || need+=("${t##*:}")
+done
+[ ${#need[@]} -eq 0 ] || DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
+cargo build --release --locked -q
+
+work=${TMPDIR:-/tmp}/tapir-bench
+mkdir -p "$work"
+pcaps=../shared/pcaps
+bench=$work/bench_x10.pcap
+flood=$work/synflood_x20.pcap
+bench1=$work/bench_x1.pcap
+[ -f "$bench" ] || mergecap -a -F pcap -w "$bench" $(for _ in $(seq 10); do echo $pcaps/derived/bench_concat_mixed_ethernet.pcap; done)
+[ -f "$bench1" ] || cp $pcaps/derived/bench_concat_mixed_ethernet.pcap "$bench1"
+[ -f "$flood" ] || mergecap -a -F pcap -w "$flood" $(for _ in $(seq 20); do echo $pcaps/synflood/stopddos_synflood_spoofed.pcap; done)
+
+# best-of-3 wall time (s) and max RSS (KB) of a command
+measure() {
+    local best=999999 rss=0
+    for _ in 1 2 3; do
+        local out
+        /usr/bin/time -f "%e %M" -o "$work/time.out" "$@" >/dev/null 2>&1 || true
+        out=$(tail -1 "$work/time.out")
+        local t=${out% *} m=${out#* }
+        best=$(python3 -c "print(min($best, $t))")
+        rss=$(( m > rss ? m : rss ))
+    done
+    echo "$best $rss"
+}
+
+printf "%-28s %-10s %10s %12s %12s\n" input tool seconds packets/s "peak RSS MB"
+for f in "$bench1" "$bench" "$flood"; do
+    packets=$(./target/release/tapir analyze --json "$f" | python3 -c "import json,sys; print(json.load(sys.stdin)['packets'])")
+    for tool in tapir tcpdump softflowd; do
+        case $tool in
+            tapir) r=$(measure ./target/release/tapir analyze --json "$f") ;;
+            tcpdump) r=$(measure tcpdump -r "$f" -w /dev/null) ;;
+            softflowd) r=$(measure softflowd -r "$f" -d) ;;
+        esac
+        t=${r% *}; m=${r#* }
+        printf "%-28s %-10s %10.3f %12.0f %12.1f\n" "$(basename "$f")" "$tool" "$t" "$(python3 -c "print($packets/max($t,1e-3))")" "$(python3 -c "print($m/1024)")"
+    done
+done
