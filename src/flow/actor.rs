@@ -43,9 +43,11 @@ impl FlowsActor {
                 sink.do_send(FlowRecordsMsg(Arc::clone(&records)));
             }
         }
+        // Only the latest status matters: if a consumer's mailbox is full, skip it rather than
+        // queue an unbounded backlog behind a lagging consumer.
         let status = FlowTableStatus(self.table.stats());
         for sink in &self.status_sinks {
-            sink.do_send(status);
+            let _ = sink.try_send(status);
         }
     }
 }
