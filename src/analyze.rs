@@ -20,7 +20,9 @@ use crate::capture::{
 use crate::config::Config;
 use crate::decode::DecodeCounters;
 use crate::flow::FlowTableStats;
-use crate::messages::{FlushFlows, FlushOutput, GetStats};
+use crate::alert::{Alert, LatencyStats};
+use crate::detect::DetectorStats;
+use crate::messages::{FlushDetectors, FlushFlows, FlushOutput, GetAlertStats, GetAlerts, GetStats};
 use crate::metrics::TopTalker;
 use crate::output::JsonLinesWriter;
 use crate::pipeline::Pipeline;
@@ -40,6 +42,8 @@ pub struct AnalyzeOptions {
     pub input: Input,
     pub config: Config,
     pub flows_out: Option<PathBuf>,
+    /// Where to write one JSON line per alert.
+    pub alerts_out: Option<PathBuf>,
     /// Show a progress line on stderr (only when it is a terminal).
     pub progress: bool,
     pub top_talkers: usize,
@@ -65,7 +69,10 @@ pub struct Summary {
     pub flows: u64,
     pub protocol_counts: BTreeMap<&'static str, u64>,
     pub top_talkers: Vec<TopTalker>,
-    pub alerts: Vec<serde_json::Value>,
+    /// Every alert, oldest first.
+    pub alerts: Vec<Alert>,
+    pub alert_latency: LatencyStats,
+    pub detectors: BTreeMap<&'static str, DetectorStats>,
     pub elapsed_s: f64,
     pub packets_per_sec: f64,
     pub peak_rss_bytes: u64,
@@ -93,6 +100,11 @@ pub enum Outcome {
 pub enum AnalyzeError {
     #[error("cannot create {path}: {source}")]
     FlowsOut {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot write alerts to {path}: {source}")]
+    AlertsOut {
         path: PathBuf,
         source: std::io::Error,
     },
@@ -146,6 +158,17 @@ pub fn run(
                 })?,
             )
         }
+        None => None,
+    };
+    // Create the alerts file up front too, so a bad path fails before the work.
+    let alerts_file = match &options.alerts_out {
+        Some(path) => Some((
+            path.clone(),
+            std::fs::File::create(path).map_err(|source| AnalyzeError::AlertsOut {
+                path: path.clone(),
+                source,
+            })?,
+        )),
         None => None,
     };
 
@@ -223,6 +246,27 @@ pub fn run(
             .send(GetStats { top_talkers: top_n })
             .await
             .map_err(|e| AnalyzeError::Actors(e.to_string()))?;
+        // Flows have been flushed to the detectors that judge connections; now each detector
+        // reports what is pending, and the alerts actor (which got those findings first)
+        // answers with the alerts.
+        let mut detectors = BTreeMap::new();
+        for d in &pipeline.detectors {
+            let (rule, stats) = d
+                .send(FlushDetectors)
+                .await
+                .map_err(|e| AnalyzeError::Actors(e.to_string()))?;
+            detectors.insert(rule.name(), stats);
+        }
+        let alerts = pipeline
+            .alerts
+            .send(GetAlerts(None))
+            .await
+            .map_err(|e| AnalyzeError::Actors(e.to_string()))?;
+        let alert_stats = pipeline
+            .alerts
+            .send(GetAlertStats)
+            .await
+            .map_err(|e| AnalyzeError::Actors(e.to_string()))?;
         let written = match &writer {
             Some(w) => Some(
                 w.send(FlushOutput)
@@ -232,9 +276,18 @@ pub fn run(
             None => None,
         };
         pipeline.stop();
-        Ok::<_, AnalyzeError>((reports, flow_stats, stats, written))
+        Ok::<_, AnalyzeError>((
+            reports,
+            flow_stats,
+            stats,
+            written,
+            (alerts, alert_stats, detectors),
+        ))
     });
-    let (reports, flow_stats, stats, written) = result?;
+    let (reports, flow_stats, stats, written, (alerts, alert_stats, detectors)) = result?;
+    if let Some((path, file)) = alerts_file {
+        write_alerts(file, &alerts).map_err(|source| AnalyzeError::AlertsOut { path, source })?;
+    }
     let written = match written {
         Some(Ok(n)) => Some(n),
         Some(Err(e)) => {
@@ -321,7 +374,9 @@ pub fn run(
         flows: flow_stats.created,
         protocol_counts: stats.protocol_counts,
         top_talkers: stats.top_talkers,
-        alerts: Vec::new(),
+        alerts,
+        alert_latency: alert_stats.latency,
+        detectors,
         elapsed_s: elapsed,
         packets_per_sec: if elapsed > 0.0 {
             packets as f64 / elapsed
@@ -339,6 +394,17 @@ pub fn run(
         inputs,
     };
     Ok((summary, outcome))
+}
+
+/// One JSON line per alert.
+fn write_alerts(file: std::fs::File, alerts: &[Alert]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::BufWriter::new(file);
+    for alert in alerts {
+        serde_json::to_writer(&mut out, alert)?;
+        out.write_all(b"\n")?;
+    }
+    out.flush()
 }
 
 fn link_label(link: LinkType) -> String {
@@ -413,6 +479,20 @@ pub fn render_text(s: &Summary) -> String {
                 t.ip.to_string(),
                 t.bytes,
                 t.packets
+            );
+        }
+    }
+    if s.alerts.is_empty() {
+        let _ = writeln!(out, "alerts: none");
+    } else {
+        let _ = writeln!(out, "alerts: {}", s.alerts.len());
+        for a in &s.alerts {
+            let _ = writeln!(
+                out,
+                "  {:<8} {:<13} {}",
+                format!("{:?}", a.severity).to_lowercase(),
+                a.alert_type.name(),
+                a.description
             );
         }
     }

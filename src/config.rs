@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::alert::AlertsConfig;
+use crate::detect::DetectorsConfig;
 use crate::flow::FlowConfig;
 use crate::metrics::MetricsConfig;
 
@@ -46,12 +48,14 @@ impl Default for CaptureConfig {
 }
 
 /// The whole configuration.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     pub capture: CaptureConfig,
     pub flows: FlowConfig,
     pub metrics: MetricsConfig,
+    pub detectors: DetectorsConfig,
+    pub alerts: AlertsConfig,
 }
 
 /// A configuration file that could not be used.
@@ -114,7 +118,10 @@ impl Config {
         if self.metrics.bandwidth_window_secs < 2 {
             return Err("metrics.bandwidth_window_secs must be at least 2".into());
         }
-        Ok(())
+        if self.alerts.max_alerts == 0 {
+            return Err("alerts.max_alerts must be at least 1".into());
+        }
+        self.detectors.validate()
     }
 }
 

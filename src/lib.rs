@@ -1,10 +1,13 @@
 //! tapir: a network traffic analyzer and security monitor for taps, Raspberry Pis and ARM
-//! routers. Each module is one box of the design: capture → decode → flows / metrics.
+//! routers. Each module is one box of the design: capture → decode → flows / metrics /
+//! detectors → alerts.
 
+pub mod alert;
 pub mod analyze;
 pub mod capture;
 pub mod config;
 pub mod decode;
+pub mod detect;
 pub mod flow;
 pub mod messages;
 pub mod metrics;

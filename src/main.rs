@@ -40,6 +40,9 @@ enum Command {
         /// Write one JSON line per flow record to this file.
         #[arg(long, value_name = "PATH")]
         flows_out: Option<PathBuf>,
+        /// Write one JSON line per alert to this file.
+        #[arg(long, value_name = "PATH")]
+        alerts_out: Option<PathBuf>,
         /// TOML configuration file.
         #[arg(long, value_name = "PATH")]
         config: Option<PathBuf>,
@@ -72,6 +75,7 @@ fn main() -> ExitCode {
             bpf,
             json,
             flows_out,
+            alerts_out,
             config,
             top,
         } => {
@@ -103,6 +107,7 @@ fn main() -> ExitCode {
                 input,
                 config,
                 flows_out,
+                alerts_out,
                 progress: !json,
                 top_talkers: top,
             };

@@ -1,12 +1,14 @@
 //! Every message actors exchange. Reading this file gives the whole protocol of the system.
 //!
 //! Capture → consumers: `PacketBatchMsg`. Flows → sinks: `FlowRecordsMsg`; flows → metrics:
-//! `FlowTableStatus`. Queries (from the CLI now, the HTTP server later) return values.
+//! `FlowTableStatus`. Detectors → alerts: `FindingsMsg`. Queries (from the CLI now, the HTTP server later) return values.
 
 use std::sync::Arc;
 
 use actix::Message;
 
+use crate::alert::{Alert, AlertQuery, LatencyStats};
+use crate::detect::{DetectorStats, Finding, Rule};
 use crate::flow::{FlowRecord, FlowTableStats};
 use crate::metrics::{PacketView, StatsSnapshot};
 use crate::packet::PacketBatch;
@@ -68,3 +70,53 @@ pub struct GetPacket {
 #[derive(Message)]
 #[rtype(result = "std::io::Result<u64>")]
 pub struct FlushOutput;
+
+/// Detector → alerts: observations to merge into alerts.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct FindingsMsg(pub Vec<Finding>);
+
+/// End of input: a detector reports what is pending (to the alerts actor, before replying)
+/// and replies with its counters.
+#[derive(Message)]
+#[rtype(result = "(Rule, DetectorStats)")]
+pub struct FlushDetectors;
+
+/// A detector's counters.
+#[derive(Message)]
+#[rtype(result = "(Rule, DetectorStats)")]
+pub struct GetDetectorStats;
+
+/// Alerts newest first matching the query, or every alert oldest first with `None`.
+#[derive(Message)]
+#[rtype(result = "Vec<Alert>")]
+pub struct GetAlerts(pub Option<AlertQuery>);
+
+/// Acknowledge one alert by id; replies with it, or `None` if unknown.
+#[derive(Message)]
+#[rtype(result = "Option<Alert>")]
+pub struct AcknowledgeAlert {
+    pub id: u64,
+}
+
+/// The published form: acknowledge by first timestamp and source address.
+#[derive(Message)]
+#[rtype(result = "Vec<Alert>")]
+pub struct AcknowledgeMatching {
+    pub timestamp: f64,
+    pub source_ip: String,
+}
+
+/// The alerts actor's counters.
+#[derive(Message)]
+#[rtype(result = "AlertStats")]
+pub struct GetAlertStats;
+
+/// Counters of the alerts actor.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct AlertStats {
+    pub alerts: usize,
+    pub opened: u64,
+    pub updated: u64,
+    pub latency: LatencyStats,
+}

@@ -299,6 +299,8 @@ pub struct PacketBatch {
     pub packets: Vec<PacketMeta>,
     /// Bytes of every DNS name in the batch; `NameRef`s point into it.
     pub names: Vec<u8>,
+    /// When capture began filling the batch: the start of the alert-latency clock.
+    pub started: Option<std::time::Instant>,
 }
 
 impl PacketBatch {
@@ -306,6 +308,7 @@ impl PacketBatch {
         PacketBatch {
             packets: Vec::with_capacity(packets),
             names: Vec::with_capacity(packets * 8),
+            started: None,
         }
     }
 

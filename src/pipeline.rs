@@ -1,11 +1,14 @@
 //! Wiring: starts the consumer actors and lists the recipients capture feeds.
 //!
-//! The flows actor runs on its own arbiter (thread) so that flow tracking, metrics and
-//! capture/decoding use both cores; everything else shares the system arbiter.
+//! The flows actor runs on its own arbiter (thread), the detectors and the alerts actor on
+//! another, so that flow tracking, detection, metrics and capture/decoding spread over the
+//! cores; metrics share the system arbiter.
 
 use actix::{Actor, Addr, Arbiter, Recipient};
 
+use crate::alert::actor::AlertsActor;
 use crate::config::Config;
+use crate::detect::actor::DetectorActor;
 use crate::flow::actor::FlowsActor;
 use crate::messages::{FlowRecordsMsg, PacketBatchMsg};
 use crate::metrics::actor::MetricsActor;
@@ -14,14 +17,42 @@ use crate::metrics::actor::MetricsActor;
 pub struct Pipeline {
     pub flows: Addr<FlowsActor>,
     pub metrics: Addr<MetricsActor>,
+    pub detectors: Vec<Addr<DetectorActor>>,
+    /// The detectors that read packet batches.
+    packet_detectors: Vec<Addr<DetectorActor>>,
+    pub alerts: Addr<AlertsActor>,
     flows_arbiter: Arbiter,
+    detect_arbiter: Arbiter,
 }
 
 impl Pipeline {
-    /// Starts the actors; finished flows go to `record_sinks`. Must run inside an actix system.
-    pub fn start(config: &Config, record_sinks: Vec<Recipient<FlowRecordsMsg>>) -> Pipeline {
+    /// Starts the actors; finished flows go to `record_sinks` (and to the detectors that
+    /// judge connections). Must run inside an actix system.
+    pub fn start(config: &Config, mut record_sinks: Vec<Recipient<FlowRecordsMsg>>) -> Pipeline {
         let queue = config.capture.queue_batches;
         let metrics = MetricsActor::new(config.metrics.clone(), queue).start();
+
+        let detect_arbiter = Arbiter::new();
+        let alerts_config = config.alerts.clone();
+        let alerts = AlertsActor::start_in_arbiter(&detect_arbiter.handle(), move |_| {
+            AlertsActor::new(alerts_config)
+        });
+        let (mut detectors, mut packet_detectors) = (Vec::new(), Vec::new());
+        for detector in crate::detect::build(&config.detectors, config.flows.community_id_seed) {
+            let (wants_flows, wants_packets) = (detector.wants_flows(), detector.wants_packets());
+            let sink = alerts.clone().recipient();
+            let addr = DetectorActor::start_in_arbiter(&detect_arbiter.handle(), move |_| {
+                DetectorActor::new(detector, sink, queue)
+            });
+            if wants_flows {
+                record_sinks.push(addr.clone().recipient());
+            }
+            if wants_packets {
+                packet_detectors.push(addr.clone());
+            }
+            detectors.push(addr);
+        }
+
         let status = vec![metrics.clone().recipient()];
         let flow_config = config.flows.clone();
         let flows_arbiter = Arbiter::new();
@@ -31,20 +62,27 @@ impl Pipeline {
         Pipeline {
             flows,
             metrics,
+            detectors,
+            packet_detectors,
+            alerts,
             flows_arbiter,
+            detect_arbiter,
         }
     }
 
     /// Every actor that consumes packet batches.
     pub fn batch_sinks(&self) -> Vec<Recipient<PacketBatchMsg>> {
-        vec![
+        let mut sinks: Vec<Recipient<PacketBatchMsg>> = vec![
             self.flows.clone().recipient(),
             self.metrics.clone().recipient(),
-        ]
+        ];
+        sinks.extend(self.packet_detectors.iter().map(|d| d.clone().recipient()));
+        sinks
     }
 
-    /// Stops the flows arbiter's thread.
+    /// Stops the arbiters' threads.
     pub fn stop(self) {
         self.flows_arbiter.stop();
+        self.detect_arbiter.stop();
     }
 }

@@ -241,8 +241,9 @@ pub fn run(
         let stale = live && !batch.is_empty() && batch_started.elapsed() >= config.max_age;
         if full || stale || done {
             if !batch.is_empty() {
-                let ready =
+                let mut ready =
                     std::mem::replace(&mut batch, PacketBatch::with_capacity(config.packets));
+                ready.started = Some(batch_started);
                 deliver(ready, sinks, live, &mut report);
             }
             batch_started = Instant::now();
@@ -268,6 +269,7 @@ pub fn run(
         }
     }
     if !batch.is_empty() {
+        batch.started = Some(batch_started);
         deliver(batch, sinks, live, &mut report);
     }
     report.bytes += pending_bytes;

@@ -111,6 +111,9 @@ pub struct FlowRecord {
     pub src_flags: TcpFlags,
     pub dst_flags: TcpFlags,
     pub state: FlowState,
+    /// TCP: the responder sent RST before the initiator sent FIN (a refused or aborted
+    /// attempt, as opposed to a reset after the client closed).
+    pub refused: bool,
     pub vlan: Option<u16>,
     pub community_id: String,
     pub end: EndReason,

@@ -77,6 +77,8 @@ struct Flow {
     bytes: [u64; 2],
     flags: [TcpFlags; 2],
     state: FlowState,
+    /// The responder reset the connection before the initiator closed it.
+    refused: bool,
     vlan: Option<u16>,
     /// Table clock at the last packet: the list order and the expiry basis.
     activity: Timestamp,
@@ -312,6 +314,7 @@ impl FlowTable {
             bytes: [0; 2],
             flags: [TcpFlags(0); 2],
             state,
+            refused: false,
             vlan: p.vlan,
             activity: self.clock,
             last_report: p.ts,
@@ -352,6 +355,9 @@ impl FlowTable {
         }
         flow.activity = clock;
         if p.ip_proto == ip_proto::TCP && p.fragment != Fragment::Later {
+            if dir == 1 && p.tcp_flags.has(TcpFlags::RST) && !flow.flags[0].has(TcpFlags::FIN) {
+                flow.refused = true;
+            }
             flow.flags[dir].0 |= p.tcp_flags.0;
             flow.state = next_tcp_state(flow.state, dir, p.tcp_flags, &flow.flags);
         }
@@ -440,6 +446,7 @@ impl FlowTable {
             src_flags: f.flags[0],
             dst_flags: f.flags[1],
             state: f.state,
+            refused: f.refused,
             vlan: f.vlan,
             community_id: community_id(
                 self.config.community_id_seed,

@@ -2,7 +2,7 @@
 //! bounded ring of recent packets in the published Packet shape.
 
 pub mod actor;
-mod packets;
+pub mod packets;
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;

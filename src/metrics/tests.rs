@@ -17,7 +17,7 @@ fn pkt(t: f64, src: &str, dst: &str, len: u32) -> PacketMeta {
 fn batch(packets: Vec<PacketMeta>) -> PacketBatch {
     PacketBatch {
         packets,
-        names: Vec::new(),
+        ..Default::default()
     }
 }
 

@@ -1,0 +1,248 @@
+//! Alerts: identity, one alert per episode, suppression and acknowledgement.
+//!
+//! An alert's identity is (rule, source, target). While an alert with that identity has
+//! seen evidence within the suppression window (packet time), new findings update it
+//! (count, last_seen, evidence, highest severity) instead of creating another; after a quiet
+//! window the episode is over and the next finding opens a new alert. An acknowledged alert
+//! stays acknowledged for the rest of its episode.
+
+pub mod actor;
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use hashbrown::HashMap;
+use serde::{Deserialize, Serialize};
+
+use crate::detect::{Finding, Rule, Severity, Target, secs};
+
+/// Alert settings (the `[alerts]` section).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AlertsConfig {
+    /// Quiet seconds (packet time) after which an episode is over.
+    pub suppression_secs: u64,
+    /// Alerts kept in memory; the oldest go first (the store keeps history).
+    pub max_alerts: usize,
+}
+
+impl Default for AlertsConfig {
+    fn default() -> Self {
+        AlertsConfig {
+            suppression_secs: 300,
+            max_alerts: 10_000,
+        }
+    }
+}
+
+/// An alert in the published shape, plus identity and episode fields.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Alert {
+    /// Unique and time-ordered: milliseconds of the first finding × 1024, then +1.
+    pub id: u64,
+    /// Unix seconds of the first finding (packet time).
+    pub timestamp: f64,
+    pub last_seen: f64,
+    pub alert_type: Rule,
+    pub severity: Severity,
+    /// `*` when the traffic came from many (spoofed) sources.
+    pub source_ip: String,
+    /// `ip`, `ip:port`, `*:port/proto` (a sweep) or `link`.
+    pub target: String,
+    pub description: String,
+    pub evidence: serde_json::Value,
+    /// Events gathered: probes, attempts, SYNs, queries or seconds, by rule.
+    pub count: u64,
+    pub acknowledged: bool,
+    pub community_id: Option<String>,
+}
+
+/// Which alerts a query wants.
+#[derive(Clone, Debug, Default)]
+pub struct AlertQuery {
+    pub limit: usize,
+    pub unacknowledged_only: bool,
+    /// Unix seconds, inclusive, on the alert's first timestamp.
+    pub start: Option<f64>,
+    pub end: Option<f64>,
+}
+
+/// Whether a finding opened an alert or updated one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Change {
+    Opened,
+    Updated,
+}
+
+type Identity = (Rule, Option<IpAddr>, Target);
+
+/// Alert-latency samples: from capture starting the batch that crossed a threshold to the
+/// alert being opened.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct LatencyStats {
+    pub samples: usize,
+    pub median_us: Option<u64>,
+    pub p99_us: Option<u64>,
+    pub max_us: Option<u64>,
+}
+
+/// The alert book: a plain struct the alerts actor wraps.
+pub struct AlertBook {
+    config: AlertsConfig,
+    /// The latest alert of each identity still in memory. Findings can arrive late (a
+    /// detector reports expired state when packets next move its clock), so episodes are
+    /// judged on the alert's own `last_seen`, not on a separate expiry.
+    latest: HashMap<Identity, u64>,
+    alerts: BTreeMap<u64, (Identity, Alert)>,
+    last_id: u64,
+    latencies_us: Vec<u64>,
+    pub opened: u64,
+    pub updated: u64,
+}
+
+const MAX_LATENCY_SAMPLES: usize = 100_000;
+
+impl AlertBook {
+    pub fn new(config: AlertsConfig) -> Self {
+        AlertBook {
+            config,
+            latest: HashMap::new(),
+            alerts: BTreeMap::new(),
+            last_id: 0,
+            latencies_us: Vec::new(),
+            opened: 0,
+            updated: 0,
+        }
+    }
+
+    /// Merges one finding; returns what changed and the alert as it is now.
+    pub fn apply(&mut self, f: Finding) -> (Change, &Alert) {
+        let identity = (f.rule, f.source, f.target);
+        let window = secs(self.config.suppression_secs) as f64 / 1e9;
+        let ts = f.ts.as_secs_f64();
+        let current = self.latest.get(&identity).copied().filter(|id| {
+            self.alerts
+                .get(id)
+                .is_some_and(|(_, a)| ts - a.last_seen <= window)
+        });
+        match current {
+            Some(id) => {
+                let (_, alert) = self.alerts.get_mut(&id).expect("checked above");
+                alert.last_seen = alert.last_seen.max(ts);
+                alert.count = alert.count.saturating_add(f.count);
+                alert.severity = alert.severity.max(f.severity);
+                if !f.evidence.is_null() {
+                    alert.evidence = f.evidence;
+                    alert.description = f.description;
+                }
+                if f.community_id.is_some() {
+                    alert.community_id = f.community_id;
+                }
+                self.updated += 1;
+                (Change::Updated, &self.alerts[&id].1)
+            }
+            None => {
+                let id = self
+                    .last_id
+                    .saturating_add(1)
+                    .max((f.ts.millis().max(0) as u64).saturating_mul(1024));
+                self.last_id = id;
+                let alert = Alert {
+                    id,
+                    timestamp: ts,
+                    last_seen: ts,
+                    alert_type: f.rule,
+                    severity: f.severity,
+                    source_ip: f.source.map_or_else(|| "*".to_string(), |ip| ip.to_string()),
+                    target: f.target.to_string(),
+                    description: f.description,
+                    evidence: f.evidence,
+                    count: f.count,
+                    acknowledged: false,
+                    community_id: f.community_id,
+                };
+                self.latest.insert(identity, id);
+                self.alerts.insert(id, (identity, alert));
+                while self.alerts.len() > self.config.max_alerts.max(1) {
+                    if let Some((old, (who, _))) = self.alerts.pop_first()
+                        && self.latest.get(&who) == Some(&old)
+                    {
+                        self.latest.remove(&who);
+                    }
+                }
+                if let Some(started) = f.observed
+                    && self.latencies_us.len() < MAX_LATENCY_SAMPLES
+                {
+                    self.latencies_us.push(started.elapsed().as_micros() as u64);
+                }
+                self.opened += 1;
+                (Change::Opened, &self.alerts[&id].1)
+            }
+        }
+    }
+
+    /// Alerts matching `q`, newest first.
+    pub fn query(&self, q: &AlertQuery) -> Vec<Alert> {
+        self.alerts
+            .values()
+            .rev()
+            .map(|(_, a)| a)
+            .filter(|a| !q.unacknowledged_only || !a.acknowledged)
+            .filter(|a| q.start.is_none_or(|s| a.timestamp >= s))
+            .filter(|a| q.end.is_none_or(|e| a.timestamp <= e))
+            .take(q.limit)
+            .cloned()
+            .collect()
+    }
+
+    /// Every alert, oldest first.
+    pub fn all(&self) -> Vec<Alert> {
+        self.alerts.values().map(|(_, a)| a.clone()).collect()
+    }
+
+    pub fn len(&self) -> usize {
+        self.alerts.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.alerts.is_empty()
+    }
+
+    /// Acknowledges alert `id`; `None` if there is no such alert.
+    pub fn acknowledge(&mut self, id: u64) -> Option<Alert> {
+        let (_, alert) = self.alerts.get_mut(&id)?;
+        alert.acknowledged = true;
+        Some(alert.clone())
+    }
+
+    /// The published form: acknowledges the alerts of `source_ip` whose timestamp equals
+    /// `timestamp` (to the millisecond); returns them.
+    pub fn acknowledge_matching(&mut self, timestamp: f64, source_ip: &str) -> Vec<Alert> {
+        self.alerts
+            .values_mut()
+            .map(|(_, a)| a)
+            .filter(|a| a.source_ip == source_ip && (a.timestamp - timestamp).abs() < 0.0005)
+            .map(|a| {
+                a.acknowledged = true;
+                a.clone()
+            })
+            .collect()
+    }
+
+    pub fn latency(&self) -> LatencyStats {
+        let mut samples = self.latencies_us.clone();
+        samples.sort_unstable();
+        let pick = |q: f64| {
+            (!samples.is_empty()).then(|| samples[((samples.len() - 1) as f64 * q).round() as usize])
+        };
+        LatencyStats {
+            samples: samples.len(),
+            median_us: pick(0.5),
+            p99_us: pick(0.99),
+            max_us: samples.last().copied(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,79 @@
+//! The detector actor: a thin shell around one `Detector`; findings go to the alerts actor.
+
+use actix::{Actor, Context, Handler, MessageResult, Recipient};
+
+use super::Detector;
+use crate::messages::{FindingsMsg, FlowRecordsMsg, FlushDetectors, GetDetectorStats, PacketBatchMsg};
+
+pub struct DetectorActor {
+    detector: Box<dyn Detector>,
+    alerts: Recipient<FindingsMsg>,
+    mailbox: usize,
+}
+
+impl DetectorActor {
+    pub fn new(detector: Box<dyn Detector>, alerts: Recipient<FindingsMsg>, mailbox: usize) -> Self {
+        DetectorActor {
+            detector,
+            alerts,
+            mailbox,
+        }
+    }
+
+    fn send(&self, findings: Vec<super::Finding>) {
+        if !findings.is_empty() {
+            // Findings are rate-limited per key by the detectors, so this stays small.
+            self.alerts.do_send(FindingsMsg(findings));
+        }
+    }
+}
+
+impl Actor for DetectorActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(self.mailbox);
+    }
+}
+
+impl Handler<PacketBatchMsg> for DetectorActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: PacketBatchMsg, _: &mut Self::Context) {
+        let mut out = Vec::new();
+        self.detector.on_packets(&msg.0, &mut out);
+        self.send(out);
+    }
+}
+
+impl Handler<FlowRecordsMsg> for DetectorActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: FlowRecordsMsg, _: &mut Self::Context) {
+        let mut out = Vec::new();
+        self.detector.on_flows(&msg.0, &mut out);
+        self.send(out);
+    }
+}
+
+impl Handler<FlushDetectors> for DetectorActor {
+    type Result = MessageResult<FlushDetectors>;
+
+    fn handle(&mut self, _: FlushDetectors, _: &mut Self::Context) -> Self::Result {
+        let mut out = Vec::new();
+        self.detector.flush(&mut out);
+        self.send(out);
+        MessageResult((self.detector.rule(), self.detector.stats()))
+    }
+}
+
+impl Handler<GetDetectorStats> for DetectorActor {
+    type Result = MessageResult<GetDetectorStats>;
+
+    fn handle(&mut self, _: GetDetectorStats, _: &mut Self::Context) -> Self::Result {
+        MessageResult((self.detector.rule(), self.detector.stats()))
+    }
+}
+
+
+

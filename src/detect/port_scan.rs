@@ -1,0 +1,471 @@
+//! `port_scan`: one source probing many ports of one host (vertical), or one port on many
+//! hosts (horizontal sweep).
+//!
+//! A probe is any packet that could open a conversation, whatever its flags: SYN (nmap -sS,
+//! -sT, masscan), FIN, NULL and Xmas (-sF, -sN, -sX), UDP (-sU) and, for sweeps, ICMP echo
+//! requests. Bare ACKs (-sA, -sW) are also every live connection's last packet, so they are
+//! counted by their answer instead: a RST without ACK is what a host sends back to an ACK
+//! for a connection it does not have. A UDP datagram is a probe only when it starts a
+//! conversation (TFTP, for one, moves each transfer to a new server port). Two more things
+//! keep ordinary traffic out:
+//! - a port (or host) that accepts the conversation is forgotten again: a SYN-ACK, any ACK
+//!   without RST, or a UDP reply shows a service in use, not a probe; a RST or silence does
+//!   not. A browser's connections to 20 web servers are all accepted; a sweep's are not.
+//! - ICMP errors are never probes. They quote the packet that caused them (nmap -sU draws
+//!   1,000 "port unreachable"s that quote UDP headers) but the quoting host is answering.
+
+use std::net::IpAddr;
+
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use std::hash::{BuildHasher, Hash, Hasher};
+
+use super::state::{Clock, Conversations, Distinct, Reporter, Spread, Tracker};
+use super::{AllowList, Detector, DetectorStats, Finding, Rule, Severity, Target, secs};
+use crate::packet::{PacketBatch, PacketMeta, TcpFlags, Timestamp, ip_proto};
+
+/// Settings of the `port_scan` rule.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PortScanConfig {
+    pub enabled: bool,
+    pub allow: AllowList,
+    /// Distinct ports of one target within the window (published: 10).
+    pub ports_threshold: usize,
+    /// Distinct hosts probed on one port within the window.
+    pub hosts_threshold: usize,
+    pub window_secs: u64,
+    /// Cap on tracked (source, target) pairs, and separately on (source, port) sweeps.
+    pub max_tracked: usize,
+}
+
+impl Default for PortScanConfig {
+    fn default() -> Self {
+        PortScanConfig {
+            enabled: true,
+            allow: AllowList::default(),
+            ports_threshold: 10,
+            hosts_threshold: 20,
+            window_secs: 60,
+            max_tracked: 32_768,
+        }
+    }
+}
+
+/// How a probe looked; the evidence counts each kind.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProbeKind {
+    Syn,
+    Fin,
+    Null,
+    Xmas,
+    Ack,
+    OtherTcp,
+    Udp,
+    Echo,
+}
+
+impl ProbeKind {
+    const ALL: [ProbeKind; 8] = [
+        ProbeKind::Syn,
+        ProbeKind::Fin,
+        ProbeKind::Null,
+        ProbeKind::Xmas,
+        ProbeKind::Ack,
+        ProbeKind::OtherTcp,
+        ProbeKind::Udp,
+        ProbeKind::Echo,
+    ];
+
+    fn name(self) -> &'static str {
+        match self {
+            ProbeKind::Syn => "SYN",
+            ProbeKind::Fin => "FIN",
+            ProbeKind::Null => "NULL",
+            ProbeKind::Xmas => "Xmas",
+            ProbeKind::Ack => "ACK",
+            ProbeKind::OtherTcp => "TCP",
+            ProbeKind::Udp => "UDP",
+            ProbeKind::Echo => "ICMP echo",
+        }
+    }
+}
+
+/// The probe `p` is, if any.
+pub fn probe_kind(p: &PacketMeta) -> Option<ProbeKind> {
+    if !unicast(p.dst) {
+        return None;
+    }
+    match p.ip_proto {
+        ip_proto::TCP if p.has_ports => {
+            let f = p.tcp_flags;
+            if f.has(TcpFlags::RST) {
+                None
+            } else if f.has(TcpFlags::SYN) {
+                (!f.has(TcpFlags::ACK)).then_some(ProbeKind::Syn)
+            } else if f.has(TcpFlags::ACK) {
+                // Counted through its RST answer (see `answered_ack_probe`).
+                None
+            } else if f.0 & (TcpFlags::FIN | TcpFlags::PSH | TcpFlags::URG)
+                == TcpFlags::FIN | TcpFlags::PSH | TcpFlags::URG
+            {
+                Some(ProbeKind::Xmas)
+            } else if f.0 == 0 {
+                Some(ProbeKind::Null)
+            } else if f.has(TcpFlags::FIN) {
+                Some(ProbeKind::Fin)
+            } else {
+                Some(ProbeKind::OtherTcp)
+            }
+        }
+        ip_proto::UDP if p.has_ports => {
+            let dns_answer = p.dns.is_some_and(|d| d.is_response);
+            (!dns_answer).then_some(ProbeKind::Udp)
+        }
+        ip_proto::ICMP if p.icmp_type == 8 => Some(ProbeKind::Echo),
+        ip_proto::ICMPV6 if p.icmp_type == 128 => Some(ProbeKind::Echo),
+        _ => None,
+    }
+}
+
+/// A RST without ACK from `target:port` answers an ACK probe from `prober`: returns
+/// (prober, target, port).
+pub fn answered_ack_probe(p: &PacketMeta) -> Option<(IpAddr, IpAddr, u16)> {
+    let f = p.tcp_flags;
+    (p.ip_proto == ip_proto::TCP
+        && p.has_ports
+        && f.has(TcpFlags::RST)
+        && !f.has(TcpFlags::ACK)
+        && unicast(p.src))
+    .then_some((p.dst, p.src, p.src_port))
+}
+
+/// Whether `p` shows its sender accepting a conversation `p.dst` started.
+fn accepts(p: &PacketMeta) -> bool {
+    match p.ip_proto {
+        ip_proto::TCP => {
+            p.has_ports && p.tcp_flags.has(TcpFlags::ACK) && !p.tcp_flags.has(TcpFlags::RST)
+        }
+        ip_proto::UDP => p.has_ports,
+        ip_proto::ICMP => p.icmp_type == 0,
+        ip_proto::ICMPV6 => p.icmp_type == 129,
+        _ => false,
+    }
+}
+
+fn unicast(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => !v4.is_multicast() && !v4.is_broadcast() && !v4.is_unspecified(),
+        IpAddr::V6(v6) => !v6.is_multicast() && !v6.is_unspecified(),
+    }
+}
+
+/// Probes gathered for one key (a pair for vertical, a port for horizontal).
+struct Probed<T> {
+    /// Items probed recently and not accepted.
+    recent: Spread<T>,
+    kinds: [u64; 8],
+    probes: u64,
+    first: Timestamp,
+    /// Every item probed since the key first crossed the threshold (for evidence).
+    episode: Option<Box<Distinct<T>>>,
+    reporter: Reporter,
+}
+
+impl<T: Copy + PartialEq + std::hash::Hash + Eq> Probed<T> {
+    fn new(cap: usize, now: Timestamp) -> Self {
+        Probed {
+            recent: Spread::new(cap),
+            kinds: [0; 8],
+            probes: 0,
+            first: now,
+            episode: None,
+            reporter: Reporter::default(),
+        }
+    }
+
+    /// Records a probe of `item`; returns the count of a due finding.
+    fn probe(
+        &mut self,
+        item: T,
+        kind: ProbeKind,
+        now: Timestamp,
+        window: i64,
+        threshold: usize,
+    ) -> Option<u64> {
+        let (n, new) = self.recent.touch(item, now, window);
+        self.kinds[kind as usize] += 1;
+        self.probes += 1;
+        self.reporter.note(1);
+        let holds = n >= threshold;
+        match &mut self.episode {
+            Some(all) if new => {
+                all.insert(item);
+            }
+            None if holds => {
+                let mut all = Distinct::new(65_536);
+                for i in self.recent.recent(now, window) {
+                    all.insert(i);
+                }
+                self.episode = Some(Box::new(all));
+            }
+            _ => {}
+        }
+        self.reporter.due(now, holds)
+    }
+
+    fn main_kind(&self) -> ProbeKind {
+        let i = (0..8).max_by_key(|&i| self.kinds[i]).unwrap_or(0);
+        ProbeKind::ALL[i]
+    }
+
+    fn kinds_json(&self) -> serde_json::Value {
+        let mut map = serde_json::Map::new();
+        for kind in ProbeKind::ALL {
+            let n = self.kinds[kind as usize];
+            if n > 0 {
+                map.insert(kind.name().to_lowercase().replace(' ', "_"), n.into());
+            }
+        }
+        map.into()
+    }
+}
+
+/// Detects vertical and horizontal scans.
+pub struct PortScan {
+    config: PortScanConfig,
+    clock: Clock,
+    /// (source, target) → ports probed.
+    vertical: Tracker<(IpAddr, IpAddr), Probed<u16>>,
+    /// (source, protocol, port) → hosts probed.
+    horizontal: Tracker<(IpAddr, u8, u16), Probed<IpAddr>>,
+    /// UDP conversations seen recently.
+    udp: Conversations,
+    hasher: hashbrown::DefaultHashBuilder,
+    findings: u64,
+}
+
+impl PortScan {
+    pub fn new(config: PortScanConfig) -> Self {
+        let window = secs(config.window_secs);
+        PortScan {
+            vertical: Tracker::new(config.max_tracked, window),
+            horizontal: Tracker::new(config.max_tracked, window),
+            udp: Conversations::new(config.max_tracked * 8, window),
+            hasher: hashbrown::DefaultHashBuilder::default(),
+            clock: Clock::default(),
+            config,
+            findings: 0,
+        }
+    }
+
+    fn packet(&mut self, p: &PacketMeta, observed: Option<std::time::Instant>, out: &mut Vec<Finding>) {
+        let now = self.clock.advance(p.ts);
+        if accepts(p) {
+            let port = if p.ip_proto == ip_proto::TCP || p.ip_proto == ip_proto::UDP {
+                p.src_port
+            } else {
+                0
+            };
+            if port != 0
+                && let Some(pair) = self.vertical.peek_mut(&(p.dst, p.src))
+            {
+                pair.recent.forget(port);
+            }
+            if let Some(sweep) = self.horizontal.peek_mut(&(p.dst, p.ip_proto, port)) {
+                sweep.recent.forget(p.src);
+            }
+        }
+        if p.ip_proto == ip_proto::UDP && p.has_ports {
+            // Hash the conversation the same way from both ends.
+            let (a, b) = ((p.src, p.src_port), (p.dst, p.dst_port));
+            let mut h = self.hasher.build_hasher();
+            (a.min(b), a.max(b)).hash(&mut h);
+            if !self.udp.first_sight(h.finish(), now) {
+                return;
+            }
+        }
+        let (prober, target, port, kind) = match probe_kind(p) {
+            Some(kind) => (p.src, p.dst, p.dst_port, kind),
+            None => match answered_ack_probe(p) {
+                Some((prober, target, port)) => (prober, target, port, ProbeKind::Ack),
+                None => return,
+            },
+        };
+        if self.config.allow.allows(prober, target) {
+            return;
+        }
+        let window = secs(self.config.window_secs);
+        let cfg = &self.config;
+        if kind != ProbeKind::Echo {
+            let cap = cfg.ports_threshold * 2;
+            if let Some(pair) = self.vertical.entry((prober, target), now, || Probed::new(cap, now))
+                && let Some(count) = pair.probe(port, kind, now, window, cfg.ports_threshold)
+            {
+                out.push(vertical_finding(cfg, prober, target, pair, now, count, observed));
+            }
+        }
+        let (proto, port) = match kind {
+            ProbeKind::Echo => (ip_proto::ICMP, 0),
+            _ => (p.ip_proto, port),
+        };
+        let cap = cfg.hosts_threshold * 2;
+        if let Some(sweep) =
+            self.horizontal.entry((prober, proto, port), now, || Probed::new(cap, now))
+            && let Some(count) = sweep.probe(target, kind, now, window, cfg.hosts_threshold)
+        {
+            out.push(horizontal_finding(cfg, prober, proto, port, sweep, now, count, observed));
+        }
+    }
+
+    fn expire(&mut self, now: Timestamp, out: &mut Vec<Finding>) {
+        let cfg = &self.config;
+        self.vertical.maintain(now, |&(src, dst), last, pair| {
+            if let Some(count) = pair.reporter.take_final() {
+                out.push(vertical_finding(cfg, src, dst, pair, last, count, None));
+            }
+        });
+        self.horizontal.maintain(now, |&(src, proto, port), last, sweep| {
+            if let Some(count) = sweep.reporter.take_final() {
+                out.push(horizontal_finding(cfg, src, proto, port, sweep, last, count, None));
+            }
+        });
+    }
+}
+
+fn vertical_finding(
+    cfg: &PortScanConfig,
+    src: IpAddr,
+    dst: IpAddr,
+    pair: &Probed<u16>,
+    now: Timestamp,
+    count: u64,
+    observed: Option<std::time::Instant>,
+) -> Finding {
+    let window = secs(cfg.window_secs);
+    let mut ports: Vec<u16> = match &pair.episode {
+        Some(all) => all.iter().copied().collect(),
+        None => pair.recent.recent(now, window).collect(),
+    };
+    let distinct = ports.len();
+    ports.sort_unstable();
+    ports.truncate(20);
+    let kind = pair.main_kind();
+    Finding {
+        rule: Rule::PortScan,
+        severity: Severity::High,
+        source: Some(src),
+        target: Target::Host(dst),
+        ts: now,
+        description: format!(
+            "{src} probed {distinct} ports on {dst} ({} scan)",
+            kind.name()
+        ),
+        evidence: json!({
+            "kind": "vertical",
+            "target": dst.to_string(),
+            "distinct_ports": distinct,
+            "ports_sample": ports,
+            "ports_in_window": pair.recent.count(now, window),
+            "probes": pair.probes,
+            "probe_types": pair.kinds_json(),
+            "window_secs": cfg.window_secs,
+            "threshold": cfg.ports_threshold,
+            "first_probe": super::unix(pair.first),
+        }),
+        count,
+        community_id: None,
+        observed,
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn horizontal_finding(
+    cfg: &PortScanConfig,
+    src: IpAddr,
+    proto: u8,
+    port: u16,
+    sweep: &Probed<IpAddr>,
+    now: Timestamp,
+    count: u64,
+    observed: Option<std::time::Instant>,
+) -> Finding {
+    let window = secs(cfg.window_secs);
+    let mut hosts: Vec<IpAddr> = match &sweep.episode {
+        Some(all) => all.iter().copied().collect(),
+        None => sweep.recent.recent(now, window).collect(),
+    };
+    let distinct = hosts.len();
+    hosts.sort_unstable();
+    hosts.truncate(20);
+    let target = Target::Sweep { proto, port };
+    Finding {
+        rule: Rule::PortScan,
+        severity: Severity::High,
+        source: Some(src),
+        target,
+        ts: now,
+        description: format!(
+            "{src} swept {target} across {distinct} hosts ({} probes)",
+            sweep.main_kind().name()
+        ),
+        evidence: json!({
+            "kind": "horizontal",
+            "port": port,
+            "protocol": crate::flow::protocol_name(proto),
+            "distinct_hosts": distinct,
+            "hosts_sample": hosts.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            "hosts_in_window": sweep.recent.count(now, window),
+            "probes": sweep.probes,
+            "probe_types": sweep.kinds_json(),
+            "window_secs": cfg.window_secs,
+            "threshold": cfg.hosts_threshold,
+            "first_probe": super::unix(sweep.first),
+        }),
+        count,
+        community_id: None,
+        observed,
+    }
+}
+
+impl Detector for PortScan {
+    fn rule(&self) -> Rule {
+        Rule::PortScan
+    }
+
+    fn on_packets(&mut self, batch: &PacketBatch, out: &mut Vec<Finding>) {
+        let before = out.len();
+        for p in &batch.packets {
+            if p.is_ip() {
+                self.packet(p, batch.started, out);
+            }
+        }
+        if let Some(now) = self.clock.now() {
+            self.expire(now, out);
+        }
+        self.findings += (out.len() - before) as u64;
+    }
+
+    fn flush(&mut self, out: &mut Vec<Finding>) {
+        let cfg = &self.config;
+        for (&(src, dst), last, pair) in self.vertical.iter_mut() {
+            if let Some(count) = pair.reporter.take_final() {
+                out.push(vertical_finding(cfg, src, dst, pair, last, count, None));
+            }
+        }
+        for (&(src, proto, port), last, sweep) in self.horizontal.iter_mut() {
+            if let Some(count) = sweep.reporter.take_final() {
+                out.push(horizontal_finding(cfg, src, proto, port, sweep, last, count, None));
+            }
+        }
+    }
+
+    fn stats(&self) -> DetectorStats {
+        DetectorStats {
+            tracked: self.vertical.len() + self.horizontal.len() + self.udp.len(),
+            refused: self.vertical.refused + self.horizontal.refused,
+            findings: self.findings,
+        }
+    }
+}

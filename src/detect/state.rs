@@ -1,0 +1,477 @@
+//! Bounded, expiring state shared by the detectors. Nothing here grows without a cap, and
+//! every time is packet time.
+
+use std::hash::Hash;
+
+use hashbrown::{HashMap, HashSet};
+
+use crate::packet::Timestamp;
+
+/// Packet-time clock of one detector: never goes backwards, so a capture with reversed
+/// segments cannot reopen windows or underflow durations.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Clock {
+    now: Option<Timestamp>,
+}
+
+impl Clock {
+    /// Advances to `ts` if it is later and returns the current time.
+    #[inline]
+    pub fn advance(&mut self, ts: Timestamp) -> Timestamp {
+        let now = match self.now {
+            Some(now) if now.0 >= ts.0 => now,
+            _ => ts,
+        };
+        self.now = Some(now);
+        now
+    }
+
+    pub fn now(&self) -> Option<Timestamp> {
+        self.now
+    }
+}
+
+struct Slot<V> {
+    last: Timestamp,
+    value: V,
+}
+
+/// A map with a hard cap whose entries expire after `idle` of packet time without a touch.
+/// When full, new keys are refused (and counted) until a sweep makes room: memory stays
+/// flat under a flood of random sources, at the price of not tracking newcomers meanwhile.
+pub struct Tracker<K, V> {
+    map: HashMap<K, Slot<V>>,
+    cap: usize,
+    idle: i64,
+    next_sweep: Option<Timestamp>,
+    pub refused: u64,
+}
+
+impl<K: Hash + Eq + Copy, V> Tracker<K, V> {
+    pub fn new(cap: usize, idle_ns: i64) -> Self {
+        Tracker {
+            map: HashMap::new(),
+            cap: cap.max(1),
+            idle: idle_ns.max(1),
+            next_sweep: None,
+            refused: 0,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    /// The value for `key`, marked as used at `now`.
+    #[inline]
+    pub fn get_mut(&mut self, key: &K, now: Timestamp) -> Option<&mut V> {
+        self.map.get_mut(key).map(|slot| {
+            slot.last = now;
+            &mut slot.value
+        })
+    }
+
+    /// The value for `key` without marking it used.
+    #[inline]
+    pub fn peek_mut(&mut self, key: &K) -> Option<&mut V> {
+        self.map.get_mut(key).map(|slot| &mut slot.value)
+    }
+
+    /// The value for `key`, created with `make` if absent; `None` when the map is full.
+    #[inline]
+    pub fn entry(&mut self, key: K, now: Timestamp, make: impl FnOnce() -> V) -> Option<&mut V> {
+        let full = self.map.len() >= self.cap;
+        match self.map.entry(key) {
+            hashbrown::hash_map::Entry::Occupied(e) => {
+                let slot = e.into_mut();
+                slot.last = now;
+                Some(&mut slot.value)
+            }
+            hashbrown::hash_map::Entry::Vacant(_) if full => {
+                self.refused += 1;
+                None
+            }
+            hashbrown::hash_map::Entry::Vacant(e) => Some(
+                &mut e
+                    .insert(Slot {
+                        last: now,
+                        value: make(),
+                    })
+                    .value,
+            ),
+        }
+    }
+
+    pub fn remove(&mut self, key: &K) -> Option<V> {
+        self.map.remove(key).map(|slot| slot.value)
+    }
+
+    /// Drops entries idle longer than the expiry, calling `on_expire` with each one's last
+    /// use first. Runs at most four times per expiry period, so calling it for every batch
+    /// is cheap.
+    pub fn maintain(&mut self, now: Timestamp, mut on_expire: impl FnMut(&K, Timestamp, &mut V)) {
+        if self.next_sweep.is_some_and(|next| now.0 < next.0) {
+            return;
+        }
+        let step = (self.idle / 4).max(Timestamp::NANOS_PER_SEC);
+        self.next_sweep = Some(Timestamp(now.0.saturating_add(step)));
+        let horizon = now.0.saturating_sub(self.idle);
+        self.map.retain(|key, slot| {
+            if slot.last.0 < horizon {
+                on_expire(key, slot.last, &mut slot.value);
+                false
+            } else {
+                true
+            }
+        });
+    }
+
+    /// Every entry with its last use, for end-of-input reports.
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = (&K, Timestamp, &mut V)> {
+        self.map.iter_mut().map(|(k, slot)| (k, slot.last, &mut slot.value))
+    }
+}
+
+/// Distinct items (ports, hosts, subdomains) touched recently, each with its last touch.
+/// Holds at most `cap` items; only whether a threshold is crossed matters, so the oldest
+/// items make room for new ones.
+#[derive(Clone, Debug, Default)]
+pub struct Spread<T> {
+    items: Vec<(T, Timestamp)>,
+    cap: usize,
+}
+
+impl<T: PartialEq + Copy> Spread<T> {
+    pub fn new(cap: usize) -> Self {
+        Spread {
+            items: Vec::new(),
+            cap: cap.max(1),
+        }
+    }
+
+    /// Records `item` at `now` and returns how many distinct items were touched within
+    /// `window` ns before `now`, and whether `item` was new.
+    pub fn touch(&mut self, item: T, now: Timestamp, window: i64) -> (usize, bool) {
+        let new = match self.items.iter_mut().find(|(i, _)| *i == item) {
+            Some(entry) => {
+                entry.1 = now;
+                false
+            }
+            None => {
+                if self.items.len() >= self.cap {
+                    let horizon = now.0.saturating_sub(window);
+                    self.items.retain(|(_, t)| t.0 >= horizon);
+                    if self.items.len() >= self.cap
+                        && let Some(oldest) = (0..self.items.len()).min_by_key(|&i| self.items[i].1)
+                    {
+                        self.items.swap_remove(oldest);
+                    }
+                }
+                self.items.push((item, now));
+                true
+            }
+        };
+        (self.count(now, window), new)
+    }
+
+    /// Forgets `item` (it turned out not to count, e.g. the host answered).
+    pub fn forget(&mut self, item: T) {
+        if let Some(i) = self.items.iter().position(|(x, _)| *x == item) {
+            self.items.swap_remove(i);
+        }
+    }
+
+    pub fn count(&self, now: Timestamp, window: i64) -> usize {
+        let horizon = now.0.saturating_sub(window);
+        self.items.iter().filter(|(_, t)| t.0 >= horizon).count()
+    }
+
+    /// The items touched within `window`, for evidence.
+    pub fn recent(&self, now: Timestamp, window: i64) -> impl Iterator<Item = T> + '_ {
+        let horizon = now.0.saturating_sub(window);
+        self.items
+            .iter()
+            .filter(move |(_, t)| t.0 >= horizon)
+            .map(|(i, _)| *i)
+    }
+}
+
+/// An exact distinct count up to a cap (then it says "at least").
+#[derive(Clone, Debug)]
+pub struct Distinct<T> {
+    set: HashSet<T>,
+    cap: usize,
+}
+
+impl<T: Hash + Eq> Distinct<T> {
+    pub fn new(cap: usize) -> Self {
+        Distinct {
+            set: HashSet::new(),
+            cap,
+        }
+    }
+
+    pub fn insert(&mut self, item: T) -> bool {
+        self.set.len() < self.cap && self.set.insert(item)
+    }
+
+    pub fn len(&self) -> usize {
+        self.set.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.set.is_empty()
+    }
+
+    pub fn saturated(&self) -> bool {
+        self.set.len() >= self.cap
+    }
+
+    pub fn raise_cap(&mut self, cap: usize) {
+        self.cap = self.cap.max(cap);
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &T> {
+        self.set.iter()
+    }
+}
+
+/// Conversations seen recently, as 64-bit hashes in two generations: a key is "seen" for
+/// between one and two periods, and each generation holds at most `cap` keys.
+pub struct Conversations {
+    current: HashSet<u64>,
+    previous: HashSet<u64>,
+    cap: usize,
+    period: i64,
+    rotated: Option<Timestamp>,
+}
+
+impl Conversations {
+    pub fn new(cap: usize, period_ns: i64) -> Self {
+        Conversations {
+            current: HashSet::new(),
+            previous: HashSet::new(),
+            cap: cap.max(1),
+            period: period_ns.max(1),
+            rotated: None,
+        }
+    }
+
+    /// Records `key`; true if it was not seen recently.
+    pub fn first_sight(&mut self, key: u64, now: Timestamp) -> bool {
+        let rotated = *self.rotated.get_or_insert(now);
+        if now.0 - rotated.0 >= self.period || self.current.len() >= self.cap {
+            self.previous = std::mem::take(&mut self.current);
+            self.rotated = Some(now);
+        }
+        let known = self.previous.contains(&key);
+        self.current.insert(key) && !known
+    }
+
+    pub fn len(&self) -> usize {
+        self.current.len() + self.previous.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Counts per second of packet time over a sliding window of whole seconds.
+#[derive(Clone, Debug)]
+pub struct SecondCounts<const N: usize> {
+    slots: Vec<(i64, [u32; N])>,
+}
+
+impl<const N: usize> SecondCounts<N> {
+    pub fn new(window_secs: u64) -> Self {
+        SecondCounts {
+            slots: vec![(i64::MIN, [0; N]); window_secs.clamp(1, 3600) as usize],
+        }
+    }
+
+    #[inline]
+    pub fn add(&mut self, now: Timestamp, counter: usize, n: u32) {
+        let sec = now.secs();
+        let len = self.slots.len() as i64;
+        let slot = &mut self.slots[sec.rem_euclid(len) as usize];
+        if slot.0 != sec {
+            *slot = (sec, [0; N]);
+        }
+        slot.1[counter] = slot.1[counter].saturating_add(n);
+    }
+
+    /// Sums of each counter over the window ending at `now`.
+    pub fn totals(&self, now: Timestamp) -> [u64; N] {
+        let sec = now.secs();
+        let len = self.slots.len() as i64;
+        let mut sums = [0u64; N];
+        for (s, counts) in &self.slots {
+            if *s <= sec && *s > sec - len {
+                for (sum, c) in sums.iter_mut().zip(counts) {
+                    *sum += u64::from(*c);
+                }
+            }
+        }
+        sums
+    }
+}
+
+/// Rate-limits the findings of one key: at most one per second of packet time, each carrying
+/// the events gathered since the previous one.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Reporter {
+    last: Option<Timestamp>,
+    pending: u64,
+    /// The condition held at the last evaluation (so flush knows what to report).
+    holding: bool,
+}
+
+impl Reporter {
+    #[inline]
+    pub fn note(&mut self, events: u64) {
+        self.pending = self.pending.saturating_add(events);
+    }
+
+    /// Whether a finding is due now, given whether the rule's condition holds. When it is,
+    /// returns the events to report and resets the tally.
+    #[inline]
+    pub fn due(&mut self, now: Timestamp, holds: bool) -> Option<u64> {
+        self.holding = holds;
+        if !holds || self.pending == 0 {
+            return None;
+        }
+        if self
+            .last
+            .is_some_and(|last| now.0 - last.0 < Timestamp::NANOS_PER_SEC)
+        {
+            return None;
+        }
+        self.last = Some(now);
+        Some(std::mem::take(&mut self.pending))
+    }
+
+    /// Events still unreported for a key whose condition held (end of input or expiry).
+    pub fn take_final(&mut self) -> Option<u64> {
+        (self.holding && self.pending > 0 && self.last.is_some())
+            .then(|| std::mem::take(&mut self.pending))
+    }
+
+    pub fn reported(&self) -> bool {
+        self.last.is_some()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const S: i64 = Timestamp::NANOS_PER_SEC;
+
+    #[test]
+    fn clock_ignores_time_going_backwards() {
+        let mut c = Clock::default();
+        assert_eq!(c.advance(Timestamp(10 * S)), Timestamp(10 * S));
+        assert_eq!(c.advance(Timestamp(3 * S)), Timestamp(10 * S));
+        assert_eq!(c.advance(Timestamp(11 * S)), Timestamp(11 * S));
+    }
+
+    #[test]
+    fn tracker_refuses_when_full_and_sweeps_idle_entries() {
+        let mut t: Tracker<u32, u32> = Tracker::new(2, 10 * S);
+        assert!(t.entry(1, Timestamp(0), || 0).is_some());
+        assert!(t.entry(2, Timestamp(S), || 0).is_some());
+        assert!(t.entry(3, Timestamp(2 * S), || 0).is_none());
+        assert_eq!(t.refused, 1);
+        // Key 1 was last used at 0 s: idle for more than 10 s at 10.5 s; key 2 is not.
+        let mut expired = Vec::new();
+        t.maintain(Timestamp(10 * S + S / 2), |k, last, _| expired.push((*k, last)));
+        assert_eq!(expired, [(1, Timestamp(0))]);
+        assert!(t.entry(3, Timestamp(11 * S), || 0).is_some());
+        assert_eq!(t.len(), 2);
+    }
+
+    #[test]
+    fn spread_counts_only_the_window_and_stays_capped() {
+        let mut s = Spread::new(4);
+        for port in 0..4u16 {
+            s.touch(port, Timestamp(i64::from(port) * S), 60 * S);
+        }
+        // 10 ports at 100 s: the first four fell out of the 60 s window.
+        let (n, new) = s.touch(99, Timestamp(100 * S), 60 * S);
+        assert_eq!((n, new), (1, true));
+        for port in 100..110u16 {
+            s.touch(port, Timestamp(101 * S), 60 * S);
+        }
+        assert_eq!(s.count(Timestamp(101 * S), 60 * S), 4, "capped at 4 items");
+        // Touching again is not new.
+        assert!(!s.touch(109, Timestamp(101 * S), 60 * S).1);
+    }
+
+    #[test]
+    fn spread_window_edge_is_inclusive() {
+        let mut s = Spread::new(8);
+        s.touch(1u16, Timestamp(0), 60 * S);
+        assert_eq!(s.count(Timestamp(60 * S), 60 * S), 1);
+        assert_eq!(s.count(Timestamp(60 * S + 1), 60 * S), 0);
+    }
+
+    #[test]
+    fn second_counts_slide_and_skip_stale_slots() {
+        let mut c: SecondCounts<2> = SecondCounts::new(10);
+        for sec in 0..10 {
+            c.add(Timestamp(sec * S), 0, 10);
+        }
+        c.add(Timestamp(9 * S), 1, 3);
+        assert_eq!(c.totals(Timestamp(9 * S)), [100, 3]);
+        // At 15 s, seconds 6..=15 are in the window: 6, 7, 8, 9 remain.
+        assert_eq!(c.totals(Timestamp(15 * S)), [40, 3]);
+        // A jump far ahead leaves nothing.
+        assert_eq!(c.totals(Timestamp(1000 * S)), [0, 0]);
+    }
+
+    #[test]
+    fn reporter_limits_findings_to_one_per_second() {
+        let mut r = Reporter::default();
+        r.note(5);
+        assert_eq!(r.due(Timestamp(0), false), None);
+        assert_eq!(r.due(Timestamp(0), true), Some(5));
+        r.note(1);
+        assert_eq!(r.due(Timestamp(S / 2), true), None);
+        r.note(1);
+        assert_eq!(r.due(Timestamp(S), true), Some(2));
+        r.note(4);
+        assert_eq!(r.take_final(), Some(4));
+        assert_eq!(r.take_final(), None);
+    }
+
+    #[test]
+    fn conversations_are_remembered_for_one_to_two_periods() {
+        let mut c = Conversations::new(100, 60 * S);
+        assert!(c.first_sight(7, Timestamp(0)));
+        assert!(!c.first_sight(7, Timestamp(59 * S)));
+        // Rotated at 60 s: still known from the previous generation (and carried over).
+        assert!(!c.first_sight(7, Timestamp(61 * S)));
+        assert!(c.first_sight(8, Timestamp(61 * S)));
+        // Two rotations without a sighting of 8 forget it.
+        assert!(!c.first_sight(7, Timestamp(121 * S)));
+        assert!(c.first_sight(8, Timestamp(181 * S)));
+    }
+
+    #[test]
+    fn distinct_stops_at_its_cap() {
+        let mut d = Distinct::new(3);
+        for i in 0..10 {
+            d.insert(i);
+        }
+        assert_eq!(d.len(), 3);
+        assert!(d.saturated());
+        d.raise_cap(5);
+        d.insert(42);
+        assert_eq!(d.len(), 4);
+    }
+}

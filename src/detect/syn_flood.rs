@@ -1,0 +1,295 @@
+//! `syn_flood`: connection requests that never complete, from one source (the published
+//! rule) or, for spoofed floods that send about one SYN per source, towards one target port.
+//! Both count per target port: SYNs spread over many ports or hosts are a scan, which
+//! `port_scan` reports, not a flood.
+//!
+//! Both variants also require a low handshake-completion ratio: completed handshakes (the
+//! client's ACK that follows its SYN) over SYNs in the window. A NAT gateway, a load test
+//! or Zeek's echo trace (500 connections in 6.5 s) open connections fast but complete them;
+//! a flood does not. SYN-ACKs are never counted as SYNs (backscatter and reflection are
+//! answers, not requests).
+
+use std::net::IpAddr;
+
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::state::{Clock, Distinct, Reporter, SecondCounts, Tracker};
+use super::{AllowList, Detector, DetectorStats, Finding, Rule, Severity, Target, secs};
+use crate::packet::{PacketBatch, PacketMeta, TcpFlags, Timestamp, ip_proto};
+
+/// Settings of the `syn_flood` rule.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SynFloodConfig {
+    pub enabled: bool,
+    pub allow: AllowList,
+    /// SYNs from one source within the window (published: 100 in 10 s).
+    pub source_threshold: u64,
+    /// SYNs towards one target port within the window, from many sources.
+    pub target_threshold: u64,
+    /// Distinct sources for the per-target variant (fewer is the per-source rule's case).
+    pub min_sources: usize,
+    pub window_secs: u64,
+    /// Completed handshakes / SYNs at or below which the SYNs count as a flood.
+    pub max_completion_ratio: f64,
+    /// Cap on tracked sources, targets and half-open connections.
+    pub max_tracked: usize,
+}
+
+impl Default for SynFloodConfig {
+    fn default() -> Self {
+        SynFloodConfig {
+            enabled: true,
+            allow: AllowList::default(),
+            source_threshold: 100,
+            target_threshold: 500,
+            min_sources: 20,
+            window_secs: 10,
+            max_completion_ratio: 0.3,
+            max_tracked: 65_536,
+        }
+    }
+}
+
+const SYNS: usize = 0;
+const DONE: usize = 1;
+
+struct Sender {
+    counts: SecondCounts<2>,
+    total: u64,
+    reporter: Reporter,
+}
+
+struct Victim {
+    counts: SecondCounts<2>,
+    sources: Distinct<IpAddr>,
+    total: u64,
+    reporter: Reporter,
+}
+
+/// Detects SYN floods.
+pub struct SynFlood {
+    config: SynFloodConfig,
+    clock: Clock,
+    /// Half-open connections (source, source port, target, target port).
+    pending: Tracker<(IpAddr, u16, IpAddr, u16), ()>,
+    /// (source, target, target port).
+    senders: Tracker<(IpAddr, IpAddr, u16), Sender>,
+    victims: Tracker<(IpAddr, u16), Victim>,
+    findings: u64,
+}
+
+impl SynFlood {
+    pub fn new(config: SynFloodConfig) -> Self {
+        let window = secs(config.window_secs);
+        SynFlood {
+            pending: Tracker::new(config.max_tracked, window),
+            senders: Tracker::new(config.max_tracked, window),
+            victims: Tracker::new(config.max_tracked, window),
+            clock: Clock::default(),
+            config,
+            findings: 0,
+        }
+    }
+
+    fn packet(&mut self, p: &PacketMeta, observed: Option<std::time::Instant>, out: &mut Vec<Finding>) {
+        let now = self.clock.advance(p.ts);
+        let f = p.tcp_flags;
+        let tuple = (p.src, p.src_port, p.dst, p.dst_port);
+        if f.has(TcpFlags::SYN) && !f.has(TcpFlags::ACK) && !f.has(TcpFlags::RST) {
+            if self.config.allow.allows(p.src, p.dst) {
+                return;
+            }
+            self.pending.entry(tuple, now, || ());
+            self.syn(p, now, observed, out);
+        } else if f.has(TcpFlags::ACK)
+            && !f.has(TcpFlags::SYN)
+            && !f.has(TcpFlags::RST)
+            && self.pending.remove(&tuple).is_some()
+        {
+            if let Some(s) = self.senders.peek_mut(&(p.src, p.dst, p.dst_port)) {
+                s.counts.add(now, DONE, 1);
+            }
+            if let Some(v) = self.victims.peek_mut(&(p.dst, p.dst_port)) {
+                v.counts.add(now, DONE, 1);
+            }
+        }
+    }
+
+    fn syn(&mut self, p: &PacketMeta, now: Timestamp, observed: Option<std::time::Instant>, out: &mut Vec<Finding>) {
+        let cfg = &self.config;
+        let window = cfg.window_secs;
+        let key = (p.src, p.dst, p.dst_port);
+        if let Some(s) = self.senders.entry(key, now, || Sender {
+            counts: SecondCounts::new(window),
+            total: 0,
+            reporter: Reporter::default(),
+        }) {
+            s.counts.add(now, SYNS, 1);
+            s.total += 1;
+            s.reporter.note(1);
+            let [syns, done] = s.counts.totals(now);
+            let holds = syns >= cfg.source_threshold && ratio(done, syns) <= cfg.max_completion_ratio;
+            if let Some(count) = s.reporter.due(now, holds) {
+                out.push(sender_finding(cfg, key, s, now, count, observed));
+            }
+        }
+        if let Some(v) = self.victims.entry((p.dst, p.dst_port), now, || Victim {
+            counts: SecondCounts::new(window),
+            sources: Distinct::new(4096),
+            total: 0,
+            reporter: Reporter::default(),
+        }) {
+            v.counts.add(now, SYNS, 1);
+            v.total += 1;
+            v.sources.insert(p.src);
+            v.reporter.note(1);
+            let [syns, done] = v.counts.totals(now);
+            let holds = syns >= cfg.target_threshold
+                && v.sources.len() >= cfg.min_sources
+                && ratio(done, syns) <= cfg.max_completion_ratio;
+            if holds {
+                // Under attack: count the sources exactly for the evidence.
+                v.sources.raise_cap(1 << 20);
+            }
+            if let Some(count) = v.reporter.due(now, holds) {
+                out.push(victim_finding(cfg, (p.dst, p.dst_port), v, now, count, observed));
+            }
+        }
+    }
+}
+
+fn ratio(done: u64, syns: u64) -> f64 {
+    if syns == 0 { 1.0 } else { done as f64 / syns as f64 }
+}
+
+fn sender_finding(
+    cfg: &SynFloodConfig,
+    (src, ip, port): (IpAddr, IpAddr, u16),
+    s: &Sender,
+    now: Timestamp,
+    count: u64,
+    observed: Option<std::time::Instant>,
+) -> Finding {
+    let [syns, done] = s.counts.totals(now);
+    let target = Target::Service(ip, port);
+    Finding {
+        rule: Rule::SynFlood,
+        severity: Severity::Critical,
+        source: Some(src),
+        target,
+        ts: now,
+        description: format!(
+            "{src} sent {syns} SYNs to {target} in {} s, {done} completed",
+            cfg.window_secs
+        ),
+        evidence: json!({
+            "variant": "single_source",
+            "syn_count": syns,
+            "completed_handshakes": done,
+            "completion_ratio": ratio(done, syns),
+            "syn_rate_per_sec": syns as f64 / cfg.window_secs as f64,
+            "window_secs": cfg.window_secs,
+            "threshold": cfg.source_threshold,
+            "total_syns": s.total,
+        }),
+        count,
+        community_id: None,
+        observed,
+    }
+}
+
+fn victim_finding(
+    cfg: &SynFloodConfig,
+    (ip, port): (IpAddr, u16),
+    v: &Victim,
+    now: Timestamp,
+    count: u64,
+    observed: Option<std::time::Instant>,
+) -> Finding {
+    let [syns, done] = v.counts.totals(now);
+    let target = Target::Service(ip, port);
+    let mut sample: Vec<String> = v.sources.iter().take(10).map(ToString::to_string).collect();
+    sample.sort();
+    let sources = v.sources.len();
+    Finding {
+        rule: Rule::SynFlood,
+        severity: Severity::Critical,
+        source: None,
+        target,
+        ts: now,
+        description: format!(
+            "{target} received {syns} SYNs in {} s from {sources}{} sources, {done} completed",
+            cfg.window_secs,
+            if v.sources.saturated() { "+" } else { "" }
+        ),
+        evidence: json!({
+            "variant": "distributed",
+            "syn_count": syns,
+            "syn_rate_per_sec": syns as f64 / cfg.window_secs as f64,
+            "distinct_sources": sources,
+            "sources_sample": sample,
+            "completed_handshakes": done,
+            "completion_ratio": ratio(done, syns),
+            "window_secs": cfg.window_secs,
+            "threshold": cfg.target_threshold,
+            "total_syns": v.total,
+        }),
+        count,
+        community_id: None,
+        observed,
+    }
+}
+
+impl Detector for SynFlood {
+    fn rule(&self) -> Rule {
+        Rule::SynFlood
+    }
+
+    fn on_packets(&mut self, batch: &PacketBatch, out: &mut Vec<Finding>) {
+        let before = out.len();
+        for p in &batch.packets {
+            if p.ip_proto == ip_proto::TCP && p.has_ports {
+                self.packet(p, batch.started, out);
+            }
+        }
+        if let Some(now) = self.clock.now() {
+            self.pending.maintain(now, |_, _, _| {});
+            let cfg = &self.config;
+            self.senders.maintain(now, |&key, last, s| {
+                if let Some(count) = s.reporter.take_final() {
+                    out.push(sender_finding(cfg, key, s, last, count, None));
+                }
+            });
+            self.victims.maintain(now, |&key, last, v| {
+                if let Some(count) = v.reporter.take_final() {
+                    out.push(victim_finding(cfg, key, v, last, count, None));
+                }
+            });
+        }
+        self.findings += (out.len() - before) as u64;
+    }
+
+    fn flush(&mut self, out: &mut Vec<Finding>) {
+        let cfg = &self.config;
+        for (&key, last, s) in self.senders.iter_mut() {
+            if let Some(count) = s.reporter.take_final() {
+                out.push(sender_finding(cfg, key, s, last, count, None));
+            }
+        }
+        for (&key, last, v) in self.victims.iter_mut() {
+            if let Some(count) = v.reporter.take_final() {
+                out.push(victim_finding(cfg, key, v, last, count, None));
+            }
+        }
+    }
+
+    fn stats(&self) -> DetectorStats {
+        DetectorStats {
+            tracked: self.pending.len() + self.senders.len() + self.victims.len(),
+            refused: self.pending.refused + self.senders.refused + self.victims.refused,
+            findings: self.findings,
+        }
+    }
+}
