@@ -291,3 +291,32 @@ fn published_json_shape() {
     assert_eq!(json["tcp_flags"], serde_json::json!(["SYN", "ACK"]));
     assert!(json["community_id"].as_str().unwrap().starts_with("1:"));
 }
+
+#[test]
+fn a_reset_before_the_initiator_closes_marks_the_flow_refused() {
+    let mut table = FlowTable::new(FlowConfig::default());
+    let records: Vec<FlowRecord> = run(
+        &mut table,
+        &[
+            // Closed port: SYN answered by RST.
+            tcp(0.0, "10.0.0.1", 5000, "10.0.0.2", 23, SYN, 60),
+            tcp(0.0, "10.0.0.2", 23, "10.0.0.1", 5000, RST | ACK, 60),
+            // Kerberos-style: the client closes first, then the server resets.
+            tcp(1.0, "10.0.0.1", 5001, "10.0.0.2", 88, SYN, 60),
+            tcp(1.0, "10.0.0.2", 88, "10.0.0.1", 5001, SYNACK, 60),
+            tcp(1.0, "10.0.0.1", 5001, "10.0.0.2", 88, ACK, 60),
+            tcp(1.1, "10.0.0.1", 5001, "10.0.0.2", 88, FINACK, 60),
+            tcp(1.1, "10.0.0.2", 88, "10.0.0.1", 5001, RST | ACK, 60),
+            // The client resets its own connection.
+            tcp(2.0, "10.0.0.1", 5002, "10.0.0.2", 22, SYN, 60),
+            tcp(2.0, "10.0.0.2", 22, "10.0.0.1", 5002, SYNACK, 60),
+            tcp(2.0, "10.0.0.1", 5002, "10.0.0.2", 22, RST, 60),
+        ],
+    );
+    let mut records = records;
+    table.flush_all(&mut records);
+    let refused = |port: u16| records.iter().find(|r| r.dst_port == port).unwrap().refused;
+    assert!(refused(23));
+    assert!(!refused(88));
+    assert!(!refused(22));
+}

@@ -1,0 +1,552 @@
+//! Unit tests of each detector's edge cases. Thresholds are the published defaults; the
+//! expected values follow from the rule definitions, not from running the detectors.
+
+use std::net::IpAddr;
+
+use super::*;
+use crate::flow::{EndReason, FlowState};
+use crate::packet::{DnsMeta, NameRef, Network, PacketMeta, TcpFlags, Timestamp, ip_proto};
+
+const SYN: u8 = TcpFlags::SYN;
+const ACK: u8 = TcpFlags::ACK;
+const RST: u8 = TcpFlags::RST;
+const FIN: u8 = TcpFlags::FIN;
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+fn tcp(t: f64, src: &str, sport: u16, dst: &str, dport: u16, flags: u8) -> PacketMeta {
+    let mut p = PacketMeta::blank(Timestamp::from_secs_f64(t), 60);
+    p.network = Network::Ipv4;
+    p.src = ip(src);
+    p.dst = ip(dst);
+    p.ip_proto = ip_proto::TCP;
+    p.has_ports = true;
+    p.src_port = sport;
+    p.dst_port = dport;
+    p.tcp_flags = TcpFlags(flags);
+    p
+}
+
+fn udp(t: f64, src: &str, sport: u16, dst: &str, dport: u16) -> PacketMeta {
+    let mut p = tcp(t, src, sport, dst, dport, 0);
+    p.ip_proto = ip_proto::UDP;
+    p
+}
+
+fn batch(packets: Vec<PacketMeta>) -> PacketBatch {
+    PacketBatch {
+        packets,
+        ..Default::default()
+    }
+}
+
+/// A batch of DNS queries from `src`, one per (time, name, qtype).
+fn queries(src: &str, items: &[(f64, String, u16)]) -> PacketBatch {
+    let mut b = PacketBatch::default();
+    for (i, (t, name, qtype)) in items.iter().enumerate() {
+        let mut p = udp(*t, src, 40_000 + i as u16, "10.0.0.53", 53);
+        let offset = b.names.len() as u32;
+        b.names.extend_from_slice(name.as_bytes());
+        p.dns = Some(DnsMeta {
+            id: i as u16,
+            is_response: false,
+            qtype: *qtype,
+            rcode: 0,
+            answers: 0,
+            qname: NameRef {
+                offset,
+                len: name.len() as u16,
+            },
+        });
+        b.packets.push(p);
+    }
+    b
+}
+
+fn run(d: &mut dyn Detector, batches: Vec<PacketBatch>) -> Vec<Finding> {
+    let mut out = Vec::new();
+    for b in batches {
+        d.on_packets(&b, &mut out);
+    }
+    d.flush(&mut out);
+    out
+}
+
+mod port_scan {
+    use super::*;
+
+    fn scan(ports: impl Iterator<Item = (f64, u16)>, flags: u8) -> Vec<PacketMeta> {
+        ports
+            .map(|(t, port)| tcp(t, "10.0.0.66", 40_000, "10.0.0.1", port, flags))
+            .collect()
+    }
+
+    #[test]
+    fn ten_ports_alert_and_nine_do_not() {
+        let mut d = PortScan::new(PortScanConfig::default());
+        let nine = run(&mut d, vec![batch(scan((1..10).map(|p| (0.1 * f64::from(p), p)), SYN))]);
+        assert!(nine.is_empty(), "9 ports is below the threshold");
+        let mut d = PortScan::new(PortScanConfig::default());
+        let ten = run(&mut d, vec![batch(scan((1..=10).map(|p| (0.1 * f64::from(p), p)), SYN))]);
+        assert_eq!(ten.len(), 1);
+        let f = &ten[0];
+        assert_eq!((f.rule, f.severity), (Rule::PortScan, Severity::High));
+        assert_eq!(f.source, Some(ip("10.0.0.66")));
+        assert_eq!(f.target, Target::Host(ip("10.0.0.1")));
+        assert_eq!(f.evidence["distinct_ports"], 10);
+        assert_eq!(f.evidence["kind"], "vertical");
+        assert_eq!(f.count, 10);
+    }
+
+    #[test]
+    fn the_window_edge_is_inclusive() {
+        // Port 1 at 0 s, ports 2..=9 at 30 s, port 10 at `last`.
+        let at = |last: f64| {
+            let mut times = vec![(0.0, 1u16)];
+            times.extend((2..=9).map(|p| (30.0, p)));
+            times.push((last, 10));
+            let mut d = PortScan::new(PortScanConfig::default());
+            run(&mut d, vec![batch(scan(times.into_iter(), SYN))])
+        };
+        assert_eq!(at(60.0).len(), 1, "first probe exactly 60 s before the tenth");
+        assert!(at(60.001).is_empty(), "first probe just over 60 s before the tenth");
+    }
+
+    #[test]
+    fn stealth_probes_count_and_ack_probes_count_by_their_rst() {
+        for flags in [FIN, 0, FIN | TcpFlags::PSH | TcpFlags::URG] {
+            let mut d = PortScan::new(PortScanConfig::default());
+            let f = run(&mut d, vec![batch(scan((1..=10).map(|p| (0.0, p)), flags))]);
+            assert_eq!(f.len(), 1, "flags {flags:#x}");
+        }
+        // Bare ACKs alone are every connection's last packet: not counted...
+        let mut d = PortScan::new(PortScanConfig::default());
+        assert!(run(&mut d, vec![batch(scan((1..=10).map(|p| (0.0, p)), ACK))]).is_empty());
+        // ...but a RST without ACK answering them (RFC 793) shows an ACK probe.
+        let rsts = (1..=10)
+            .map(|p| tcp(0.0, "10.0.0.1", p, "10.0.0.66", 40_000, RST))
+            .collect();
+        let mut d = PortScan::new(PortScanConfig::default());
+        let f = run(&mut d, vec![batch(rsts)]);
+        assert_eq!(f.len(), 1);
+        assert_eq!(f[0].source, Some(ip("10.0.0.66")));
+        assert_eq!(f[0].evidence["probe_types"]["ack"], 10);
+    }
+
+    #[test]
+    fn accepted_connections_are_not_probes() {
+        // A client opening ten services that all answer SYN-ACK is using them.
+        let mut packets = Vec::new();
+        for port in 1..=10u16 {
+            packets.push(tcp(0.0, "10.0.0.66", 40_000 + port, "10.0.0.1", port, SYN));
+            packets.push(tcp(0.0, "10.0.0.1", port, "10.0.0.66", 40_000 + port, SYN | ACK));
+        }
+        let mut d = PortScan::new(PortScanConfig::default());
+        assert!(run(&mut d, vec![batch(packets)]).is_empty());
+    }
+
+    #[test]
+    fn icmp_errors_never_probe_the_quoting_host() {
+        let mut packets = Vec::new();
+        for i in 0..50u16 {
+            packets.push(udp(0.0, "10.0.0.66", 50_000, "10.0.0.1", 1000 + i));
+            let mut unreachable = tcp(0.0, "10.0.0.1", 0, "10.0.0.66", 0, 0);
+            unreachable.ip_proto = ip_proto::ICMP;
+            unreachable.has_ports = false;
+            unreachable.icmp_type = 3;
+            unreachable.icmp_code = 3;
+            packets.push(unreachable);
+        }
+        let mut d = PortScan::new(PortScanConfig::default());
+        let f = run(&mut d, vec![batch(packets)]);
+        assert!(!f.is_empty());
+        assert!(f.iter().all(|f| f.source == Some(ip("10.0.0.66"))), "only the UDP scanner");
+    }
+
+    #[test]
+    fn horizontal_sweeps_need_twenty_hosts() {
+        let sweep = |hosts: u8| {
+            (1..=hosts)
+                .map(|h| tcp(0.0, "10.0.0.66", 40_000, &format!("10.0.1.{h}"), 445, SYN))
+                .collect::<Vec<_>>()
+        };
+        let mut d = PortScan::new(PortScanConfig::default());
+        assert!(run(&mut d, vec![batch(sweep(19))]).is_empty());
+        let mut d = PortScan::new(PortScanConfig::default());
+        let f = run(&mut d, vec![batch(sweep(20))]);
+        assert_eq!(f.len(), 1);
+        assert_eq!(f[0].target, Target::Sweep { proto: ip_proto::TCP, port: 445 });
+        assert_eq!(f[0].evidence["distinct_hosts"], 20);
+    }
+
+    #[test]
+    fn allow_listed_sources_and_targets_are_ignored() {
+        for allow in [
+            AllowList { sources: vec!["10.0.0.64/30".parse().unwrap()], targets: vec![] },
+            AllowList { sources: vec![], targets: vec!["10.0.0.1/32".parse().unwrap()] },
+        ] {
+            let mut d = PortScan::new(PortScanConfig { allow, ..Default::default() });
+            assert!(run(&mut d, vec![batch(scan((1..=100).map(|p| (0.0, p)), SYN))]).is_empty());
+        }
+    }
+
+    #[test]
+    fn random_sources_keep_state_at_its_cap() {
+        let mut d = PortScan::new(PortScanConfig { max_tracked: 100, ..Default::default() });
+        let packets = (0..5000u32)
+            .map(|i| {
+                let src = format!("11.{}.{}.{}", i >> 16, (i >> 8) & 255, i & 255);
+                tcp(0.0, &src, 1, "10.0.0.1", 80, SYN)
+            })
+            .collect();
+        run(&mut d, vec![batch(packets)]);
+        let stats = d.stats();
+        assert!(stats.tracked <= 200, "{stats:?}");
+        assert_eq!(stats.refused, 2 * (5000 - 100));
+    }
+
+    #[test]
+    fn time_going_backwards_neither_panics_nor_reopens_windows() {
+        // Ports probed at 100 s, then "earlier" packets: the clock stays at 100 s.
+        let mut packets = scan((1..=5).map(|p| (100.0, p)), SYN);
+        packets.extend(scan((6..=10).map(|p| (0.0, p)), SYN));
+        let mut d = PortScan::new(PortScanConfig::default());
+        let f = run(&mut d, vec![batch(packets)]);
+        assert_eq!(f.len(), 1);
+        assert_eq!(f[0].ts, Timestamp::from_secs_f64(100.0));
+    }
+
+    #[test]
+    fn a_thousand_ports_in_a_second_is_one_finding_then_one_final_update() {
+        let mut d = PortScan::new(PortScanConfig::default());
+        let mut out = Vec::new();
+        d.on_packets(&batch(scan((1..=1000).map(|p| (f64::from(p) / 2000.0, p)), SYN)), &mut out);
+        assert_eq!(out.len(), 1, "rate-limited to one per second");
+        d.flush(&mut out);
+        assert_eq!(out.len(), 2);
+        assert_eq!(out.iter().map(|f| f.count).sum::<u64>(), 1000);
+        assert_eq!(out[1].evidence["distinct_ports"], 1000);
+    }
+}
+
+mod brute_force {
+    use super::*;
+
+    fn record(t: f64, sport: u16, dport: u16, state: FlowState, refused: bool, bytes: u64) -> FlowRecord {
+        FlowRecord {
+            id: u64::from(sport),
+            src: ip("10.0.0.66"),
+            dst: ip("10.0.0.22"),
+            src_port: sport,
+            dst_port: dport,
+            ip_proto: ip_proto::TCP,
+            first_seen: Timestamp::from_secs_f64(t),
+            last_seen: Timestamp::from_secs_f64(t + 2.0),
+            src_packets: 10,
+            dst_packets: 10,
+            src_bytes: bytes,
+            dst_bytes: bytes,
+            src_flags: TcpFlags(SYN | ACK | FIN),
+            dst_flags: TcpFlags(if refused { RST | ACK } else { SYN | ACK | FIN }),
+            state,
+            refused,
+            vlan: None,
+            community_id: "1:test".into(),
+            end: EndReason::IdleTimeout,
+        }
+    }
+
+    fn judge(records: Vec<FlowRecord>) -> Vec<Finding> {
+        let mut d = BruteForce::new(BruteForceConfig::default());
+        let mut out = Vec::new();
+        d.on_flows(&records, &mut out);
+        d.flush(&mut out);
+        out
+    }
+
+    #[test]
+    fn five_refused_attempts_in_thirty_seconds() {
+        let refused = |n: u16, spacing: f64| {
+            (0..n)
+                .map(|i| record(f64::from(i) * spacing, 50_000 + i, 4444, FlowState::Reset, true, 0))
+                .collect::<Vec<_>>()
+        };
+        assert!(judge(refused(4, 1.0)).is_empty());
+        let f = judge(refused(5, 1.0));
+        assert_eq!(f.len(), 1);
+        assert_eq!(f[0].target, Target::Service(ip("10.0.0.22"), 4444));
+        assert_eq!(f[0].evidence["failed_attempts"], 5);
+        // Five attempts spread over 40 s: never five within 30 s.
+        assert!(judge(refused(5, 10.0)).is_empty());
+    }
+
+    #[test]
+    fn retries_from_one_source_port_are_one_attempt() {
+        // A reverse shell's connect() retransmits its refused SYN from the same port.
+        let retries = (0..15)
+            .map(|i| record(f64::from(i) * 0.5, 1037, 4445, FlowState::Reset, true, 0))
+            .collect();
+        assert!(judge(retries).is_empty());
+    }
+
+    #[test]
+    fn short_sessions_to_login_services_only() {
+        let sessions = |n: u16, port: u16, bytes: u64| {
+            (0..n)
+                .map(|i| record(f64::from(i) * 5.0, 50_000 + i, port, FlowState::Closed, false, bytes))
+                .collect::<Vec<_>>()
+        };
+        assert!(judge(sessions(9, 22, 2000)).is_empty(), "nine in 45 s");
+        let f = judge(sessions(10, 22, 2000));
+        assert_eq!(f.len(), 1);
+        assert_eq!(f[0].evidence["service"], "SSH");
+        assert!(judge(sessions(30, 443, 2000)).is_empty(), "web ports are not login services");
+        assert!(judge(sessions(30, 22, 100_000)).is_empty(), "big sessions are real use");
+    }
+
+    #[test]
+    fn slow_guessing_over_ten_minutes() {
+        // One session every 20 s: 3 per minute, 30 in 580 s.
+        let slow = (0..30)
+            .map(|i| record(f64::from(i) * 20.0, 50_000 + i, 22, FlowState::Closed, false, 2000))
+            .collect::<Vec<_>>();
+        assert_eq!(judge(slow.clone()).len(), 1);
+        assert!(judge(slow[..29].to_vec()).is_empty());
+    }
+}
+
+mod syn_flood {
+    use super::*;
+
+    fn syns(n: u32, spoofed: bool, complete: bool) -> Vec<PacketMeta> {
+        let mut packets = Vec::new();
+        for i in 0..n {
+            let src = if spoofed {
+                format!("11.0.{}.{}", i >> 8, i & 255)
+            } else {
+                "10.0.0.66".to_string()
+            };
+            let t = f64::from(i) * 0.01;
+            let sport = 10_000 + i as u16;
+            packets.push(tcp(t, &src, sport, "10.0.0.80", 80, SYN));
+            if complete {
+                packets.push(tcp(t, "10.0.0.80", 80, &src, sport, SYN | ACK));
+                packets.push(tcp(t, &src, sport, "10.0.0.80", 80, ACK));
+            }
+        }
+        packets
+    }
+
+    #[test]
+    fn a_hundred_uncompleted_syns_from_one_source() {
+        let mut d = SynFlood::new(SynFloodConfig::default());
+        assert!(run(&mut d, vec![batch(syns(99, false, false))]).is_empty());
+        let mut d = SynFlood::new(SynFloodConfig::default());
+        let f = run(&mut d, vec![batch(syns(100, false, false))]);
+        assert_eq!(f.len(), 1);
+        assert_eq!(f[0].severity, Severity::Critical);
+        assert_eq!(f[0].source, Some(ip("10.0.0.66")));
+        assert_eq!(f[0].evidence["completion_ratio"], 0.0);
+    }
+
+    #[test]
+    fn completed_handshakes_are_not_a_flood() {
+        let mut d = SynFlood::new(SynFloodConfig::default());
+        assert!(run(&mut d, vec![batch(syns(1000, false, true))]).is_empty());
+    }
+
+    #[test]
+    fn syns_across_many_ports_are_a_scan_not_a_flood() {
+        let packets = (0..1000u16)
+            .map(|p| tcp(0.0, "10.0.0.66", 40_000, "10.0.0.80", p, SYN))
+            .collect();
+        let mut d = SynFlood::new(SynFloodConfig::default());
+        assert!(run(&mut d, vec![batch(packets)]).is_empty());
+    }
+
+    #[test]
+    fn spoofed_floods_are_caught_per_target() {
+        let mut d = SynFlood::new(SynFloodConfig::default());
+        let f = run(&mut d, vec![batch(syns(600, true, false))]);
+        assert_eq!(f.len(), 2, "crossing, then the final update: {f:?}");
+        assert!(f.iter().all(|f| f.source.is_none()));
+        assert_eq!(f[0].target, Target::Service(ip("10.0.0.80"), 80));
+        assert_eq!(f[1].evidence["distinct_sources"], 600);
+        assert_eq!(f.iter().map(|f| f.count).sum::<u64>(), 600);
+    }
+}
+
+mod dns_tunnel {
+    use super::super::dns_tunnel::{encoding, entropy, is_ordinary, registered_domain};
+    use super::*;
+
+    #[test]
+    fn registered_domains() {
+        assert_eq!(registered_domain(b"a.b.example.com"), b"example.com");
+        assert_eq!(registered_domain(b"x.example.co.uk"), b"example.co.uk");
+        assert_eq!(registered_domain(b"dnscat.546b03f5.5a03b5b1"), b"");
+        assert_eq!(registered_domain(b"localhost"), b"localhost");
+    }
+
+    #[test]
+    fn ordinary_long_names() {
+        assert!(is_ordinary(b"_ldap._tcp.Default-First-Site-Name._sites.dc._msdcs.corp.local"));
+        assert!(is_ordinary(b"2.0.0.0.1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.2.0.f.f.ip6.arpa"));
+        assert!(!is_ordinary(b"www.example.com"));
+    }
+
+    #[test]
+    fn entropy_in_bits_per_character() {
+        assert_eq!(entropy(b"aaaa"), 0.0);
+        assert_eq!(entropy(b"abcd"), 2.0);
+        assert_eq!(entropy(b"0123456789abcdef"), 4.0);
+        assert!(!encoding(b"internationalization", 3.4).encoded(), "a word");
+        assert!(encoding(b"le+FgAAB", 3.4).raw, "base64 has + and =");
+        // An MD5-named object is encoded-looking but carries no payload by itself.
+        let md5 = encoding(b"24df4e367ccd7044711599be4d744739.clo", 3.4);
+        assert!(md5.encoded() && !md5.carries_payload());
+    }
+
+    fn base32(i: usize, len: usize) -> String {
+        const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz234567";
+        let mut x = (i as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        (0..len)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                ALPHABET[(x % 32) as usize] as char
+            })
+            .collect()
+    }
+
+    #[test]
+    fn one_long_encoded_name_is_a_medium_alert() {
+        let name = format!("{}.t.example.com", base32(1, 60));
+        let mut d = DnsTunnel::new(DnsTunnelConfig::default());
+        let f = run(&mut d, vec![queries("10.0.0.9", &[(0.0, name, 1)])]);
+        assert_eq!(f.len(), 1);
+        assert_eq!(f[0].severity, Severity::Medium);
+        assert_eq!(f[0].evidence["signals"], serde_json::json!(["long_name"]));
+        assert_eq!(f[0].target, Target::Service(ip("10.0.0.53"), 53));
+    }
+
+    #[test]
+    fn long_names_at_twenty_per_second_are_critical() {
+        let items: Vec<_> = (0..20)
+            .map(|i| (f64::from(i) * 0.04, format!("{}.t.example.com", base32(i as usize, 60)), 16))
+            .collect();
+        let mut d = DnsTunnel::new(DnsTunnelConfig::default());
+        let f = run(&mut d, vec![queries("10.0.0.9", &items)]);
+        assert!(f.iter().any(|f| f.severity == Severity::Critical), "{f:?}");
+    }
+
+    #[test]
+    fn word_subdomains_at_high_rate_do_not_alert() {
+        // The benign baseline: 49 stackexchange.com sites resolved within a second.
+        let words = ["gis", "physics", "wordpress", "space", "scifi", "academia", "codereview"];
+        let items: Vec<_> = (0..49)
+            .map(|i| (f64::from(i) * 0.02, format!("{}{i}.stackexchange.com", words[i as usize % 7]), 1))
+            .collect();
+        let mut d = DnsTunnel::new(DnsTunnelConfig::default());
+        assert!(run(&mut d, vec![queries("10.0.0.9", &items)]).is_empty());
+    }
+
+    #[test]
+    fn short_hex_labels_alert_by_distinct_subdomains() {
+        let hex = |i: usize| base32(i, 34).bytes().map(|b| b"0123456789abcdef"[(b % 16) as usize] as char).collect::<String>();
+        let items: Vec<_> = (0..10)
+            .map(|i| (f64::from(i as u32) * 5.0, format!("{}.biillpi.com", hex(i)), 15))
+            .collect();
+        let mut d = DnsTunnel::new(DnsTunnelConfig::default());
+        let f = run(&mut d, vec![queries("10.0.0.9", &items[..9])]);
+        assert!(f.is_empty(), "nine subdomains");
+        let mut d = DnsTunnel::new(DnsTunnelConfig::default());
+        let f = run(&mut d, vec![queries("10.0.0.9", &items)]);
+        assert_eq!(f.len(), 1);
+        assert_eq!(f[0].evidence["signals"], serde_json::json!(["subdomains"]));
+    }
+
+    #[test]
+    fn ordinary_long_names_do_not_alert() {
+        let items = vec![
+            (0.0, "_ldap._tcp.Default-First-Site-Name._sites.DomainDnsZones.picklesworth.local".to_string(), 33),
+            (0.1, "2.0.0.0.1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.2.0.f.f.ip6.arpa".to_string(), 12),
+            (0.2, "24df4e367ccd7044711599be4d744739.clo.footprintdns.com".to_string(), 1),
+        ];
+        let mut d = DnsTunnel::new(DnsTunnelConfig::default());
+        assert!(run(&mut d, vec![queries("10.0.0.9", &items)]).is_empty());
+    }
+}
+
+mod traffic_spike {
+    use super::*;
+
+    /// One packet per second of `bytes[i]` at second `start + i`.
+    fn seconds(start: i64, bytes: &[u32]) -> Vec<PacketMeta> {
+        bytes
+            .iter()
+            .enumerate()
+            .map(|(i, &b)| {
+                let mut p = tcp(0.0, "10.0.0.1", 1, "10.0.0.2", 2, ACK);
+                p.ts = Timestamp::from_parts(start + i as i64, 0);
+                p.wire_len = b;
+                p
+            })
+            .collect()
+    }
+
+    fn baseline(n: usize) -> Vec<u32> {
+        (0..n).map(|i| 1000 + (i as u32 % 5) * 100).collect()
+    }
+
+    #[test]
+    fn a_burst_after_learning_alerts_with_its_z_score() {
+        let mut bytes = baseline(60);
+        bytes.extend([500_000, 1000]);
+        let mut d = TrafficSpike::new(TrafficSpikeConfig::default());
+        let f = run(&mut d, vec![batch(seconds(0, &bytes))]);
+        assert_eq!(f.len(), 1, "{f:?}");
+        // Baseline 1000..1400 B/s: mean 1200, population σ = √20000 ≈ 141.4.
+        assert_eq!(f[0].evidence["mean"], 1200.0);
+        assert_eq!(f[0].evidence["std_dev"], 141.42);
+        let z = (500_000.0 - 1200.0) / 20_000f64.sqrt();
+        assert!((f[0].evidence["z_score"].as_f64().unwrap() - z).abs() < 0.01);
+    }
+
+    #[test]
+    fn nothing_is_judged_while_learning() {
+        let mut bytes = baseline(30);
+        bytes.extend([500_000, 1000]);
+        let mut d = TrafficSpike::new(TrafficSpikeConfig::default());
+        assert!(run(&mut d, vec![batch(seconds(0, &bytes))]).is_empty());
+    }
+
+    #[test]
+    fn a_gap_longer_than_the_history_relearns() {
+        let mut d = TrafficSpike::new(TrafficSpikeConfig::default());
+        let mut packets = seconds(0, &baseline(100));
+        // A year later, a burst: no baseline any more.
+        packets.extend(seconds(31_536_000, &[500_000, 1000]));
+        assert!(run(&mut d, vec![batch(packets)]).is_empty());
+    }
+
+    #[test]
+    fn small_bursts_on_a_quiet_link_do_not_alert() {
+        let mut bytes = vec![60; 60];
+        bytes.extend([50_000, 60]);
+        let mut d = TrafficSpike::new(TrafficSpikeConfig::default());
+        assert!(run(&mut d, vec![batch(seconds(0, &bytes))]).is_empty());
+    }
+
+    #[test]
+    fn zero_duration_and_backwards_time_are_harmless() {
+        let mut d = TrafficSpike::new(TrafficSpikeConfig::default());
+        let mut packets = seconds(100, &[1000; 10]);
+        packets.extend(seconds(0, &[1000; 10]));
+        packets.iter_mut().for_each(|p| p.ts = Timestamp(0));
+        assert!(run(&mut d, vec![batch(packets)]).is_empty());
+    }
+}
