@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use actix::Actor;
 use serde::Serialize;
 
+use crate::alert::{Alert, LatencyStats};
 use crate::capture::file::FileSource;
 use crate::capture::live::{LiveOptions, LiveSource};
 use crate::capture::{
@@ -19,10 +20,11 @@ use crate::capture::{
 };
 use crate::config::Config;
 use crate::decode::DecodeCounters;
-use crate::flow::FlowTableStats;
-use crate::alert::{Alert, LatencyStats};
 use crate::detect::DetectorStats;
-use crate::messages::{FlushDetectors, FlushFlows, FlushOutput, GetAlertStats, GetAlerts, GetStats};
+use crate::flow::FlowTableStats;
+use crate::messages::{
+    FlushDetectors, FlushFlows, FlushOutput, GetAlertStats, GetAlerts, GetStats,
+};
 use crate::metrics::TopTalker;
 use crate::output::JsonLinesWriter;
 use crate::pipeline::Pipeline;

@@ -4,7 +4,7 @@ use actix::{Actor, Context, Handler, MessageResult};
 
 use super::{AlertBook, AlertsConfig};
 use crate::messages::{
-    AcknowledgeAlert, AcknowledgeMatching, FindingsMsg, GetAlertStats, GetAlerts, AlertStats,
+    AcknowledgeAlert, AcknowledgeMatching, AlertStats, FindingsMsg, GetAlertStats, GetAlerts,
 };
 
 pub struct AlertsActor {
@@ -56,7 +56,10 @@ impl Handler<AcknowledgeMatching> for AlertsActor {
     type Result = MessageResult<AcknowledgeMatching>;
 
     fn handle(&mut self, msg: AcknowledgeMatching, _: &mut Self::Context) -> Self::Result {
-        MessageResult(self.book.acknowledge_matching(msg.timestamp, &msg.source_ip))
+        MessageResult(
+            self.book
+                .acknowledge_matching(msg.timestamp, &msg.source_ip),
+        )
     }
 }
 

@@ -153,7 +153,9 @@ impl AlertBook {
                     last_seen: ts,
                     alert_type: f.rule,
                     severity: f.severity,
-                    source_ip: f.source.map_or_else(|| "*".to_string(), |ip| ip.to_string()),
+                    source_ip: f
+                        .source
+                        .map_or_else(|| "*".to_string(), |ip| ip.to_string()),
                     target: f.target.to_string(),
                     description: f.description,
                     evidence: f.evidence,
@@ -233,7 +235,8 @@ impl AlertBook {
         let mut samples = self.latencies_us.clone();
         samples.sort_unstable();
         let pick = |q: f64| {
-            (!samples.is_empty()).then(|| samples[((samples.len() - 1) as f64 * q).round() as usize])
+            (!samples.is_empty())
+                .then(|| samples[((samples.len() - 1) as f64 * q).round() as usize])
         };
         LatencyStats {
             samples: samples.len(),

@@ -23,11 +23,23 @@ fn finding(t: f64, src: &str, target: &str, count: u64) -> Finding {
 #[test]
 fn findings_within_the_suppression_window_update_one_alert() {
     let mut book = AlertBook::new(AlertsConfig::default());
-    assert_eq!(book.apply(finding(1000.0, "10.0.0.1", "10.0.0.2", 10)).0, Change::Opened);
-    assert_eq!(book.apply(finding(1200.0, "10.0.0.1", "10.0.0.2", 5)).0, Change::Updated);
+    assert_eq!(
+        book.apply(finding(1000.0, "10.0.0.1", "10.0.0.2", 10)).0,
+        Change::Opened
+    );
+    assert_eq!(
+        book.apply(finding(1200.0, "10.0.0.1", "10.0.0.2", 5)).0,
+        Change::Updated
+    );
     // 300 s after the last evidence is still the same episode; 301 s is a new one.
-    assert_eq!(book.apply(finding(1500.0, "10.0.0.1", "10.0.0.2", 1)).0, Change::Updated);
-    assert_eq!(book.apply(finding(1801.0, "10.0.0.1", "10.0.0.2", 1)).0, Change::Opened);
+    assert_eq!(
+        book.apply(finding(1500.0, "10.0.0.1", "10.0.0.2", 1)).0,
+        Change::Updated
+    );
+    assert_eq!(
+        book.apply(finding(1801.0, "10.0.0.1", "10.0.0.2", 1)).0,
+        Change::Opened
+    );
     let all = book.all();
     assert_eq!(all.len(), 2);
     assert_eq!(all[0].count, 16);
@@ -70,7 +82,10 @@ fn late_findings_join_their_episode() {
     let mut book = AlertBook::new(AlertsConfig::default());
     book.apply(finding(0.0, "10.0.0.1", "10.0.0.2", 1));
     book.apply(finding(900.0, "10.0.0.7", "10.0.0.8", 1));
-    assert_eq!(book.apply(finding(10.0, "10.0.0.1", "10.0.0.2", 1)).0, Change::Updated);
+    assert_eq!(
+        book.apply(finding(10.0, "10.0.0.1", "10.0.0.2", 1)).0,
+        Change::Updated
+    );
 }
 
 #[test]
@@ -111,7 +126,12 @@ fn acknowledgement_by_id_and_by_timestamp_and_source() {
 fn queries_filter_by_time_and_limit_newest_first() {
     let mut book = AlertBook::new(AlertsConfig::default());
     for i in 0..10 {
-        book.apply(finding(f64::from(i) * 1000.0, "10.0.0.1", &format!("10.0.1.{i}"), 1));
+        book.apply(finding(
+            f64::from(i) * 1000.0,
+            "10.0.0.1",
+            &format!("10.0.1.{i}"),
+            1,
+        ));
     }
     let q = AlertQuery {
         limit: 3,
@@ -130,7 +150,12 @@ fn memory_holds_at_most_max_alerts() {
         ..Default::default()
     });
     for i in 0..10 {
-        book.apply(finding(f64::from(i), &format!("10.0.0.{i}"), "10.0.0.99", 1));
+        book.apply(finding(
+            f64::from(i),
+            &format!("10.0.0.{i}"),
+            "10.0.0.99",
+            1,
+        ));
     }
     let all = book.all();
     assert_eq!(all.len(), 3);

@@ -3,7 +3,9 @@
 use actix::{Actor, Context, Handler, MessageResult, Recipient};
 
 use super::Detector;
-use crate::messages::{FindingsMsg, FlowRecordsMsg, FlushDetectors, GetDetectorStats, PacketBatchMsg};
+use crate::messages::{
+    FindingsMsg, FlowRecordsMsg, FlushDetectors, GetDetectorStats, PacketBatchMsg,
+};
 
 pub struct DetectorActor {
     detector: Box<dyn Detector>,
@@ -12,7 +14,11 @@ pub struct DetectorActor {
 }
 
 impl DetectorActor {
-    pub fn new(detector: Box<dyn Detector>, alerts: Recipient<FindingsMsg>, mailbox: usize) -> Self {
+    pub fn new(
+        detector: Box<dyn Detector>,
+        alerts: Recipient<FindingsMsg>,
+        mailbox: usize,
+    ) -> Self {
         DetectorActor {
             detector,
             alerts,
@@ -74,6 +80,3 @@ impl Handler<GetDetectorStats> for DetectorActor {
         MessageResult((self.detector.rule(), self.detector.stats()))
     }
 }
-
-
-

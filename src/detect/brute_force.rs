@@ -157,12 +157,16 @@ impl BruteForce {
     fn refused(&mut self, r: &FlowRecord, out: &mut Vec<Finding>) {
         let now = self.clock.advance(r.last_seen);
         let fresh = self.new_victim(now);
-        let Some(victim) = self.victims.entry((r.src, r.dst, r.dst_port), now, || fresh) else {
+        let Some(victim) = self
+            .victims
+            .entry((r.src, r.dst, r.dst_port), now, || fresh)
+        else {
             return;
         };
-        let (_, new) = victim
-            .refused
-            .touch(r.src_port, r.last_seen, secs(self.config.rst_window_secs));
+        let (_, new) =
+            victim
+                .refused
+                .touch(r.src_port, r.last_seen, secs(self.config.rst_window_secs));
         if new {
             victim.refused_total += 1;
             victim.reporter.note(1);
@@ -170,7 +174,13 @@ impl BruteForce {
         victim.community_id = Some(r.community_id.clone());
         let holds = holds(&self.config, victim, now);
         if let Some(count) = victim.reporter.due(now, holds) {
-            out.push(finding(&self.config, (r.src, r.dst, r.dst_port), victim, now, count));
+            out.push(finding(
+                &self.config,
+                (r.src, r.dst, r.dst_port),
+                victim,
+                now,
+                count,
+            ));
         }
     }
 
@@ -204,7 +214,10 @@ impl BruteForce {
     fn session(&mut self, r: &FlowRecord, out: &mut Vec<Finding>) {
         let now = self.clock.advance(r.last_seen);
         let fresh = self.new_victim(now);
-        let Some(victim) = self.victims.entry((r.src, r.dst, r.dst_port), now, || fresh) else {
+        let Some(victim) = self
+            .victims
+            .entry((r.src, r.dst, r.dst_port), now, || fresh)
+        else {
             return;
         };
         // Records leave the flow table in expiry order; keep start times sorted.
@@ -222,7 +235,13 @@ impl BruteForce {
         victim.reporter.note(1);
         let holds = holds(&self.config, victim, now);
         if let Some(count) = victim.reporter.due(now, holds) {
-            out.push(finding(&self.config, (r.src, r.dst, r.dst_port), victim, now, count));
+            out.push(finding(
+                &self.config,
+                (r.src, r.dst, r.dst_port),
+                victim,
+                now,
+                count,
+            ));
         }
     }
 }

@@ -9,9 +9,10 @@
 //! - subdomains: at least `distinct_subdomains` distinct encoded subdomains under one
 //!   registered domain within the window (dnscat2's short hex names fit here).
 //!
-//! "Encoded" means a label of 16+ characters whose Shannon entropy is at least
-//! `min_label_entropy` bits per character (hex, base32 and base64 all pass; words do not), or
-//! bytes that no host name contains (iodine's raw labels, base64's `+/=`). "Machine-looking"
+//! "Encoded" means a label (or hyphen-free part of one) of 16+ characters whose Shannon
+//! entropy is at least `min_label_entropy` bits per character (hex, base32 and base64 all
+//! pass; words do not), or bytes that no host name contains (iodine's raw labels, base64's
+//! `+/=`). "Machine-looking"
 //! means encoded, or a NULL/TXT/MX/CNAME query for a subdomain (iodine, dnscat, dns2tcp).
 //! Ordinary long names never count: reverse lookups (`*.arpa`), service records and other
 //! names with `_` labels (Active Directory's `_ldap._tcp...`, DKIM, DMARC), and mDNS `.local`.
@@ -69,7 +70,12 @@ impl Default for DnsTunnelConfig {
 }
 
 /// Query types tunnels favour because their answers carry arbitrary data.
-const TUNNEL_QTYPES: [u16; 4] = [10 /* NULL */, 16 /* TXT */, 15 /* MX */, 5 /* CNAME */];
+const TUNNEL_QTYPES: [u16; 4] = [
+    10, /* NULL */
+    16, /* TXT */
+    15, /* MX */
+    5,  /* CNAME */
+];
 
 /// The registered domain of `name` by a short heuristic (no public-suffix list on the
 /// device): the last two labels, or three under a two-letter country code with a short
@@ -112,7 +118,10 @@ pub fn is_ordinary(name: &[u8]) -> bool {
     let lower = |suffix: &[u8]| {
         name.len() >= suffix.len() && name[name.len() - suffix.len()..].eq_ignore_ascii_case(suffix)
     };
-    lower(b".arpa") || lower(b".local") || name.first() == Some(&b'_') || name.windows(2).any(|w| w == b"._")
+    lower(b".arpa")
+        || lower(b".local")
+        || name.first() == Some(&b'_')
+        || name.windows(2).any(|w| w == b"._")
 }
 
 /// Shannon entropy of `s` in bits per byte.
@@ -140,7 +149,8 @@ pub fn entropy(s: &[u8]) -> f64 {
 pub struct Encoding {
     /// Bytes no host name contains (raw binary, base64's `+/=`).
     pub raw: bool,
-    /// The longest label of 16+ characters at or above the entropy threshold.
+    /// The longest hyphen-free run of 16+ characters in a label at or above the entropy
+    /// threshold.
     pub longest_encoded_label: usize,
     /// The highest entropy of a 16+ character label, in bits per character.
     pub max_entropy: f64,
@@ -165,11 +175,16 @@ pub fn encoding(sub: &[u8], min_entropy: f64) -> Encoding {
             .any(|&b| !(b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')),
         ..Encoding::default()
     };
-    for label in sub.split(|&b| b == b'.').filter(|l| l.len() >= 16) {
-        let bits = entropy(label);
+    // Hyphens join words in ordinary names (`data-collector-linkedin-prod-1143471378`);
+    // encoders use them rarely, so a label is judged by its hyphen-free runs.
+    for run in sub
+        .split(|&b| b == b'.' || b == b'-')
+        .filter(|run| run.len() >= 16)
+    {
+        let bits = entropy(run);
         e.max_entropy = e.max_entropy.max(bits);
         if bits >= min_entropy {
-            e.longest_encoded_label = e.longest_encoded_label.max(label.len());
+            e.longest_encoded_label = e.longest_encoded_label.max(run.len());
         }
     }
     e
@@ -234,7 +249,13 @@ impl DnsTunnel {
         h.finish()
     }
 
-    fn query(&mut self, p: &PacketMeta, name: &[u8], observed: Option<std::time::Instant>, out: &mut Vec<Finding>) {
+    fn query(
+        &mut self,
+        p: &PacketMeta,
+        name: &[u8],
+        observed: Option<std::time::Instant>,
+        out: &mut Vec<Finding>,
+    ) {
         let now = self.clock.advance(p.ts);
         let Some(dns) = p.dns else { return };
         if dns.is_response || name.is_empty() || is_ordinary(name) {

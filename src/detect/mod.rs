@@ -80,7 +80,10 @@ pub enum Target {
     Host(IpAddr),
     Service(IpAddr, u16),
     /// One port (or ICMP echo, port 0) across many hosts.
-    Sweep { proto: u8, port: u16 },
+    Sweep {
+        proto: u8,
+        port: u16,
+    },
     /// The whole monitored link.
     Link,
 }
@@ -95,7 +98,11 @@ impl fmt::Display for Target {
                 crate::packet::ip_proto::ICMP | crate::packet::ip_proto::ICMPV6 => {
                     write!(f, "*:icmp-echo")
                 }
-                _ => write!(f, "*:{port}/{}", crate::flow::protocol_name(proto).to_lowercase()),
+                _ => write!(
+                    f,
+                    "*:{port}/{}",
+                    crate::flow::protocol_name(proto).to_lowercase()
+                ),
             },
             Target::Link => write!(f, "link"),
         }
@@ -174,14 +181,29 @@ pub struct DetectorsConfig {
 impl DetectorsConfig {
     pub fn validate(&self) -> Result<(), String> {
         let p = &self.port_scan;
-        positive("detectors.port_scan.ports_threshold", p.ports_threshold as u64)?;
-        positive("detectors.port_scan.hosts_threshold", p.hosts_threshold as u64)?;
+        positive(
+            "detectors.port_scan.ports_threshold",
+            p.ports_threshold as u64,
+        )?;
+        positive(
+            "detectors.port_scan.hosts_threshold",
+            p.hosts_threshold as u64,
+        )?;
         positive("detectors.port_scan.window_secs", p.window_secs)?;
         let b = &self.brute_force;
-        positive("detectors.brute_force.rst_threshold", b.rst_threshold as u64)?;
+        positive(
+            "detectors.brute_force.rst_threshold",
+            b.rst_threshold as u64,
+        )?;
         positive("detectors.brute_force.rst_window_secs", b.rst_window_secs)?;
-        positive("detectors.brute_force.session_threshold", b.session_threshold as u64)?;
-        positive("detectors.brute_force.session_window_secs", b.session_window_secs)?;
+        positive(
+            "detectors.brute_force.session_threshold",
+            b.session_threshold as u64,
+        )?;
+        positive(
+            "detectors.brute_force.session_window_secs",
+            b.session_window_secs,
+        )?;
         positive(
             "detectors.brute_force.slow_session_threshold",
             b.slow_session_threshold as u64,
@@ -198,7 +220,10 @@ impl DetectorsConfig {
             return Err("detectors.syn_flood.max_completion_ratio must be between 0 and 1".into());
         }
         let d = &self.dns_tunneling;
-        positive("detectors.dns_tunneling.rate_per_sec", d.rate_per_sec as u64)?;
+        positive(
+            "detectors.dns_tunneling.rate_per_sec",
+            d.rate_per_sec as u64,
+        )?;
         positive(
             "detectors.dns_tunneling.distinct_subdomains",
             d.distinct_subdomains as u64,
@@ -208,9 +233,7 @@ impl DetectorsConfig {
             return Err("detectors.traffic_spike.z_threshold must be above 0".into());
         }
         if t.history_secs < 2 || t.learning_secs < 2 || t.learning_secs > t.history_secs {
-            return Err(
-                "detectors.traffic_spike: need 2 <= learning_secs <= history_secs".into(),
-            );
+            return Err("detectors.traffic_spike: need 2 <= learning_secs <= history_secs".into());
         }
         for (name, cap) in [
             ("port_scan", p.max_tracked),
@@ -265,7 +288,10 @@ pub fn build(config: &DetectorsConfig, seed: u16) -> Vec<Box<dyn Detector>> {
         all.push(Box::new(SynFlood::new(config.syn_flood.clone())));
     }
     if config.dns_tunneling.enabled {
-        all.push(Box::new(DnsTunnel::with_seed(config.dns_tunneling.clone(), seed)));
+        all.push(Box::new(DnsTunnel::with_seed(
+            config.dns_tunneling.clone(),
+            seed,
+        )));
     }
     if config.traffic_spike.enabled {
         all.push(Box::new(TrafficSpike::new(config.traffic_spike.clone())));

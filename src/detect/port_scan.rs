@@ -6,8 +6,8 @@
 //! requests. Bare ACKs (-sA, -sW) are also every live connection's last packet, so they are
 //! counted by their answer instead: a RST without ACK is what a host sends back to an ACK
 //! for a connection it does not have. A UDP datagram is a probe only when it starts a
-//! conversation (TFTP, for one, moves each transfer to a new server port). Two more things
-//! keep ordinary traffic out:
+//! conversation and does not answer one: TFTP answers a request to port 69 from a new
+//! port, to the port the request came from. Two more things keep ordinary traffic out:
 //! - a port (or host) that accepts the conversation is forgotten again: a SYN-ACK, any ACK
 //!   without RST, or a UDP reply shows a service in use, not a probe; a RST or silence does
 //!   not. A browser's connections to 20 web servers are all accepted; a sweep's are not.
@@ -19,7 +19,7 @@ use std::net::IpAddr;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use std::hash::{BuildHasher, Hash, Hasher};
+use std::hash::BuildHasher;
 
 use super::state::{Clock, Conversations, Distinct, Reporter, Spread, Tracker};
 use super::{AllowList, Detector, DetectorStats, Finding, Rule, Severity, Target, secs};
@@ -242,6 +242,9 @@ pub struct PortScan {
     horizontal: Tracker<(IpAddr, u8, u16), Probed<IpAddr>>,
     /// UDP conversations seen recently.
     udp: Conversations,
+    /// (sender, sender port, receiver) of recent UDP datagrams: a datagram to that address
+    /// and port from that receiver is a reply.
+    udp_senders: Conversations,
     hasher: hashbrown::DefaultHashBuilder,
     findings: u64,
 }
@@ -253,6 +256,7 @@ impl PortScan {
             vertical: Tracker::new(config.max_tracked, window),
             horizontal: Tracker::new(config.max_tracked, window),
             udp: Conversations::new(config.max_tracked * 8, window),
+            udp_senders: Conversations::new(config.max_tracked * 8, window),
             hasher: hashbrown::DefaultHashBuilder::default(),
             clock: Clock::default(),
             config,
@@ -260,7 +264,12 @@ impl PortScan {
         }
     }
 
-    fn packet(&mut self, p: &PacketMeta, observed: Option<std::time::Instant>, out: &mut Vec<Finding>) {
+    fn packet(
+        &mut self,
+        p: &PacketMeta,
+        observed: Option<std::time::Instant>,
+        out: &mut Vec<Finding>,
+    ) {
         let now = self.clock.advance(p.ts);
         if accepts(p) {
             let port = if p.ip_proto == ip_proto::TCP || p.ip_proto == ip_proto::UDP {
@@ -278,11 +287,14 @@ impl PortScan {
             }
         }
         if p.ip_proto == ip_proto::UDP && p.has_ports {
-            // Hash the conversation the same way from both ends.
+            // The conversation, the same from both ends.
             let (a, b) = ((p.src, p.src_port), (p.dst, p.dst_port));
-            let mut h = self.hasher.build_hasher();
-            (a.min(b), a.max(b)).hash(&mut h);
-            if !self.udp.first_sight(h.finish(), now) {
+            let conversation = self.hasher.hash_one((a.min(b), a.max(b)));
+            let sent = self.hasher.hash_one((p.src, p.src_port, p.dst));
+            let reply = self.hasher.hash_one((p.dst, p.dst_port, p.src));
+            let first = self.udp.first_sight(conversation, now);
+            self.udp_senders.first_sight(sent, now);
+            if !first || !self.udp_senders.first_sight(reply, now) {
                 return;
             }
         }
@@ -300,10 +312,14 @@ impl PortScan {
         let cfg = &self.config;
         if kind != ProbeKind::Echo {
             let cap = cfg.ports_threshold * 2;
-            if let Some(pair) = self.vertical.entry((prober, target), now, || Probed::new(cap, now))
+            if let Some(pair) = self
+                .vertical
+                .entry((prober, target), now, || Probed::new(cap, now))
                 && let Some(count) = pair.probe(port, kind, now, window, cfg.ports_threshold)
             {
-                out.push(vertical_finding(cfg, prober, target, pair, now, count, observed));
+                out.push(vertical_finding(
+                    cfg, prober, target, pair, now, count, observed,
+                ));
             }
         }
         let (proto, port) = match kind {
@@ -311,11 +327,14 @@ impl PortScan {
             _ => (p.ip_proto, port),
         };
         let cap = cfg.hosts_threshold * 2;
-        if let Some(sweep) =
-            self.horizontal.entry((prober, proto, port), now, || Probed::new(cap, now))
+        if let Some(sweep) = self
+            .horizontal
+            .entry((prober, proto, port), now, || Probed::new(cap, now))
             && let Some(count) = sweep.probe(target, kind, now, window, cfg.hosts_threshold)
         {
-            out.push(horizontal_finding(cfg, prober, proto, port, sweep, now, count, observed));
+            out.push(horizontal_finding(
+                cfg, prober, proto, port, sweep, now, count, observed,
+            ));
         }
     }
 
@@ -326,11 +345,14 @@ impl PortScan {
                 out.push(vertical_finding(cfg, src, dst, pair, last, count, None));
             }
         });
-        self.horizontal.maintain(now, |&(src, proto, port), last, sweep| {
-            if let Some(count) = sweep.reporter.take_final() {
-                out.push(horizontal_finding(cfg, src, proto, port, sweep, last, count, None));
-            }
-        });
+        self.horizontal
+            .maintain(now, |&(src, proto, port), last, sweep| {
+                if let Some(count) = sweep.reporter.take_final() {
+                    out.push(horizontal_finding(
+                        cfg, src, proto, port, sweep, last, count, None,
+                    ));
+                }
+            });
     }
 }
 
@@ -456,14 +478,19 @@ impl Detector for PortScan {
         }
         for (&(src, proto, port), last, sweep) in self.horizontal.iter_mut() {
             if let Some(count) = sweep.reporter.take_final() {
-                out.push(horizontal_finding(cfg, src, proto, port, sweep, last, count, None));
+                out.push(horizontal_finding(
+                    cfg, src, proto, port, sweep, last, count, None,
+                ));
             }
         }
     }
 
     fn stats(&self) -> DetectorStats {
         DetectorStats {
-            tracked: self.vertical.len() + self.horizontal.len() + self.udp.len(),
+            tracked: self.vertical.len()
+                + self.horizontal.len()
+                + self.udp.len()
+                + self.udp_senders.len(),
             refused: self.vertical.refused + self.horizontal.refused,
             findings: self.findings,
         }

@@ -132,7 +132,9 @@ impl<K: Hash + Eq + Copy, V> Tracker<K, V> {
 
     /// Every entry with its last use, for end-of-input reports.
     pub fn iter_mut(&mut self) -> impl Iterator<Item = (&K, Timestamp, &mut V)> {
-        self.map.iter_mut().map(|(k, slot)| (k, slot.last, &mut slot.value))
+        self.map
+            .iter_mut()
+            .map(|(k, slot)| (k, slot.last, &mut slot.value))
     }
 }
 
@@ -389,7 +391,9 @@ mod tests {
         assert_eq!(t.refused, 1);
         // Key 1 was last used at 0 s: idle for more than 10 s at 10.5 s; key 2 is not.
         let mut expired = Vec::new();
-        t.maintain(Timestamp(10 * S + S / 2), |k, last, _| expired.push((*k, last)));
+        t.maintain(Timestamp(10 * S + S / 2), |k, last, _| {
+            expired.push((*k, last))
+        });
         assert_eq!(expired, [(1, Timestamp(0))]);
         assert!(t.entry(3, Timestamp(11 * S), || 0).is_some());
         assert_eq!(t.len(), 2);

@@ -93,7 +93,12 @@ impl SynFlood {
         }
     }
 
-    fn packet(&mut self, p: &PacketMeta, observed: Option<std::time::Instant>, out: &mut Vec<Finding>) {
+    fn packet(
+        &mut self,
+        p: &PacketMeta,
+        observed: Option<std::time::Instant>,
+        out: &mut Vec<Finding>,
+    ) {
         let now = self.clock.advance(p.ts);
         let f = p.tcp_flags;
         let tuple = (p.src, p.src_port, p.dst, p.dst_port);
@@ -117,7 +122,13 @@ impl SynFlood {
         }
     }
 
-    fn syn(&mut self, p: &PacketMeta, now: Timestamp, observed: Option<std::time::Instant>, out: &mut Vec<Finding>) {
+    fn syn(
+        &mut self,
+        p: &PacketMeta,
+        now: Timestamp,
+        observed: Option<std::time::Instant>,
+        out: &mut Vec<Finding>,
+    ) {
         let cfg = &self.config;
         let window = cfg.window_secs;
         let key = (p.src, p.dst, p.dst_port);
@@ -130,7 +141,8 @@ impl SynFlood {
             s.total += 1;
             s.reporter.note(1);
             let [syns, done] = s.counts.totals(now);
-            let holds = syns >= cfg.source_threshold && ratio(done, syns) <= cfg.max_completion_ratio;
+            let holds =
+                syns >= cfg.source_threshold && ratio(done, syns) <= cfg.max_completion_ratio;
             if let Some(count) = s.reporter.due(now, holds) {
                 out.push(sender_finding(cfg, key, s, now, count, observed));
             }
@@ -154,14 +166,25 @@ impl SynFlood {
                 v.sources.raise_cap(1 << 20);
             }
             if let Some(count) = v.reporter.due(now, holds) {
-                out.push(victim_finding(cfg, (p.dst, p.dst_port), v, now, count, observed));
+                out.push(victim_finding(
+                    cfg,
+                    (p.dst, p.dst_port),
+                    v,
+                    now,
+                    count,
+                    observed,
+                ));
             }
         }
     }
 }
 
 fn ratio(done: u64, syns: u64) -> f64 {
-    if syns == 0 { 1.0 } else { done as f64 / syns as f64 }
+    if syns == 0 {
+        1.0
+    } else {
+        done as f64 / syns as f64
+    }
 }
 
 fn sender_finding(

@@ -86,10 +86,16 @@ mod port_scan {
     #[test]
     fn ten_ports_alert_and_nine_do_not() {
         let mut d = PortScan::new(PortScanConfig::default());
-        let nine = run(&mut d, vec![batch(scan((1..10).map(|p| (0.1 * f64::from(p), p)), SYN))]);
+        let nine = run(
+            &mut d,
+            vec![batch(scan((1..10).map(|p| (0.1 * f64::from(p), p)), SYN))],
+        );
         assert!(nine.is_empty(), "9 ports is below the threshold");
         let mut d = PortScan::new(PortScanConfig::default());
-        let ten = run(&mut d, vec![batch(scan((1..=10).map(|p| (0.1 * f64::from(p), p)), SYN))]);
+        let ten = run(
+            &mut d,
+            vec![batch(scan((1..=10).map(|p| (0.1 * f64::from(p), p)), SYN))],
+        );
         assert_eq!(ten.len(), 1);
         let f = &ten[0];
         assert_eq!((f.rule, f.severity), (Rule::PortScan, Severity::High));
@@ -110,8 +116,15 @@ mod port_scan {
             let mut d = PortScan::new(PortScanConfig::default());
             run(&mut d, vec![batch(scan(times.into_iter(), SYN))])
         };
-        assert_eq!(at(60.0).len(), 1, "first probe exactly 60 s before the tenth");
-        assert!(at(60.001).is_empty(), "first probe just over 60 s before the tenth");
+        assert_eq!(
+            at(60.0).len(),
+            1,
+            "first probe exactly 60 s before the tenth"
+        );
+        assert!(
+            at(60.001).is_empty(),
+            "first probe just over 60 s before the tenth"
+        );
     }
 
     #[test]
@@ -141,7 +154,14 @@ mod port_scan {
         let mut packets = Vec::new();
         for port in 1..=10u16 {
             packets.push(tcp(0.0, "10.0.0.66", 40_000 + port, "10.0.0.1", port, SYN));
-            packets.push(tcp(0.0, "10.0.0.1", port, "10.0.0.66", 40_000 + port, SYN | ACK));
+            packets.push(tcp(
+                0.0,
+                "10.0.0.1",
+                port,
+                "10.0.0.66",
+                40_000 + port,
+                SYN | ACK,
+            ));
         }
         let mut d = PortScan::new(PortScanConfig::default());
         assert!(run(&mut d, vec![batch(packets)]).is_empty());
@@ -162,7 +182,10 @@ mod port_scan {
         let mut d = PortScan::new(PortScanConfig::default());
         let f = run(&mut d, vec![batch(packets)]);
         assert!(!f.is_empty());
-        assert!(f.iter().all(|f| f.source == Some(ip("10.0.0.66"))), "only the UDP scanner");
+        assert!(
+            f.iter().all(|f| f.source == Some(ip("10.0.0.66"))),
+            "only the UDP scanner"
+        );
     }
 
     #[test]
@@ -177,24 +200,42 @@ mod port_scan {
         let mut d = PortScan::new(PortScanConfig::default());
         let f = run(&mut d, vec![batch(sweep(20))]);
         assert_eq!(f.len(), 1);
-        assert_eq!(f[0].target, Target::Sweep { proto: ip_proto::TCP, port: 445 });
+        assert_eq!(
+            f[0].target,
+            Target::Sweep {
+                proto: ip_proto::TCP,
+                port: 445
+            }
+        );
         assert_eq!(f[0].evidence["distinct_hosts"], 20);
     }
 
     #[test]
     fn allow_listed_sources_and_targets_are_ignored() {
         for allow in [
-            AllowList { sources: vec!["10.0.0.64/30".parse().unwrap()], targets: vec![] },
-            AllowList { sources: vec![], targets: vec!["10.0.0.1/32".parse().unwrap()] },
+            AllowList {
+                sources: vec!["10.0.0.64/30".parse().unwrap()],
+                targets: vec![],
+            },
+            AllowList {
+                sources: vec![],
+                targets: vec!["10.0.0.1/32".parse().unwrap()],
+            },
         ] {
-            let mut d = PortScan::new(PortScanConfig { allow, ..Default::default() });
+            let mut d = PortScan::new(PortScanConfig {
+                allow,
+                ..Default::default()
+            });
             assert!(run(&mut d, vec![batch(scan((1..=100).map(|p| (0.0, p)), SYN))]).is_empty());
         }
     }
 
     #[test]
     fn random_sources_keep_state_at_its_cap() {
-        let mut d = PortScan::new(PortScanConfig { max_tracked: 100, ..Default::default() });
+        let mut d = PortScan::new(PortScanConfig {
+            max_tracked: 100,
+            ..Default::default()
+        });
         let packets = (0..5000u32)
             .map(|i| {
                 let src = format!("11.{}.{}.{}", i >> 16, (i >> 8) & 255, i & 255);
@@ -222,7 +263,10 @@ mod port_scan {
     fn a_thousand_ports_in_a_second_is_one_finding_then_one_final_update() {
         let mut d = PortScan::new(PortScanConfig::default());
         let mut out = Vec::new();
-        d.on_packets(&batch(scan((1..=1000).map(|p| (f64::from(p) / 2000.0, p)), SYN)), &mut out);
+        d.on_packets(
+            &batch(scan((1..=1000).map(|p| (f64::from(p) / 2000.0, p)), SYN)),
+            &mut out,
+        );
         assert_eq!(out.len(), 1, "rate-limited to one per second");
         d.flush(&mut out);
         assert_eq!(out.len(), 2);
@@ -234,7 +278,14 @@ mod port_scan {
 mod brute_force {
     use super::*;
 
-    fn record(t: f64, sport: u16, dport: u16, state: FlowState, refused: bool, bytes: u64) -> FlowRecord {
+    fn record(
+        t: f64,
+        sport: u16,
+        dport: u16,
+        state: FlowState,
+        refused: bool,
+        bytes: u64,
+    ) -> FlowRecord {
         FlowRecord {
             id: u64::from(sport),
             src: ip("10.0.0.66"),
@@ -270,7 +321,16 @@ mod brute_force {
     fn five_refused_attempts_in_thirty_seconds() {
         let refused = |n: u16, spacing: f64| {
             (0..n)
-                .map(|i| record(f64::from(i) * spacing, 50_000 + i, 4444, FlowState::Reset, true, 0))
+                .map(|i| {
+                    record(
+                        f64::from(i) * spacing,
+                        50_000 + i,
+                        4444,
+                        FlowState::Reset,
+                        true,
+                        0,
+                    )
+                })
                 .collect::<Vec<_>>()
         };
         assert!(judge(refused(4, 1.0)).is_empty());
@@ -295,22 +355,46 @@ mod brute_force {
     fn short_sessions_to_login_services_only() {
         let sessions = |n: u16, port: u16, bytes: u64| {
             (0..n)
-                .map(|i| record(f64::from(i) * 5.0, 50_000 + i, port, FlowState::Closed, false, bytes))
+                .map(|i| {
+                    record(
+                        f64::from(i) * 5.0,
+                        50_000 + i,
+                        port,
+                        FlowState::Closed,
+                        false,
+                        bytes,
+                    )
+                })
                 .collect::<Vec<_>>()
         };
         assert!(judge(sessions(9, 22, 2000)).is_empty(), "nine in 45 s");
         let f = judge(sessions(10, 22, 2000));
         assert_eq!(f.len(), 1);
         assert_eq!(f[0].evidence["service"], "SSH");
-        assert!(judge(sessions(30, 443, 2000)).is_empty(), "web ports are not login services");
-        assert!(judge(sessions(30, 22, 100_000)).is_empty(), "big sessions are real use");
+        assert!(
+            judge(sessions(30, 443, 2000)).is_empty(),
+            "web ports are not login services"
+        );
+        assert!(
+            judge(sessions(30, 22, 100_000)).is_empty(),
+            "big sessions are real use"
+        );
     }
 
     #[test]
     fn slow_guessing_over_ten_minutes() {
         // One session every 20 s: 3 per minute, 30 in 580 s.
         let slow = (0..30)
-            .map(|i| record(f64::from(i) * 20.0, 50_000 + i, 22, FlowState::Closed, false, 2000))
+            .map(|i| {
+                record(
+                    f64::from(i) * 20.0,
+                    50_000 + i,
+                    22,
+                    FlowState::Closed,
+                    false,
+                    2000,
+                )
+            })
             .collect::<Vec<_>>();
         assert_eq!(judge(slow.clone()).len(), 1);
         assert!(judge(slow[..29].to_vec()).is_empty());
@@ -392,8 +476,12 @@ mod dns_tunnel {
 
     #[test]
     fn ordinary_long_names() {
-        assert!(is_ordinary(b"_ldap._tcp.Default-First-Site-Name._sites.dc._msdcs.corp.local"));
-        assert!(is_ordinary(b"2.0.0.0.1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.2.0.f.f.ip6.arpa"));
+        assert!(is_ordinary(
+            b"_ldap._tcp.Default-First-Site-Name._sites.dc._msdcs.corp.local"
+        ));
+        assert!(is_ordinary(
+            b"2.0.0.0.1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.2.0.f.f.ip6.arpa"
+        ));
         assert!(!is_ordinary(b"www.example.com"));
     }
 
@@ -407,6 +495,11 @@ mod dns_tunnel {
         // An MD5-named object is encoded-looking but carries no payload by itself.
         let md5 = encoding(b"24df4e367ccd7044711599be4d744739.clo", 3.4);
         assert!(md5.encoded() && !md5.carries_payload());
+        let elb = encoding(
+            b"data-collector-linkedin-prod-1143471378.us-east-1.elb",
+            3.4,
+        );
+        assert!(!elb.carries_payload(), "hyphenated words");
     }
 
     fn base32(i: usize, len: usize) -> String {
@@ -436,7 +529,13 @@ mod dns_tunnel {
     #[test]
     fn long_names_at_twenty_per_second_are_critical() {
         let items: Vec<_> = (0..20)
-            .map(|i| (f64::from(i) * 0.04, format!("{}.t.example.com", base32(i as usize, 60)), 16))
+            .map(|i| {
+                (
+                    f64::from(i) * 0.04,
+                    format!("{}.t.example.com", base32(i as usize, 60)),
+                    16,
+                )
+            })
             .collect();
         let mut d = DnsTunnel::new(DnsTunnelConfig::default());
         let f = run(&mut d, vec![queries("10.0.0.9", &items)]);
@@ -446,9 +545,23 @@ mod dns_tunnel {
     #[test]
     fn word_subdomains_at_high_rate_do_not_alert() {
         // The benign baseline: 49 stackexchange.com sites resolved within a second.
-        let words = ["gis", "physics", "wordpress", "space", "scifi", "academia", "codereview"];
+        let words = [
+            "gis",
+            "physics",
+            "wordpress",
+            "space",
+            "scifi",
+            "academia",
+            "codereview",
+        ];
         let items: Vec<_> = (0..49)
-            .map(|i| (f64::from(i) * 0.02, format!("{}{i}.stackexchange.com", words[i as usize % 7]), 1))
+            .map(|i| {
+                (
+                    f64::from(i) * 0.02,
+                    format!("{}{i}.stackexchange.com", words[i as usize % 7]),
+                    1,
+                )
+            })
             .collect();
         let mut d = DnsTunnel::new(DnsTunnelConfig::default());
         assert!(run(&mut d, vec![queries("10.0.0.9", &items)]).is_empty());
@@ -456,9 +569,20 @@ mod dns_tunnel {
 
     #[test]
     fn short_hex_labels_alert_by_distinct_subdomains() {
-        let hex = |i: usize| base32(i, 34).bytes().map(|b| b"0123456789abcdef"[(b % 16) as usize] as char).collect::<String>();
+        let hex = |i: usize| {
+            base32(i, 34)
+                .bytes()
+                .map(|b| b"0123456789abcdef"[(b % 16) as usize] as char)
+                .collect::<String>()
+        };
         let items: Vec<_> = (0..10)
-            .map(|i| (f64::from(i as u32) * 5.0, format!("{}.biillpi.com", hex(i)), 15))
+            .map(|i| {
+                (
+                    f64::from(i as u32) * 5.0,
+                    format!("{}.biillpi.com", hex(i)),
+                    15,
+                )
+            })
             .collect();
         let mut d = DnsTunnel::new(DnsTunnelConfig::default());
         let f = run(&mut d, vec![queries("10.0.0.9", &items[..9])]);
@@ -472,9 +596,23 @@ mod dns_tunnel {
     #[test]
     fn ordinary_long_names_do_not_alert() {
         let items = vec![
-            (0.0, "_ldap._tcp.Default-First-Site-Name._sites.DomainDnsZones.picklesworth.local".to_string(), 33),
-            (0.1, "2.0.0.0.1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.2.0.f.f.ip6.arpa".to_string(), 12),
-            (0.2, "24df4e367ccd7044711599be4d744739.clo.footprintdns.com".to_string(), 1),
+            (
+                0.0,
+                "_ldap._tcp.Default-First-Site-Name._sites.DomainDnsZones.picklesworth.local"
+                    .to_string(),
+                33,
+            ),
+            (
+                0.1,
+                "2.0.0.0.1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.2.0.f.f.ip6.arpa"
+                    .to_string(),
+                12,
+            ),
+            (
+                0.2,
+                "24df4e367ccd7044711599be4d744739.clo.footprintdns.com".to_string(),
+                1,
+            ),
         ];
         let mut d = DnsTunnel::new(DnsTunnelConfig::default());
         assert!(run(&mut d, vec![queries("10.0.0.9", &items)]).is_empty());

@@ -130,7 +130,12 @@ impl TrafficSpike {
     }
 
     /// Judges a finished (or, at the end, the last) second, then adds it to the history.
-    fn close(&mut self, second: Second, observed: Option<std::time::Instant>, out: &mut Vec<Finding>) {
+    fn close(
+        &mut self,
+        second: Second,
+        observed: Option<std::time::Instant>,
+        out: &mut Vec<Finding>,
+    ) {
         let verdict = self.judge(second.bytes);
         let holds = verdict.is_some_and(|j| {
             j.z >= self.config.z_threshold && second.bytes >= self.config.min_bytes_per_sec
@@ -140,16 +145,26 @@ impl TrafficSpike {
             if self.peak.is_none_or(|(_, p)| j.z > p.z) {
                 self.peak = Some((second, j));
             }
-            if let Some(count) = self.reporter.due(Timestamp::from_parts(second.sec, 0), true) {
+            if let Some(count) = self
+                .reporter
+                .due(Timestamp::from_parts(second.sec, 0), true)
+            {
                 out.push(self.finding(second, j, count, observed));
             }
         } else {
-            self.reporter.due(Timestamp::from_parts(second.sec, 0), false);
+            self.reporter
+                .due(Timestamp::from_parts(second.sec, 0), false);
         }
         self.push_history(second.bytes);
     }
 
-    fn finding(&self, second: Second, j: Judgement, count: u64, observed: Option<std::time::Instant>) -> Finding {
+    fn finding(
+        &self,
+        second: Second,
+        j: Judgement,
+        count: u64,
+        observed: Option<std::time::Instant>,
+    ) -> Finding {
         let round = |x: f64| (x * 100.0).round() / 100.0;
         let peak = self.peak.map(|(s, p)| (s.bytes, round(p.z)));
         Finding {
