@@ -1,8 +1,9 @@
-//! Live capture on a veth pair between two network namespaces that this test creates (and
-//! removes), with tcpreplay as the traffic. Nothing leaves the namespaces: the frames are
-//! addressed between the pair's own addresses (10.77.0.1 and 10.77.0.2).
+//! Live capture on a veth pair between two network namespaces that each test creates (and
+//! removes), with real tools as the traffic: tcpreplay, nmap, hping3, curl and dig. Nothing
+//! leaves the namespaces: all traffic goes between the pair's own addresses (10.77.0.1 sends,
+//! 10.77.0.2 captures).
 //!
-//! Needs root (or CAP_NET_ADMIN + CAP_NET_RAW), `ip` and `tcpreplay`; skipped with a message
+//! Needs root (or CAP_NET_ADMIN + CAP_NET_RAW) and the tools; skipped with a message
 //! otherwise. `scripts/install-deps.sh` installs the tools.
 
 mod common;
@@ -19,11 +20,12 @@ struct Namespaces {
 }
 
 impl Namespaces {
-    fn create() -> Option<Namespaces> {
+    /// `tag` keeps the names of tests running in parallel apart.
+    fn create(tag: &str) -> Option<Namespaces> {
         let id = std::process::id();
         let ns = Namespaces {
-            capture: format!("tapir-cap-{id}"),
-            sender: format!("tapir-snd-{id}"),
+            capture: format!("tapir-cap-{id}-{tag}"),
+            sender: format!("tapir-snd-{id}-{tag}"),
         };
         let steps: Vec<Vec<String>> = vec![
             vec!["netns".into(), "add".into(), ns.capture.clone()],
@@ -101,7 +103,7 @@ fn live_capture_on_a_veth_pair_sees_every_replayed_frame() {
         );
         return;
     }
-    let Some(ns) = Namespaces::create() else {
+    let Some(ns) = Namespaces::create("replay") else {
         eprintln!("SKIPPED: cannot create network namespaces here (needs root or CAP_NET_ADMIN)");
         return;
     };
@@ -193,5 +195,225 @@ fn capture_errors_say_what_to_do() {
     assert!(
         stderr.contains("does not exist") || stderr.contains("needs privileges"),
         "{stderr}"
+    );
+}
+
+/// Runs `tapir analyze --iface` in the capture namespace for `secs` while `traffic` runs in
+/// the sender namespace, and returns the summary.
+fn capture_during(
+    ns: &Namespaces,
+    secs: u32,
+    traffic: impl FnOnce(&Namespaces),
+) -> serde_json::Value {
+    let mut capture = Command::new("ip");
+    capture
+        .args(["netns", "exec", &ns.capture])
+        .arg(env!("CARGO_BIN_EXE_tapir"))
+        .args([
+            "analyze",
+            "--json",
+            "--iface",
+            "tcap0",
+            "--duration",
+            &secs.to_string(),
+        ]);
+    let capture = std::thread::spawn(move || run_with_limit(&mut capture, Duration::from_secs(60)));
+    // Let libpcap open the interface before the traffic starts.
+    std::thread::sleep(Duration::from_millis(1500));
+    traffic(ns);
+    let out = capture.join().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// Runs a tool in the sender namespace (its exit status is the tool's business: a refused
+/// connection is the point of some of these).
+fn from_sender(ns: &Namespaces, args: &[&str]) {
+    let out = Command::new("ip")
+        .args(["netns", "exec", &ns.sender])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.code().is_some(),
+        "{args:?} was killed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn find<'a>(
+    summary: &'a serde_json::Value,
+    rule: &str,
+    source: &str,
+    target: &str,
+) -> Option<&'a serde_json::Value> {
+    summary["alerts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["alert_type"] == rule && a["source_ip"] == source && a["target"] == target)
+}
+
+fn live_ready(tools: &[&str], tag: &str) -> Option<Namespaces> {
+    if let Some(missing) = tools.iter().find(|t| !have(t)) {
+        eprintln!(
+            "SKIPPED: live detector test needs `{missing}` (scripts/install-deps.sh installs it)"
+        );
+        return None;
+    }
+    let ns = Namespaces::create(tag);
+    if ns.is_none() {
+        eprintln!("SKIPPED: cannot create network namespaces here (needs root or CAP_NET_ADMIN)");
+    }
+    ns
+}
+
+#[test]
+fn live_nmap_scans_are_port_scans() {
+    let Some(ns) = live_ready(&["ip", "nmap"], "nmap") else {
+        return;
+    };
+    for (mode, probe) in [("-sS", "syn"), ("-sT", "syn"), ("-sU", "udp")] {
+        let summary = capture_during(&ns, 7, |ns| {
+            from_sender(
+                ns,
+                &[
+                    "nmap",
+                    mode,
+                    "-Pn",
+                    "-n",
+                    "-T5",
+                    "--max-retries",
+                    "0",
+                    "--host-timeout",
+                    "4s",
+                    "-p",
+                    "1-200",
+                    "10.77.0.2",
+                ],
+            );
+        });
+        let alert = find(&summary, "port_scan", "10.77.0.1", "10.77.0.2")
+            .unwrap_or_else(|| panic!("nmap {mode}: {summary:#}"));
+        assert!(
+            alert["evidence"]["probe_types"][probe].as_u64().unwrap() >= 10,
+            "{alert}"
+        );
+        assert!(
+            alert["evidence"]["distinct_ports"].as_u64().unwrap() >= 10,
+            "{alert}"
+        );
+    }
+}
+
+#[test]
+fn live_hping3_syn_flood() {
+    let Some(ns) = live_ready(&["ip", "hping3"], "hping") else {
+        return;
+    };
+    let summary = capture_during(&ns, 5, |ns| {
+        // 300 SYNs at 500 per second to one port; bounded by the count.
+        from_sender(
+            ns,
+            &[
+                "hping3",
+                "-q",
+                "-S",
+                "-p",
+                "80",
+                "-c",
+                "300",
+                "-i",
+                "u2000",
+                "10.77.0.2",
+            ],
+        );
+    });
+    let alert = find(&summary, "syn_flood", "10.77.0.1", "10.77.0.2:80")
+        .unwrap_or_else(|| panic!("{summary:#}"));
+    assert_eq!(alert["severity"], "critical");
+    assert!(alert["count"].as_u64().unwrap() >= 100);
+}
+
+#[test]
+fn live_brute_force_on_a_closed_port_and_a_small_service() {
+    let Some(ns) = live_ready(&["ip", "curl", "python3"], "brute") else {
+        return;
+    };
+    // A tiny "FTP server" in the capture namespace that refuses every login and hangs up.
+    let server = r"
+import socket
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(('10.77.0.2', 21))
+s.listen(16)
+while True:
+    c, _ = s.accept()
+    c.sendall(b'530 Login incorrect.\r\n')
+    c.close()
+";
+    let mut service = Command::new("ip")
+        .args(["netns", "exec", &ns.capture, "python3", "-c", server])
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let summary = capture_during(&ns, 8, |ns| {
+        for _ in 0..8 {
+            // Port 23 is closed: each attempt is answered by RST.
+            from_sender(
+                ns,
+                &["curl", "-s", "--max-time", "2", "telnet://10.77.0.2:23"],
+            );
+        }
+        for _ in 0..12 {
+            from_sender(
+                ns,
+                &["curl", "-s", "--max-time", "2", "ftp://10.77.0.2:21/"],
+            );
+        }
+    });
+    let _ = service.kill();
+    let _ = service.wait();
+    let refused = find(&summary, "brute_force", "10.77.0.1", "10.77.0.2:23")
+        .unwrap_or_else(|| panic!("closed port: {summary:#}"));
+    assert!(
+        refused["evidence"]["failed_attempts"].as_u64().unwrap() >= 5,
+        "{refused}"
+    );
+    let sessions = find(&summary, "brute_force", "10.77.0.1", "10.77.0.2:21")
+        .unwrap_or_else(|| panic!("small service: {summary:#}"));
+    assert!(
+        sessions["evidence"]["short_sessions"].as_u64().unwrap() >= 10,
+        "{sessions}"
+    );
+}
+
+#[test]
+fn live_long_dns_names_are_a_tunnel() {
+    let Some(ns) = live_ready(&["ip", "dig"], "dns") else {
+        return;
+    };
+    let summary = capture_during(&ns, 6, |ns| {
+        for i in 0..25u32 {
+            // 60 base32 characters of "data" per query, as dns2tcp or iodine would send.
+            let label: String = (0..60u32)
+                .map(|j| {
+                    b"abcdefghijklmnopqrstuvwxyz234567"[((i * 7919 + j * j * 31 + j) % 32) as usize]
+                        as char
+                })
+                .collect();
+            let name = format!("{label}.t.example.com");
+            from_sender(
+                ns,
+                &["dig", "@10.77.0.2", "+tries=1", "+time=1", "TXT", &name],
+            );
+        }
+    });
+    let alert = find(&summary, "dns_tunneling", "10.77.0.1", "10.77.0.2:53")
+        .unwrap_or_else(|| panic!("{summary:#}"));
+    assert!(
+        alert["evidence"]["long_names"].as_u64().unwrap() >= 1,
+        "{alert}"
     );
 }

@@ -23,7 +23,7 @@
 //! subdomains) both hold for the same client.
 
 use std::collections::VecDeque;
-use std::hash::{BuildHasher, Hash, Hasher};
+use std::hash::BuildHasher;
 use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
@@ -244,9 +244,7 @@ impl DnsTunnel {
     }
 
     fn hash(&self, bytes: &[u8]) -> u64 {
-        let mut h = self.hasher.build_hasher();
-        bytes.hash(&mut h);
-        h.finish()
+        self.hasher.hash_one(bytes)
     }
 
     fn query(

@@ -229,7 +229,7 @@ impl DetectorsConfig {
             d.distinct_subdomains as u64,
         )?;
         let t = &self.traffic_spike;
-        if !(t.z_threshold > 0.0) {
+        if t.z_threshold.is_nan() || t.z_threshold <= 0.0 {
             return Err("detectors.traffic_spike.z_threshold must be above 0".into());
         }
         if t.history_secs < 2 || t.learning_secs < 2 || t.learning_secs > t.history_secs {
