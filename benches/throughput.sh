@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Throughput and peak memory of `tapir analyze` against tcpdump and softflowd on the same
-# files (whole processes, warm page cache, best of 3). Figures, not a pass/fail test.
+# Throughput and peak memory of `tapir analyze` (every detector on, and the core pipeline
+# alone as `tapir-core`) against tcpdump and softflowd on the same files (whole processes,
+# warm page cache, best of 3). Figures, not a pass/fail test.
 #
 #   benches/throughput.sh            # the two benchmark inputs of the core issue
 set -euo pipefail
@@ -37,12 +38,19 @@ measure() {
     echo "$best $rss"
 }
 
+# The core pipeline alone: every detector switched off.
+core=$work/core-only.toml
+for rule in port_scan brute_force syn_flood dns_tunneling traffic_spike; do
+    printf '[detectors.%s]\nenabled = false\n' "$rule"
+done > "$core"
+
 printf "%-28s %-10s %10s %12s %12s\n" input tool seconds packets/s "peak RSS MB"
 for f in "$bench1" "$bench" "$flood"; do
     packets=$(./target/release/tapir analyze --json "$f" | python3 -c "import json,sys; print(json.load(sys.stdin)['packets'])")
-    for tool in tapir tcpdump softflowd; do
+    for tool in tapir tapir-core tcpdump softflowd; do
         case $tool in
             tapir) r=$(measure ./target/release/tapir analyze --json "$f") ;;
+            tapir-core) r=$(measure ./target/release/tapir analyze --json --config "$core" "$f") ;;
             tcpdump) r=$(measure tcpdump -r "$f" -w /dev/null) ;;
             softflowd) r=$(measure softflowd -r "$f" -d) ;;
         esac

@@ -21,7 +21,7 @@ use serde_json::json;
 
 use std::hash::BuildHasher;
 
-use super::state::{Clock, Conversations, Distinct, Reporter, Spread, Tracker};
+use super::state::{Clock, Conversations, Distinct, FirstSight, Reporter, Spread, Tracker};
 use super::{AllowList, Detector, DetectorStats, Finding, Rule, Severity, Target, secs};
 use crate::packet::{PacketBatch, PacketMeta, TcpFlags, Timestamp, ip_proto};
 
@@ -165,7 +165,7 @@ fn unicast(ip: IpAddr) -> bool {
 struct Probed<T> {
     /// Items probed recently and not accepted.
     recent: Spread<T>,
-    kinds: [u64; 8],
+    kinds: [u32; 8],
     probes: u64,
     first: Timestamp,
     /// Every item probed since the key first crossed the threshold (for evidence).
@@ -236,10 +236,12 @@ impl<T: Copy + PartialEq + std::hash::Hash + Eq> Probed<T> {
 pub struct PortScan {
     config: PortScanConfig,
     clock: Clock,
-    /// (source, target) → ports probed.
+    /// (source, target) → ports probed, from the second probe on.
     vertical: Tracker<(IpAddr, IpAddr), Probed<u16>>,
-    /// (source, protocol, port) → hosts probed.
+    first_vertical: FirstSight<(IpAddr, IpAddr), (u16, ProbeKind)>,
+    /// (source, protocol, port) → hosts probed, from the second probe on.
     horizontal: Tracker<(IpAddr, u8, u16), Probed<IpAddr>>,
+    first_horizontal: FirstSight<(IpAddr, u8, u16), (IpAddr, ProbeKind)>,
     /// UDP conversations seen recently.
     udp: Conversations,
     /// (sender, sender port, receiver) of recent UDP datagrams: a datagram to that address
@@ -254,7 +256,9 @@ impl PortScan {
         let window = secs(config.window_secs);
         PortScan {
             vertical: Tracker::new(config.max_tracked, window),
+            first_vertical: FirstSight::new(config.max_tracked),
             horizontal: Tracker::new(config.max_tracked, window),
+            first_horizontal: FirstSight::new(config.max_tracked),
             udp: Conversations::new(config.max_tracked * 8, window),
             udp_senders: Conversations::new(config.max_tracked * 8, window),
             hasher: hashbrown::DefaultHashBuilder::default(),
@@ -311,11 +315,20 @@ impl PortScan {
         let window = secs(self.config.window_secs);
         let cfg = &self.config;
         if kind != ProbeKind::Echo {
+            let key = (prober, target);
             let cap = cfg.ports_threshold * 2;
-            if let Some(pair) = self
-                .vertical
-                .entry((prober, target), now, || Probed::new(cap, now))
-                && let Some(count) = pair.probe(port, kind, now, window, cfg.ports_threshold)
+            if let Some(pair) = second_sight(
+                &mut self.vertical,
+                &mut self.first_vertical,
+                key,
+                (port, kind),
+                now,
+                window,
+                || Probed::new(cap, now),
+                |pair, (port, kind), at| {
+                    pair.probe(port, kind, at, window, cfg.ports_threshold);
+                },
+            ) && let Some(count) = pair.probe(port, kind, now, window, cfg.ports_threshold)
             {
                 out.push(vertical_finding(
                     cfg, prober, target, pair, now, count, observed,
@@ -327,10 +340,18 @@ impl PortScan {
             _ => (p.ip_proto, port),
         };
         let cap = cfg.hosts_threshold * 2;
-        if let Some(sweep) = self
-            .horizontal
-            .entry((prober, proto, port), now, || Probed::new(cap, now))
-            && let Some(count) = sweep.probe(target, kind, now, window, cfg.hosts_threshold)
+        if let Some(sweep) = second_sight(
+            &mut self.horizontal,
+            &mut self.first_horizontal,
+            (prober, proto, port),
+            (target, kind),
+            now,
+            window,
+            || Probed::new(cap, now),
+            |sweep, (host, kind), at| {
+                sweep.probe(host, kind, at, window, cfg.hosts_threshold);
+            },
+        ) && let Some(count) = sweep.probe(target, kind, now, window, cfg.hosts_threshold)
         {
             out.push(horizontal_finding(
                 cfg, prober, proto, port, sweep, now, count, observed,
@@ -353,6 +374,38 @@ impl PortScan {
                     ));
                 }
             });
+    }
+}
+
+/// The state of `key` if it has any, or if this is its second event (the first replayed
+/// into fresh state with `replay`); on a first event, remembers it and returns `None`.
+#[allow(clippy::too_many_arguments)]
+fn second_sight<'a, K, V, T: Copy>(
+    tracker: &'a mut Tracker<K, V>,
+    first: &mut FirstSight<K, T>,
+    key: K,
+    item: T,
+    now: Timestamp,
+    window: i64,
+    make: impl FnOnce() -> V,
+    replay: impl FnOnce(&mut V, T, Timestamp),
+) -> Option<&'a mut V>
+where
+    K: std::hash::Hash + Eq + Copy,
+{
+    if tracker.peek_mut(&key).is_some() {
+        return tracker.get_mut(&key, now);
+    }
+    match first.take(&key, now, window) {
+        Some((earlier, at)) => {
+            let state = tracker.entry(key, now, make)?;
+            replay(state, earlier, at);
+            Some(state)
+        }
+        None => {
+            first.put(key, item, now);
+            None
+        }
     }
 }
 

@@ -283,6 +283,49 @@ impl Conversations {
     }
 }
 
+/// A fixed-size, direct-mapped memory of each key's first event. Keys with a single event
+/// (every source of a spoofed flood) never get full state; a colliding key overwrites the
+/// slot, which at worst delays detection by one event. No allocation after creation.
+pub struct FirstSight<K, T> {
+    slots: Vec<Option<(K, T, Timestamp)>>,
+    hasher: hashbrown::DefaultHashBuilder,
+}
+
+impl<K: Hash + Eq + Copy, T: Copy> FirstSight<K, T> {
+    /// `slots` is rounded up to a power of two.
+    pub fn new(slots: usize) -> Self {
+        FirstSight {
+            slots: vec![None; slots.max(1).next_power_of_two()],
+            hasher: hashbrown::DefaultHashBuilder::default(),
+        }
+    }
+
+    #[inline]
+    fn index(&self, key: &K) -> usize {
+        use std::hash::BuildHasher;
+        (self.hasher.hash_one(key) as usize) & (self.slots.len() - 1)
+    }
+
+    /// Removes and returns `key`'s first event if it happened within `window` of `now`.
+    #[inline]
+    pub fn take(&mut self, key: &K, now: Timestamp, window: i64) -> Option<(T, Timestamp)> {
+        let i = self.index(key);
+        match self.slots[i] {
+            Some((k, item, at)) if k == *key => {
+                self.slots[i] = None;
+                (now.0.saturating_sub(at.0) <= window).then_some((item, at))
+            }
+            _ => None,
+        }
+    }
+
+    #[inline]
+    pub fn put(&mut self, key: K, item: T, now: Timestamp) {
+        let i = self.index(&key);
+        self.slots[i] = Some((key, item, now));
+    }
+}
+
 /// Counts per second of packet time over a sliding window of whole seconds.
 #[derive(Clone, Debug)]
 pub struct SecondCounts<const N: usize> {
@@ -464,6 +507,20 @@ mod tests {
         // Two rotations without a sighting of 8 forget it.
         assert!(!c.first_sight(7, Timestamp(121 * S)));
         assert!(c.first_sight(8, Timestamp(181 * S)));
+    }
+
+    #[test]
+    fn first_sight_remembers_one_event_per_key_within_the_window() {
+        let mut f: FirstSight<u32, u16> = FirstSight::new(64);
+        assert_eq!(f.take(&1, Timestamp(0), 10 * S), None);
+        f.put(1, 80, Timestamp(0));
+        assert_eq!(f.take(&1, Timestamp(11 * S), 10 * S), None, "too old");
+        f.put(1, 80, Timestamp(0));
+        assert_eq!(
+            f.take(&1, Timestamp(10 * S), 10 * S),
+            Some((80, Timestamp(0)))
+        );
+        assert_eq!(f.take(&1, Timestamp(10 * S), 10 * S), None, "taken");
     }
 
     #[test]

@@ -14,7 +14,7 @@ use std::net::IpAddr;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::state::{Clock, Distinct, Reporter, SecondCounts, Tracker};
+use super::state::{Clock, Distinct, FirstSight, Reporter, SecondCounts, Tracker};
 use super::{AllowList, Detector, DetectorStats, Finding, Rule, Severity, Target, secs};
 use crate::packet::{PacketBatch, PacketMeta, TcpFlags, Timestamp, ip_proto};
 
@@ -73,7 +73,11 @@ pub struct SynFlood {
     config: SynFloodConfig,
     clock: Clock,
     /// Half-open connections (source, source port, target, target port).
-    pending: Tracker<(IpAddr, u16, IpAddr, u16), ()>,
+    /// Direct-mapped and lossy under a flood: a lost entry only makes a completed
+    /// handshake look incomplete.
+    pending: FirstSight<(IpAddr, u16, IpAddr, u16), ()>,
+    /// Senders with a single SYN so far.
+    first_senders: FirstSight<(IpAddr, IpAddr, u16), ()>,
     /// (source, target, target port).
     senders: Tracker<(IpAddr, IpAddr, u16), Sender>,
     victims: Tracker<(IpAddr, u16), Victim>,
@@ -84,7 +88,8 @@ impl SynFlood {
     pub fn new(config: SynFloodConfig) -> Self {
         let window = secs(config.window_secs);
         SynFlood {
-            pending: Tracker::new(config.max_tracked, window),
+            pending: FirstSight::new(config.max_tracked),
+            first_senders: FirstSight::new(config.max_tracked),
             senders: Tracker::new(config.max_tracked, window),
             victims: Tracker::new(config.max_tracked, window),
             clock: Clock::default(),
@@ -106,12 +111,15 @@ impl SynFlood {
             if self.config.allow.allows(p.src, p.dst) {
                 return;
             }
-            self.pending.entry(tuple, now, || ());
+            self.pending.put(tuple, (), now);
             self.syn(p, now, observed, out);
         } else if f.has(TcpFlags::ACK)
             && !f.has(TcpFlags::SYN)
             && !f.has(TcpFlags::RST)
-            && self.pending.remove(&tuple).is_some()
+            && self
+                .pending
+                .take(&tuple, now, secs(self.config.window_secs))
+                .is_some()
         {
             if let Some(s) = self.senders.peek_mut(&(p.src, p.dst, p.dst_port)) {
                 s.counts.add(now, DONE, 1);
@@ -132,11 +140,36 @@ impl SynFlood {
         let cfg = &self.config;
         let window = cfg.window_secs;
         let key = (p.src, p.dst, p.dst_port);
-        if let Some(s) = self.senders.entry(key, now, || Sender {
-            counts: SecondCounts::new(window),
-            total: 0,
-            reporter: Reporter::default(),
-        }) {
+        let known = self.senders.peek_mut(&key).is_some();
+        let earlier = if known {
+            None
+        } else {
+            match self.first_senders.take(&key, now, secs(window)) {
+                Some((_, at)) => Some(at),
+                None => {
+                    self.first_senders.put(key, (), now);
+                    None
+                }
+            }
+        };
+        let sender = match (known, earlier) {
+            (true, _) => self.senders.get_mut(&key, now),
+            (false, Some(at)) => self
+                .senders
+                .entry(key, now, || Sender {
+                    counts: SecondCounts::new(window),
+                    total: 0,
+                    reporter: Reporter::default(),
+                })
+                .map(|s| {
+                    s.counts.add(at, SYNS, 1);
+                    s.total += 1;
+                    s.reporter.note(1);
+                    s
+                }),
+            (false, None) => None,
+        };
+        if let Some(s) = sender {
             s.counts.add(now, SYNS, 1);
             s.total += 1;
             s.reporter.note(1);
@@ -278,7 +311,6 @@ impl Detector for SynFlood {
             }
         }
         if let Some(now) = self.clock.now() {
-            self.pending.maintain(now, |_, _, _| {});
             let cfg = &self.config;
             self.senders.maintain(now, |&key, last, s| {
                 if let Some(count) = s.reporter.take_final() {
@@ -310,8 +342,8 @@ impl Detector for SynFlood {
 
     fn stats(&self) -> DetectorStats {
         DetectorStats {
-            tracked: self.pending.len() + self.senders.len() + self.victims.len(),
-            refused: self.pending.refused + self.senders.refused + self.victims.refused,
+            tracked: self.senders.len() + self.victims.len(),
+            refused: self.senders.refused + self.victims.refused,
             findings: self.findings,
         }
     }
