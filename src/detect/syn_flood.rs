@@ -154,19 +154,22 @@ impl SynFlood {
         };
         let sender = match (known, earlier) {
             (true, _) => self.senders.get_mut(&key, now),
-            (false, Some(at)) => self
-                .senders
-                .entry(key, now, || Sender {
+            (false, Some(at)) => {
+                let fresh = self.senders.entry(key, now, || Sender {
                     counts: SecondCounts::new(window),
                     total: 0,
                     reporter: Reporter::default(),
-                })
-                .map(|s| {
+                });
+                if let Some(s) = fresh {
+                    // The first SYN, remembered until now.
                     s.counts.add(at, SYNS, 1);
                     s.total += 1;
                     s.reporter.note(1);
-                    s
-                }),
+                    Some(s)
+                } else {
+                    None
+                }
+            }
             (false, None) => None,
         };
         if let Some(s) = sender {
