@@ -717,3 +717,54 @@ fn switched_off_rules_and_allow_lists_silence_a_capture() {
     assert!(stderr.contains("line 2"), "{stderr}");
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn the_demo_scenario_raises_each_planted_attack_once() {
+    // `tapir gen --scenario all` plants (src/synth hosts): a 1,024-port SYN scan
+    // 45.33.32.156 -> 192.168.1.20; 6,000 spoofed SYNs to 192.168.1.21:80 and 150 from
+    // 203.0.113.50 to 192.168.1.21:443; SSH sessions and RST'd RDP attempts from
+    // 185.220.101.4 to 192.168.1.22; a TXT tunnel from 192.168.1.35 via the gateway
+    // 192.168.1.1; a download burst 198.51.100.7 -> 192.168.1.40.
+    let dir = tempdir();
+    let file = dir.join("all.pcap");
+    let out = run_with_limit(
+        tapir()
+            .args([
+                "gen",
+                "--scenario",
+                "all",
+                "--packets",
+                "60000",
+                "--seed",
+                "1",
+                "--out",
+            ])
+            .arg(&file),
+        std::time::Duration::from_secs(60),
+    );
+    assert!(out.status.success());
+    let (code, json, _) = analyze(&file, &[]);
+    assert_eq!(code, Some(0));
+    let mut got: Vec<_> = json.unwrap()["alerts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(identity)
+        .collect();
+    got.sort();
+    let mut want: Vec<_> = [
+        ("brute_force", "185.220.101.4", "192.168.1.22:22"),
+        ("brute_force", "185.220.101.4", "192.168.1.22:3389"),
+        ("dns_tunneling", "192.168.1.35", "192.168.1.1:53"),
+        ("port_scan", "45.33.32.156", "192.168.1.20"),
+        ("syn_flood", "*", "192.168.1.21:80"),
+        ("syn_flood", "203.0.113.50", "192.168.1.21:443"),
+        ("traffic_spike", "*", "link"),
+    ]
+    .iter()
+    .map(|(r, s, t)| (r.to_string(), s.to_string(), t.to_string()))
+    .collect();
+    want.sort();
+    assert_eq!(got, want);
+    let _ = std::fs::remove_dir_all(dir);
+}

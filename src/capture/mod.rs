@@ -221,6 +221,8 @@ pub fn run(
                 *bytes += u64::from(frame.wire_len);
                 first.get_or_insert(frame.ts);
                 *last = Some(frame.ts);
+                // The alert-latency clock starts when a batch gets its first frame.
+                batch.started.get_or_insert_with(Instant::now);
                 let _ = decoder.decode_into(
                     frame.link,
                     frame.ts,
@@ -241,9 +243,8 @@ pub fn run(
         let stale = live && !batch.is_empty() && batch_started.elapsed() >= config.max_age;
         if full || stale || done {
             if !batch.is_empty() {
-                let mut ready =
+                let ready =
                     std::mem::replace(&mut batch, PacketBatch::with_capacity(config.packets));
-                ready.started = Some(batch_started);
                 deliver(ready, sinks, live, &mut report);
             }
             batch_started = Instant::now();
@@ -269,7 +270,6 @@ pub fn run(
         }
     }
     if !batch.is_empty() {
-        batch.started = Some(batch_started);
         deliver(batch, sinks, live, &mut report);
     }
     report.bytes += pending_bytes;

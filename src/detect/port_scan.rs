@@ -256,9 +256,9 @@ impl PortScan {
         let window = secs(config.window_secs);
         PortScan {
             vertical: Tracker::new(config.max_tracked, window),
-            first_vertical: FirstSight::new(config.max_tracked),
+            first_vertical: FirstSight::new(config.max_tracked / 4),
             horizontal: Tracker::new(config.max_tracked, window),
-            first_horizontal: FirstSight::new(config.max_tracked),
+            first_horizontal: FirstSight::new(config.max_tracked / 4),
             udp: Conversations::new(config.max_tracked * 8, window),
             udp_senders: Conversations::new(config.max_tracked * 8, window),
             hasher: hashbrown::DefaultHashBuilder::default(),

@@ -88,8 +88,8 @@ impl SynFlood {
     pub fn new(config: SynFloodConfig) -> Self {
         let window = secs(config.window_secs);
         SynFlood {
-            pending: FirstSight::new(config.max_tracked),
-            first_senders: FirstSight::new(config.max_tracked),
+            pending: FirstSight::new(config.max_tracked / 8),
+            first_senders: FirstSight::new(config.max_tracked / 8),
             senders: Tracker::new(config.max_tracked, window),
             victims: Tracker::new(config.max_tracked, window),
             clock: Clock::default(),
