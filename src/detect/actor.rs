@@ -26,8 +26,11 @@ impl DetectorActor {
         }
     }
 
-    fn send(&self, findings: Vec<super::Finding>) {
+    fn send(&self, mut findings: Vec<super::Finding>) {
         if !findings.is_empty() {
+            // Expiry and end-of-input reports come out of hash maps in no particular order;
+            // sorting makes alert ids the same on every run.
+            findings.sort_by_cached_key(|f| (f.ts, f.source, f.target.to_string()));
             // Findings are rate-limited per key by the detectors, so this stays small.
             self.alerts.do_send(FindingsMsg(findings));
         }

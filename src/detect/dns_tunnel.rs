@@ -23,7 +23,6 @@
 //! subdomains) both hold for the same client.
 
 use std::collections::VecDeque;
-use std::hash::BuildHasher;
 use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
@@ -221,7 +220,6 @@ pub struct DnsTunnel {
     config: DnsTunnelConfig,
     clock: Clock,
     clients: Tracker<IpAddr, Client>,
-    hasher: hashbrown::DefaultHashBuilder,
     seed: u16,
     findings: u64,
 }
@@ -237,14 +235,13 @@ impl DnsTunnel {
             seed,
             clients: Tracker::new(config.max_tracked, secs(config.window_secs)),
             clock: Clock::default(),
-            hasher: hashbrown::DefaultHashBuilder::default(),
             config,
             findings: 0,
         }
     }
 
     fn hash(&self, bytes: &[u8]) -> u64 {
-        self.hasher.hash_one(bytes)
+        super::state::stable_hash(bytes)
     }
 
     fn query(

@@ -19,9 +19,9 @@ use std::net::IpAddr;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use std::hash::BuildHasher;
-
-use super::state::{Clock, Conversations, Distinct, FirstSight, Reporter, Spread, Tracker};
+use super::state::{
+    Clock, Conversations, Distinct, FirstSight, Reporter, Spread, Tracker, stable_hash,
+};
 use super::{AllowList, Detector, DetectorStats, Finding, Rule, Severity, Target, secs};
 use crate::packet::{PacketBatch, PacketMeta, TcpFlags, Timestamp, ip_proto};
 
@@ -247,7 +247,6 @@ pub struct PortScan {
     /// (sender, sender port, receiver) of recent UDP datagrams: a datagram to that address
     /// and port from that receiver is a reply.
     udp_senders: Conversations,
-    hasher: hashbrown::DefaultHashBuilder,
     findings: u64,
 }
 
@@ -261,7 +260,6 @@ impl PortScan {
             first_horizontal: FirstSight::new(config.max_tracked / 4),
             udp: Conversations::new(config.max_tracked * 8, window),
             udp_senders: Conversations::new(config.max_tracked * 8, window),
-            hasher: hashbrown::DefaultHashBuilder::default(),
             clock: Clock::default(),
             config,
             findings: 0,
@@ -293,9 +291,9 @@ impl PortScan {
         if p.ip_proto == ip_proto::UDP && p.has_ports {
             // The conversation, the same from both ends.
             let (a, b) = ((p.src, p.src_port), (p.dst, p.dst_port));
-            let conversation = self.hasher.hash_one((a.min(b), a.max(b)));
-            let sent = self.hasher.hash_one((p.src, p.src_port, p.dst));
-            let reply = self.hasher.hash_one((p.dst, p.dst_port, p.src));
+            let conversation = stable_hash(&(a.min(b), a.max(b)));
+            let sent = stable_hash(&(p.src, p.src_port, p.dst));
+            let reply = stable_hash(&(p.dst, p.dst_port, p.src));
             let first = self.udp.first_sight(conversation, now);
             self.udp_senders.first_sight(sent, now);
             if !first || !self.udp_senders.first_sight(reply, now) {

@@ -7,6 +7,14 @@ use hashbrown::{HashMap, HashSet};
 
 use crate::packet::Timestamp;
 
+/// A hash that is the same on every run and architecture, for state whose contents (not just
+/// whose speed) depend on hash values.
+#[inline]
+pub fn stable_hash<T: Hash + ?Sized>(value: &T) -> u64 {
+    use std::hash::BuildHasher;
+    rustc_hash::FxBuildHasher.hash_one(value)
+}
+
 /// Packet-time clock of one detector: never goes backwards, so a capture with reversed
 /// segments cannot reopen windows or underflow durations.
 #[derive(Clone, Copy, Debug, Default)]
@@ -285,10 +293,11 @@ impl Conversations {
 
 /// A fixed-size, direct-mapped memory of each key's first event. Keys with a single event
 /// (every source of a spoofed flood) never get full state; a colliding key overwrites the
-/// slot, which at worst delays detection by one event. No allocation after creation.
+/// slot, which at worst delays detection by one event. No allocation after creation. The
+/// hash is fixed (not seeded per process) so that a capture gives the same result on every
+/// run and architecture.
 pub struct FirstSight<K, T> {
     slots: Vec<Option<(K, T, Timestamp)>>,
-    hasher: hashbrown::DefaultHashBuilder,
 }
 
 impl<K: Hash + Eq + Copy, T: Copy> FirstSight<K, T> {
@@ -296,14 +305,12 @@ impl<K: Hash + Eq + Copy, T: Copy> FirstSight<K, T> {
     pub fn new(slots: usize) -> Self {
         FirstSight {
             slots: vec![None; slots.max(1).next_power_of_two()],
-            hasher: hashbrown::DefaultHashBuilder::default(),
         }
     }
 
     #[inline]
     fn index(&self, key: &K) -> usize {
-        use std::hash::BuildHasher;
-        (self.hasher.hash_one(key) as usize) & (self.slots.len() - 1)
+        (stable_hash(key) as usize) & (self.slots.len() - 1)
     }
 
     /// Removes and returns `key`'s first event if it happened within `window` of `now`.

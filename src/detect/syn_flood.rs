@@ -64,6 +64,8 @@ struct Sender {
 struct Victim {
     counts: SecondCounts<2>,
     sources: Distinct<IpAddr>,
+    /// The first sources seen, for evidence.
+    sample: Vec<IpAddr>,
     total: u64,
     reporter: Reporter,
 }
@@ -186,12 +188,15 @@ impl SynFlood {
         if let Some(v) = self.victims.entry((p.dst, p.dst_port), now, || Victim {
             counts: SecondCounts::new(window),
             sources: Distinct::new(4096),
+            sample: Vec::new(),
             total: 0,
             reporter: Reporter::default(),
         }) {
             v.counts.add(now, SYNS, 1);
             v.total += 1;
-            v.sources.insert(p.src);
+            if v.sources.insert(p.src) && v.sample.len() < 10 {
+                v.sample.push(p.src);
+            }
             v.reporter.note(1);
             let [syns, done] = v.counts.totals(now);
             let holds = syns >= cfg.target_threshold
@@ -269,8 +274,7 @@ fn victim_finding(
 ) -> Finding {
     let [syns, done] = v.counts.totals(now);
     let target = Target::Service(ip, port);
-    let mut sample: Vec<String> = v.sources.iter().take(10).map(ToString::to_string).collect();
-    sample.sort();
+    let sample: Vec<String> = v.sample.iter().map(ToString::to_string).collect();
     let sources = v.sources.len();
     Finding {
         rule: Rule::SynFlood,
