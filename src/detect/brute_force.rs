@@ -141,49 +141,6 @@ impl BruteForce {
         }
     }
 
-    fn new_victim(&self, now: Timestamp) -> Victim {
-        Victim {
-            refused: Spread::new(self.config.rst_threshold * 2),
-            sessions: VecDeque::new(),
-            refused_total: 0,
-            sessions_total: 0,
-            first: now,
-            community_id: None,
-            reporter: Reporter::default(),
-        }
-    }
-
-    /// A connection the target refused: counted once per source port in the window.
-    fn refused(&mut self, r: &FlowRecord, out: &mut Vec<Finding>) {
-        let now = self.clock.advance(r.last_seen);
-        let fresh = self.new_victim(now);
-        let Some(victim) = self
-            .victims
-            .entry((r.src, r.dst, r.dst_port), now, || fresh)
-        else {
-            return;
-        };
-        let (_, new) =
-            victim
-                .refused
-                .touch(r.src_port, r.last_seen, secs(self.config.rst_window_secs));
-        if new {
-            victim.refused_total += 1;
-            victim.reporter.note(1);
-        }
-        victim.community_id = Some(r.community_id.clone());
-        let holds = holds(&self.config, victim, now);
-        if let Some(count) = victim.reporter.due(now, holds) {
-            out.push(finding(
-                &self.config,
-                (r.src, r.dst, r.dst_port),
-                victim,
-                now,
-                count,
-            ));
-        }
-    }
-
     /// Whether `r` is a finished, accepted, short and small session to a login service.
     pub fn is_short_session(config: &BruteForceConfig, r: &FlowRecord) -> bool {
         r.ip_proto == ip_proto::TCP
@@ -204,44 +161,46 @@ impl BruteForce {
         if r.ip_proto != ip_proto::TCP || self.config.allow.allows(r.src, r.dst) {
             return;
         }
-        if r.refused && r.src_flags.has(TcpFlags::SYN) {
-            self.refused(r, out);
-        } else if BruteForce::is_short_session(&self.config, r) {
-            self.session(r, out);
+        let refused = r.refused && r.src_flags.has(TcpFlags::SYN);
+        if !refused && !BruteForce::is_short_session(&self.config, r) {
+            return;
         }
-    }
-
-    fn session(&mut self, r: &FlowRecord, out: &mut Vec<Finding>) {
         let now = self.clock.advance(r.last_seen);
-        let fresh = self.new_victim(now);
-        let Some(victim) = self
-            .victims
-            .entry((r.src, r.dst, r.dst_port), now, || fresh)
-        else {
+        let cfg = &self.config;
+        let key = (r.src, r.dst, r.dst_port);
+        let Some(victim) = self.victims.entry(key, now, || Victim {
+            refused: Spread::new(cfg.rst_threshold * 2),
+            sessions: VecDeque::new(),
+            refused_total: 0,
+            sessions_total: 0,
+            first: now,
+            community_id: None,
+            reporter: Reporter::default(),
+        }) else {
             return;
         };
-        // Records leave the flow table in expiry order; keep start times sorted.
-        let at = victim.sessions.partition_point(|t| t.0 <= r.first_seen.0);
-        victim.sessions.insert(at, r.first_seen);
-        let keep = self
-            .config
-            .session_threshold
-            .max(self.config.slow_session_threshold);
-        while victim.sessions.len() > keep {
-            victim.sessions.pop_front();
+        if refused {
+            // Counted once per source port: retries of one connect() are one attempt.
+            let window = secs(cfg.rst_window_secs);
+            if victim.refused.touch(r.src_port, r.last_seen, window).1 {
+                victim.refused_total += 1;
+                victim.reporter.note(1);
+            }
+        } else {
+            // Records leave the flow table in expiry order; keep start times sorted.
+            let at = victim.sessions.partition_point(|t| t.0 <= r.first_seen.0);
+            victim.sessions.insert(at, r.first_seen);
+            let keep = cfg.session_threshold.max(cfg.slow_session_threshold);
+            while victim.sessions.len() > keep {
+                victim.sessions.pop_front();
+            }
+            victim.sessions_total += 1;
+            victim.reporter.note(1);
         }
-        victim.sessions_total += 1;
         victim.community_id = Some(r.community_id.clone());
-        victim.reporter.note(1);
-        let holds = holds(&self.config, victim, now);
+        let holds = holds(cfg, victim, now);
         if let Some(count) = victim.reporter.due(now, holds) {
-            out.push(finding(
-                &self.config,
-                (r.src, r.dst, r.dst_port),
-                victim,
-                now,
-                count,
-            ));
+            out.push(finding(cfg, key, victim, now, count));
         }
     }
 }

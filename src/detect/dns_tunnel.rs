@@ -204,7 +204,9 @@ struct Client {
     max_rate: usize,
     signals: [bool; 3],
     resolver: (IpAddr, u16),
-    community_id: String,
+    /// (protocol, source port) of the latest query that met a signal: its flow's
+    /// Community ID goes into the finding.
+    holding_query: Option<(u8, u16)>,
     first: Timestamp,
     reporter: Reporter,
 }
@@ -270,7 +272,6 @@ impl DnsTunnel {
         let cfg = &self.config;
         let window = secs(cfg.window_secs);
         let seed = self.seed;
-        let seed_cid = || community_id(seed, p.src, p.dst, p.ip_proto, p.src_port, p.dst_port);
         let Some(c) = self.clients.entry(p.src, now, || Client {
             recent: VecDeque::with_capacity(cfg.rate_per_sec),
             domains: Vec::new(),
@@ -284,7 +285,7 @@ impl DnsTunnel {
             max_rate: 0,
             signals: [false; 3],
             resolver: (p.dst, p.dst_port),
-            community_id: String::new(),
+            holding_query: None,
             first: now,
             reporter: Reporter::default(),
         }) else {
@@ -345,16 +346,17 @@ impl DnsTunnel {
         c.signals[SUBDOMAINS] |= subdomains;
         let holds = long || rate || subdomains;
         if holds {
-            c.community_id = seed_cid();
+            c.holding_query = Some((p.ip_proto, p.src_port));
         }
         if let Some(count) = c.reporter.due(now, holds) {
-            out.push(finding(cfg, p.src, c, now, count, observed));
+            out.push(finding(cfg, seed, p.src, c, now, count, observed));
         }
     }
 }
 
 fn finding(
     cfg: &DnsTunnelConfig,
+    seed: u16,
     src: IpAddr,
     c: &Client,
     now: Timestamp,
@@ -418,7 +420,9 @@ fn finding(
             "first_seen": super::unix(c.first),
         }),
         count,
-        community_id: (!c.community_id.is_empty()).then(|| c.community_id.clone()),
+        community_id: c
+            .holding_query
+            .map(|(proto, sport)| community_id(seed, src, resolver, proto, sport, port)),
         observed,
     }
 }
@@ -436,10 +440,10 @@ impl Detector for DnsTunnel {
             }
         }
         if let Some(now) = self.clock.now() {
-            let cfg = &self.config;
+            let (cfg, seed) = (&self.config, self.seed);
             self.clients.maintain(now, |&src, last, c| {
                 if let Some(count) = c.reporter.take_final() {
-                    out.push(finding(cfg, src, c, last, count, None));
+                    out.push(finding(cfg, seed, src, c, last, count, None));
                 }
             });
         }
@@ -447,10 +451,10 @@ impl Detector for DnsTunnel {
     }
 
     fn flush(&mut self, out: &mut Vec<Finding>) {
-        let cfg = &self.config;
+        let (cfg, seed) = (&self.config, self.seed);
         for (&src, last, c) in self.clients.iter_mut() {
             if let Some(count) = c.reporter.take_final() {
-                out.push(finding(cfg, src, c, last, count, None));
+                out.push(finding(cfg, seed, src, c, last, count, None));
             }
         }
     }
