@@ -23,11 +23,14 @@ use crate::decode::DecodeCounters;
 use crate::detect::DetectorStats;
 use crate::flow::FlowTableStats;
 use crate::messages::{
-    FlushDetectors, FlushFlows, FlushOutput, GetAlertStats, GetAlerts, GetStats,
+    FinishMinute, FlushDetectors, FlushFlows, FlushOutput, FlushStore, GetAlertStats, GetAlerts,
+    GetStats,
 };
 use crate::metrics::TopTalker;
 use crate::output::JsonLinesWriter;
 use crate::pipeline::Pipeline;
+use crate::store::actor::{StoreActor, StoreStatus};
+use crate::store::{Store, StoreError};
 use crate::wire::link::LinkType;
 
 /// What to analyse.
@@ -86,6 +89,8 @@ pub struct Summary {
     pub packets_dropped: u64,
     pub libpcap: Option<LibpcapStats>,
     pub inputs: Vec<InputSummary>,
+    /// What was stored, with `--db-path`.
+    pub store: Option<StoreStatus>,
 }
 
 /// How the run ended, for the exit status.
@@ -112,6 +117,8 @@ pub enum AnalyzeError {
     },
     #[error(transparent)]
     Capture(#[from] CaptureError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
     #[error("the actor system stopped unexpectedly: {0}")]
     Actors(String),
 }
@@ -174,6 +181,15 @@ pub fn run(
         None => None,
     };
 
+    // Open the database up front too: a bad --db-path is an error before any work.
+    let store = match &options.config.store.db_path {
+        Some(path) => Some(StoreActor::from_store(
+            Store::open(path, &options.config.store)?,
+            options.config.store.clone(),
+        )),
+        None => None,
+    };
+
     let config = options.config.clone();
     let batch = BatchConfig {
         packets: config.capture.batch_packets,
@@ -191,7 +207,7 @@ pub fn run(
     let result = system.block_on(async move {
         let writer = writer.map(Actor::start);
         let sinks = writer.iter().map(|w| w.clone().recipient()).collect();
-        let pipeline = Pipeline::start(&config, sinks);
+        let pipeline = Pipeline::start(&config, sinks, store);
         let batch_sinks = pipeline.batch_sinks();
         let thread_counters = Arc::clone(&counters);
         let (tx, rx) = tokio::sync::oneshot::channel();
@@ -269,6 +285,23 @@ pub fn run(
             .send(GetAlertStats)
             .await
             .map_err(|e| AnalyzeError::Actors(e.to_string()))?;
+        let stored = match &pipeline.store {
+            Some(store) => {
+                // The last, partial minute goes to the store too; then everything is synced.
+                pipeline
+                    .metrics
+                    .send(FinishMinute)
+                    .await
+                    .map_err(|e| AnalyzeError::Actors(e.to_string()))?;
+                Some(
+                    store
+                        .send(FlushStore)
+                        .await
+                        .map_err(|e| AnalyzeError::Actors(e.to_string()))?,
+                )
+            }
+            None => None,
+        };
         let written = match &writer {
             Some(w) => Some(
                 w.send(FlushOutput)
@@ -284,9 +317,19 @@ pub fn run(
             stats,
             written,
             (alerts, alert_stats, detectors),
+            stored,
         ))
     });
-    let (reports, flow_stats, stats, written, (alerts, alert_stats, detectors)) = result?;
+    let (reports, flow_stats, stats, written, (alerts, alert_stats, detectors), stored) = result?;
+    if let Some(s) = &stored
+        && s.pending > 0
+    {
+        warn(format!(
+            "{} records could not be stored: {}",
+            s.pending,
+            s.last_error.as_deref().unwrap_or("unknown error")
+        ));
+    }
     if let Some((path, file)) = alerts_file {
         write_alerts(file, &alerts).map_err(|source| AnalyzeError::AlertsOut { path, source })?;
     }
@@ -394,6 +437,7 @@ pub fn run(
         packets_dropped: dropped_packets,
         libpcap,
         inputs,
+        store: stored,
     };
     Ok((summary, outcome))
 }
@@ -503,6 +547,20 @@ pub fn render_text(s: &Summary) -> String {
             out,
             "libpcap: received {}, dropped {}, interface dropped {}",
             l.received, l.dropped, l.if_dropped
+        );
+    }
+    if let Some(st) = &s.store {
+        let _ = writeln!(
+            out,
+            "stored: {} flows, {} alerts, {} minute snapshots{}",
+            st.flows_written,
+            st.alerts_written,
+            st.snapshots_written,
+            st.database.as_ref().map_or(String::new(), |d| format!(
+                " in {} ({:.1} MB on disk)",
+                d.path.display(),
+                d.size_on_disk as f64 / 1e6
+            ))
         );
     }
     if s.batches_dropped > 0 {

@@ -11,6 +11,7 @@ use crate::alert::AlertsConfig;
 use crate::detect::DetectorsConfig;
 use crate::flow::FlowConfig;
 use crate::metrics::MetricsConfig;
+use crate::store::StoreConfig;
 
 /// Capture settings (the `[capture]` section).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -56,6 +57,7 @@ pub struct Config {
     pub metrics: MetricsConfig,
     pub detectors: DetectorsConfig,
     pub alerts: AlertsConfig,
+    pub store: StoreConfig,
 }
 
 /// A configuration file that could not be used.
@@ -121,6 +123,7 @@ impl Config {
         if self.alerts.max_alerts == 0 {
             return Err("alerts.max_alerts must be at least 1".into());
         }
+        self.store.validate()?;
         self.detectors.validate()
     }
 }

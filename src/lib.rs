@@ -1,6 +1,6 @@
 //! tapir: a network traffic analyzer and security monitor for taps, Raspberry Pis and ARM
 //! routers. Each module is one box of the design: capture → decode → flows / metrics /
-//! detectors → alerts.
+//! detectors → alerts → store.
 
 pub mod alert;
 pub mod analyze;
@@ -14,5 +14,6 @@ pub mod metrics;
 pub mod output;
 pub mod packet;
 pub mod pipeline;
+pub mod store;
 pub mod synth;
 pub mod wire;

@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 
 use tapir::analyze::{self, AnalyzeOptions, Input, Outcome};
 use tapir::config::Config;
+use tapir::store::{Store, StoreConfig, StoreError, load};
 use tapir::synth::{Generator, Scenario};
 
 /// Network traffic analyzer and security monitor for taps, Raspberry Pis and ARM routers.
@@ -46,9 +47,23 @@ enum Command {
         /// TOML configuration file.
         #[arg(long, value_name = "PATH")]
         config: Option<PathBuf>,
+        /// Store flows, alerts and minute snapshots in this database directory.
+        #[arg(long, env = "DB_PATH", value_name = "DIR")]
+        db_path: Option<PathBuf>,
         /// How many top talkers to report.
         #[arg(long, default_value_t = 10)]
         top: usize,
+    },
+    /// Inspect, export or benchmark a tapir database.
+    Db {
+        #[command(subcommand)]
+        action: DbAction,
+        /// The database directory (default: the configured one, else the state directory).
+        #[arg(long, env = "DB_PATH", value_name = "DIR", global = true)]
+        db_path: Option<PathBuf>,
+        /// TOML configuration file (for `[store]` settings).
+        #[arg(long, value_name = "PATH", global = true)]
+        config: Option<PathBuf>,
     },
     /// Write a synthetic, deterministic capture.
     Gen {
@@ -65,6 +80,47 @@ enum Command {
     },
 }
 
+#[derive(Subcommand)]
+enum DbAction {
+    /// Print sizes and record counts as JSON.
+    Stats,
+    /// Write stored records as JSON lines (oldest first) to stdout or a file.
+    Export {
+        #[arg(long, value_enum, default_value = "flows")]
+        kind: ExportKind,
+        #[arg(long, value_name = "PATH")]
+        out: Option<PathBuf>,
+    },
+    /// Read every record and check the IP index; exit 1 if anything is unreadable.
+    Check,
+    /// Write synthetic flows and alerts the way the appliance does and report the rate,
+    /// the size on disk and sled's space amplification.
+    Bench {
+        /// Flow records to write.
+        #[arg(long, default_value_t = 1_000_000)]
+        flows: u64,
+        /// Flows per batch (one sync per batch).
+        #[arg(long, default_value_t = 10_000)]
+        batch: u64,
+        /// One alert per this many flows (0 = none).
+        #[arg(long, default_value_t = 1000)]
+        alert_every: u64,
+        /// Flows per second to pace the load at (default: as fast as possible).
+        #[arg(long)]
+        rate: Option<f64>,
+        /// Print `flushed N` after every sync.
+        #[arg(long)]
+        progress: bool,
+    },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ExportKind {
+    Flows,
+    Alerts,
+    Snapshots,
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
@@ -77,6 +133,7 @@ fn main() -> ExitCode {
             flows_out,
             alerts_out,
             config,
+            db_path,
             top,
         } => {
             let mut config = match Config::load(config.as_deref()) {
@@ -86,6 +143,9 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
+            if db_path.is_some() {
+                config.store.db_path = db_path;
+            }
             if bpf.is_some() {
                 config.capture.bpf = bpf;
             }
@@ -133,6 +193,29 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Db {
+            action,
+            db_path,
+            config,
+        } => {
+            let config = match Config::load(config.as_deref()) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("tapir: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let path = db_path
+                .or(config.store.db_path.clone())
+                .unwrap_or_else(StoreConfig::default_db_path);
+            match db_command(action, &path, &config.store) {
+                Ok(code) => code,
+                Err(e) => {
+                    eprintln!("tapir: {e}");
+                    ExitCode::from(1)
+                }
+            }
+        }
         Command::Gen {
             scenario,
             packets,
@@ -146,6 +229,81 @@ fn main() -> ExitCode {
             }
         },
     }
+}
+
+/// Runs one `tapir db` action on the database at `path`.
+fn db_command(
+    action: DbAction,
+    path: &std::path::Path,
+    config: &StoreConfig,
+) -> Result<ExitCode, StoreError> {
+    use std::io::Write;
+    // Inspecting must not create a database where there was none.
+    if !matches!(action, DbAction::Bench { .. }) && !path.exists() {
+        return Err(StoreError::Unavailable(format!(
+            "there is no database at {} (give --db-path or set DB_PATH)",
+            path.display()
+        )));
+    }
+    let mut store = Store::open(path, config)?;
+    match action {
+        DbAction::Stats => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&store.stats()).expect("stats serialize")
+            );
+        }
+        DbAction::Export { kind, out } => {
+            let mut sink: Box<dyn Write> = match &out {
+                Some(p) => Box::new(std::io::BufWriter::new(std::fs::File::create(p)?)),
+                None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+            };
+            let n = match kind {
+                ExportKind::Flows => store.export_flows(&mut sink)?,
+                ExportKind::Alerts => store.export_alerts(&mut sink)?,
+                ExportKind::Snapshots => {
+                    let all = store.snapshots(None, None, usize::MAX)?;
+                    for s in &all {
+                        serde_json::to_writer(&mut sink, s).map_err(std::io::Error::from)?;
+                        sink.write_all(b"\n")?;
+                    }
+                    all.len() as u64
+                }
+            };
+            sink.flush()?;
+            if out.is_some() {
+                eprintln!("tapir: exported {n} records");
+            }
+        }
+        DbAction::Check => match store.verify() {
+            Ok(n) => println!("ok: {n} records readable, flow index complete"),
+            Err(e) => {
+                println!("damaged: {e}");
+                return Ok(ExitCode::from(1));
+            }
+        },
+        DbAction::Bench {
+            flows,
+            batch,
+            alert_every,
+            rate,
+            progress,
+        } => {
+            let first = store.stats().flows.records;
+            let mut stdout = std::io::stdout();
+            let report = load::run(&mut store, first, flows, batch, alert_every, rate, |n| {
+                if progress {
+                    let _ = writeln!(stdout, "flushed {n}");
+                    let _ = stdout.flush();
+                }
+            })?;
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&report).expect("report serializes")
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Writes `packets` frames of `scenario` as a microsecond pcap through libpcap.

@@ -1,7 +1,9 @@
 //! Every message actors exchange. Reading this file gives the whole protocol of the system.
 //!
 //! Capture → consumers: `PacketBatchMsg`. Flows → sinks: `FlowRecordsMsg`; flows → metrics:
-//! `FlowTableStatus`. Detectors → alerts: `FindingsMsg`. Queries (from the CLI now, the HTTP server later) return values.
+//! `FlowTableStatus`. Detectors → alerts: `FindingsMsg`. Alerts → store: `AlertsChanged`;
+//! metrics → store: `MinuteSnapshots`; flows → store: `FlowRecordsMsg`. Queries (from the
+//! CLI now, the HTTP server later) return values.
 
 use std::sync::Arc;
 
@@ -10,8 +12,10 @@ use actix::Message;
 use crate::alert::{Alert, AlertQuery, LatencyStats};
 use crate::detect::{DetectorStats, Finding, Rule};
 use crate::flow::{FlowRecord, FlowTableStats};
-use crate::metrics::{PacketView, StatsSnapshot};
+use crate::metrics::{MinuteSnapshot, PacketView, StatsSnapshot};
 use crate::packet::PacketBatch;
+use crate::store::FlowQuery;
+use crate::store::actor::StoreStatus;
 
 /// A batch of decoded packets; every consumer gets the same `Arc`.
 #[derive(Message, Clone)]
@@ -119,4 +123,68 @@ pub struct AlertStats {
     pub opened: u64,
     pub updated: u64,
     pub latency: LatencyStats,
+}
+
+/// Alerts that were opened or updated, as they are now.
+#[derive(Message, Clone)]
+#[rtype(result = "()")]
+pub struct AlertsChanged(pub Vec<Alert>);
+
+/// Minutes of metrics that ended.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct MinuteSnapshots(pub Vec<MinuteSnapshot>);
+
+/// End of input: close the current minute and send it on; replies when sent.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct FinishMinute;
+
+/// Write and sync everything buffered now; replies with the store's status.
+#[derive(Message)]
+#[rtype(result = "StoreStatus")]
+pub struct FlushStore;
+
+/// The store's status and database sizes.
+#[derive(Message)]
+#[rtype(result = "StoreStatus")]
+pub struct GetStoreStatus;
+
+/// The store could not answer (its database is unavailable); the reason.
+#[derive(Clone, Debug, thiserror::Error)]
+#[error("storage unavailable: {0}")]
+pub struct StoreUnavailable(pub String);
+
+/// Stored alerts matching the query, newest first.
+#[derive(Message)]
+#[rtype(result = "Result<Vec<Alert>, StoreUnavailable>")]
+pub struct QueryAlerts(pub AlertQuery);
+
+/// Stored flows matching the query, newest first.
+#[derive(Message)]
+#[rtype(result = "Result<Vec<FlowRecord>, StoreUnavailable>")]
+pub struct QueryFlows(pub FlowQuery);
+
+/// Stored minute snapshots starting within `[start, end]` (Unix seconds), oldest first.
+#[derive(Message)]
+#[rtype(result = "Result<Vec<MinuteSnapshot>, StoreUnavailable>")]
+pub struct QuerySnapshots {
+    pub start: Option<i64>,
+    pub end: Option<i64>,
+    pub limit: usize,
+}
+
+/// Acknowledge a stored alert by id (persisted at once).
+#[derive(Message)]
+#[rtype(result = "Result<Option<Alert>, StoreUnavailable>")]
+pub struct StoreAcknowledge {
+    pub id: u64,
+}
+
+/// Acknowledge stored alerts by the published timestamp + source address form.
+#[derive(Message)]
+#[rtype(result = "Result<Vec<Alert>, StoreUnavailable>")]
+pub struct StoreAcknowledgeMatching {
+    pub timestamp: f64,
+    pub source_ip: String,
 }

@@ -2,7 +2,7 @@
 //!
 //! The flows actor runs on its own arbiter (thread), the detectors and the alerts actor on
 //! another, so that flow tracking, detection, metrics and capture/decoding spread over the
-//! cores; metrics share the system arbiter.
+//! cores; metrics share the system arbiter. The store, which blocks on the disk, has its own.
 
 use actix::{Actor, Addr, Arbiter, Recipient};
 
@@ -12,6 +12,7 @@ use crate::detect::actor::DetectorActor;
 use crate::flow::actor::FlowsActor;
 use crate::messages::{FlowRecordsMsg, PacketBatchMsg};
 use crate::metrics::actor::MetricsActor;
+use crate::store::actor::StoreActor;
 
 /// The running consumer actors of one pipeline.
 pub struct Pipeline {
@@ -21,21 +22,41 @@ pub struct Pipeline {
     /// The detectors that read packet batches.
     packet_detectors: Vec<Addr<DetectorActor>>,
     pub alerts: Addr<AlertsActor>,
+    /// Present when the pipeline keeps a database.
+    pub store: Option<Addr<StoreActor>>,
     flows_arbiter: Arbiter,
     detect_arbiter: Arbiter,
+    store_arbiter: Option<Arbiter>,
 }
 
 impl Pipeline {
     /// Starts the actors; finished flows go to `record_sinks` (and to the detectors that
-    /// judge connections). Must run inside an actix system.
-    pub fn start(config: &Config, mut record_sinks: Vec<Recipient<FlowRecordsMsg>>) -> Pipeline {
+    /// judge connections, and to `store` if given, which then also keeps alerts and minute
+    /// snapshots). Must run inside an actix system.
+    pub fn start(
+        config: &Config,
+        mut record_sinks: Vec<Recipient<FlowRecordsMsg>>,
+        store: Option<StoreActor>,
+    ) -> Pipeline {
         let queue = config.capture.queue_batches;
-        let metrics = MetricsActor::new(config.metrics.clone(), queue).start();
+        // sled blocks on the disk: the store gets a thread of its own.
+        let (store, store_arbiter) = match store {
+            Some(actor) => {
+                let arbiter = Arbiter::new();
+                let addr = StoreActor::start_in_arbiter(&arbiter.handle(), move |_| actor);
+                record_sinks.push(addr.clone().recipient());
+                (Some(addr), Some(arbiter))
+            }
+            None => (None, None),
+        };
+        let minute_sink = store.as_ref().map(|s| s.clone().recipient());
+        let metrics = MetricsActor::new(config.metrics.clone(), queue, minute_sink).start();
 
         let detect_arbiter = Arbiter::new();
         let alerts_config = config.alerts.clone();
+        let alert_sinks = store.iter().map(|s| s.clone().recipient()).collect();
         let alerts = AlertsActor::start_in_arbiter(&detect_arbiter.handle(), move |_| {
-            AlertsActor::new(alerts_config)
+            AlertsActor::new(alerts_config, alert_sinks)
         });
         let (mut detectors, mut packet_detectors) = (Vec::new(), Vec::new());
         for detector in crate::detect::build(&config.detectors, config.flows.community_id_seed) {
@@ -65,8 +86,10 @@ impl Pipeline {
             detectors,
             packet_detectors,
             alerts,
+            store,
             flows_arbiter,
             detect_arbiter,
+            store_arbiter,
         }
     }
 
@@ -84,5 +107,8 @@ impl Pipeline {
     pub fn stop(self) {
         self.flows_arbiter.stop();
         self.detect_arbiter.stop();
+        if let Some(a) = self.store_arbiter {
+            a.stop();
+        }
     }
 }

@@ -1,20 +1,34 @@
 //! The alerts actor: a thin shell around `AlertBook`.
 
-use actix::{Actor, Context, Handler, MessageResult};
+use actix::{Actor, Context, Handler, MessageResult, Recipient};
 
-use super::{AlertBook, AlertsConfig};
+use super::{Alert, AlertBook, AlertsConfig};
 use crate::messages::{
-    AcknowledgeAlert, AcknowledgeMatching, AlertStats, FindingsMsg, GetAlertStats, GetAlerts,
+    AcknowledgeAlert, AcknowledgeMatching, AlertStats, AlertsChanged, FindingsMsg,
+    GetAlertStats, GetAlerts,
 };
 
 pub struct AlertsActor {
     book: AlertBook,
+    /// Told about every opened, updated or acknowledged alert (the store, later the hub).
+    sinks: Vec<Recipient<AlertsChanged>>,
 }
 
 impl AlertsActor {
-    pub fn new(config: AlertsConfig) -> Self {
+    pub fn new(config: AlertsConfig, sinks: Vec<Recipient<AlertsChanged>>) -> Self {
         AlertsActor {
             book: AlertBook::new(config),
+            sinks,
+        }
+    }
+
+    fn publish(&self, changed: Vec<Alert>) {
+        if changed.is_empty() {
+            return;
+        }
+        for sink in &self.sinks {
+            // Alert changes are rare and must not be lost.
+            sink.do_send(AlertsChanged(changed.clone()));
         }
     }
 }
@@ -27,9 +41,21 @@ impl Handler<FindingsMsg> for AlertsActor {
     type Result = ();
 
     fn handle(&mut self, msg: FindingsMsg, _: &mut Self::Context) {
-        for finding in msg.0 {
-            self.book.apply(finding);
+        if self.sinks.is_empty() {
+            for finding in msg.0 {
+                self.book.apply(finding);
+            }
+            return;
         }
+        let mut changed: Vec<Alert> = Vec::new();
+        for finding in msg.0 {
+            let (_, alert) = self.book.apply(finding);
+            match changed.iter_mut().find(|a| a.id == alert.id) {
+                Some(seen) => *seen = alert.clone(),
+                None => changed.push(alert.clone()),
+            }
+        }
+        self.publish(changed);
     }
 }
 
@@ -48,7 +74,9 @@ impl Handler<AcknowledgeAlert> for AlertsActor {
     type Result = MessageResult<AcknowledgeAlert>;
 
     fn handle(&mut self, msg: AcknowledgeAlert, _: &mut Self::Context) -> Self::Result {
-        MessageResult(self.book.acknowledge(msg.id))
+        let acked = self.book.acknowledge(msg.id);
+        self.publish(acked.iter().cloned().collect());
+        MessageResult(acked)
     }
 }
 
@@ -56,10 +84,11 @@ impl Handler<AcknowledgeMatching> for AlertsActor {
     type Result = MessageResult<AcknowledgeMatching>;
 
     fn handle(&mut self, msg: AcknowledgeMatching, _: &mut Self::Context) -> Self::Result {
-        MessageResult(
-            self.book
-                .acknowledge_matching(msg.timestamp, &msg.source_ip),
-        )
+        let acked = self
+            .book
+            .acknowledge_matching(msg.timestamp, &msg.source_ip);
+        self.publish(acked.clone());
+        MessageResult(acked)
     }
 }
 

@@ -1,20 +1,39 @@
 //! The metrics actor: a thin shell around `MetricsAggregator`.
 
-use actix::{Actor, Context, Handler, MessageResult};
+use actix::{Actor, Context, Handler, MessageResult, Recipient};
 
 use super::{MetricsAggregator, MetricsConfig};
-use crate::messages::{FlowTableStatus, GetPacket, GetPackets, GetStats, PacketBatchMsg};
+use crate::messages::{
+    FinishMinute, FlowTableStatus, GetPacket, GetPackets, GetStats, MinuteSnapshots,
+    PacketBatchMsg,
+};
 
 pub struct MetricsActor {
     metrics: MetricsAggregator,
     mailbox: usize,
+    /// Gets each minute's snapshot when the minute ends (the store).
+    minute_sink: Option<Recipient<MinuteSnapshots>>,
 }
 
 impl MetricsActor {
-    pub fn new(config: MetricsConfig, mailbox: usize) -> Self {
+    pub fn new(
+        config: MetricsConfig,
+        mailbox: usize,
+        minute_sink: Option<Recipient<MinuteSnapshots>>,
+    ) -> Self {
         MetricsActor {
             metrics: MetricsAggregator::new(config),
             mailbox,
+            minute_sink,
+        }
+    }
+
+    fn publish_minutes(&mut self) {
+        let minutes = self.metrics.take_finished_minutes();
+        if let Some(sink) = &self.minute_sink
+            && !minutes.is_empty()
+        {
+            sink.do_send(MinuteSnapshots(minutes));
         }
     }
 }
@@ -32,6 +51,7 @@ impl Handler<PacketBatchMsg> for MetricsActor {
 
     fn handle(&mut self, msg: PacketBatchMsg, _: &mut Self::Context) {
         self.metrics.ingest(&msg.0);
+        self.publish_minutes();
     }
 }
 
@@ -64,5 +84,14 @@ impl Handler<GetPacket> for MetricsActor {
 
     fn handle(&mut self, msg: GetPacket, _: &mut Self::Context) -> Self::Result {
         MessageResult(self.metrics.packets().get(msg.id))
+    }
+}
+
+impl Handler<FinishMinute> for MetricsActor {
+    type Result = ();
+
+    fn handle(&mut self, _: FinishMinute, _: &mut Self::Context) {
+        self.metrics.finish_minute();
+        self.publish_minutes();
     }
 }

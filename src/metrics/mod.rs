@@ -37,12 +37,19 @@ impl Default for MetricsConfig {
 }
 
 /// Traffic of one host, both directions.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HostCounters {
     pub bytes_sent: u64,
     pub bytes_received: u64,
     pub packets_sent: u64,
     pub packets_received: u64,
+}
+
+/// A host's counters since start and within the current minute (for the minute snapshot).
+#[derive(Clone, Copy, Debug, Default)]
+struct HostEntry {
+    total: HostCounters,
+    minute: HostCounters,
 }
 
 impl HostCounters {
@@ -55,7 +62,7 @@ impl HostCounters {
 }
 
 /// One entry of `top_talkers`.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TopTalker {
     pub ip: IpAddr,
     pub bytes: u64,
@@ -92,6 +99,42 @@ pub struct StatsSnapshot {
     pub hosts_pruned: u64,
 }
 
+/// One minute of packet time, as the store keeps it: what happened within that minute.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct MinuteSnapshot {
+    /// Start of the minute, Unix seconds.
+    pub timestamp: i64,
+    pub packets: u64,
+    pub bytes: u64,
+    pub protocol_counts: BTreeMap<String, u64>,
+    /// The busiest hosts of the minute, by bytes.
+    pub top_talkers: Vec<TopTalker>,
+    /// Flows in the table at the end of the minute.
+    pub active_sessions: u64,
+}
+
+/// Talkers kept in a minute snapshot.
+pub const MINUTE_TOP_TALKERS: usize = 10;
+
+/// The minute being filled.
+struct MinuteState {
+    start: i64,
+    packets: u64,
+    bytes: u64,
+    protocol_counts: [u64; Protocol::ALL.len()],
+}
+
+impl MinuteState {
+    fn new(start: i64) -> Self {
+        MinuteState {
+            start,
+            packets: 0,
+            bytes: 0,
+            protocol_counts: [0; Protocol::ALL.len()],
+        }
+    }
+}
+
 /// Aggregates packet batches into the published metrics.
 pub struct MetricsAggregator {
     config: MetricsConfig,
@@ -103,10 +146,13 @@ pub struct MetricsAggregator {
     /// Newest second seen (the clock of the series).
     newest_sec: Option<i64>,
     newest_ts: Option<f64>,
-    hosts: HashMap<IpAddr, HostCounters>,
+    hosts: HashMap<IpAddr, HostEntry>,
     hosts_pruned: u64,
     active_sessions: u64,
     packets: PacketRing,
+    minute: Option<MinuteState>,
+    /// Minutes that ended and wait to be taken by the store.
+    finished_minutes: Vec<MinuteSnapshot>,
 }
 
 impl MetricsAggregator {
@@ -130,6 +176,8 @@ impl MetricsAggregator {
             hosts: HashMap::new(),
             hosts_pruned: 0,
             active_sessions: 0,
+            minute: None,
+            finished_minutes: Vec::new(),
         }
     }
 
@@ -141,6 +189,14 @@ impl MetricsAggregator {
             self.protocol_counts[p.protocol().index()] += 1;
 
             let sec = p.ts.secs();
+            // Late packets of an earlier minute count in the current one.
+            if self.minute.as_ref().is_none_or(|m| sec >= m.start + 60) {
+                self.start_minute(sec.div_euclid(60) * 60);
+            }
+            let minute = self.minute.get_or_insert_with(|| MinuteState::new(0));
+            minute.packets += 1;
+            minute.bytes += bytes;
+            minute.protocol_counts[p.protocol().index()] += 1;
             if self.newest_sec.is_none_or(|n| sec > n) {
                 self.newest_sec = Some(sec);
                 self.newest_ts = Some(p.ts.as_secs_f64());
@@ -161,17 +217,61 @@ impl MetricsAggregator {
 
             if p.is_ip() {
                 let src = self.hosts.entry(p.src).or_default();
-                src.bytes_sent += bytes;
-                src.packets_sent += 1;
+                for c in [&mut src.total, &mut src.minute] {
+                    c.bytes_sent += bytes;
+                    c.packets_sent += 1;
+                }
                 let dst = self.hosts.entry(p.dst).or_default();
-                dst.bytes_received += bytes;
-                dst.packets_received += 1;
+                for c in [&mut dst.total, &mut dst.minute] {
+                    c.bytes_received += bytes;
+                    c.packets_received += 1;
+                }
             }
         }
         if self.hosts.len() > self.config.max_hosts {
             self.prune_hosts();
         }
         self.packets.push_batch(batch);
+    }
+
+    /// Closes the current minute (if any) and opens the one starting at `start`.
+    fn start_minute(&mut self, start: i64) {
+        self.finish_minute();
+        self.minute = Some(MinuteState::new(start));
+    }
+
+    /// Turns the current minute into a snapshot waiting in `take_finished_minutes`.
+    pub fn finish_minute(&mut self) {
+        let Some(m) = self.minute.take() else {
+            return;
+        };
+        let top_talkers = top_by_bytes(
+            self.hosts
+                .iter()
+                .filter(|(_, h)| h.minute.packets() > 0)
+                .map(|(ip, h)| (*ip, h.minute)),
+            MINUTE_TOP_TALKERS,
+        );
+        for h in self.hosts.values_mut() {
+            h.minute = HostCounters::default();
+        }
+        self.finished_minutes.push(MinuteSnapshot {
+            timestamp: m.start,
+            packets: m.packets,
+            bytes: m.bytes,
+            protocol_counts: Protocol::ALL
+                .into_iter()
+                .filter(|p| m.protocol_counts[p.index()] > 0)
+                .map(|p| (p.name().to_string(), m.protocol_counts[p.index()]))
+                .collect(),
+            top_talkers,
+            active_sessions: self.active_sessions,
+        });
+    }
+
+    /// Minutes that ended since the last call, oldest first.
+    pub fn take_finished_minutes(&mut self) -> Vec<MinuteSnapshot> {
+        std::mem::take(&mut self.finished_minutes)
     }
 
     pub fn set_active_sessions(&mut self, active: u64) {
@@ -185,36 +285,19 @@ impl MetricsAggregator {
     /// Keeps the busier half of the host table (by bytes).
     fn prune_hosts(&mut self) {
         let keep = self.config.max_hosts / 2;
-        let mut sizes: Vec<u64> = self.hosts.values().map(HostCounters::bytes).collect();
+        let mut sizes: Vec<u64> = self.hosts.values().map(|h| h.total.bytes()).collect();
         let cut = sizes.len() - keep.max(1);
         let (_, threshold, _) = sizes.select_nth_unstable(cut);
         let threshold = *threshold;
         let before = self.hosts.len();
-        self.hosts.retain(|_, h| h.bytes() > threshold);
+        self.hosts.retain(|_, h| h.total.bytes() > threshold);
         // Ties at the threshold may leave too few; that is fine, the table refills.
         self.hosts_pruned += (before - self.hosts.len()) as u64;
     }
 
     /// The `limit` hosts with the most bytes (ties broken by address, for stable output).
     pub fn top_talkers(&self, limit: usize) -> Vec<TopTalker> {
-        let mut all: Vec<(&IpAddr, &HostCounters)> = self.hosts.iter().collect();
-        let order = |a: &(&IpAddr, &HostCounters), b: &(&IpAddr, &HostCounters)| {
-            b.1.bytes().cmp(&a.1.bytes()).then(a.0.cmp(b.0))
-        };
-        if all.len() > limit && limit > 0 {
-            all.select_nth_unstable_by(limit - 1, order);
-            all.truncate(limit);
-        }
-        all.sort_by(order);
-        all.into_iter()
-            .take(limit)
-            .map(|(ip, h)| TopTalker {
-                ip: *ip,
-                bytes: h.bytes(),
-                packets: h.packets(),
-                detail: *h,
-            })
-            .collect()
+        top_by_bytes(self.hosts.iter().map(|(ip, h)| (*ip, h.total)), limit)
     }
 
     /// The series of the last `bandwidth_window_secs` seconds ending at the newest, zero-filled.
@@ -276,6 +359,28 @@ impl MetricsAggregator {
             hosts_pruned: self.hosts_pruned,
         }
     }
+}
+
+/// The `limit` hosts with the most bytes, ties broken by address for stable output.
+fn top_by_bytes(hosts: impl Iterator<Item = (IpAddr, HostCounters)>, limit: usize) -> Vec<TopTalker> {
+    let mut all: Vec<(IpAddr, HostCounters)> = hosts.collect();
+    let order = |a: &(IpAddr, HostCounters), b: &(IpAddr, HostCounters)| {
+        b.1.bytes().cmp(&a.1.bytes()).then(a.0.cmp(&b.0))
+    };
+    if all.len() > limit && limit > 0 {
+        all.select_nth_unstable_by(limit - 1, order);
+        all.truncate(limit);
+    }
+    all.sort_by(order);
+    all.into_iter()
+        .take(limit)
+        .map(|(ip, h)| TopTalker {
+            ip,
+            bytes: h.bytes(),
+            packets: h.packets(),
+            detail: h,
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -1,0 +1,369 @@
+//! The store actor: buffers records, writes them once per flush interval, runs retention,
+//! answers queries. It runs on its own arbiter because sled calls block on the disk.
+//!
+//! Storage trouble (disk full, read-only medium, a database that will not open) never stops
+//! the pipeline: records stay buffered (up to `max_pending`, then the oldest are dropped and
+//! counted), errors are counted and logged at most once a minute, the database is reopened
+//! every few seconds, and writing resumes when it works again. Rewriting a buffered record
+//! is harmless because keys are derived from the record (see `Store::insert_flows`).
+
+use std::collections::{BTreeMap, VecDeque};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use actix::{Actor, AsyncContext, Context, Handler, MessageResult};
+use serde::Serialize;
+
+use super::{Store, StoreConfig, StoreError, StoreStats};
+use crate::alert::Alert;
+use crate::flow::FlowRecord;
+use crate::messages::{
+    AlertsChanged, FlowRecordsMsg, FlushStore, GetStoreStatus, MinuteSnapshots, QueryAlerts,
+    QueryFlows, QuerySnapshots, StoreAcknowledge, StoreAcknowledgeMatching, StoreUnavailable,
+};
+use crate::metrics::MinuteSnapshot;
+
+/// How often a database that failed is opened again.
+const REOPEN_EVERY: Duration = Duration::from_secs(5);
+/// Storage errors are logged at most this often.
+const LOG_EVERY: Duration = Duration::from_secs(60);
+
+/// The store actor's counters, for `/debug` and `analyze`.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct StoreStatus {
+    /// The database is open and the last write worked.
+    pub available: bool,
+    pub flushes: u64,
+    pub flows_written: u64,
+    pub alerts_written: u64,
+    pub snapshots_written: u64,
+    /// Records waiting for the next write.
+    pub pending: usize,
+    /// Records dropped because the buffer was full while the disk was unavailable.
+    pub dropped: u64,
+    pub errors: u64,
+    pub last_error: Option<String>,
+    /// Sizes and counts of the database (absent while it is unavailable).
+    pub database: Option<StoreStats>,
+}
+
+/// Records waiting to be written.
+#[derive(Default)]
+struct Pending {
+    flows: VecDeque<FlowRecord>,
+    /// By id: an alert updated many times within one interval is written once.
+    alerts: BTreeMap<u64, Alert>,
+    snapshots: VecDeque<MinuteSnapshot>,
+}
+
+impl Pending {
+    fn len(&self) -> usize {
+        self.flows.len() + self.alerts.len() + self.snapshots.len()
+    }
+}
+
+pub struct StoreActor {
+    config: StoreConfig,
+    path: PathBuf,
+    store: Option<Store>,
+    last_open_attempt: Option<Instant>,
+    pending: Pending,
+    status: StoreStatus,
+    last_logged: Option<Instant>,
+    errors_since_log: u64,
+    log: Box<dyn FnMut(String) + Send>,
+}
+
+impl StoreActor {
+    /// A store actor for `path`; the database is opened when the actor starts, and
+    /// reopened every few seconds while that fails.
+    pub fn new(path: PathBuf, config: StoreConfig) -> Self {
+        StoreActor {
+            config,
+            path,
+            store: None,
+            last_open_attempt: None,
+            pending: Pending::default(),
+            status: StoreStatus::default(),
+            last_logged: None,
+            errors_since_log: 0,
+            log: Box::new(|m| eprintln!("tapir: {m}")),
+        }
+    }
+
+    /// A store actor around a database already open (so that a bad path fails up front).
+    pub fn from_store(store: Store, config: StoreConfig) -> Self {
+        let mut actor = StoreActor::new(store.path().to_path_buf(), config);
+        actor.store = Some(store);
+        actor.status.available = true;
+        actor
+    }
+
+    /// Replaces where error reports go (tests collect them).
+    pub fn with_log(mut self, log: impl FnMut(String) + Send + 'static) -> Self {
+        self.log = Box::new(log);
+        self
+    }
+
+    fn ensure_open(&mut self) -> Option<&mut Store> {
+        if self.store.is_none()
+            && self
+                .last_open_attempt
+                .is_none_or(|t| t.elapsed() >= REOPEN_EVERY)
+        {
+            self.last_open_attempt = Some(Instant::now());
+            if let Some(parent) = self.path.parent()
+                && !parent.as_os_str().is_empty()
+            {
+                let _ = std::fs::create_dir_all(parent);
+            }
+            match Store::open(&self.path, &self.config) {
+                Ok(store) => {
+                    if self.status.errors > 0 {
+                        (self.log)(format!("storage at {} works again", self.path.display()));
+                    }
+                    self.store = Some(store);
+                }
+                Err(e) => self.record_error(&e),
+            }
+        }
+        self.store.as_mut()
+    }
+
+    /// Counts an error and logs it, at most once a minute (with how many were not logged).
+    fn record_error(&mut self, e: &StoreError) {
+        self.status.errors += 1;
+        self.status.available = false;
+        self.status.last_error = Some(e.to_string());
+        self.errors_since_log += 1;
+        if self.last_logged.is_none_or(|t| t.elapsed() >= LOG_EVERY) {
+            let more = self.errors_since_log - 1;
+            let suffix = if more > 0 {
+                format!(" ({more} more storage errors since the last report)")
+            } else {
+                String::new()
+            };
+            (self.log)(format!(
+                "storage error, records are kept in memory and written when it works again: {e}{suffix}"
+            ));
+            self.last_logged = Some(Instant::now());
+            self.errors_since_log = 0;
+        }
+    }
+
+    /// Past the buffer cap, drops the oldest flows, then snapshots, then alerts.
+    fn bound_pending(&mut self) {
+        let p = &mut self.pending;
+        while p.len() > self.config.max_pending {
+            if p.flows.pop_front().is_none()
+                && p.snapshots.pop_front().is_none()
+                && p.alerts.pop_first().is_none()
+            {
+                break;
+            }
+            self.status.dropped += 1;
+        }
+    }
+
+    /// Writes everything pending and syncs it.
+    fn write_pending(&mut self) -> Result<(), StoreError> {
+        if self.pending.len() == 0 {
+            return Ok(());
+        }
+        if self.ensure_open().is_none() {
+            return Err(StoreError::Unavailable(
+                self.status.last_error.clone().unwrap_or_default(),
+            ));
+        }
+        let store = self.store.as_mut().expect("opened above");
+        let flows = self.pending.flows.make_contiguous();
+        store.insert_flows(flows)?;
+        let alerts: Vec<Alert> = self.pending.alerts.values().cloned().collect();
+        store.upsert_alerts(&alerts)?;
+        store.insert_snapshots(self.pending.snapshots.make_contiguous())?;
+        store.flush()?;
+        self.status.flushes += 1;
+        self.status.flows_written += self.pending.flows.len() as u64;
+        self.status.alerts_written += self.pending.alerts.len() as u64;
+        self.status.snapshots_written += self.pending.snapshots.len() as u64;
+        self.pending = Pending::default();
+        self.status.available = true;
+        Ok(())
+    }
+
+    fn tick(&mut self) {
+        if let Err(e) = self.write_pending() {
+            self.fail(&e);
+        }
+    }
+
+    /// A failed write: count it and reopen the database later (sled refuses further work
+    /// after an I/O error).
+    fn fail(&mut self, e: &StoreError) {
+        self.record_error(e);
+        if !matches!(e, StoreError::Unavailable(_) | StoreError::Corrupt { .. }) {
+            self.store = None;
+            self.last_open_attempt = Some(Instant::now());
+        }
+    }
+
+    fn retention(&mut self) {
+        let result = match self.store.as_mut() {
+            Some(store) => store.enforce_retention(),
+            None => return,
+        };
+        if let Err(e) = result {
+            self.fail(&e);
+        }
+    }
+
+    fn status(&self) -> StoreStatus {
+        StoreStatus {
+            pending: self.pending.len(),
+            database: self.store.as_ref().map(Store::stats),
+            ..self.status.clone()
+        }
+    }
+
+    /// Runs a query on the open database.
+    fn query<T>(
+        &mut self,
+        f: impl FnOnce(&mut Store) -> Result<T, StoreError>,
+    ) -> Result<T, StoreUnavailable> {
+        let result = match self.ensure_open() {
+            Some(store) => f(store),
+            None => {
+                return Err(StoreUnavailable(
+                    self.status.last_error.clone().unwrap_or_default(),
+                ));
+            }
+        };
+        result.map_err(|e| {
+            let message = e.to_string();
+            self.fail(&e);
+            StoreUnavailable(message)
+        })
+    }
+}
+
+impl Actor for StoreActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        self.ensure_open();
+        ctx.run_interval(
+            Duration::from_millis(self.config.flush_interval_ms),
+            |actor, _| actor.tick(),
+        );
+        ctx.run_interval(
+            Duration::from_secs(self.config.retention_interval_secs),
+            |actor, _| actor.retention(),
+        );
+    }
+
+    fn stopping(&mut self, _: &mut Self::Context) -> actix::Running {
+        self.tick();
+        actix::Running::Stop
+    }
+}
+
+impl Handler<FlowRecordsMsg> for StoreActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: FlowRecordsMsg, _: &mut Self::Context) {
+        self.pending.flows.extend(msg.0.iter().cloned());
+        self.bound_pending();
+    }
+}
+
+impl Handler<AlertsChanged> for StoreActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: AlertsChanged, _: &mut Self::Context) {
+        for alert in msg.0 {
+            self.pending.alerts.insert(alert.id, alert);
+        }
+        self.bound_pending();
+    }
+}
+
+impl Handler<MinuteSnapshots> for StoreActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: MinuteSnapshots, _: &mut Self::Context) {
+        self.pending.snapshots.extend(msg.0);
+        self.bound_pending();
+    }
+}
+
+impl Handler<FlushStore> for StoreActor {
+    type Result = MessageResult<FlushStore>;
+
+    fn handle(&mut self, _: FlushStore, _: &mut Self::Context) -> Self::Result {
+        self.tick();
+        MessageResult(self.status())
+    }
+}
+
+impl Handler<GetStoreStatus> for StoreActor {
+    type Result = MessageResult<GetStoreStatus>;
+
+    fn handle(&mut self, _: GetStoreStatus, _: &mut Self::Context) -> Self::Result {
+        MessageResult(self.status())
+    }
+}
+
+impl Handler<QueryAlerts> for StoreActor {
+    type Result = MessageResult<QueryAlerts>;
+
+    fn handle(&mut self, msg: QueryAlerts, _: &mut Self::Context) -> Self::Result {
+        // Pending alerts are newer than what is stored: write them first so the answer
+        // includes them.
+        self.tick();
+        MessageResult(self.query(|s| s.alerts(&msg.0)))
+    }
+}
+
+impl Handler<QueryFlows> for StoreActor {
+    type Result = MessageResult<QueryFlows>;
+
+    fn handle(&mut self, msg: QueryFlows, _: &mut Self::Context) -> Self::Result {
+        MessageResult(self.query(|s| s.flows(&msg.0)))
+    }
+}
+
+impl Handler<QuerySnapshots> for StoreActor {
+    type Result = MessageResult<QuerySnapshots>;
+
+    fn handle(&mut self, msg: QuerySnapshots, _: &mut Self::Context) -> Self::Result {
+        MessageResult(self.query(|s| s.snapshots(msg.start, msg.end, msg.limit)))
+    }
+}
+
+impl Handler<StoreAcknowledge> for StoreActor {
+    type Result = MessageResult<StoreAcknowledge>;
+
+    fn handle(&mut self, msg: StoreAcknowledge, _: &mut Self::Context) -> Self::Result {
+        self.tick();
+        let result = self.query(|s| {
+            let alert = s.acknowledge(msg.id)?;
+            s.flush()?;
+            Ok(alert)
+        });
+        MessageResult(result)
+    }
+}
+
+impl Handler<StoreAcknowledgeMatching> for StoreActor {
+    type Result = MessageResult<StoreAcknowledgeMatching>;
+
+    fn handle(&mut self, msg: StoreAcknowledgeMatching, _: &mut Self::Context) -> Self::Result {
+        self.tick();
+        let result = self.query(|s| {
+            let alerts = s.acknowledge_matching(msg.timestamp, &msg.source_ip)?;
+            s.flush()?;
+            Ok(alerts)
+        });
+        MessageResult(result)
+    }
+}

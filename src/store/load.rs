@@ -1,0 +1,156 @@
+//! A synthetic write load for the store (`tapir db bench`): flow records and alerts shaped
+//! like a busy network's, written in batches exactly as the store actor writes them (one
+//! batch and one sync per interval), with retention run between batches.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::Instant;
+
+use serde::Serialize;
+
+use super::{Store, StoreError};
+use crate::alert::Alert;
+use crate::detect::{Rule, Severity};
+use crate::flow::community_id::community_id;
+use crate::flow::{EndReason, FlowRecord, FlowState};
+use crate::packet::{TcpFlags, Timestamp, ip_proto};
+
+/// Packet time of the first synthetic flow: 2026-01-01T00:00:00Z.
+pub const LOAD_EPOCH_NS: i64 = 1_767_225_600 * 1_000_000_000;
+
+/// The `i`th synthetic flow: a TCP or UDP conversation between one of 65,536 clients and one
+/// of 256 servers, one flow ending every millisecond of packet time. Its `id` is `i`.
+pub fn synthetic_flow(i: u64) -> FlowRecord {
+    let client = IpAddr::V4(Ipv4Addr::from(0x0a00_0000 | (i as u32 & 0xffff)));
+    let server = IpAddr::V4(Ipv4Addr::from(0xc0a8_0100 | ((i >> 16) as u32 & 0xff)));
+    let tcp = i % 4 != 0;
+    let proto = if tcp { ip_proto::TCP } else { ip_proto::UDP };
+    let (sport, dport) = (32_768 + (i % 28_000) as u16, if tcp { 443 } else { 53 });
+    let last = Timestamp(LOAD_EPOCH_NS + i as i64 * 1_000_000);
+    FlowRecord {
+        id: i,
+        src: client,
+        dst: server,
+        src_port: sport,
+        dst_port: dport,
+        ip_proto: proto,
+        first_seen: Timestamp(last.0 - 2_500_000_000),
+        last_seen: last,
+        src_packets: 10 + i % 7,
+        dst_packets: 12 + i % 5,
+        src_bytes: 900 + i % 1500,
+        dst_bytes: 15_000 + i % 9000,
+        src_flags: TcpFlags(if tcp { 0x1b } else { 0 }),
+        dst_flags: TcpFlags(if tcp { 0x1b } else { 0 }),
+        state: if tcp {
+            FlowState::Closed
+        } else {
+            FlowState::Active
+        },
+        refused: false,
+        vlan: None,
+        community_id: community_id(0, client, server, proto, sport, dport),
+        end: EndReason::IdleTimeout,
+    }
+}
+
+/// The `i`th synthetic alert, at the time of flow `i * 1000`.
+pub fn synthetic_alert(i: u64) -> Alert {
+    let ts = (LOAD_EPOCH_NS as f64 / 1e9) + i as f64;
+    Alert {
+        id: ((ts * 1000.0) as u64) * 1024,
+        timestamp: ts,
+        last_seen: ts + 30.0,
+        alert_type: Rule::PortScan,
+        severity: Severity::High,
+        source_ip: Ipv4Addr::from(0x0a00_0000 | (i as u32 & 0xffff)).to_string(),
+        target: "192.168.1.10".into(),
+        description: format!("Port scan: 120 ports probed on 192.168.1.10 (load alert {i})"),
+        evidence: serde_json::json!({"kind": "vertical", "ports": 120, "sample_ports": [22, 80, 443]}),
+        count: 120,
+        acknowledged: false,
+        community_id: None,
+    }
+}
+
+/// What a load run measured.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct LoadReport {
+    pub flows: u64,
+    pub alerts: u64,
+    pub batches: u64,
+    pub elapsed_s: f64,
+    pub records_per_sec: f64,
+    pub size_on_disk: u64,
+    /// The largest size on disk seen after any batch.
+    pub peak_size_on_disk: u64,
+    pub max_disk_bytes: u64,
+    /// Stored logical bytes (keys and values) at the end, and disk bytes per logical byte.
+    pub logical_bytes: u64,
+    pub space_amplification: f64,
+    pub flows_stored: u64,
+    pub disk_bytes_per_stored_flow: f64,
+    pub deleted_for_space: u64,
+    pub peak_rss_bytes: u64,
+}
+
+/// Writes `flows` synthetic flows (ids from `first`) in batches of `batch`, plus one alert
+/// per `alert_every` flows, syncing after every batch; `flushed` is told the number of
+/// flows made durable so far after each sync. With `rate` (flows per second) it paces
+/// itself like a network producing that many flows.
+pub fn run(
+    store: &mut Store,
+    first: u64,
+    flows: u64,
+    batch: u64,
+    alert_every: u64,
+    rate: Option<f64>,
+    mut flushed: impl FnMut(u64),
+) -> Result<LoadReport, StoreError> {
+    let started = Instant::now();
+    let mut report = LoadReport::default();
+    let (mut next, end) = (first, first.saturating_add(flows));
+    let mut records = Vec::with_capacity(batch as usize);
+    while next < end {
+        let upto = end.min(next + batch.max(1));
+        records.clear();
+        records.extend((next..upto).map(synthetic_flow));
+        let alerts: Vec<Alert> = (next..upto)
+            .filter(|i| alert_every > 0 && i % alert_every == 0)
+            .map(|i| synthetic_alert(i / alert_every.max(1)))
+            .collect();
+        store.insert_flows(&records)?;
+        store.upsert_alerts(&alerts)?;
+        store.flush()?;
+        report.flows += upto - next;
+        report.alerts += alerts.len() as u64;
+        report.batches += 1;
+        next = upto;
+        flushed(next - first);
+        store.enforce_retention()?;
+        if let Some(rate) = rate.filter(|r| *r > 0.0) {
+            let due = started + std::time::Duration::from_secs_f64((next - first) as f64 / rate);
+            std::thread::sleep(due.saturating_duration_since(Instant::now()));
+        }
+        if std::env::var_os("TAPIR_LOAD_TRACE").is_some() && report.batches % 10 == 0 {
+            let st = store.stats();
+            eprintln!("{next} size {} logical {} flows {}", st.size_on_disk >> 20, (st.flows.bytes + st.flow_index.bytes) >> 20, st.flows.records);
+        }
+        report.peak_size_on_disk = report.peak_size_on_disk.max(store.size_on_disk()?);
+    }
+    store.enforce_retention()?;
+    let stats = store.stats();
+    report.elapsed_s = started.elapsed().as_secs_f64();
+    report.records_per_sec = (report.flows + report.alerts) as f64 / report.elapsed_s.max(1e-9);
+    report.size_on_disk = stats.size_on_disk;
+    report.peak_size_on_disk = report.peak_size_on_disk.max(stats.size_on_disk);
+    report.max_disk_bytes = stats.max_disk_bytes;
+    report.logical_bytes =
+        stats.alerts.bytes + stats.flows.bytes + stats.flow_index.bytes + stats.snapshots.bytes;
+    report.space_amplification = stats.size_on_disk as f64 / report.logical_bytes.max(1) as f64;
+    report.flows_stored = stats.flows.records;
+    report.disk_bytes_per_stored_flow =
+        stats.size_on_disk as f64 / stats.flows.records.max(1) as f64;
+    report.deleted_for_space = stats.deleted_for_space;
+    report.peak_rss_bytes = crate::analyze::peak_rss_bytes();
+    Ok(report)
+}

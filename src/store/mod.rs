@@ -1,0 +1,628 @@
+//! Storage on the device: one sled database holding alerts, flow records, per-minute metric
+//! snapshots and settings. Every sled call of the program lives in this module.
+//!
+//! Trees and keys (big-endian, so that a time range is one range scan):
+//! - `alerts`: alert id (time-ordered) → alert JSON; acknowledgement is part of the value.
+//! - flows, in time partitions ([`flows`]), each a pair of trees: `flows.<n>` (end time ns ‖
+//!   record hash → compact binary record, [`codec`]) and `flows_by_ip.<n>` (address, 16
+//!   bytes IPv4-mapped, ‖ flow key → nothing); both ends of a flow are indexed, so one
+//!   prefix scan finds a host's flows whichever side it was on. `flow_partitions` lists them.
+//! - `snapshots`: minute start → snapshot JSON.
+//! - `settings`: name → value.
+//!
+//! The store never syncs per record: the actor collects records and writes them in one
+//! batch per flush interval, then calls [`Store::flush`]. Retention deletes by age (per kind)
+//! and, when the records outgrow their share of the size cap, the oldest flows first (whole
+//! partitions), then snapshots, then alerts.
+
+pub mod actor;
+pub mod codec;
+pub mod flows;
+pub mod load;
+
+use std::io::Write;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::alert::{Alert, AlertQuery};
+use crate::flow::FlowRecord;
+use crate::metrics::MinuteSnapshot;
+use codec::{DecodeError, time_from_key, time_key};
+use flows::FlowPartitions;
+
+/// Storage settings (the `[store]` section).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreConfig {
+    /// The database directory. Unset: `analyze` stores nothing, and the server uses the
+    /// state directory (`$STATE_DIRECTORY`, as systemd sets it, else `./tapir-data`).
+    pub db_path: Option<PathBuf>,
+    /// Buffered records are written and synced this often.
+    pub flush_interval_ms: u64,
+    /// sled's page cache, in MiB.
+    pub cache_mb: u64,
+    /// The database's size on disk is kept under this, in MiB.
+    pub max_disk_mb: u64,
+    /// Records older than this (days, counted back from the newest record) are deleted.
+    pub flows_retention_days: u64,
+    pub snapshots_retention_days: u64,
+    pub alerts_retention_days: u64,
+    /// How often retention runs.
+    pub retention_interval_secs: u64,
+    /// Records buffered while the disk is unavailable; past this the oldest are dropped.
+    pub max_pending: usize,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            db_path: None,
+            flush_interval_ms: 1000,
+            cache_mb: 4,
+            // An 8 GB card keeps most of its room for the system and logs.
+            max_disk_mb: 512,
+            flows_retention_days: 7,
+            snapshots_retention_days: 90,
+            alerts_retention_days: 365,
+            retention_interval_secs: 10,
+            max_pending: 100_000,
+        }
+    }
+}
+
+impl StoreConfig {
+    pub fn validate(&self) -> Result<(), String> {
+        if self.flush_interval_ms == 0 {
+            return Err("store.flush_interval_ms must be at least 1".into());
+        }
+        if self.cache_mb == 0 {
+            return Err("store.cache_mb must be at least 1".into());
+        }
+        if self.max_disk_mb < 4 {
+            return Err("store.max_disk_mb must be at least 4".into());
+        }
+        if self.retention_interval_secs == 0 {
+            return Err("store.retention_interval_secs must be at least 1".into());
+        }
+        Ok(())
+    }
+
+    /// Where the server keeps its database when none is configured.
+    pub fn default_db_path() -> PathBuf {
+        std::env::var_os("STATE_DIRECTORY")
+            .map(|d| PathBuf::from(d).join("db"))
+            .unwrap_or_else(|| PathBuf::from("tapir-data"))
+    }
+}
+
+/// A storage failure.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error(
+        "cannot open the database at {path}: {source} (check that the directory is writable and no other tapir uses it)"
+    )]
+    Open { path: PathBuf, source: sled::Error },
+    #[error("database error: {0}")]
+    Db(#[from] sled::Error),
+    #[error("stored record {key} is unreadable: {source}")]
+    Corrupt { key: String, source: DecodeError },
+    #[error("the database is not available ({0})")]
+    Unavailable(String),
+    #[error("export failed: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Which flows a query wants (the published `/flows` parameters).
+#[derive(Clone, Debug, Default)]
+pub struct FlowQuery {
+    pub limit: usize,
+    /// Published protocol name (`TCP`, `UDP`, `ICMP`, ...), case-insensitive.
+    pub protocol: Option<String>,
+    /// The initiator's address.
+    pub src_ip: Option<IpAddr>,
+    /// Either end's address.
+    pub ip: Option<IpAddr>,
+    /// Unix seconds, inclusive, on the flow's last packet.
+    pub start: Option<f64>,
+    pub end: Option<f64>,
+}
+
+/// Record counts and logical bytes per tree (kept in memory, computed at open).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct TreeCounts {
+    pub records: u64,
+    pub bytes: u64,
+}
+
+/// What `tapir db stats` and `/debug` show.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct StoreStats {
+    pub path: PathBuf,
+    pub size_on_disk: u64,
+    pub max_disk_bytes: u64,
+    pub alerts: TreeCounts,
+    pub flows: TreeCounts,
+    pub flow_index: TreeCounts,
+    pub flow_partitions: usize,
+    pub snapshots: TreeCounts,
+    /// Logical bytes the records may fill (a share of the cap, see `Store::make_room`).
+    pub logical_budget: u64,
+    /// Unix seconds of the oldest and newest stored flow (by end time).
+    pub oldest_flow: Option<f64>,
+    pub newest_flow: Option<f64>,
+    /// Deleted by retention since start: by age, and to stay under the size cap.
+    pub deleted_by_age: u64,
+    pub deleted_for_space: u64,
+}
+
+/// What one retention pass deleted.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RetentionReport {
+    pub by_age: u64,
+    pub for_space: u64,
+}
+
+/// Kinds of records, in the order they give way when space runs out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Flows,
+    Snapshots,
+    Alerts,
+}
+
+/// The database: a plain struct, used by the store actor and the `db` command.
+pub struct Store {
+    path: PathBuf,
+    config: StoreConfig,
+    db: sled::Db,
+    alerts: sled::Tree,
+    flows: FlowPartitions,
+    snapshots: sled::Tree,
+    settings: sled::Tree,
+    /// Alerts and snapshots (flows count themselves).
+    counts: [TreeCounts; 2],
+    deleted_by_age: u64,
+    deleted_for_space: u64,
+}
+
+/// Live (logical) bytes per byte of file that sled sustains under churn, measured with
+/// `tapir db bench`: sled 0.34 uses about 6 bytes of file per byte of flow data, more while
+/// its garbage collection lags behind a burst of writes (see the README).
+const LIVE_SHARE: f64 = 0.125;
+/// Flow partitions per logical budget: retention frees about 1/16 of it at a time.
+const PARTITIONS_PER_BUDGET: u64 = 4;
+
+/// Indexes into `Store::counts`.
+const ALERTS: usize = 0;
+const SNAPSHOTS: usize = 1;
+
+
+impl Store {
+    /// Opens (or creates) the database at `path`. A database left by a crash is recovered
+    /// by sled to its last durable state.
+    pub fn open(path: &Path, config: &StoreConfig) -> Result<Store, StoreError> {
+        let open_err = |source| StoreError::Open {
+            path: path.to_path_buf(),
+            source,
+        };
+        let db = sled::Config::new()
+            .path(path)
+            .cache_capacity(config.cache_mb.saturating_mul(1024 * 1024))
+            // sled's flusher thread is also its garbage collector (it rewrites pages out of
+            // mostly-empty segments so they can be reused); without it the file only grows.
+            // The store actor syncs its own batches on the same interval.
+            .flush_every_ms(Some(config.flush_interval_ms))
+            .mode(sled::Mode::LowSpace)
+            .open()
+            .map_err(open_err)?;
+        let tree = |name: &str| db.open_tree(name).map_err(open_err);
+        let (alerts, snapshots, settings) =
+            (tree("alerts")?, tree("snapshots")?, tree("settings")?);
+        let budget = (cap_bytes(config) as f64 * LIVE_SHARE) as u64;
+        let flows = FlowPartitions::open(&db, budget / PARTITIONS_PER_BUDGET)?;
+        let mut counts = [TreeCounts::default(); 2];
+        for (i, t) in [&alerts, &snapshots].into_iter().enumerate() {
+            for entry in t.iter() {
+                let (k, v) = entry?;
+                counts[i].records += 1;
+                counts[i].bytes += (k.len() + v.len()) as u64;
+            }
+        }
+        Ok(Store {
+            path: path.to_path_buf(),
+            config: config.clone(),
+            db,
+            alerts,
+            flows,
+            snapshots,
+            settings,
+            counts,
+            deleted_by_age: 0,
+            deleted_for_space: 0,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Adds flow records and their IP index entries (not yet durable: see [`Store::flush`]).
+    pub fn insert_flows(&mut self, records: &[FlowRecord]) -> Result<(), StoreError> {
+        self.flows.insert(&self.db, records)
+    }
+
+    /// Adds or updates alerts by id. An acknowledgement already stored is kept, so a later
+    /// update of the same episode (or a replay of the same capture) never un-acknowledges it.
+    pub fn upsert_alerts(&mut self, alerts: &[Alert]) -> Result<(), StoreError> {
+        for alert in alerts {
+            let key = alert.id.to_be_bytes();
+            let mut alert = alert.clone();
+            let old = self.alerts.get(key)?;
+            if let Some(old) = &old
+                && let Ok(stored) = serde_json::from_slice::<Alert>(old)
+            {
+                alert.acknowledged |= stored.acknowledged;
+            }
+            let value = serde_json::to_vec(&alert).expect("alerts serialize");
+            let c = &mut self.counts[ALERTS];
+            match &old {
+                Some(old) => c.bytes = c.bytes.saturating_sub(old.len() as u64),
+                None => {
+                    c.records += 1;
+                    c.bytes += key.len() as u64;
+                }
+            }
+            c.bytes += value.len() as u64;
+            self.alerts.insert(key, value)?;
+        }
+        Ok(())
+    }
+
+    /// Adds or replaces minute snapshots.
+    pub fn insert_snapshots(&mut self, snapshots: &[MinuteSnapshot]) -> Result<(), StoreError> {
+        for s in snapshots {
+            let key = time_key(s.timestamp);
+            let value = serde_json::to_vec(s).expect("snapshots serialize");
+            let c = &mut self.counts[SNAPSHOTS];
+            match self.snapshots.insert(key, value.as_slice())? {
+                Some(old) => c.bytes = c.bytes.saturating_sub(old.len() as u64),
+                None => {
+                    c.records += 1;
+                    c.bytes += key.len() as u64;
+                }
+            }
+            c.bytes += value.len() as u64;
+        }
+        Ok(())
+    }
+
+    /// Makes everything written so far durable; returns the bytes sled wrote.
+    pub fn flush(&self) -> Result<usize, StoreError> {
+        Ok(self.db.flush()?)
+    }
+
+    /// Alerts matching `q`, newest first.
+    pub fn alerts(&self, q: &AlertQuery) -> Result<Vec<Alert>, StoreError> {
+        // Ids are milliseconds × 1024 of the first finding (or a little more when many
+        // alerts open in one millisecond), so the id range brackets the time range.
+        let lo = q
+            .start
+            .map_or(0, |s| ((s * 1000.0).floor().max(0.0) as u64).saturating_mul(1024));
+        let hi = q.end.map_or(u64::MAX, |e| {
+            ((e * 1000.0).ceil().max(0.0) as u64 + 1)
+                .saturating_mul(1024)
+                .saturating_add(1 << 20)
+        });
+        let mut out = Vec::new();
+        for entry in self.alerts.range(lo.to_be_bytes()..=hi.to_be_bytes()).rev() {
+            if out.len() >= q.limit {
+                break;
+            }
+            let (k, v) = entry?;
+            let alert = decode_alert(&k, &v)?;
+            if q.unacknowledged_only && alert.acknowledged {
+                continue;
+            }
+            if q.start.is_some_and(|s| alert.timestamp < s) || q.end.is_some_and(|e| alert.timestamp > e) {
+                continue;
+            }
+            out.push(alert);
+        }
+        Ok(out)
+    }
+
+    /// Acknowledges one alert; `None` if there is no such alert.
+    pub fn acknowledge(&mut self, id: u64) -> Result<Option<Alert>, StoreError> {
+        let Some(v) = self.alerts.get(id.to_be_bytes())? else {
+            return Ok(None);
+        };
+        let mut alert = decode_alert(&id.to_be_bytes(), &v)?;
+        alert.acknowledged = true;
+        self.upsert_alerts(std::slice::from_ref(&alert))?;
+        Ok(Some(alert))
+    }
+
+    /// The published form: acknowledges the alerts whose first timestamp (to the
+    /// millisecond) and source address match.
+    pub fn acknowledge_matching(
+        &mut self,
+        timestamp: f64,
+        source_ip: &str,
+    ) -> Result<Vec<Alert>, StoreError> {
+        let window = AlertQuery {
+            limit: usize::MAX,
+            start: Some(timestamp - 0.001),
+            end: Some(timestamp + 0.001),
+            ..Default::default()
+        };
+        let mut acked = Vec::new();
+        for mut alert in self.alerts(&window)? {
+            if alert.source_ip == source_ip && (alert.timestamp - timestamp).abs() < 0.0005 {
+                alert.acknowledged = true;
+                self.upsert_alerts(std::slice::from_ref(&alert))?;
+                acked.push(alert);
+            }
+        }
+        Ok(acked)
+    }
+
+    /// Flows matching `q`, newest (by end time) first.
+    pub fn flows(&self, q: &FlowQuery) -> Result<Vec<FlowRecord>, StoreError> {
+        let lo = q.start.map_or(i64::MIN, |s| secs_to_ns(s, f64::floor));
+        let hi = q.end.map_or(i64::MAX, |e| secs_to_ns(e, f64::ceil));
+        let keep = |r: &FlowRecord| {
+            r.last_seen.0 >= lo
+                && r.last_seen.0 <= hi
+                && q.src_ip.is_none_or(|ip| r.src == ip)
+                && q.ip.is_none_or(|ip| r.involves(ip))
+                && q
+                    .protocol
+                    .as_deref()
+                    .is_none_or(|p| r.protocol_name().eq_ignore_ascii_case(p))
+        };
+        self.flows.query(lo, hi, q.ip.or(q.src_ip), q.limit, &keep)
+    }
+
+    /// Minute snapshots whose minute starts within `[start, end]` (Unix seconds), oldest
+    /// first, at most `limit`.
+    pub fn snapshots(
+        &self,
+        start: Option<i64>,
+        end: Option<i64>,
+        limit: usize,
+    ) -> Result<Vec<MinuteSnapshot>, StoreError> {
+        let (lo, hi) = (
+            time_key(start.unwrap_or(i64::MIN)),
+            time_key(end.unwrap_or(i64::MAX)),
+        );
+        let mut out = Vec::new();
+        for entry in self.snapshots.range(lo..=hi).take(limit) {
+            let (k, v) = entry?;
+            out.push(
+                serde_json::from_slice(&v).map_err(|e| StoreError::Corrupt {
+                    key: format!("snapshot {}", time_from_key(&k).unwrap_or_default()),
+                    source: DecodeError::Field(json_field(&e)),
+                })?,
+            );
+        }
+        Ok(out)
+    }
+
+    pub fn setting(&self, name: &str) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .settings
+            .get(name)?
+            .map(|v| String::from_utf8_lossy(&v).into_owned()))
+    }
+
+    pub fn set_setting(&self, name: &str, value: &str) -> Result<(), StoreError> {
+        self.settings.insert(name, value.as_bytes())?;
+        Ok(())
+    }
+
+    pub fn size_on_disk(&self) -> Result<u64, StoreError> {
+        Ok(self.db.size_on_disk()?)
+    }
+
+    pub fn stats(&self) -> StoreStats {
+        let (flows, flow_index) = self.flows.counts();
+        let span = self.flows.time_span();
+        StoreStats {
+            path: self.path.clone(),
+            size_on_disk: self.db.size_on_disk().unwrap_or(0),
+            max_disk_bytes: cap_bytes(&self.config),
+            logical_budget: self.budget(),
+            alerts: self.counts[ALERTS],
+            flows,
+            flow_index,
+            flow_partitions: self.flows.partition_count(),
+            snapshots: self.counts[SNAPSHOTS],
+            oldest_flow: span.map(|(lo, _)| lo as f64 / 1e9),
+            newest_flow: span.map(|(_, hi)| hi as f64 / 1e9),
+            deleted_by_age: self.deleted_by_age,
+            deleted_for_space: self.deleted_for_space,
+        }
+    }
+
+    /// One retention pass: deletes records past their age (counted back from the newest
+    /// record of their kind), then, while the database is over its size cap, the oldest
+    /// records: flows first, then snapshots, then alerts.
+    pub fn enforce_retention(&mut self) -> Result<RetentionReport, StoreError> {
+        let mut report = RetentionReport::default();
+        const DAY_NS: i64 = 86_400 * 1_000_000_000;
+        if let Some((_, newest)) = self.flows.time_span() {
+            let cutoff = newest.saturating_sub(days(self.config.flows_retention_days, DAY_NS));
+            report.by_age += self.flows.drop_before(&self.db, cutoff)?;
+        }
+        if let Some((k, _)) = self.snapshots.last()?
+            && let Some(newest) = time_from_key(&k)
+        {
+            let cutoff = newest.saturating_sub(days(self.config.snapshots_retention_days, 86_400));
+            report.by_age += self.delete_oldest(Kind::Snapshots, Some(time_key(cutoff).to_vec()), u64::MAX)?;
+        }
+        if let Some((k, _)) = self.alerts.last()?
+            && let Some(newest_ms) = k.as_ref().try_into().ok().map(|b| u64::from_be_bytes(b) / 1024)
+        {
+            let keep_ms = days(self.config.alerts_retention_days, 86_400_000) as u64;
+            let cutoff = newest_ms.saturating_sub(keep_ms).saturating_mul(1024);
+            report.by_age += self.delete_oldest(Kind::Alerts, Some(cutoff.to_be_bytes().to_vec()), u64::MAX)?;
+        }
+        report.for_space = self.make_room()?;
+        self.deleted_by_age += report.by_age;
+        self.deleted_for_space += report.for_space;
+        Ok(report)
+    }
+
+    /// The logical bytes (keys and values) the records may fill.
+    fn budget(&self) -> u64 {
+        (cap_bytes(&self.config) as f64 * LIVE_SHARE) as u64
+    }
+
+    /// Keeps the stored records' logical bytes under a budget derived from the cap,
+    /// dropping the oldest records: flow partitions, then snapshots, then alerts.
+    ///
+    /// sled never shrinks its file: space freed is reused for new writes, so the file's
+    /// size is its high-water mark and waiting for it to reach the cap would be too late.
+    /// The budget is the cap times the share of the file that live data fills under
+    /// sustained writes (measured, see `LIVE_SHARE`).
+    fn make_room(&mut self) -> Result<u64, StoreError> {
+        let budget = self.budget();
+        let others = self.counts[ALERTS].bytes + self.counts[SNAPSHOTS].bytes;
+        let flows = self.flows.counts();
+        if flows.0.bytes + flows.1.bytes + others <= budget {
+            return Ok(0);
+        }
+        // Down to 90% of the budget, so that deletes come in runs, not one per write.
+        let target = budget / 10 * 9;
+        let mut deleted = self.flows.shrink_to(&self.db, target.saturating_sub(others))?;
+        let flows = self.flows.counts();
+        let mut excess = (flows.0.bytes + flows.1.bytes + others).saturating_sub(target);
+        for kind in [Kind::Snapshots, Kind::Alerts] {
+            if excess == 0 {
+                break;
+            }
+            let slot = if kind == Kind::Snapshots { SNAPSHOTS } else { ALERTS };
+            let before = self.counts[slot].bytes;
+            deleted += self.delete_oldest(kind, None, excess)?;
+            excess = excess.saturating_sub(before - self.counts[slot].bytes);
+        }
+        Ok(deleted)
+    }
+
+    /// Deletes the oldest snapshots or alerts (keys below `before`, if given) until
+    /// `max_bytes` of logical data went; returns how many.
+    fn delete_oldest(
+        &mut self,
+        kind: Kind,
+        before: Option<Vec<u8>>,
+        max_bytes: u64,
+    ) -> Result<u64, StoreError> {
+        let (tree, slot) = match kind {
+            Kind::Snapshots => (&self.snapshots, SNAPSHOTS),
+            Kind::Alerts => (&self.alerts, ALERTS),
+            Kind::Flows => unreachable!("flows are dropped by partition"),
+        };
+        let (mut n, mut bytes) = (0u64, 0u64);
+        while bytes < max_bytes {
+            let first = match &before {
+                Some(b) => tree.range(..b.as_slice()).next().transpose()?,
+                None => tree.first()?,
+            };
+            let Some((k, v)) = first else {
+                break;
+            };
+            tree.remove(&k)?;
+            bytes += (k.len() + v.len()) as u64;
+            n += 1;
+        }
+        let c = &mut self.counts[slot];
+        c.records = c.records.saturating_sub(n);
+        c.bytes = c.bytes.saturating_sub(bytes);
+        Ok(n)
+    }
+
+    /// Writes every stored alert (oldest first) as JSON lines; returns how many.
+    pub fn export_alerts(&self, out: &mut dyn Write) -> Result<u64, StoreError> {
+        let mut n = 0;
+        for entry in self.alerts.iter() {
+            let (k, v) = entry?;
+            let alert = decode_alert(&k, &v)?;
+            serde_json::to_writer(&mut *out, &alert).map_err(std::io::Error::from)?;
+            out.write_all(b"\n")?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    /// Writes every stored flow (oldest partition first) as JSON lines in the published
+    /// shape.
+    pub fn export_flows(&self, out: &mut dyn Write) -> Result<u64, StoreError> {
+        let mut n = 0;
+        self.flows.for_each(&mut |r| {
+            serde_json::to_writer(&mut *out, r).map_err(std::io::Error::from)?;
+            out.write_all(b"\n")?;
+            n += 1;
+            Ok(())
+        })?;
+        Ok(n)
+    }
+
+    /// Checks every record decodes and every flow has its index entries; returns the
+    /// number of records checked.
+    pub fn verify(&self) -> Result<u64, StoreError> {
+        let mut n = self.flows.verify()?;
+        for entry in self.alerts.iter() {
+            let (k, v) = entry?;
+            decode_alert(&k, &v)?;
+            n += 1;
+        }
+        n += self.snapshots(None, None, usize::MAX)?.len() as u64;
+        Ok(n)
+    }
+}
+
+fn cap_bytes(config: &StoreConfig) -> u64 {
+    config.max_disk_mb.saturating_mul(1024 * 1024)
+}
+
+fn days(d: u64, unit: i64) -> i64 {
+    i64::try_from(d).unwrap_or(i64::MAX).saturating_mul(unit)
+}
+
+fn secs_to_ns(s: f64, round: fn(f64) -> f64) -> i64 {
+    let ns = round(s * 1e9);
+    if ns >= i64::MAX as f64 {
+        i64::MAX
+    } else if ns <= i64::MIN as f64 {
+        i64::MIN
+    } else {
+        ns as i64
+    }
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn json_field(e: &serde_json::Error) -> &'static str {
+    if e.is_eof() { "truncated JSON" } else { "JSON" }
+}
+
+fn decode_alert(k: &[u8], v: &[u8]) -> Result<Alert, StoreError> {
+    serde_json::from_slice(v).map_err(|e| StoreError::Corrupt {
+        key: format!("alert {}", hex(k)),
+        source: DecodeError::Field(json_field(&e)),
+    })
+}
+
+fn decode_flow_at(k: &[u8], v: &[u8]) -> Result<FlowRecord, StoreError> {
+    codec::decode_flow(v).map_err(|source| StoreError::Corrupt {
+        key: format!("flow {}", hex(k)),
+        source,
+    })
+}
+
+#[cfg(test)]
+mod tests;
