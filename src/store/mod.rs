@@ -190,7 +190,7 @@ pub struct Store {
 /// Live (logical) bytes per byte of file that sled sustains under churn, measured with
 /// `tapir db bench`: sled 0.34 uses about 6 bytes of file per byte of flow data, more while
 /// its garbage collection lags behind a burst of writes (see the README).
-const LIVE_SHARE: f64 = 0.125;
+const LIVE_SHARE: f64 = 0.1;
 /// Flow partitions per logical budget: retention frees about 1/16 of it at a time.
 const PARTITIONS_PER_BUDGET: u64 = 4;
 
