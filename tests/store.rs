@@ -25,7 +25,9 @@ fn db(args: &[&str], path: &Path) -> (i32, String, String) {
 fn export(path: &Path, kind: &str) -> Vec<serde_json::Value> {
     let (code, out, err) = db(&["export", "--kind", kind], path);
     assert_eq!(code, 0, "{err}");
-    out.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+    out.lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
 }
 
 fn stats(path: &Path) -> serde_json::Value {
@@ -47,9 +49,19 @@ fn analyze_keeps_a_captures_flows_alerts_and_minutes() {
     // tshark -z conv,tcp: 243 conversations; analysing the capture twice stores them once.
     let flows = export(&path, "flows");
     assert_eq!(flows.len(), 243);
-    assert!(flows.iter().all(|f| f["dst_ip"] == "240.125.0.2" && f["dst_port"] == 22));
-    let packets: u64 = flows.iter().map(|f| f["packet_count"].as_u64().unwrap()).sum();
-    assert_eq!(packets, 9918, "capinfos: 9,918 packets, all in SSH conversations");
+    assert!(
+        flows
+            .iter()
+            .all(|f| f["dst_ip"] == "240.125.0.2" && f["dst_port"] == 22)
+    );
+    let packets: u64 = flows
+        .iter()
+        .map(|f| f["packet_count"].as_u64().unwrap())
+        .sum();
+    assert_eq!(
+        packets, 9918,
+        "capinfos: 9,918 packets, all in SSH conversations"
+    );
     // MANIFEST: hydra -t 4 from 240.0.1.3 against 240.125.0.2:22.
     let alerts = export(&path, "alerts");
     assert!(
@@ -86,7 +98,15 @@ fn inspecting_a_missing_database_is_a_clear_error_and_creates_nothing() {
 /// number of flows it reported durable.
 fn write_then_kill(path: &Path, syncs: usize) -> u64 {
     let mut child = tapir()
-        .args(["db", "bench", "--progress", "--flows", "100000000", "--batch", "500"])
+        .args([
+            "db",
+            "bench",
+            "--progress",
+            "--flows",
+            "100000000",
+            "--batch",
+            "500",
+        ])
         .arg("--db-path")
         .arg(path)
         .stdout(Stdio::piped())
@@ -117,7 +137,9 @@ fn a_database_killed_mid_write_reopens_whole_with_every_synced_record() {
         } else {
             stats(&path)["flows"]["records"].as_u64().unwrap()
         };
-        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         let syncs = 2 + (seed >> 33) as usize % 12;
         let flushed = write_then_kill(&path, syncs);
         // The writer numbers its flows from the count it found.
@@ -131,7 +153,10 @@ fn a_database_killed_mid_write_reopens_whole_with_every_synced_record() {
             .collect();
         for range in &acknowledged {
             let missing = range.clone().filter(|i| !ids.contains(i)).count();
-            assert_eq!(missing, 0, "round {round}: {missing} synced flows of {range:?} lost");
+            assert_eq!(
+                missing, 0,
+                "round {round}: {missing} synced flows of {range:?} lost"
+            );
         }
     }
     let _ = std::fs::remove_dir_all(&dir);
@@ -144,14 +169,20 @@ fn a_small_size_cap_holds_while_flows_stream_in() {
     std::fs::write(&config, "[store]\nmax_disk_mb = 32\n").unwrap();
     let out = run_with_limit(
         tapir()
-            .args(["db", "bench", "--flows", "400000", "--batch", "2000", "--rate", "20000"])
+            .args([
+                "db", "bench", "--flows", "400000", "--batch", "2000", "--rate", "20000",
+            ])
             .arg("--config")
             .arg(&config)
             .arg("--db-path")
             .arg(dir.join("db")),
         Duration::from_secs(300),
     );
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     eprintln!("{report:#}");
     let peak = report["peak_size_on_disk"].as_u64().unwrap();
@@ -199,7 +230,14 @@ fn a_full_disk_costs_records_not_the_analysis() {
     let capture = dir.join("udp.pcap");
     let out = run_with_limit(
         tapir()
-            .args(["gen", "--scenario", "smalludp", "--packets", "300000", "--out"])
+            .args([
+                "gen",
+                "--scenario",
+                "smalludp",
+                "--packets",
+                "300000",
+                "--out",
+            ])
             .arg(&capture),
         Duration::from_secs(120),
     );
@@ -213,7 +251,10 @@ fn a_full_disk_costs_records_not_the_analysis() {
     // The pipeline saw everything, as without a database.
     assert_eq!(summary["packets"], plain["packets"]);
     assert_eq!(summary["flows"], plain["flows"]);
-    assert!(summary["store"]["errors"].as_u64().unwrap() > 0, "{summary:#}");
+    assert!(
+        summary["store"]["errors"].as_u64().unwrap() > 0,
+        "{summary:#}"
+    );
     assert!(err.contains("storage error"), "{err}");
     assert!(!err.contains("panicked"), "{err}");
     let _ = std::fs::remove_dir_all(&dir);

@@ -4,8 +4,8 @@ use actix::{Actor, Context, Handler, MessageResult, Recipient};
 
 use super::{Alert, AlertBook, AlertsConfig};
 use crate::messages::{
-    AcknowledgeAlert, AcknowledgeMatching, AlertStats, AlertsChanged, FindingsMsg,
-    GetAlertStats, GetAlerts,
+    AcknowledgeAlert, AcknowledgeMatching, AlertStats, AlertsChanged, FindingsMsg, GetAlertStats,
+    GetAlerts,
 };
 
 pub struct AlertsActor {

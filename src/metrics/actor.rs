@@ -4,8 +4,7 @@ use actix::{Actor, Context, Handler, MessageResult, Recipient};
 
 use super::{MetricsAggregator, MetricsConfig};
 use crate::messages::{
-    FinishMinute, FlowTableStatus, GetPacket, GetPackets, GetStats, MinuteSnapshots,
-    PacketBatchMsg,
+    FinishMinute, FlowTableStatus, GetPacket, GetPackets, GetStats, MinuteSnapshots, PacketBatchMsg,
 };
 
 pub struct MetricsActor {

@@ -362,7 +362,10 @@ impl MetricsAggregator {
 }
 
 /// The `limit` hosts with the most bytes, ties broken by address for stable output.
-fn top_by_bytes(hosts: impl Iterator<Item = (IpAddr, HostCounters)>, limit: usize) -> Vec<TopTalker> {
+fn top_by_bytes(
+    hosts: impl Iterator<Item = (IpAddr, HostCounters)>,
+    limit: usize,
+) -> Vec<TopTalker> {
     let mut all: Vec<(IpAddr, HostCounters)> = hosts.collect();
     let order = |a: &(IpAddr, HostCounters), b: &(IpAddr, HostCounters)| {
         b.1.bytes().cmp(&a.1.bytes()).then(a.0.cmp(&b.0))

@@ -83,11 +83,15 @@ impl<'a> Reader<'a> {
     }
 
     fn u16(&mut self) -> Result<u16, DecodeError> {
-        Ok(u16::from_be_bytes(self.take(2)?.try_into().expect("2 bytes")))
+        Ok(u16::from_be_bytes(
+            self.take(2)?.try_into().expect("2 bytes"),
+        ))
     }
 
     fn i64(&mut self) -> Result<i64, DecodeError> {
-        Ok(i64::from_be_bytes(self.take(8)?.try_into().expect("8 bytes")))
+        Ok(i64::from_be_bytes(
+            self.take(8)?.try_into().expect("8 bytes"),
+        ))
     }
 
     fn varint(&mut self) -> Result<u64, DecodeError> {
@@ -169,13 +173,7 @@ pub fn encode_flow(r: &FlowRecord, out: &mut Vec<u8>) {
     out.extend_from_slice(&r.vlan.unwrap_or(0).to_be_bytes());
     out.extend_from_slice(&r.first_seen.0.to_be_bytes());
     out.extend_from_slice(&r.last_seen.0.to_be_bytes());
-    for v in [
-        r.id,
-        r.src_packets,
-        r.dst_packets,
-        r.src_bytes,
-        r.dst_bytes,
-    ] {
+    for v in [r.id, r.src_packets, r.dst_packets, r.src_bytes, r.dst_bytes] {
         put_varint(out, v);
     }
     // Both ends of a flow share one address family.

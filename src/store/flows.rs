@@ -79,7 +79,10 @@ pub struct FlowPartitions {
 }
 
 fn names(seq: u64) -> (String, String) {
-    (format!("flows.{seq:016x}"), format!("flows_by_ip.{seq:016x}"))
+    (
+        format!("flows.{seq:016x}"),
+        format!("flows_by_ip.{seq:016x}"),
+    )
 }
 
 impl FlowPartitions {
@@ -90,12 +93,14 @@ impl FlowPartitions {
         let mut partitions = Vec::new();
         for entry in list.iter() {
             let (k, v) = entry?;
-            let seq = k.as_ref().try_into().map(u64::from_be_bytes).map_err(|_| {
-                StoreError::Corrupt {
-                    key: format!("partition {}", hex(&k)),
-                    source: codec::DecodeError::Field("partition key"),
-                }
-            })?;
+            let seq =
+                k.as_ref()
+                    .try_into()
+                    .map(u64::from_be_bytes)
+                    .map_err(|_| StoreError::Corrupt {
+                        key: format!("partition {}", hex(&k)),
+                        source: codec::DecodeError::Field("partition key"),
+                    })?;
             let (rows, index) = names(seq);
             partitions.push(Partition {
                 seq,
@@ -186,7 +191,10 @@ impl FlowPartitions {
                 let key = flow_key(r.last_seen, record_hash(r));
                 self.scratch.clear();
                 codec::encode_flow(r, &mut self.scratch);
-                for ip in [Some(r.src), (r.dst != r.src).then_some(r.dst)].into_iter().flatten() {
+                for ip in [Some(r.src), (r.dst != r.src).then_some(r.dst)]
+                    .into_iter()
+                    .flatten()
+                {
                     if p.index.insert(ip_index_key(ip, &key), &[])?.is_none() {
                         p.meta.index_entries += 1;
                         p.meta.bytes += INDEX_ENTRY;
@@ -197,11 +205,14 @@ impl FlowPartitions {
                     Some(old) => {
                         p.meta.bytes = p.meta.bytes - old.len() as u64 + self.scratch.len() as u64
                     }
-                    None => p.meta.add(r.last_seen.0, (key.len() + self.scratch.len()) as u64),
+                    None => p
+                        .meta
+                        .add(r.last_seen.0, (key.len() + self.scratch.len()) as u64),
                 }
                 written += 1;
             }
-            self.list.insert(p.seq.to_be_bytes(), &p.meta.encode()[..])?;
+            self.list
+                .insert(p.seq.to_be_bytes(), &p.meta.encode()[..])?;
             rest = &rest[written..];
         }
         Ok(())
@@ -209,7 +220,11 @@ impl FlowPartitions {
 
     /// Drops the oldest partition (never the one being written unless `include_newest`);
     /// returns the records it held.
-    fn drop_oldest(&mut self, db: &sled::Db, include_newest: bool) -> Result<Option<u64>, StoreError> {
+    fn drop_oldest(
+        &mut self,
+        db: &sled::Db,
+        include_newest: bool,
+    ) -> Result<Option<u64>, StoreError> {
         if self.partitions.is_empty() || (self.partitions.len() == 1 && !include_newest) {
             return Ok(None);
         }
@@ -262,7 +277,10 @@ impl FlowPartitions {
         limit: usize,
         keep: &dyn Fn(&FlowRecord) -> bool,
     ) -> Result<Vec<FlowRecord>, StoreError> {
-        let (from, to) = (flow_key(Timestamp(lo), 0), flow_key(Timestamp(hi), u64::MAX));
+        let (from, to) = (
+            flow_key(Timestamp(lo), 0),
+            flow_key(Timestamp(hi), u64::MAX),
+        );
         // One newest-first stream of (key, record) per overlapping partition, merged by key.
         type Stream<'a> = Box<dyn Iterator<Item = Result<([u8; 16], FlowRecord), StoreError>> + 'a>;
         let mut streams: Vec<Stream> = Vec::new();

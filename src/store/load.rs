@@ -22,7 +22,7 @@ pub const LOAD_EPOCH_NS: i64 = 1_767_225_600 * 1_000_000_000;
 pub fn synthetic_flow(i: u64) -> FlowRecord {
     let client = IpAddr::V4(Ipv4Addr::from(0x0a00_0000 | (i as u32 & 0xffff)));
     let server = IpAddr::V4(Ipv4Addr::from(0xc0a8_0100 | ((i >> 16) as u32 & 0xff)));
-    let tcp = i % 4 != 0;
+    let tcp = !i.is_multiple_of(4);
     let proto = if tcp { ip_proto::TCP } else { ip_proto::UDP };
     let (sport, dport) = (32_768 + (i % 28_000) as u16, if tcp { 443 } else { 53 });
     let last = Timestamp(LOAD_EPOCH_NS + i as i64 * 1_000_000);
@@ -130,10 +130,6 @@ pub fn run(
         if let Some(rate) = rate.filter(|r| *r > 0.0) {
             let due = started + std::time::Duration::from_secs_f64((next - first) as f64 / rate);
             std::thread::sleep(due.saturating_duration_since(Instant::now()));
-        }
-        if std::env::var_os("TAPIR_LOAD_TRACE").is_some() && report.batches % 10 == 0 {
-            let st = store.stats();
-            eprintln!("{next} size {} logical {} flows {}", st.size_on_disk >> 20, (st.flows.bytes + st.flow_index.bytes) >> 20, st.flows.records);
         }
         report.peak_size_on_disk = report.peak_size_on_disk.max(store.size_on_disk()?);
     }

@@ -198,7 +198,6 @@ const PARTITIONS_PER_BUDGET: u64 = 4;
 const ALERTS: usize = 0;
 const SNAPSHOTS: usize = 1;
 
-
 impl Store {
     /// Opens (or creates) the database at `path`. A database left by a crash is recovered
     /// by sled to its last durable state.
@@ -307,9 +306,9 @@ impl Store {
     pub fn alerts(&self, q: &AlertQuery) -> Result<Vec<Alert>, StoreError> {
         // Ids are milliseconds × 1024 of the first finding (or a little more when many
         // alerts open in one millisecond), so the id range brackets the time range.
-        let lo = q
-            .start
-            .map_or(0, |s| ((s * 1000.0).floor().max(0.0) as u64).saturating_mul(1024));
+        let lo = q.start.map_or(0, |s| {
+            ((s * 1000.0).floor().max(0.0) as u64).saturating_mul(1024)
+        });
         let hi = q.end.map_or(u64::MAX, |e| {
             ((e * 1000.0).ceil().max(0.0) as u64 + 1)
                 .saturating_mul(1024)
@@ -325,7 +324,9 @@ impl Store {
             if q.unacknowledged_only && alert.acknowledged {
                 continue;
             }
-            if q.start.is_some_and(|s| alert.timestamp < s) || q.end.is_some_and(|e| alert.timestamp > e) {
+            if q.start.is_some_and(|s| alert.timestamp < s)
+                || q.end.is_some_and(|e| alert.timestamp > e)
+            {
                 continue;
             }
             out.push(alert);
@@ -377,8 +378,7 @@ impl Store {
                 && r.last_seen.0 <= hi
                 && q.src_ip.is_none_or(|ip| r.src == ip)
                 && q.ip.is_none_or(|ip| r.involves(ip))
-                && q
-                    .protocol
+                && q.protocol
                     .as_deref()
                     .is_none_or(|p| r.protocol_name().eq_ignore_ascii_case(p))
         };
@@ -400,12 +400,10 @@ impl Store {
         let mut out = Vec::new();
         for entry in self.snapshots.range(lo..=hi).take(limit) {
             let (k, v) = entry?;
-            out.push(
-                serde_json::from_slice(&v).map_err(|e| StoreError::Corrupt {
-                    key: format!("snapshot {}", time_from_key(&k).unwrap_or_default()),
-                    source: DecodeError::Field(json_field(&e)),
-                })?,
-            );
+            out.push(serde_json::from_slice(&v).map_err(|e| StoreError::Corrupt {
+                key: format!("snapshot {}", time_from_key(&k).unwrap_or_default()),
+                source: DecodeError::Field(json_field(&e)),
+            })?);
         }
         Ok(out)
     }
@@ -460,14 +458,20 @@ impl Store {
             && let Some(newest) = time_from_key(&k)
         {
             let cutoff = newest.saturating_sub(days(self.config.snapshots_retention_days, 86_400));
-            report.by_age += self.delete_oldest(Kind::Snapshots, Some(time_key(cutoff).to_vec()), u64::MAX)?;
+            report.by_age +=
+                self.delete_oldest(Kind::Snapshots, Some(time_key(cutoff).to_vec()), u64::MAX)?;
         }
         if let Some((k, _)) = self.alerts.last()?
-            && let Some(newest_ms) = k.as_ref().try_into().ok().map(|b| u64::from_be_bytes(b) / 1024)
+            && let Some(newest_ms) = k
+                .as_ref()
+                .try_into()
+                .ok()
+                .map(|b| u64::from_be_bytes(b) / 1024)
         {
             let keep_ms = days(self.config.alerts_retention_days, 86_400_000) as u64;
             let cutoff = newest_ms.saturating_sub(keep_ms).saturating_mul(1024);
-            report.by_age += self.delete_oldest(Kind::Alerts, Some(cutoff.to_be_bytes().to_vec()), u64::MAX)?;
+            report.by_age +=
+                self.delete_oldest(Kind::Alerts, Some(cutoff.to_be_bytes().to_vec()), u64::MAX)?;
         }
         report.for_space = self.make_room()?;
         self.deleted_by_age += report.by_age;
@@ -496,14 +500,20 @@ impl Store {
         }
         // Down to 90% of the budget, so that deletes come in runs, not one per write.
         let target = budget / 10 * 9;
-        let mut deleted = self.flows.shrink_to(&self.db, target.saturating_sub(others))?;
+        let mut deleted = self
+            .flows
+            .shrink_to(&self.db, target.saturating_sub(others))?;
         let flows = self.flows.counts();
         let mut excess = (flows.0.bytes + flows.1.bytes + others).saturating_sub(target);
         for kind in [Kind::Snapshots, Kind::Alerts] {
             if excess == 0 {
                 break;
             }
-            let slot = if kind == Kind::Snapshots { SNAPSHOTS } else { ALERTS };
+            let slot = if kind == Kind::Snapshots {
+                SNAPSHOTS
+            } else {
+                ALERTS
+            };
             let before = self.counts[slot].bytes;
             deleted += self.delete_oldest(kind, None, excess)?;
             excess = excess.saturating_sub(before - self.counts[slot].bytes);

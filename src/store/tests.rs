@@ -35,8 +35,8 @@ fn flow(id: u64, src: &str, dst: &str, proto: u8, end_secs: f64) -> FlowRecord {
         src_flags: TcpFlags(0x12),
         dst_flags: TcpFlags(0x1b),
         state: FlowState::Closed,
-        refused: id % 2 == 0,
-        vlan: (id % 3 == 0).then_some(42),
+        refused: id.is_multiple_of(2),
+        vlan: id.is_multiple_of(3).then_some(42),
         community_id: format!("1:flow{id}"),
         end: EndReason::IdleTimeout,
     }
@@ -111,16 +111,25 @@ fn flow_time_ranges_are_inclusive_at_both_ends() {
         ..all()
     };
     // Flows ended at 100, 101, 102, 103, 104; newest first.
-    assert_eq!(ids(&s.flows(&q(Some(101.0), Some(103.0))).unwrap()), [3, 2, 1]);
+    assert_eq!(
+        ids(&s.flows(&q(Some(101.0), Some(103.0))).unwrap()),
+        [3, 2, 1]
+    );
     assert_eq!(ids(&s.flows(&q(Some(101.0), Some(101.0))).unwrap()), [1]);
-    assert_eq!(ids(&s.flows(&q(Some(101.000_001), Some(102.999_999))).unwrap()), [2]);
+    assert_eq!(
+        ids(&s.flows(&q(Some(101.000_001), Some(102.999_999))).unwrap()),
+        [2]
+    );
     assert_eq!(ids(&s.flows(&q(None, Some(100.0))).unwrap()), [0]);
     assert_eq!(ids(&s.flows(&q(Some(104.0), None)).unwrap()), [4]);
     assert!(s.flows(&q(Some(105.0), None)).unwrap().is_empty());
     // Limits keep the newest.
     let newest2 = s.flows(&FlowQuery { limit: 2, ..all() }).unwrap();
     assert_eq!(ids(&newest2), [4, 3]);
-    assert_eq!(s.flows(&all()).unwrap(), records.into_iter().rev().collect::<Vec<_>>());
+    assert_eq!(
+        s.flows(&all()).unwrap(),
+        records.into_iter().rev().collect::<Vec<_>>()
+    );
     let _ = std::fs::remove_dir_all(&d);
 }
 
@@ -137,9 +146,23 @@ fn the_ip_index_finds_a_host_on_either_side_and_filters_combine() {
     ])
     .unwrap();
     let host: IpAddr = "10.0.0.1".parse().unwrap();
-    let any = s.flows(&FlowQuery { ip: Some(host), ..all() }).unwrap();
-    assert_eq!(ids(&any), [2, 1], "as initiator and as responder, not the IPv6 look-alike");
-    let src = s.flows(&FlowQuery { src_ip: Some(host), ..all() }).unwrap();
+    let any = s
+        .flows(&FlowQuery {
+            ip: Some(host),
+            ..all()
+        })
+        .unwrap();
+    assert_eq!(
+        ids(&any),
+        [2, 1],
+        "as initiator and as responder, not the IPv6 look-alike"
+    );
+    let src = s
+        .flows(&FlowQuery {
+            src_ip: Some(host),
+            ..all()
+        })
+        .unwrap();
     assert_eq!(ids(&src), [1]);
     let udp = FlowQuery {
         ip: Some(host),
@@ -148,7 +171,15 @@ fn the_ip_index_finds_a_host_on_either_side_and_filters_combine() {
     };
     assert_eq!(ids(&s.flows(&udp).unwrap()), [2]);
     let v6: IpAddr = "2001:db8::2".parse().unwrap();
-    assert_eq!(ids(&s.flows(&FlowQuery { ip: Some(v6), ..all() }).unwrap()), [5]);
+    assert_eq!(
+        ids(&s
+            .flows(&FlowQuery {
+                ip: Some(v6),
+                ..all()
+            })
+            .unwrap()),
+        [5]
+    );
     let ranged = FlowQuery {
         ip: Some("10.0.0.3".parse().unwrap()),
         start: Some(12.0),
@@ -165,7 +196,7 @@ fn writing_the_same_flow_again_does_not_store_it_twice() {
     let d = dir();
     let mut s = Store::open(&d, &StoreConfig::default()).unwrap();
     let r = flow(1, "10.0.0.1", "10.0.0.2", 6, 10.0);
-    s.insert_flows(&[r.clone()]).unwrap();
+    s.insert_flows(std::slice::from_ref(&r)).unwrap();
     s.insert_flows(&[r]).unwrap();
     assert_eq!(s.flows(&all()).unwrap().len(), 1);
     assert_eq!(s.stats().flows.records, 1);
@@ -185,12 +216,19 @@ fn alerts_query_by_time_and_acknowledgement_persists_across_a_reopen() {
             alert(1_002_000, "10.0.0.1"),
         ])
         .unwrap();
-        assert_eq!(s.acknowledge(1_001_000 * 1024).unwrap().unwrap().source_ip, "10.0.0.2");
+        assert_eq!(
+            s.acknowledge(1_001_000 * 1024).unwrap().unwrap().source_ip,
+            "10.0.0.2"
+        );
         assert!(s.acknowledge(5).unwrap().is_none());
         // The published form: first timestamp + source address.
         let acked = s.acknowledge_matching(1002.0, "10.0.0.1").unwrap();
         assert_eq!(acked.len(), 1);
-        assert!(s.acknowledge_matching(1002.0, "10.0.0.9").unwrap().is_empty());
+        assert!(
+            s.acknowledge_matching(1002.0, "10.0.0.9")
+                .unwrap()
+                .is_empty()
+        );
         // A later update of an acknowledged episode keeps the acknowledgement.
         let mut update = alert(1_001_000, "10.0.0.2");
         update.count = 50;
@@ -221,7 +259,15 @@ fn alerts_query_by_time_and_acknowledgement_persists_across_a_reopen() {
     let window = s.alerts(&q(Some(1001.0), Some(1001.0), false)).unwrap();
     assert_eq!(window.len(), 1);
     assert_eq!(window[0].source_ip, "10.0.0.2");
-    assert_eq!(s.alerts(&AlertQuery { limit: 2, ..q(None, None, false) }).unwrap().len(), 2);
+    assert_eq!(
+        s.alerts(&AlertQuery {
+            limit: 2,
+            ..q(None, None, false)
+        })
+        .unwrap()
+        .len(),
+        2
+    );
     let _ = std::fs::remove_dir_all(&d);
 }
 
@@ -237,7 +283,10 @@ fn snapshots_come_back_by_minute_range_oldest_first() {
     s.insert_snapshots(&[minute(60), minute(120), minute(180), minute(240)])
         .unwrap();
     let got = s.snapshots(Some(120), Some(180), 10).unwrap();
-    assert_eq!(got.iter().map(|m| m.timestamp).collect::<Vec<_>>(), [120, 180]);
+    assert_eq!(
+        got.iter().map(|m| m.timestamp).collect::<Vec<_>>(),
+        [120, 180]
+    );
     assert_eq!(s.snapshots(None, None, 1).unwrap()[0].timestamp, 60);
     let _ = std::fs::remove_dir_all(&d);
 }
@@ -260,7 +309,10 @@ fn age_retention_drops_flows_older_than_the_window_counted_from_the_newest() {
     let report = s.enforce_retention().unwrap();
     let kept = s.flows(&all()).unwrap();
     let newest = 1e6 + 35.0 * 7200.0;
-    assert!(kept.iter().all(|f| f.last_seen.as_secs_f64() >= newest - 86_400.0));
+    assert!(
+        kept.iter()
+            .all(|f| f.last_seen.as_secs_f64() >= newest - 86_400.0)
+    );
     // 24 h back from the newest reaches flow 23 (exactly 24 h older): 13 flows remain.
     assert_eq!(kept.len(), 13);
     assert_eq!(report.by_age, 23);
@@ -294,7 +346,10 @@ fn over_the_size_budget_the_oldest_flows_go_first_and_alerts_stay() {
     // What remains is the newest run of flows, without gaps.
     assert_eq!(kept[0], 19_999);
     assert!(kept.windows(2).all(|w| w[0] == w[1] + 1));
-    assert_eq!(stats.alerts.records, 1, "alerts give way only after flows and snapshots");
+    assert_eq!(
+        stats.alerts.records, 1,
+        "alerts give way only after flows and snapshots"
+    );
     let _ = std::fs::remove_dir_all(&d);
 }
 
