@@ -259,3 +259,53 @@ fn a_full_disk_costs_records_not_the_analysis() {
     assert!(!err.contains("panicked"), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn writing_resumes_by_itself_when_space_returns() {
+    use actix::Actor;
+    use tapir::messages::{FlowRecordsMsg, FlushStore};
+    use tapir::store::StoreConfig;
+    use tapir::store::actor::StoreActor;
+    use tapir::store::load::synthetic_flow;
+
+    let Some(disk) = TinyDisk::mount(1) else {
+        eprintln!("SKIPPED: cannot mount a tmpfs here (needs root or CAP_SYS_ADMIN)");
+        return;
+    };
+    let path = disk.0.join("db");
+    let system = actix::System::new();
+    system.block_on(async {
+        let store = StoreActor::new(path.clone(), StoreConfig::default())
+            .with_log(|_| {})
+            .start();
+        // Far more than 1 MB of flows.
+        let records: std::sync::Arc<[_]> = (0..40_000).map(synthetic_flow).collect();
+        store.do_send(FlowRecordsMsg(records));
+        let full = store.send(FlushStore).await.unwrap();
+        assert!(full.errors > 0 && !full.available, "{full:?}");
+        assert_eq!(
+            full.pending, 40_000,
+            "nothing is lost while the disk is full"
+        );
+
+        // Space returns; the store reopens within 5 s and writes what it kept.
+        let grown = std::process::Command::new("mount")
+            .args(["-o", "remount,size=256m"])
+            .arg(&disk.0)
+            .status()
+            .unwrap();
+        assert!(grown.success());
+        let mut status = full;
+        for _ in 0..40 {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            status = store.send(FlushStore).await.unwrap();
+            if status.pending == 0 {
+                break;
+            }
+        }
+        assert!(status.available, "{status:?}");
+        assert_eq!(status.pending, 0);
+        assert_eq!(status.flows_written, 40_000);
+        assert_eq!(status.database.unwrap().flows.records, 40_000);
+    });
+}

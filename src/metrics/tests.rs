@@ -105,3 +105,42 @@ fn the_packet_ring_keeps_the_newest_and_finds_by_id() {
 fn dns_names_are_escaped_for_display() {
     assert_eq!(packets::display_name(b"a.b\x00\xff"), "a.b\\x00\\xff");
 }
+
+#[test]
+fn each_minute_of_packet_time_becomes_one_snapshot_of_that_minute_only() {
+    let mut m = MetricsAggregator::new(MetricsConfig::default());
+    m.ingest(&batch(vec![
+        pkt(120.0, "10.0.0.1", "10.0.0.2", 100),
+        pkt(150.5, "10.0.0.3", "10.0.0.2", 40),
+        pkt(179.999, "10.0.0.1", "10.0.0.2", 10),
+        // Next minute: closes the one starting at 120.
+        pkt(181.0, "10.0.0.4", "10.0.0.5", 7),
+    ]));
+    let minutes = m.take_finished_minutes();
+    assert_eq!(minutes.len(), 1);
+    let first = &minutes[0];
+    assert_eq!((first.timestamp, first.packets, first.bytes), (120, 3, 150));
+    assert_eq!(first.protocol_counts["TCP"], 3);
+    let talkers: Vec<(String, u64)> = first
+        .top_talkers
+        .iter()
+        .map(|t| (t.ip.to_string(), t.bytes))
+        .collect();
+    assert_eq!(
+        talkers,
+        [
+            ("10.0.0.2".into(), 150),
+            ("10.0.0.1".into(), 110),
+            ("10.0.0.3".into(), 40)
+        ]
+    );
+    // The end of input closes the partial minute, with only its own traffic.
+    m.finish_minute();
+    let last = m.take_finished_minutes();
+    assert_eq!(
+        (last[0].timestamp, last[0].packets, last[0].bytes),
+        (180, 1, 7)
+    );
+    assert_eq!(last[0].top_talkers.len(), 2);
+    assert!(m.take_finished_minutes().is_empty());
+}
