@@ -164,14 +164,6 @@ pub struct RetentionReport {
     pub for_space: u64,
 }
 
-/// Kinds of records, in the order they give way when space runs out.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Kind {
-    Flows,
-    Snapshots,
-    Alerts,
-}
-
 /// The database: a plain struct, used by the store actor and the `db` command.
 pub struct Store {
     path: PathBuf,
@@ -191,7 +183,7 @@ pub struct Store {
 /// `tapir db bench`: sled 0.34 uses about 6 bytes of file per byte of flow data, more while
 /// its garbage collection lags behind a burst of writes (see the README).
 const LIVE_SHARE: f64 = 0.1;
-/// Flow partitions per logical budget: retention frees about 1/16 of it at a time.
+/// Flow partitions per logical budget: retention frees about a quarter of it at a time.
 const PARTITIONS_PER_BUDGET: u64 = 4;
 
 /// Indexes into `Store::counts`.
@@ -458,8 +450,7 @@ impl Store {
             && let Some(newest) = time_from_key(&k)
         {
             let cutoff = newest.saturating_sub(days(self.config.snapshots_retention_days, 86_400));
-            report.by_age +=
-                self.delete_oldest(Kind::Snapshots, Some(time_key(cutoff).to_vec()), u64::MAX)?;
+            report.by_age += self.delete_oldest(SNAPSHOTS, Some(&time_key(cutoff)), u64::MAX)?;
         }
         if let Some((k, _)) = self.alerts.last()?
             && let Some(newest_ms) = k
@@ -470,8 +461,7 @@ impl Store {
         {
             let keep_ms = days(self.config.alerts_retention_days, 86_400_000) as u64;
             let cutoff = newest_ms.saturating_sub(keep_ms).saturating_mul(1024);
-            report.by_age +=
-                self.delete_oldest(Kind::Alerts, Some(cutoff.to_be_bytes().to_vec()), u64::MAX)?;
+            report.by_age += self.delete_oldest(ALERTS, Some(&cutoff.to_be_bytes()), u64::MAX)?;
         }
         report.for_space = self.make_room()?;
         self.deleted_by_age += report.by_age;
@@ -505,39 +495,34 @@ impl Store {
             .shrink_to(&self.db, target.saturating_sub(others))?;
         let flows = self.flows.counts();
         let mut excess = (flows.0.bytes + flows.1.bytes + others).saturating_sub(target);
-        for kind in [Kind::Snapshots, Kind::Alerts] {
+        for slot in [SNAPSHOTS, ALERTS] {
             if excess == 0 {
                 break;
             }
-            let slot = if kind == Kind::Snapshots {
-                SNAPSHOTS
-            } else {
-                ALERTS
-            };
             let before = self.counts[slot].bytes;
-            deleted += self.delete_oldest(kind, None, excess)?;
+            deleted += self.delete_oldest(slot, None, excess)?;
             excess = excess.saturating_sub(before - self.counts[slot].bytes);
         }
         Ok(deleted)
     }
 
-    /// Deletes the oldest snapshots or alerts (keys below `before`, if given) until
-    /// `max_bytes` of logical data went; returns how many.
+    /// Deletes the oldest snapshots or alerts (`slot`; keys below `before`, if given) until
+    /// `max_bytes` of logical data went; returns how many. Flows go by partition instead.
     fn delete_oldest(
         &mut self,
-        kind: Kind,
-        before: Option<Vec<u8>>,
+        slot: usize,
+        before: Option<&[u8]>,
         max_bytes: u64,
     ) -> Result<u64, StoreError> {
-        let (tree, slot) = match kind {
-            Kind::Snapshots => (&self.snapshots, SNAPSHOTS),
-            Kind::Alerts => (&self.alerts, ALERTS),
-            Kind::Flows => unreachable!("flows are dropped by partition"),
+        let tree = if slot == SNAPSHOTS {
+            &self.snapshots
+        } else {
+            &self.alerts
         };
         let (mut n, mut bytes) = (0u64, 0u64);
         while bytes < max_bytes {
             let first = match &before {
-                Some(b) => tree.range(..b.as_slice()).next().transpose()?,
+                Some(b) => tree.range::<&[u8], _>(..b).next().transpose()?,
                 None => tree.first()?,
             };
             let Some((k, v)) = first else {
