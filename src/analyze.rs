@@ -28,7 +28,7 @@ use crate::messages::{
 };
 use crate::metrics::TopTalker;
 use crate::output::JsonLinesWriter;
-use crate::pipeline::Pipeline;
+use crate::pipeline::{Pipeline, StoreService};
 use crate::store::actor::{StoreActor, StoreStatus};
 use crate::store::{Store, StoreError};
 use crate::wire::link::LinkType;
@@ -207,7 +207,13 @@ pub fn run(
     let result = system.block_on(async move {
         let writer = writer.map(Actor::start);
         let sinks = writer.iter().map(|w| w.clone().recipient()).collect();
-        let pipeline = Pipeline::start(&config, sinks, store);
+        let store = store.map(StoreService::start);
+        let pipeline = Pipeline::start(
+            &config,
+            sinks,
+            store.as_ref().map(|s| s.addr.clone()),
+            Vec::new(),
+        );
         let batch_sinks = pipeline.batch_sinks();
         let thread_counters = Arc::clone(&counters);
         let (tx, rx) = tokio::sync::oneshot::channel();
@@ -311,6 +317,9 @@ pub fn run(
             None => None,
         };
         pipeline.stop();
+        if let Some(store) = store {
+            store.stop();
+        }
         Ok::<_, AnalyzeError>((
             reports,
             flow_stats,

@@ -221,7 +221,7 @@ fn main() -> ExitCode {
             packets,
             seed,
             out,
-        } => match write_scenario(scenario, packets, seed, &out) {
+        } => match tapir::synth::write_pcap(&mut Generator::new(scenario, seed), packets, &out) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("tapir: cannot write {}: {e}", out.display());
@@ -304,29 +304,4 @@ fn db_command(
         }
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// Writes `packets` frames of `scenario` as a microsecond pcap through libpcap.
-fn write_scenario(
-    scenario: Scenario,
-    packets: u64,
-    seed: u64,
-    out: &std::path::Path,
-) -> Result<(), pcap::Error> {
-    let dead = pcap::Capture::dead(pcap::Linktype::ETHERNET)?;
-    let mut file = dead.savefile(out)?;
-    let mut generator = Generator::new(scenario, seed);
-    for _ in 0..packets {
-        let (ts, data) = generator.next_frame();
-        let header = pcap::PacketHeader {
-            ts: libc::timeval {
-                tv_sec: ts.secs() as libc::time_t,
-                tv_usec: (ts.0.rem_euclid(1_000_000_000) / 1000) as libc::suseconds_t,
-            },
-            caplen: data.len() as u32,
-            len: data.len() as u32,
-        };
-        file.write(&pcap::Packet::new(&header, data));
-    }
-    file.flush()
 }

@@ -42,12 +42,10 @@ pub struct FlushFlows;
 #[rtype(result = "FlowTableStats")]
 pub struct GetFlowStats;
 
-/// Active flows, most recent first.
+/// Active flows matching the query, most recent first.
 #[derive(Message)]
 #[rtype(result = "Vec<FlowRecord>")]
-pub struct GetActiveFlows {
-    pub limit: usize,
-}
+pub struct GetActiveFlows(pub FlowQuery);
 
 /// The published statistics snapshot.
 #[derive(Message)]

@@ -2,7 +2,8 @@
 //!
 //! The flows actor runs on its own arbiter (thread), the detectors and the alerts actor on
 //! another, so that flow tracking, detection, metrics and capture/decoding spread over the
-//! cores; metrics share the system arbiter. The store, which blocks on the disk, has its own.
+//! cores; metrics share the system arbiter. The store, which blocks on the disk, has its own
+//! and outlives pipelines: the server starts a fresh pipeline for each capture source.
 
 use actix::{Actor, Addr, Arbiter, Recipient};
 
@@ -10,7 +11,7 @@ use crate::alert::actor::AlertsActor;
 use crate::config::Config;
 use crate::detect::actor::DetectorActor;
 use crate::flow::actor::FlowsActor;
-use crate::messages::{FlowRecordsMsg, PacketBatchMsg};
+use crate::messages::{AlertsChanged, FlowRecordsMsg, PacketBatchMsg};
 use crate::metrics::actor::MetricsActor;
 use crate::store::actor::StoreActor;
 
@@ -26,35 +27,49 @@ pub struct Pipeline {
     pub store: Option<Addr<StoreActor>>,
     flows_arbiter: Arbiter,
     detect_arbiter: Arbiter,
-    store_arbiter: Option<Arbiter>,
+}
+
+/// The store actor on a thread of its own (sled blocks on the disk); it outlives pipelines.
+pub struct StoreService {
+    pub addr: Addr<StoreActor>,
+    arbiter: Arbiter,
+}
+
+impl StoreService {
+    /// Starts `actor` on a new arbiter. Must run inside an actix system.
+    pub fn start(actor: StoreActor) -> StoreService {
+        let arbiter = Arbiter::new();
+        let addr = StoreActor::start_in_arbiter(&arbiter.handle(), move |_| actor);
+        StoreService { addr, arbiter }
+    }
+
+    /// Stops the store's thread (after a `FlushStore`, nothing is lost).
+    pub fn stop(self) {
+        self.arbiter.stop();
+    }
 }
 
 impl Pipeline {
     /// Starts the actors; finished flows go to `record_sinks` (and to the detectors that
     /// judge connections, and to `store` if given, which then also keeps alerts and minute
-    /// snapshots). Must run inside an actix system.
+    /// snapshots); opened and updated alerts also go to `alert_sinks`. Must run inside an
+    /// actix system.
     pub fn start(
         config: &Config,
         mut record_sinks: Vec<Recipient<FlowRecordsMsg>>,
-        store: Option<StoreActor>,
+        store: Option<Addr<StoreActor>>,
+        mut alert_sinks: Vec<Recipient<AlertsChanged>>,
     ) -> Pipeline {
         let queue = config.capture.queue_batches;
-        // sled blocks on the disk: the store gets a thread of its own.
-        let (store, store_arbiter) = match store {
-            Some(actor) => {
-                let arbiter = Arbiter::new();
-                let addr = StoreActor::start_in_arbiter(&arbiter.handle(), move |_| actor);
-                record_sinks.push(addr.clone().recipient());
-                (Some(addr), Some(arbiter))
-            }
-            None => (None, None),
-        };
+        if let Some(store) = &store {
+            record_sinks.push(store.clone().recipient());
+            alert_sinks.push(store.clone().recipient());
+        }
         let minute_sink = store.as_ref().map(|s| s.clone().recipient());
         let metrics = MetricsActor::new(config.metrics.clone(), queue, minute_sink).start();
 
         let detect_arbiter = Arbiter::new();
         let alerts_config = config.alerts.clone();
-        let alert_sinks = store.iter().map(|s| s.clone().recipient()).collect();
         let alerts = AlertsActor::start_in_arbiter(&detect_arbiter.handle(), move |_| {
             AlertsActor::new(alerts_config, alert_sinks)
         });
@@ -89,7 +104,6 @@ impl Pipeline {
             store,
             flows_arbiter,
             detect_arbiter,
-            store_arbiter,
         }
     }
 
@@ -103,12 +117,9 @@ impl Pipeline {
         sinks
     }
 
-    /// Stops the arbiters' threads.
+    /// Stops the arbiters' threads (the store's is its owner's to stop).
     pub fn stop(self) {
         self.flows_arbiter.stop();
         self.detect_arbiter.stop();
-        if let Some(a) = self.store_arbiter {
-            a.stop();
-        }
     }
 }

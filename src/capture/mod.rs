@@ -7,6 +7,7 @@
 
 pub mod file;
 pub mod live;
+pub mod paced;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -66,6 +67,10 @@ pub trait PacketSource: Send {
     /// Live sources drop batches rather than wait for consumers.
     fn is_live(&self) -> bool {
         false
+    }
+    /// Send a batch once it is `max_age` old, full or not (live and paced sources).
+    fn batch_by_age(&self) -> bool {
+        self.is_live()
     }
 }
 
@@ -195,6 +200,7 @@ pub fn run(
     counters: &CaptureCounters,
 ) -> CaptureReport {
     let live = source.is_live();
+    let by_age = source.batch_by_age();
     let mut decoder = Decoder::new();
     let mut report = CaptureReport {
         source: source.describe(),
@@ -240,7 +246,7 @@ pub fn run(
             }
         };
         let full = batch.len() >= config.packets;
-        let stale = live && !batch.is_empty() && batch_started.elapsed() >= config.max_age;
+        let stale = by_age && !batch.is_empty() && batch_started.elapsed() >= config.max_age;
         if full || stale || done {
             if !batch.is_empty() {
                 let ready =

@@ -92,6 +92,6 @@ impl Handler<GetActiveFlows> for FlowsActor {
     type Result = actix::MessageResult<GetActiveFlows>;
 
     fn handle(&mut self, msg: GetActiveFlows, _: &mut Self::Context) -> Self::Result {
-        actix::MessageResult(self.table.active(msg.limit, |_| true))
+        actix::MessageResult(self.table.active(msg.0.limit, |r| msg.0.matches(r)))
     }
 }

@@ -129,6 +129,29 @@ pub struct FlowQuery {
     pub end: Option<f64>,
 }
 
+impl FlowQuery {
+    /// The time range in nanoseconds, widened to whole nanoseconds at both ends.
+    pub fn time_bounds_ns(&self) -> (i64, i64) {
+        (
+            self.start.map_or(i64::MIN, |s| secs_to_ns(s, f64::floor)),
+            self.end.map_or(i64::MAX, |e| secs_to_ns(e, f64::ceil)),
+        )
+    }
+
+    /// Whether a record passes every filter of the query (the limit aside).
+    pub fn matches(&self, r: &FlowRecord) -> bool {
+        let (lo, hi) = self.time_bounds_ns();
+        r.last_seen.0 >= lo
+            && r.last_seen.0 <= hi
+            && self.src_ip.is_none_or(|ip| r.src == ip)
+            && self.ip.is_none_or(|ip| r.involves(ip))
+            && self
+                .protocol
+                .as_deref()
+                .is_none_or(|p| r.protocol_name().eq_ignore_ascii_case(p))
+    }
+}
+
 /// Record counts and logical bytes per tree (kept in memory, computed at open).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct TreeCounts {
@@ -363,18 +386,9 @@ impl Store {
 
     /// Flows matching `q`, newest (by end time) first.
     pub fn flows(&self, q: &FlowQuery) -> Result<Vec<FlowRecord>, StoreError> {
-        let lo = q.start.map_or(i64::MIN, |s| secs_to_ns(s, f64::floor));
-        let hi = q.end.map_or(i64::MAX, |e| secs_to_ns(e, f64::ceil));
-        let keep = |r: &FlowRecord| {
-            r.last_seen.0 >= lo
-                && r.last_seen.0 <= hi
-                && q.src_ip.is_none_or(|ip| r.src == ip)
-                && q.ip.is_none_or(|ip| r.involves(ip))
-                && q.protocol
-                    .as_deref()
-                    .is_none_or(|p| r.protocol_name().eq_ignore_ascii_case(p))
-        };
-        self.flows.query(lo, hi, q.ip.or(q.src_ip), q.limit, &keep)
+        let (lo, hi) = q.time_bounds_ns();
+        self.flows
+            .query(lo, hi, q.ip.or(q.src_ip), q.limit, &|r| q.matches(r))
     }
 
     /// Minute snapshots whose minute starts within `[start, end]` (Unix seconds), oldest

@@ -288,6 +288,29 @@ impl PacketSource for Generator {
     }
 }
 
+/// Writes the generator's next `packets` frames to a pcap file (microsecond timestamps).
+pub fn write_pcap(
+    generator: &mut Generator,
+    packets: u64,
+    out: &std::path::Path,
+) -> Result<(), pcap::Error> {
+    let dead = pcap::Capture::dead(pcap::Linktype::ETHERNET)?;
+    let mut file = dead.savefile(out)?;
+    for _ in 0..packets {
+        let (ts, data) = generator.next_frame();
+        let header = pcap::PacketHeader {
+            ts: libc::timeval {
+                tv_sec: ts.secs() as libc::time_t,
+                tv_usec: (ts.0.rem_euclid(1_000_000_000) / 1000) as libc::suseconds_t,
+            },
+            caplen: data.len() as u32,
+            len: data.len() as u32,
+        };
+        file.write(&pcap::Packet::new(&header, data));
+    }
+    file.flush()
+}
+
 /// A MAC address derived from an IPv4 address (locally administered), so frames are stable.
 fn mac_of(ip: Ipv4Addr) -> [u8; 6] {
     let o = ip.octets();

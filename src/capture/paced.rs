@@ -1,0 +1,281 @@
+//! Pacing and looping: replay a source at X× its recorded pace (`replay`, uploads, `demo`)
+//! and read a capture file over and over (`replay --loop`).
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use super::file::FileSource;
+use super::{CaptureError, Frame, LibpcapStats, PacketSource, ReadStatus};
+use crate::packet::Timestamp;
+use crate::wire::link::LinkType;
+
+/// Longest sleep inside one `read_some`, so that the capture loop sends half-full batches
+/// and notices a stop request promptly.
+const MAX_WAIT: Duration = Duration::from_millis(5);
+
+/// A frame read ahead of its time, held until it is due.
+struct Held {
+    ts: Timestamp,
+    wire_len: u32,
+    link: LinkType,
+    data: Vec<u8>,
+}
+
+/// Delivers the frames of `inner` no faster than `speed` × their recorded pace.
+pub struct Paced<S> {
+    inner: S,
+    speed: f64,
+    /// Shift packet times so that the first frame is stamped with the wall clock (the demo's
+    /// synthetic clock starts in 2026-01-01; a live-looking dashboard wants "now").
+    rebase_to_now: bool,
+    /// Packet time and wall time of the first frame.
+    anchor: Option<(i64, Instant)>,
+    shift_ns: i64,
+    held: Option<Held>,
+    ended: bool,
+}
+
+impl<S: PacketSource> Paced<S> {
+    /// `speed` must be positive: 1.0 is the recorded pace, 10.0 ten times faster.
+    pub fn new(inner: S, speed: f64, rebase_to_now: bool) -> Self {
+        assert!(speed > 0.0 && speed.is_finite(), "speed must be positive");
+        Paced {
+            inner,
+            speed,
+            rebase_to_now,
+            anchor: None,
+            shift_ns: 0,
+            held: None,
+            ended: false,
+        }
+    }
+
+    /// Reads one frame from the inner source into `held`.
+    fn read_ahead(&mut self) -> Result<(), CaptureError> {
+        let mut held = None;
+        let status = self.inner.read_some(1, &mut |f| {
+            held = Some(Held {
+                ts: f.ts,
+                wire_len: f.wire_len,
+                link: f.link,
+                data: f.data.to_vec(),
+            })
+        })?;
+        self.held = held;
+        self.ended = status.end && self.held.is_none();
+        Ok(())
+    }
+
+    /// When `ts` is due on the wall clock.
+    fn due(&mut self, ts: Timestamp) -> Instant {
+        let (t0, w0) = *self.anchor.get_or_insert_with(|| (ts.0, Instant::now()));
+        if self.rebase_to_now && self.shift_ns == 0 {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos() as i64);
+            self.shift_ns = now - t0;
+        }
+        let offset_ns = ((ts.0 - t0).max(0) as f64 / self.speed) as u64;
+        w0 + Duration::from_nanos(offset_ns)
+    }
+}
+
+impl<S: PacketSource> PacketSource for Paced<S> {
+    fn read_some(
+        &mut self,
+        max: usize,
+        sink: &mut dyn FnMut(Frame<'_>),
+    ) -> Result<ReadStatus, CaptureError> {
+        let mut frames = 0;
+        while frames < max {
+            if self.held.is_none() {
+                if self.ended {
+                    break;
+                }
+                self.read_ahead()?;
+                if self.held.is_none() {
+                    break;
+                }
+            }
+            let ts = self.held.as_ref().expect("held").ts;
+            let due = self.due(ts);
+            let now = Instant::now();
+            if due > now {
+                if frames > 0 {
+                    break;
+                }
+                std::thread::sleep((due - now).min(MAX_WAIT));
+                if Instant::now() < due {
+                    break;
+                }
+            }
+            let held = self.held.take().expect("held");
+            sink(Frame {
+                ts: Timestamp(held.ts.0.saturating_add(self.shift_ns)),
+                wire_len: held.wire_len,
+                link: held.link,
+                data: &held.data,
+            });
+            frames += 1;
+        }
+        Ok(ReadStatus {
+            frames,
+            end: self.ended && self.held.is_none(),
+        })
+    }
+
+    fn describe(&self) -> String {
+        format!("{} at {}× pace", self.inner.describe(), self.speed)
+    }
+
+    fn link_types(&self) -> Vec<LinkType> {
+        self.inner.link_types()
+    }
+
+    fn libpcap_stats(&mut self) -> Option<LibpcapStats> {
+        self.inner.libpcap_stats()
+    }
+
+    fn batch_by_age(&self) -> bool {
+        true
+    }
+}
+
+/// A capture file read again and again; each pass is shifted in time to follow the previous
+/// one, so packet time keeps moving forward (flows expire, windows slide) as in a long capture.
+pub struct FileLoop {
+    path: PathBuf,
+    source: FileSource,
+    shift_ns: i64,
+    first_ns: Option<i64>,
+    last_ns: i64,
+    /// Passes completed.
+    pub passes: u64,
+}
+
+impl FileLoop {
+    pub fn open(path: &Path) -> Result<Self, CaptureError> {
+        Ok(FileLoop {
+            path: path.to_path_buf(),
+            source: FileSource::open(path)?,
+            shift_ns: 0,
+            first_ns: None,
+            last_ns: 0,
+            passes: 0,
+        })
+    }
+}
+
+impl PacketSource for FileLoop {
+    fn read_some(
+        &mut self,
+        max: usize,
+        sink: &mut dyn FnMut(Frame<'_>),
+    ) -> Result<ReadStatus, CaptureError> {
+        let (shift, first, last) = (self.shift_ns, &mut self.first_ns, &mut self.last_ns);
+        let status = self.source.read_some(max, &mut |f| {
+            first.get_or_insert(f.ts.0);
+            *last = f.ts.0;
+            sink(Frame {
+                ts: Timestamp(f.ts.0.saturating_add(shift)),
+                ..f
+            })
+        });
+        let status = match status {
+            // A cut-short last record ends the pass like the end of the file does.
+            Err(e) if e.is_partial() => ReadStatus {
+                frames: 0,
+                end: true,
+            },
+            other => other?,
+        };
+        if status.end {
+            let Some(first) = self.first_ns else {
+                // An empty file would loop forever without a frame.
+                return Ok(status);
+            };
+            self.passes += 1;
+            // The next pass starts one second after this one ended.
+            self.shift_ns += (self.last_ns - first) + Timestamp::NANOS_PER_SEC;
+            self.source = FileSource::open(&self.path)?;
+            return Ok(ReadStatus {
+                frames: status.frames,
+                end: false,
+            });
+        }
+        Ok(status)
+    }
+
+    fn describe(&self) -> String {
+        format!("{} (looping)", self.source.describe())
+    }
+
+    fn link_types(&self) -> Vec<LinkType> {
+        self.source.link_types()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::synth::{Generator, Scenario};
+
+    fn collect(source: &mut dyn PacketSource, until: usize) -> Vec<i64> {
+        let mut out = Vec::new();
+        while out.len() < until {
+            let status = source
+                .read_some(64, &mut |f| out.push(f.ts.0))
+                .expect("read");
+            if status.end {
+                break;
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn pacing_follows_the_recorded_gaps_divided_by_speed() {
+        // The synthetic scenario runs at ~150 packets per second of packet time; at 20× that
+        // is ~3,000 per second of wall time.
+        let mut paced = Paced::new(Generator::new(Scenario::Mixed, 3), 20.0, false);
+        let started = Instant::now();
+        let times = collect(&mut paced, 300);
+        let wall = started.elapsed().as_secs_f64();
+        let span = (times[times.len() - 1] - times[0]) as f64 / 1e9;
+        let expected = span / 20.0;
+        assert!(
+            wall >= expected * 0.95 && wall <= expected + 0.25,
+            "{wall} s of wall time for {span} s of packet time at 20×"
+        );
+    }
+
+    #[test]
+    fn rebasing_stamps_the_first_frame_with_now() {
+        let mut paced = Paced::new(Generator::new(Scenario::Mixed, 3), 1.0, true);
+        let times = collect(&mut paced, 1);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos() as i64;
+        assert!((now - times[0]).abs() < 2 * Timestamp::NANOS_PER_SEC);
+    }
+
+    #[test]
+    fn a_loop_moves_forward_in_time_on_every_pass() {
+        let mut file = std::env::temp_dir();
+        file.push(format!("tapir-loop-{}.pcap", std::process::id()));
+        let mut generator = Generator::new(Scenario::Mixed, 5);
+        crate::synth::write_pcap(&mut generator, 200, &file).unwrap();
+        let mut looped = FileLoop::open(&file).unwrap();
+        let times = collect(&mut looped, 650);
+        std::fs::remove_file(&file).unwrap();
+        assert!(looped.passes >= 3, "passes {}", looped.passes);
+        assert!(
+            times.windows(2).all(|w| w[0] <= w[1]),
+            "time went backwards"
+        );
+        // Pass two repeats pass one, shifted by its span plus one second.
+        let span = times[199] - times[0];
+        assert_eq!(times[200] - times[0], span + Timestamp::NANOS_PER_SEC);
+    }
+}
