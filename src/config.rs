@@ -10,6 +10,8 @@ use serde::{Deserialize, Serialize};
 use crate::alert::AlertsConfig;
 use crate::detect::DetectorsConfig;
 use crate::flow::FlowConfig;
+use crate::geo::GeoConfig;
+use crate::http::ServerConfig;
 use crate::metrics::MetricsConfig;
 use crate::store::StoreConfig;
 
@@ -58,6 +60,8 @@ pub struct Config {
     pub detectors: DetectorsConfig,
     pub alerts: AlertsConfig,
     pub store: StoreConfig,
+    pub server: ServerConfig,
+    pub geoip: GeoConfig,
 }
 
 /// A configuration file that could not be used.
@@ -124,6 +128,7 @@ impl Config {
             return Err("alerts.max_alerts must be at least 1".into());
         }
         self.store.validate()?;
+        self.server.validate()?;
         self.detectors.validate()
     }
 }

@@ -3,15 +3,24 @@
 //! Capture → consumers: `PacketBatchMsg`. Flows → sinks: `FlowRecordsMsg`; flows → metrics:
 //! `FlowTableStatus`. Detectors → alerts: `FindingsMsg`. Alerts → store: `AlertsChanged`;
 //! metrics → store: `MinuteSnapshots`; flows → store: `FlowRecordsMsg`. Queries (from the
-//! CLI now, the HTTP server later) return values.
+//! CLI and the HTTP workers) return values. Server: HTTP → engine (`GetPipeline`,
+//! `StartUpload`, `StopReplay`, `GetEngineStatus`, `Shutdown`), engine → hub
+//! (`PipelineChanged`), alerts → hub (`AlertsChanged`), HTTP → hub (`Subscribe`).
 
 use std::sync::Arc;
 
 use actix::Message;
 
+use crate::alert::actor::AlertsActor;
 use crate::alert::{Alert, AlertQuery, LatencyStats};
+use crate::capture::CaptureCounters;
 use crate::detect::{DetectorStats, Finding, Rule};
+use crate::engine::EngineStatus;
+use crate::flow::actor::FlowsActor;
 use crate::flow::{FlowRecord, FlowTableStats};
+use crate::http::hub::HubStatus;
+use crate::http::route::Stream;
+use crate::metrics::actor::MetricsActor;
 use crate::metrics::{MinuteSnapshot, PacketView, StatsSnapshot};
 use crate::packet::PacketBatch;
 use crate::store::FlowQuery;
@@ -186,3 +195,81 @@ pub struct StoreAcknowledgeMatching {
     pub timestamp: f64,
     pub source_ip: String,
 }
+
+/// The actors of the pipeline the server currently shows (an upload's while it replays).
+#[derive(Clone)]
+pub struct PipelineAddrs {
+    /// Changes whenever the engine switches pipelines.
+    pub stage: u64,
+    pub flows: actix::Addr<FlowsActor>,
+    pub metrics: actix::Addr<MetricsActor>,
+    pub alerts: actix::Addr<AlertsActor>,
+    pub counters: Arc<CaptureCounters>,
+}
+
+/// Server → engine: the current pipeline.
+#[derive(Message)]
+#[rtype(result = "PipelineAddrs")]
+pub struct GetPipeline;
+
+/// Engine → hub: the pipeline to stream from changed.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct PipelineChanged(pub PipelineAddrs);
+
+/// Server → engine: which sources run, for `/debug`.
+#[derive(Message)]
+#[rtype(result = "EngineStatus")]
+pub struct GetEngineStatus;
+
+/// Server → engine: replay an uploaded capture (already checked to be one) at `speed`× its
+/// pace (0 = as fast as possible). The file is deleted when the replay is over.
+#[derive(Message)]
+#[rtype(result = "Result<String, UploadRejected>")]
+pub struct StartUpload {
+    pub file: tempfile::TempPath,
+    pub name: String,
+    pub speed: f64,
+}
+
+/// Why an upload was not replayed.
+#[derive(Debug, thiserror::Error)]
+pub enum UploadRejected {
+    #[error("a replay is already running ({0}); stop it first with POST /pcap/replay/stop")]
+    Busy(String),
+    #[error("{0}")]
+    NotACapture(String),
+    #[error("the server is shutting down")]
+    ShuttingDown,
+}
+
+/// Server → engine: stop the replay (an upload's, else a `replay` file's); false if none ran.
+#[derive(Message)]
+#[rtype(result = "bool")]
+pub struct StopReplay;
+
+/// Stop capture and drain every pipeline into the store; replies when done.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Shutdown;
+
+/// Server → hub: a WebSocket client wants `stream`; frames go to `tx`. Replies false when
+/// the client cap is reached.
+#[derive(Message)]
+#[rtype(result = "bool")]
+pub struct Subscribe {
+    pub stream: Stream,
+    pub tx: std::sync::mpsc::SyncSender<tungstenite::Message>,
+    /// Set by the client's writer thread when it ends.
+    pub closed: Arc<std::sync::atomic::AtomicBool>,
+}
+
+/// Close every WebSocket (shutdown).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct CloseAll;
+
+/// The hub's counters.
+#[derive(Message)]
+#[rtype(result = "HubStatus")]
+pub struct GetHubStatus;

@@ -68,6 +68,8 @@ pub trait PacketSource: Send {
     fn is_live(&self) -> bool {
         false
     }
+    /// Reading resumes after a pause (paced sources restart their clock here).
+    fn resume_after_pause(&mut self) {}
     /// Send a batch once it is `max_age` old, full or not (live and paced sources).
     fn batch_by_age(&self) -> bool {
         self.is_live()
@@ -152,6 +154,20 @@ pub struct CaptureCounters {
     pub batches_sent: AtomicU64,
     pub batches_dropped: AtomicU64,
     pub packets_dropped: AtomicU64,
+    /// libpcap's own counters (live capture), refreshed about once a second.
+    pub libpcap_received: AtomicU64,
+    pub libpcap_dropped: AtomicU64,
+    pub libpcap_if_dropped: AtomicU64,
+}
+
+impl CaptureCounters {
+    fn set_libpcap(&self, stats: LibpcapStats) {
+        self.libpcap_received
+            .store(stats.received, Ordering::Relaxed);
+        self.libpcap_dropped.store(stats.dropped, Ordering::Relaxed);
+        self.libpcap_if_dropped
+            .store(stats.if_dropped, Ordering::Relaxed);
+    }
 }
 
 /// What a finished capture run saw.
@@ -209,6 +225,7 @@ pub fn run(
     let mut batch = PacketBatch::with_capacity(config.packets);
     let mut batch_started = Instant::now();
     let mut pending_bytes = 0u64;
+    let mut stats_due = Instant::now();
     loop {
         if stop.reached(report.frames) {
             break;
@@ -270,6 +287,12 @@ pub fn run(
                 .store(report.packets_dropped, Ordering::Relaxed);
             report.bytes += pending_bytes;
             pending_bytes = 0;
+            if live && Instant::now() >= stats_due {
+                stats_due = Instant::now() + Duration::from_secs(1);
+                if let Some(stats) = source.libpcap_stats() {
+                    counters.set_libpcap(stats);
+                }
+            }
         }
         if done {
             break;
@@ -286,6 +309,9 @@ pub fn run(
     report.decode = decoder.counters;
     report.link_types = source.link_types();
     report.libpcap = source.libpcap_stats();
+    if let Some(stats) = report.libpcap {
+        counters.set_libpcap(stats);
+    }
     report
 }
 

@@ -139,6 +139,14 @@ impl<S: PacketSource> PacketSource for Paced<S> {
     fn batch_by_age(&self) -> bool {
         true
     }
+
+    fn resume_after_pause(&mut self) {
+        // Pace from the next frame on; a rebased clock jumps over the pause, as wall time did.
+        self.anchor = None;
+        if self.rebase_to_now {
+            self.shift_ns = 0;
+        }
+    }
 }
 
 /// A capture file read again and again; each pass is shifted in time to follow the previous

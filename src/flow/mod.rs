@@ -203,6 +203,8 @@ impl Serialize for FlowRecord {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct FlowTableStats {
     pub active: u64,
+    /// Packet batches taken in.
+    pub batches: u64,
     pub peak_active: u64,
     pub created: u64,
     pub expired: u64,

@@ -156,6 +156,7 @@ impl FlowTable {
 
     /// Accounts every packet of `batch`, appending finished flows to `out`.
     pub fn ingest(&mut self, batch: &PacketBatch, out: &mut Vec<FlowRecord>) {
+        self.stats.batches += 1;
         for packet in &batch.packets {
             self.observe(packet, out);
         }

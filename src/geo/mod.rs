@@ -52,6 +52,13 @@ pub const DEFAULT_DB_PATHS: [&str; 2] = [
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct GeoInfo {
     pub ip: IpAddr,
+    #[serde(flatten)]
+    pub place: Place,
+}
+
+/// What is known about where an address is (the GeoIPInfo fields besides `ip`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Place {
     pub country: Option<String>,
     pub country_code: Option<String>,
     pub city: Option<String>,
@@ -63,24 +70,6 @@ pub struct GeoInfo {
     pub scope: Option<&'static str>,
     /// Why there is no location, when there is none.
     pub reason: Option<String>,
-}
-
-impl GeoInfo {
-    /// Nothing known about `ip` yet.
-    pub fn empty(ip: IpAddr) -> GeoInfo {
-        GeoInfo {
-            ip,
-            country: None,
-            country_code: None,
-            city: None,
-            latitude: None,
-            longitude: None,
-            asn: None,
-            as_org: None,
-            scope: None,
-            reason: None,
-        }
-    }
 }
 
 /// A database that could not be opened.
@@ -149,7 +138,10 @@ impl GeoIp {
     /// error; with none configured and none found, lookups answer with the reason.
     pub fn open(config: &GeoConfig) -> Result<GeoIp, GeoError> {
         let (db, missing) = if !config.enabled {
-            (None, Some("GeoIP is switched off (`[geoip] enabled = false`)".to_string()))
+            (
+                None,
+                Some("GeoIP is switched off (`[geoip] enabled = false`)".to_string()),
+            )
         } else if let Some(path) = &config.db {
             (Some(Db::open(path)?), None)
         } else {
@@ -225,15 +217,22 @@ impl GeoIp {
     }
 
     fn resolve(&self, ip: IpAddr) -> GeoInfo {
+        let place = self.place(ip);
+        GeoInfo { ip, place }
+    }
+
+    fn place(&self, ip: IpAddr) -> Place {
         // An IPv4 address in IPv6 clothing is looked up as IPv4.
         let ip = match ip {
             IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
             v4 => v4,
         };
-        let mut info = GeoInfo::empty(ip);
+        let mut info = Place::default();
         if let Some(scope) = scope(ip) {
             info.scope = Some(scope);
-            info.reason = Some(format!("{scope} address: not on the internet, not looked up"));
+            info.reason = Some(format!(
+                "{scope} address: not on the internet, not looked up"
+            ));
             return info;
         }
         let Some(db) = &self.db else {
@@ -301,8 +300,8 @@ fn scope_v6(ip: Ipv6Addr) -> Option<&'static str> {
 #[derive(Deserialize)]
 struct Record {
     // GeoIP2 City/Country.
-    country: Option<Place>,
-    registered_country: Option<Place>,
+    country: Option<Area>,
+    registered_country: Option<Area>,
     city: Option<CityField>,
     location: Option<Location>,
     // The flat schema.
@@ -315,7 +314,7 @@ struct Record {
 }
 
 #[derive(Deserialize)]
-struct Place {
+struct Area {
     iso_code: Option<String>,
     names: Option<Names>,
 }
@@ -340,7 +339,7 @@ struct Location {
 }
 
 impl Record {
-    fn fill(self, info: &mut GeoInfo) {
+    fn fill(self, info: &mut Place) {
         let place = self.country.or(self.registered_country);
         info.country_code = place
             .as_ref()

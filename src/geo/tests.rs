@@ -40,11 +40,11 @@ fn special_purpose_ranges_are_labelled_per_the_iana_registries() {
 fn without_a_database_lookups_say_why() {
     let geo = GeoIp::disabled("no database here");
     let public = geo.lookup("8.8.8.8".parse().unwrap());
-    assert_eq!(public.country_code, None);
-    assert_eq!(public.reason.as_deref(), Some("no database here"));
+    assert_eq!(public.place.country_code, None);
+    assert_eq!(public.place.reason.as_deref(), Some("no database here"));
     let private = geo.lookup("10.0.0.1".parse().unwrap());
-    assert_eq!(private.scope, Some("private"));
-    assert!(private.reason.unwrap().contains("not looked up"));
+    assert_eq!(private.place.scope, Some("private"));
+    assert!(private.place.reason.unwrap().contains("not looked up"));
 }
 
 #[test]
@@ -54,7 +54,10 @@ fn a_configured_database_that_is_missing_is_an_error_naming_it() {
         ..Default::default()
     };
     let err = GeoIp::open(&config).err().expect("missing db is an error");
-    assert!(err.to_string().contains("/nonexistent/GeoLite2-City.mmdb"), "{err}");
+    assert!(
+        err.to_string().contains("/nonexistent/GeoLite2-City.mmdb"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -1,0 +1,849 @@
+//! The REST API: each route answered by asking the actors, as JSON in the published shapes.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use actix::dev::ToEnvelope;
+use actix::{Actor, Addr, Handler, Message};
+use serde::Serialize;
+use serde_json::{Value, json};
+use tiny_http::{Header, Request, Response, StatusCode};
+
+use super::ServerConfig;
+use super::hub::HubActor;
+use super::multipart::{self, MultipartError, MultipartReader};
+use super::prometheus::{self, Family};
+use super::route::{self, AckTarget, AlertParams, ApiError, FlowParams, Route};
+use crate::alert::{Alert, AlertQuery};
+use crate::capture::file::FileSource;
+use crate::capture::{CaptureError, PacketSource};
+use crate::engine::Engine;
+use crate::flow::FlowRecord;
+use crate::geo::{GeoIp, Place};
+use crate::messages::{
+    AcknowledgeAlert, AcknowledgeMatching, GetActiveFlows, GetAlerts, GetEngineStatus,
+    GetFlowStats, GetHubStatus, GetPacket, GetPackets, GetPipeline, GetStats, GetStoreStatus,
+    PipelineAddrs, QueryAlerts, QueryFlows, StartUpload, StopReplay, StoreAcknowledge,
+    StoreAcknowledgeMatching, Subscribe, UploadRejected,
+};
+use crate::metrics::TopTalker;
+use crate::store::FlowQuery;
+use crate::store::actor::StoreActor;
+
+/// What the workers share: the actors to ask and the settings.
+pub struct Api {
+    pub engine: Addr<Engine>,
+    pub store: Option<Addr<StoreActor>>,
+    pub hub: Addr<HubActor>,
+    pub geo: Arc<GeoIp>,
+    pub config: ServerConfig,
+    /// `run`, `replay` or `demo`.
+    pub mode: &'static str,
+    pub started: Instant,
+    /// Set at shutdown: workers stop taking requests.
+    pub stopping: AtomicBool,
+}
+
+/// A JSON answer with its status.
+struct Reply {
+    status: u16,
+    body: Body,
+}
+
+enum Body {
+    Json(Value),
+    Text(String, &'static str),
+}
+
+impl Reply {
+    fn ok(value: impl Serialize) -> Result<Reply, ApiError> {
+        Ok(Reply {
+            status: 200,
+            body: Body::Json(serde_json::to_value(value).map_err(|e| internal(e.to_string()))?),
+        })
+    }
+}
+
+fn internal(detail: String) -> ApiError {
+    ApiError::new(500, "internal error", json!(detail))
+}
+
+fn unavailable(what: &str, detail: String) -> ApiError {
+    ApiError::new(503, format!("{what} did not answer"), json!(detail))
+}
+
+/// Serves requests until the server is unblocked at shutdown. One per worker thread.
+pub fn worker(server: &tiny_http::Server, api: &Api) {
+    // Actor replies are awaited on a small runtime of this thread's own.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .expect("a tokio runtime for an HTTP worker");
+    loop {
+        match server.recv() {
+            Ok(request) => api.handle(&rt, request),
+            Err(_) if api.stopping.load(Ordering::Relaxed) => break,
+            // A failed accept: keep serving.
+            Err(_) => continue,
+        }
+    }
+}
+
+impl Api {
+    fn ask<A, M>(
+        &self,
+        rt: &tokio::runtime::Runtime,
+        what: &str,
+        addr: &Addr<A>,
+        msg: M,
+    ) -> Result<M::Result, ApiError>
+    where
+        A: Actor + Handler<M>,
+        A::Context: ToEnvelope<A, M>,
+        M: Message + Send + 'static,
+        M::Result: Send,
+    {
+        let timeout = Duration::from_millis(self.config.actor_timeout_ms);
+        match rt.block_on(tokio::time::timeout(timeout, addr.send(msg))) {
+            Ok(Ok(result)) => Ok(result),
+            Ok(Err(e)) => Err(unavailable(what, e.to_string())),
+            Err(_) => Err(unavailable(what, format!("no answer within {timeout:?}"))),
+        }
+    }
+
+    fn pipeline(&self, rt: &tokio::runtime::Runtime) -> Result<PipelineAddrs, ApiError> {
+        self.ask(rt, "the engine", &self.engine, GetPipeline)
+    }
+
+    /// Answers one request; never panics on its input.
+    pub fn handle(&self, rt: &tokio::runtime::Runtime, mut request: Request) {
+        let method = request.method().as_str().to_string();
+        let url = request.url().to_string();
+        let route = match route::parse(&method, &url) {
+            Ok(r) => r,
+            Err(e) => return respond_error(request, e),
+        };
+        if let Route::WebSocket(stream) = route {
+            return self.websocket(rt, request, stream);
+        }
+        let result = match route {
+            Route::Upload => self.upload(rt, &mut request),
+            other => self.answer(rt, other),
+        };
+        match result {
+            Ok(reply) => respond(request, reply),
+            Err(e) => respond_error(request, e),
+        }
+    }
+
+    fn answer(&self, rt: &tokio::runtime::Runtime, route: Route) -> Result<Reply, ApiError> {
+        match route {
+            Route::Index => Ok(Reply {
+                status: 200,
+                body: Body::Text(index_page(), "text/html; charset=utf-8"),
+            }),
+            Route::Health => {
+                self.pipeline(rt)?;
+                Reply::ok(json!({"status": "ok", "uptime_secs": self.started.elapsed().as_secs()}))
+            }
+            Route::Stats => self.stats(rt),
+            Route::TopTalkers { limit, with_geo } => self.top_talkers(rt, limit, with_geo),
+            Route::Flows(p) => self.flows(rt, p),
+            Route::Alerts(p) => self.alerts(rt, p),
+            Route::Acknowledge(target) => self.acknowledge(rt, target),
+            Route::Packets { limit } => {
+                let p = self.pipeline(rt)?;
+                let packets = self.ask(rt, "metrics", &p.metrics, GetPackets { limit })?;
+                Reply::ok(json!({"count": packets.len(), "packets": packets}))
+            }
+            Route::Packet { id } => {
+                let p = self.pipeline(rt)?;
+                match self.ask(rt, "metrics", &p.metrics, GetPacket { id })? {
+                    Some(packet) => Reply::ok(packet),
+                    None => Err(ApiError::new(
+                        404,
+                        format!("packet {id} is not among the recent packets kept"),
+                        json!({"id": id}),
+                    )),
+                }
+            }
+            Route::Geo { ip } => Reply::ok(self.geo.lookup(ip)),
+            Route::StopReplay => {
+                if self.ask(rt, "the engine", &self.engine, StopReplay)? {
+                    Reply::ok(json!({"success": true}))
+                } else {
+                    Err(ApiError::new(409, "no replay is running", Value::Null))
+                }
+            }
+            Route::Debug => self.debug(rt),
+            Route::Metrics => self.metrics(rt),
+            Route::Upload | Route::WebSocket(_) => unreachable!("handled before"),
+        }
+    }
+
+    fn stats(&self, rt: &tokio::runtime::Runtime) -> Result<Reply, ApiError> {
+        let p = self.pipeline(rt)?;
+        let stats = self.ask(rt, "metrics", &p.metrics, GetStats { top_talkers: 10 })?;
+        let mut value = serde_json::to_value(&stats).map_err(|e| internal(e.to_string()))?;
+        let c = &p.counters;
+        let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+        value["packets_dropped"] = json!(
+            load(&c.packets_dropped) + load(&c.libpcap_dropped) + load(&c.libpcap_if_dropped)
+        );
+        Ok(Reply {
+            status: 200,
+            body: Body::Json(value),
+        })
+    }
+
+    fn top_talkers(
+        &self,
+        rt: &tokio::runtime::Runtime,
+        limit: usize,
+        with_geo: bool,
+    ) -> Result<Reply, ApiError> {
+        #[derive(Serialize)]
+        struct TopTalkerGeo {
+            #[serde(flatten)]
+            talker: TopTalker,
+            #[serde(flatten)]
+            place: Option<Place>,
+        }
+        let p = self.pipeline(rt)?;
+        let stats = self.ask(rt, "metrics", &p.metrics, GetStats { top_talkers: limit })?;
+        let talkers: Vec<TopTalkerGeo> = stats
+            .top_talkers
+            .into_iter()
+            .map(|t| TopTalkerGeo {
+                place: with_geo.then(|| self.geo.lookup(t.ip).place),
+                talker: t,
+            })
+            .collect();
+        Reply::ok(talkers)
+    }
+
+    fn flows(&self, rt: &tokio::runtime::Runtime, p: FlowParams) -> Result<Reply, ApiError> {
+        let query = FlowQuery {
+            limit: p.limit,
+            protocol: p.protocol,
+            src_ip: p.src_ip,
+            ip: p.ip,
+            start: p.start_time,
+            end: p.end_time,
+        };
+        let pipeline = self.pipeline(rt)?;
+        let mut flows: Vec<FlowRecord> =
+            self.ask(rt, "flows", &pipeline.flows, GetActiveFlows(query.clone()))?;
+        // A time range asks for history too: finished flows from the store.
+        let historical = query.start.is_some() || query.end.is_some();
+        if historical && let Some(store) = &self.store {
+            let stored = self
+                .ask(rt, "the store", store, QueryFlows(query.clone()))?
+                .map_err(|e| ApiError::new(503, "storage unavailable", json!(e.0)))?;
+            flows.extend(stored);
+            flows.sort_by(|a, b| b.last_seen.cmp(&a.last_seen));
+            flows.truncate(query.limit);
+        }
+        Reply::ok(json!({
+            "count": flows.len(),
+            "source": if historical { "active+stored" } else { "active" },
+            "flows": flows,
+        }))
+    }
+
+    fn alerts(&self, rt: &tokio::runtime::Runtime, p: AlertParams) -> Result<Reply, ApiError> {
+        let query = AlertQuery {
+            limit: p.limit,
+            unacknowledged_only: p.unacknowledged_only,
+            start: p.start_time,
+            end: p.end_time,
+        };
+        let pipeline = self.pipeline(rt)?;
+        // The alerts actor has the freshest state (an acknowledgement reaches the store
+        // within a flush interval), so ask it without the acknowledged filter and let its
+        // copies win.
+        let fresh = self.ask(
+            rt,
+            "alerts",
+            &pipeline.alerts,
+            GetAlerts(Some(AlertQuery {
+                unacknowledged_only: false,
+                ..query.clone()
+            })),
+        )?;
+        let mut by_id: BTreeMap<u64, Alert> = BTreeMap::new();
+        if let Some(store) = &self.store {
+            let stored = self
+                .ask(rt, "the store", store, QueryAlerts(query.clone()))?
+                .map_err(|e| ApiError::new(503, "storage unavailable", json!(e.0)))?;
+            by_id.extend(stored.into_iter().map(|a| (a.id, a)));
+        }
+        by_id.extend(fresh.into_iter().map(|a| (a.id, a)));
+        let mut alerts: Vec<Alert> = by_id
+            .into_values()
+            .filter(|a| !query.unacknowledged_only || !a.acknowledged)
+            .collect();
+        alerts.sort_by(|a, b| b.timestamp.total_cmp(&a.timestamp).then(b.id.cmp(&a.id)));
+        alerts.truncate(query.limit);
+        Reply::ok(json!({"count": alerts.len(), "alerts": alerts}))
+    }
+
+    fn acknowledge(
+        &self,
+        rt: &tokio::runtime::Runtime,
+        target: AckTarget,
+    ) -> Result<Reply, ApiError> {
+        let pipeline = self.pipeline(rt)?;
+        let store_error = |e: crate::messages::StoreUnavailable| {
+            ApiError::new(503, "storage unavailable", json!(e.0))
+        };
+        let acked: Vec<Alert> = match &target {
+            AckTarget::Id(id) => {
+                let mut acked: Vec<Alert> = self
+                    .ask(rt, "alerts", &pipeline.alerts, AcknowledgeAlert { id: *id })?
+                    .into_iter()
+                    .collect();
+                // Older alerts live only in the store.
+                if acked.is_empty()
+                    && let Some(store) = &self.store
+                {
+                    acked.extend(
+                        self.ask(rt, "the store", store, StoreAcknowledge { id: *id })?
+                            .map_err(store_error)?,
+                    );
+                }
+                acked
+            }
+            AckTarget::Matching {
+                timestamp,
+                source_ip,
+            } => {
+                let mut acked = self.ask(
+                    rt,
+                    "alerts",
+                    &pipeline.alerts,
+                    AcknowledgeMatching {
+                        timestamp: *timestamp,
+                        source_ip: source_ip.clone(),
+                    },
+                )?;
+                if let Some(store) = &self.store {
+                    let stored = self
+                        .ask(
+                            rt,
+                            "the store",
+                            store,
+                            StoreAcknowledgeMatching {
+                                timestamp: *timestamp,
+                                source_ip: source_ip.clone(),
+                            },
+                        )?
+                        .map_err(store_error)?;
+                    for a in stored {
+                        if !acked.iter().any(|x| x.id == a.id) {
+                            acked.push(a);
+                        }
+                    }
+                }
+                acked
+            }
+        };
+        if acked.is_empty() {
+            return Err(ApiError::new(
+                404,
+                "no such alert",
+                match target {
+                    AckTarget::Id(id) => json!({"id": id}),
+                    AckTarget::Matching {
+                        timestamp,
+                        source_ip,
+                    } => json!({"timestamp": timestamp, "source_ip": source_ip}),
+                },
+            ));
+        }
+        let ids: Vec<u64> = acked.iter().map(|a| a.id).collect();
+        Reply::ok(json!({"success": true, "acknowledged": ids}))
+    }
+
+    fn upload(
+        &self,
+        rt: &tokio::runtime::Runtime,
+        request: &mut Request,
+    ) -> Result<Reply, ApiError> {
+        let limit = self.config.upload_max_mb * 1024 * 1024;
+        let too_large = || {
+            ApiError::new(
+                413,
+                format!(
+                    "the upload is larger than {} MiB",
+                    self.config.upload_max_mb
+                ),
+                json!({"limit_bytes": limit}),
+            )
+        };
+        if request
+            .body_length()
+            .is_some_and(|n| n as u64 > limit + 64 * 1024)
+        {
+            return Err(too_large());
+        }
+        let content_type = request
+            .headers()
+            .iter()
+            .find(|h| h.field.equiv("Content-Type"))
+            .map(|h| h.value.as_str().to_string())
+            .unwrap_or_default();
+        let boundary = multipart::boundary(&content_type).ok_or_else(|| {
+            ApiError::new(
+                415,
+                "send the capture as multipart/form-data with a `file` field",
+                json!({"content_type": content_type}),
+            )
+        })?;
+        let dir = self.config.upload_dir();
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| internal(format!("cannot create {}: {e}", dir.display())))?;
+        let mut reader = MultipartReader::new(request.as_reader(), &boundary, limit + 64 * 1024);
+        let mut speed = 1.0f64;
+        let mut file: Option<(tempfile::NamedTempFile, String)> = None;
+        let bad = |e: MultipartError| match e {
+            MultipartError::TooLarge { .. } => too_large(),
+            MultipartError::Io(e) => {
+                ApiError::bad_request("reading the upload failed", json!(e.to_string()))
+            }
+            MultipartError::Malformed(m) => {
+                ApiError::bad_request("malformed multipart body", json!(m))
+            }
+        };
+        while let Some(part) = reader.next_part().map_err(bad)? {
+            match part.name.as_str() {
+                "file" => {
+                    let mut tmp = tempfile::Builder::new()
+                        .prefix("tapir-upload-")
+                        .suffix(".pcap")
+                        .tempfile_in(&dir)
+                        .map_err(|e| internal(format!("cannot write to {}: {e}", dir.display())))?;
+                    let n = reader.copy_part(tmp.as_file_mut()).map_err(bad)?;
+                    if n > limit {
+                        return Err(too_large());
+                    }
+                    let name = part.filename.unwrap_or_else(|| "upload".into());
+                    file = Some((tmp, sanitize(&name)));
+                }
+                "speed" => {
+                    let text = reader.read_text(32).map_err(bad)?;
+                    speed = match text.trim().parse::<f64>() {
+                        Ok(s) if s.is_finite() && (0.0..=1000.0).contains(&s) => s,
+                        _ => {
+                            return Err(ApiError::bad_request(
+                                "speed must be a number from 0 (as fast as possible) to 1000",
+                                json!({"value": text}),
+                            ));
+                        }
+                    };
+                }
+                other => {
+                    return Err(ApiError::bad_request(
+                        format!("unexpected form field {other:?}"),
+                        json!({"allowed": ["file", "speed"]}),
+                    ));
+                }
+            }
+        }
+        let Some((tmp, name)) = file else {
+            return Err(ApiError::bad_request(
+                "the form has no `file` field",
+                Value::Null,
+            ));
+        };
+        let frames = check_capture(tmp.path())?;
+        let describe = self
+            .ask(
+                rt,
+                "the engine",
+                &self.engine,
+                StartUpload {
+                    file: tmp.into_temp_path(),
+                    name,
+                    speed,
+                },
+            )?
+            .map_err(|e| match e {
+                UploadRejected::Busy(_) => ApiError::new(409, e.to_string(), Value::Null),
+                UploadRejected::NotACapture(_) => ApiError::new(422, e.to_string(), Value::Null),
+                UploadRejected::ShuttingDown => ApiError::new(503, e.to_string(), Value::Null),
+            })?;
+        Reply::ok(json!({
+            "success": true,
+            "message": format!("replaying {describe}"),
+            "frames": frames,
+            "speed": speed,
+        }))
+    }
+
+    fn websocket(&self, rt: &tokio::runtime::Runtime, request: Request, stream: route::Stream) {
+        let accept = match super::ws::accept_key(&request) {
+            Ok(key) => key,
+            Err(e) => return respond_error(request, e),
+        };
+        let (tx, rx) = std::sync::mpsc::sync_channel(self.config.websocket.client_queue);
+        let closed = Arc::new(AtomicBool::new(false));
+        let subscribe = Subscribe {
+            stream,
+            tx,
+            closed: Arc::clone(&closed),
+        };
+        match self.ask(rt, "the WebSocket hub", &self.hub, subscribe) {
+            Ok(true) => {
+                let spawned = std::thread::Builder::new()
+                    .name(format!("tapir-ws-{}", stream.name()))
+                    .spawn(move || super::ws::serve(request, accept, rx, closed));
+                if let Err(e) = spawned {
+                    eprintln!("tapir: cannot start a WebSocket thread: {e}");
+                }
+            }
+            Ok(false) => respond_error(
+                request,
+                ApiError::new(
+                    503,
+                    "too many WebSocket clients",
+                    json!({"max_clients": self.config.websocket.max_clients}),
+                ),
+            ),
+            Err(e) => respond_error(request, e),
+        }
+    }
+
+    fn debug(&self, rt: &tokio::runtime::Runtime) -> Result<Reply, ApiError> {
+        let p = self.pipeline(rt)?;
+        let engine = self.ask(rt, "the engine", &self.engine, GetEngineStatus)?;
+        let flows = self.ask(rt, "flows", &p.flows, GetFlowStats)?;
+        let hub = self.ask(rt, "the WebSocket hub", &self.hub, GetHubStatus)?;
+        let store = match &self.store {
+            Some(s) => Some(self.ask(rt, "the store", s, GetStoreStatus)?),
+            None => None,
+        };
+        let c = &p.counters;
+        let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+        Reply::ok(json!({
+            "version": env!("CARGO_PKG_VERSION"),
+            "mode": self.mode,
+            "uptime_secs": self.started.elapsed().as_secs_f64(),
+            "capture": {
+                "sources": engine,
+                "frames": load(&c.frames),
+                "bytes": load(&c.bytes),
+                "decoded": load(&c.decoded),
+                "batches_sent": load(&c.batches_sent),
+                "dropped": {
+                    "queue_full_batches": load(&c.batches_dropped),
+                    "queue_full_packets": load(&c.packets_dropped),
+                    "kernel": load(&c.libpcap_dropped),
+                    "interface": load(&c.libpcap_if_dropped),
+                },
+                "libpcap_received": load(&c.libpcap_received),
+            },
+            "queues": {
+                // Batches handed on but not yet through the flow table (approximate: drops
+                // are counted over all consumers).
+                "flows_backlog_batches": backlog(c, flows.batches),
+            },
+            "flows": flows,
+            "store": store,
+            "websocket": hub,
+            "geoip": self.geo.status(),
+            "peak_rss_bytes": crate::analyze::peak_rss_bytes(),
+            "rss_bytes": rss_bytes(),
+        }))
+    }
+
+    fn metrics(&self, rt: &tokio::runtime::Runtime) -> Result<Reply, ApiError> {
+        let p = self.pipeline(rt)?;
+        let flows = self.ask(rt, "flows", &p.flows, GetFlowStats)?;
+        let stats = self.ask(rt, "metrics", &p.metrics, GetStats { top_talkers: 0 })?;
+        let alerts = self.ask(rt, "alerts", &p.alerts, GetAlerts(None))?;
+        let hub = self.ask(rt, "the WebSocket hub", &self.hub, GetHubStatus)?;
+        let store = match &self.store {
+            Some(s) => Some(self.ask(rt, "the store", s, GetStoreStatus)?),
+            None => None,
+        };
+        let c = &p.counters;
+        let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed) as f64;
+        let mut by_rule: BTreeMap<(&'static str, &'static str), u64> = BTreeMap::new();
+        for a in &alerts {
+            *by_rule
+                .entry((a.alert_type.name(), a.severity.name()))
+                .or_default() += 1;
+        }
+        let mut alert_family = Family::new(
+            "tapir_alerts",
+            "gauge",
+            "Alerts held by the current pipeline, by rule and severity.",
+        );
+        for ((rule, severity), n) in by_rule {
+            alert_family = alert_family.with(&[("rule", rule), ("severity", severity)], n as f64);
+        }
+        let mut protocols = Family::new(
+            "tapir_protocol_packets_total",
+            "counter",
+            "Packets by protocol.",
+        );
+        for (proto, n) in &stats.protocol_counts {
+            protocols = protocols.with(&[("protocol", proto)], *n as f64);
+        }
+        let mut ws = Family::new(
+            "tapir_websocket_clients",
+            "gauge",
+            "Connected WebSocket clients by stream.",
+        );
+        for (stream, n) in &hub.clients {
+            ws = ws.with(&[("stream", stream)], *n as f64);
+        }
+        let mut families = vec![
+            Family::single(
+                "tapir_uptime_seconds",
+                "gauge",
+                "Seconds since start.",
+                self.started.elapsed().as_secs_f64(),
+            ),
+            Family::new(
+                "tapir_build_info",
+                "gauge",
+                "Version of the running binary.",
+            )
+            .with(
+                &[("version", env!("CARGO_PKG_VERSION")), ("mode", self.mode)],
+                1.0,
+            ),
+            Family::single(
+                "tapir_packets_total",
+                "counter",
+                "Frames captured by the current source.",
+                load(&c.frames),
+            ),
+            Family::single(
+                "tapir_bytes_total",
+                "counter",
+                "Bytes captured by the current source.",
+                load(&c.bytes),
+            ),
+            Family::single(
+                "tapir_packets_decoded_total",
+                "counter",
+                "Frames decoded to IP packets.",
+                load(&c.decoded),
+            ),
+            Family::new(
+                "tapir_packets_dropped_total",
+                "counter",
+                "Packets lost, by where they were lost.",
+            )
+            .with(&[("reason", "queue_full")], load(&c.packets_dropped))
+            .with(&[("reason", "kernel")], load(&c.libpcap_dropped))
+            .with(&[("reason", "interface")], load(&c.libpcap_if_dropped)),
+            protocols,
+            Family::single(
+                "tapir_flows_active",
+                "gauge",
+                "Flows in the flow table.",
+                flows.active as f64,
+            ),
+            Family::single(
+                "tapir_flows_created_total",
+                "counter",
+                "Flows created.",
+                flows.created as f64,
+            ),
+            Family::single(
+                "tapir_flows_evicted_total",
+                "counter",
+                "Flows evicted because the table was full.",
+                flows.evicted as f64,
+            ),
+            Family::single(
+                "tapir_queue_backlog_batches",
+                "gauge",
+                "Packet batches handed to the flow table but not yet processed.",
+                backlog(c, flows.batches) as f64,
+            ),
+            alert_family,
+            ws,
+            Family::single(
+                "tapir_websocket_dropped_slow_total",
+                "counter",
+                "WebSocket clients dropped for being too slow.",
+                hub.dropped_slow as f64,
+            ),
+            Family::single(
+                "tapir_rss_bytes",
+                "gauge",
+                "Resident memory.",
+                rss_bytes() as f64,
+            ),
+        ];
+        if let Some(s) = store {
+            families.push(Family::single(
+                "tapir_store_available",
+                "gauge",
+                "1 if the database is writable.",
+                f64::from(u8::from(s.available)),
+            ));
+            families.push(Family::single(
+                "tapir_store_pending_records",
+                "gauge",
+                "Records waiting for the next write.",
+                s.pending as f64,
+            ));
+            families.push(Family::single(
+                "tapir_store_dropped_total",
+                "counter",
+                "Records dropped while the disk was unavailable.",
+                s.dropped as f64,
+            ));
+            families.push(Family::single(
+                "tapir_store_errors_total",
+                "counter",
+                "Failed database writes.",
+                s.errors as f64,
+            ));
+            if let Some(db) = s.database {
+                families.push(Family::single(
+                    "tapir_store_size_bytes",
+                    "gauge",
+                    "Database size on disk.",
+                    db.size_on_disk as f64,
+                ));
+                families.push(
+                    Family::new("tapir_store_records", "gauge", "Stored records by kind.")
+                        .with(&[("kind", "flows")], db.flows.records as f64)
+                        .with(&[("kind", "alerts")], db.alerts.records as f64)
+                        .with(&[("kind", "snapshots")], db.snapshots.records as f64),
+                );
+            }
+        }
+        Ok(Reply {
+            status: 200,
+            body: Body::Text(
+                prometheus::render(&families),
+                "text/plain; version=0.0.4; charset=utf-8",
+            ),
+        })
+    }
+}
+
+/// Reads the whole upload as a capture: frames counted, or why it is not a usable capture.
+fn check_capture(path: &std::path::Path) -> Result<u64, ApiError> {
+    let mut source = FileSource::open(path).map_err(|e| match e {
+        CaptureError::NotACapture { detail, .. } => ApiError::new(
+            415,
+            "the upload is not a capture file; send pcap or pcapng (optionally zstd-compressed)",
+            json!(detail),
+        ),
+        other => internal(other.to_string()),
+    })?;
+    let mut frames = 0u64;
+    loop {
+        match source.read_some(4096, &mut |_| frames += 1) {
+            Ok(status) if status.end => break,
+            Ok(_) => {}
+            Err(e) => {
+                return Err(ApiError::new(
+                    422,
+                    "the capture is damaged: it is cut short or corrupt",
+                    json!({"frames_readable": frames, "reason": e.to_string()}),
+                ));
+            }
+        }
+    }
+    if frames == 0 {
+        return Err(ApiError::new(
+            422,
+            "the capture holds no packets",
+            Value::Null,
+        ));
+    }
+    Ok(frames)
+}
+
+/// Batches sent by capture that the flow table has not taken in yet.
+fn backlog(c: &crate::capture::CaptureCounters, taken: u64) -> u64 {
+    let sent = c.batches_sent.load(Ordering::Relaxed);
+    let dropped = c.batches_dropped.load(Ordering::Relaxed);
+    sent.saturating_sub(dropped).saturating_sub(taken)
+}
+
+/// A file name fit for logs and `/debug`: no paths, no control characters, bounded.
+fn sanitize(name: &str) -> String {
+    let base = name.rsplit(['/', '\\']).next().unwrap_or(name);
+    base.chars().filter(|c| !c.is_control()).take(100).collect()
+}
+
+/// Current resident set size (VmRSS), in bytes.
+fn rss_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<u64>().ok())
+        })
+        .map_or(0, |kb| kb * 1024)
+}
+
+fn header(name: &str, value: &str) -> Header {
+    Header::from_bytes(name.as_bytes(), value.as_bytes()).expect("valid header")
+}
+
+fn respond(request: Request, reply: Reply) {
+    let (bytes, content_type) = match reply.body {
+        Body::Json(v) => (v.to_string().into_bytes(), "application/json"),
+        Body::Text(t, ct) => (t.into_bytes(), ct),
+    };
+    let response = Response::from_data(bytes)
+        .with_status_code(StatusCode(reply.status))
+        .with_header(header("Content-Type", content_type))
+        .with_header(header("Cache-Control", "no-store"))
+        .with_header(header("X-Content-Type-Options", "nosniff"));
+    let _ = request.respond(response);
+}
+
+fn respond_error(request: Request, e: ApiError) {
+    let mut response = Response::from_data(e.body().to_string().into_bytes())
+        .with_status_code(StatusCode(e.status))
+        .with_header(header("Content-Type", "application/json"))
+        .with_header(header("Cache-Control", "no-store"))
+        .with_header(header("X-Content-Type-Options", "nosniff"));
+    if let Some(allow) = e.allow {
+        response = response.with_header(header("Allow", allow));
+    }
+    // A body the client is still sending is drained by tiny_http (bounded by its own
+    // limit) or the connection is closed.
+    let _ = request.respond(response);
+}
+
+/// Until the dashboard lands: a page that lists the API.
+fn index_page() -> String {
+    let links: String = [
+        "/stats",
+        "/top-talkers?with_geo=true",
+        "/flows",
+        "/alerts",
+        "/packets?limit=20",
+        "/geo?ip=8.8.8.8",
+        "/debug",
+        "/metrics",
+        "/healthz",
+    ]
+    .iter()
+    .map(|p| format!("<li><a href=\"{p}\">{p}</a></li>"))
+    .collect();
+    format!(
+        "<!doctype html><meta charset=utf-8><title>tapir</title><h1>tapir {}</h1>\
+         <p>REST API:</p><ul>{links}</ul><p>WebSockets: /ws/metrics, /ws/alerts, /ws/flows.</p>\
+         <p><small>IP geolocation by <a href=\"https://db-ip.com\">DB-IP</a></small></p>",
+        env!("CARGO_PKG_VERSION")
+    )
+}

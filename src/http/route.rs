@@ -1,0 +1,524 @@
+//! Requests as values: the method and URL of a request parsed into a `Route` with typed,
+//! checked parameters, or an `ApiError` that says what was wrong. No I/O here.
+
+use std::net::IpAddr;
+
+use serde::Serialize;
+use serde_json::{Value, json};
+
+/// The published limits' defaults and the largest accepted values.
+pub const DEFAULT_LIMIT: usize = 100;
+pub const DEFAULT_TALKERS: usize = 50;
+pub const MAX_LIMIT: usize = 10_000;
+pub const MAX_TALKERS: usize = 1_000;
+
+/// Which WebSocket stream a client wants.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Stream {
+    Metrics,
+    Alerts,
+    Flows,
+}
+
+impl Stream {
+    pub const ALL: [Stream; 3] = [Stream::Metrics, Stream::Alerts, Stream::Flows];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Stream::Metrics => "metrics",
+            Stream::Alerts => "alerts",
+            Stream::Flows => "flows",
+        }
+    }
+}
+
+/// `/flows` parameters.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct FlowParams {
+    pub limit: usize,
+    pub protocol: Option<String>,
+    pub src_ip: Option<IpAddr>,
+    /// Either end (an addition to the published parameters).
+    pub ip: Option<IpAddr>,
+    pub start_time: Option<f64>,
+    pub end_time: Option<f64>,
+}
+
+/// `/alerts` parameters.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct AlertParams {
+    pub limit: usize,
+    pub unacknowledged_only: bool,
+    pub start_time: Option<f64>,
+    pub end_time: Option<f64>,
+}
+
+/// How an alert to acknowledge is named.
+#[derive(Clone, Debug, PartialEq)]
+pub enum AckTarget {
+    Id(u64),
+    /// The published form: first timestamp and source address.
+    Matching {
+        timestamp: f64,
+        source_ip: String,
+    },
+}
+
+/// Every endpoint.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Route {
+    Index,
+    Stats,
+    TopTalkers { limit: usize, with_geo: bool },
+    Flows(FlowParams),
+    Alerts(AlertParams),
+    Acknowledge(AckTarget),
+    Packets { limit: usize },
+    Packet { id: u64 },
+    Geo { ip: IpAddr },
+    Upload,
+    StopReplay,
+    Debug,
+    Metrics,
+    Health,
+    WebSocket(Stream),
+}
+
+/// A request that cannot be served: the status and the JSON body `{"error", "detail"}`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ApiError {
+    pub status: u16,
+    pub error: String,
+    pub detail: Value,
+    /// For 405: the methods the path accepts.
+    pub allow: Option<&'static str>,
+}
+
+impl ApiError {
+    pub fn new(status: u16, error: impl Into<String>, detail: Value) -> Self {
+        ApiError {
+            status,
+            error: error.into(),
+            detail,
+            allow: None,
+        }
+    }
+
+    pub fn bad_request(error: impl Into<String>, detail: Value) -> Self {
+        Self::new(400, error, detail)
+    }
+
+    pub fn body(&self) -> Value {
+        json!({"error": self.error, "detail": self.detail})
+    }
+}
+
+/// Parsed query parameters; each is taken once, and whatever is left over is an error.
+struct Query {
+    pairs: Vec<(String, String)>,
+    allowed: &'static [&'static str],
+}
+
+impl Query {
+    fn parse(query: &str, allowed: &'static [&'static str]) -> Result<Query, ApiError> {
+        let mut pairs: Vec<(String, String)> = Vec::new();
+        for (k, v) in form_urlencoded::parse(query.as_bytes()) {
+            if !allowed.contains(&k.as_ref()) {
+                return Err(ApiError::bad_request(
+                    format!("unknown parameter {k:?}"),
+                    json!({"parameter": k, "allowed": allowed}),
+                ));
+            }
+            if pairs.iter().any(|(seen, _)| *seen == k) {
+                return Err(ApiError::bad_request(
+                    format!("parameter {k:?} given twice"),
+                    json!({"parameter": k}),
+                ));
+            }
+            pairs.push((k.into_owned(), v.into_owned()));
+        }
+        Ok(Query { pairs, allowed })
+    }
+
+    fn get(&self, name: &str) -> Option<&str> {
+        debug_assert!(self.allowed.contains(&name));
+        self.pairs
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn limit(&self, name: &str, default: usize, max: usize) -> Result<usize, ApiError> {
+        let Some(raw) = self.get(name) else {
+            return Ok(default);
+        };
+        let bad = |why: &str| {
+            ApiError::bad_request(
+                format!("{name} must be a whole number from 1 to {max}"),
+                json!({"parameter": name, "value": raw, "reason": why}),
+            )
+        };
+        let n: i128 = raw.trim().parse().map_err(|_| bad("not a whole number"))?;
+        if n < 1 {
+            return Err(bad("too small"));
+        }
+        if n > max as i128 {
+            return Err(bad("too large"));
+        }
+        Ok(n as usize)
+    }
+
+    fn flag(&self, name: &str) -> Result<bool, ApiError> {
+        match self.get(name).map(str::to_ascii_lowercase).as_deref() {
+            None => Ok(false),
+            Some("true" | "1" | "yes") => Ok(true),
+            Some("false" | "0" | "no") => Ok(false),
+            Some(other) => Err(ApiError::bad_request(
+                format!("{name} must be true or false"),
+                json!({"parameter": name, "value": other}),
+            )),
+        }
+    }
+
+    fn ip(&self, name: &str) -> Result<Option<IpAddr>, ApiError> {
+        self.get(name)
+            .map(|raw| {
+                raw.trim().parse().map_err(|_| {
+                    ApiError::bad_request(
+                        format!("{name} is not an IP address"),
+                        json!({"parameter": name, "value": raw}),
+                    )
+                })
+            })
+            .transpose()
+    }
+
+    fn time(&self, name: &str) -> Result<Option<f64>, ApiError> {
+        self.get(name)
+            .map(|raw| match raw.trim().parse::<f64>() {
+                Ok(t) if t.is_finite() && t >= 0.0 => Ok(t),
+                _ => Err(ApiError::bad_request(
+                    format!("{name} must be a Unix timestamp in seconds"),
+                    json!({"parameter": name, "value": raw}),
+                )),
+            })
+            .transpose()
+    }
+
+    fn time_range(&self) -> Result<(Option<f64>, Option<f64>), ApiError> {
+        let (start, end) = (self.time("start_time")?, self.time("end_time")?);
+        if let (Some(s), Some(e)) = (start, end)
+            && s > e
+        {
+            return Err(ApiError::bad_request(
+                "start_time is after end_time",
+                json!({"start_time": s, "end_time": e}),
+            ));
+        }
+        Ok((start, end))
+    }
+}
+
+const PROTOCOLS: [&str; 5] = ["TCP", "UDP", "ICMP", "ICMPV6", "OTHER"];
+
+/// Parses a request line into a route.
+pub fn parse(method: &str, url: &str) -> Result<Route, ApiError> {
+    let (path, query) = url.split_once('?').unwrap_or((url, ""));
+    let path = path
+        .strip_suffix('/')
+        .filter(|p| !p.is_empty())
+        .unwrap_or(path);
+    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let (allow, route): (&'static str, Result<Route, ApiError>) = match segments.as_slice() {
+        [""] => ("GET", Query::parse(query, &[]).map(|_| Route::Index)),
+        ["stats"] => ("GET", Query::parse(query, &[]).map(|_| Route::Stats)),
+        ["top-talkers"] => ("GET", top_talkers(query)),
+        ["flows"] => ("GET", flows(query)),
+        ["alerts"] => ("GET", alerts(query)),
+        ["alerts", key, "acknowledge"] => ("POST", acknowledge(key, query)),
+        ["packets"] => (
+            "GET",
+            Query::parse(query, &["limit"]).and_then(|q| {
+                Ok(Route::Packets {
+                    limit: q.limit("limit", DEFAULT_LIMIT, MAX_LIMIT)?,
+                })
+            }),
+        ),
+        ["packets", id] => ("GET", packet(id, query)),
+        ["geo"] => ("GET", geo(query)),
+        ["pcap", "upload"] => ("POST", Query::parse(query, &[]).map(|_| Route::Upload)),
+        ["pcap", "replay", "stop"] => ("POST", Query::parse(query, &[]).map(|_| Route::StopReplay)),
+        ["debug"] => ("GET", Query::parse(query, &[]).map(|_| Route::Debug)),
+        ["metrics"] => ("GET", Query::parse(query, &[]).map(|_| Route::Metrics)),
+        ["healthz"] => ("GET", Query::parse(query, &[]).map(|_| Route::Health)),
+        ["ws", name] => {
+            let stream = Stream::ALL.into_iter().find(|s| s.name() == *name);
+            match stream {
+                Some(s) => ("GET", Ok(Route::WebSocket(s))),
+                None => return Err(not_found(path)),
+            }
+        }
+        _ => return Err(not_found(path)),
+    };
+    let method_ok = method == allow || (allow == "GET" && method == "HEAD");
+    if !method_ok {
+        let mut e = ApiError::new(
+            405,
+            format!("{path} does not accept {method}"),
+            json!({"allowed": [allow]}),
+        );
+        e.allow = Some(allow);
+        return Err(e);
+    }
+    route
+}
+
+fn not_found(path: &str) -> ApiError {
+    ApiError::new(
+        404,
+        format!("no such endpoint: {path}"),
+        json!({"endpoints": ["/stats", "/top-talkers", "/flows", "/alerts",
+            "/alerts/{id}/acknowledge", "/packets", "/packets/{id}", "/geo", "/pcap/upload",
+            "/pcap/replay/stop", "/debug", "/metrics", "/healthz", "/ws/metrics", "/ws/alerts",
+            "/ws/flows"]}),
+    )
+}
+
+fn top_talkers(query: &str) -> Result<Route, ApiError> {
+    let q = Query::parse(query, &["limit", "with_geo"])?;
+    Ok(Route::TopTalkers {
+        limit: q.limit("limit", DEFAULT_TALKERS, MAX_TALKERS)?,
+        with_geo: q.flag("with_geo")?,
+    })
+}
+
+fn flows(query: &str) -> Result<Route, ApiError> {
+    let q = Query::parse(
+        query,
+        &[
+            "limit",
+            "protocol",
+            "src_ip",
+            "ip",
+            "start_time",
+            "end_time",
+        ],
+    )?;
+    let protocol = match q.get("protocol") {
+        None | Some("") => None,
+        Some(p) if PROTOCOLS.contains(&p.to_ascii_uppercase().as_str()) => {
+            Some(p.to_ascii_uppercase())
+        }
+        Some(p) => {
+            return Err(ApiError::bad_request(
+                "unknown protocol",
+                json!({"parameter": "protocol", "value": p, "allowed": PROTOCOLS}),
+            ));
+        }
+    };
+    let (start_time, end_time) = q.time_range()?;
+    Ok(Route::Flows(FlowParams {
+        limit: q.limit("limit", DEFAULT_LIMIT, MAX_LIMIT)?,
+        protocol,
+        src_ip: q.ip("src_ip")?,
+        ip: q.ip("ip")?,
+        start_time,
+        end_time,
+    }))
+}
+
+fn alerts(query: &str) -> Result<Route, ApiError> {
+    let q = Query::parse(
+        query,
+        &["limit", "unacknowledged_only", "start_time", "end_time"],
+    )?;
+    let (start_time, end_time) = q.time_range()?;
+    Ok(Route::Alerts(AlertParams {
+        limit: q.limit("limit", DEFAULT_LIMIT, MAX_LIMIT)?,
+        unacknowledged_only: q.flag("unacknowledged_only")?,
+        start_time,
+        end_time,
+    }))
+}
+
+fn acknowledge(key: &str, query: &str) -> Result<Route, ApiError> {
+    let q = Query::parse(query, &["source_ip"])?;
+    match q.get("source_ip") {
+        // The published form: the key is the alert's timestamp.
+        Some(source) => {
+            let timestamp = key
+                .parse::<f64>()
+                .ok()
+                .filter(|t| t.is_finite())
+                .ok_or_else(|| {
+                    ApiError::bad_request(
+                        "with source_ip, the path must hold the alert's timestamp (Unix seconds)",
+                        json!({"value": key}),
+                    )
+                })?;
+            let source_ip = q
+                .ip("source_ip")
+                .map(|ip| ip.map(|ip| ip.to_string()))
+                // `*` names spoofed floods that came from many sources.
+                .or_else(|e| {
+                    if source == "*" {
+                        Ok(Some("*".into()))
+                    } else {
+                        Err(e)
+                    }
+                })?
+                .expect("present");
+            Ok(Route::Acknowledge(AckTarget::Matching {
+                timestamp,
+                source_ip,
+            }))
+        }
+        None => key
+            .parse::<u64>()
+            .map(|id| Route::Acknowledge(AckTarget::Id(id)))
+            .map_err(|_| {
+                ApiError::bad_request(
+                    "the path must hold an alert id (or a timestamp with ?source_ip=)",
+                    json!({"value": key}),
+                )
+            }),
+    }
+}
+
+fn packet(id: &str, query: &str) -> Result<Route, ApiError> {
+    Query::parse(query, &[])?;
+    id.parse::<u64>()
+        .map(|id| Route::Packet { id })
+        .map_err(|_| {
+            ApiError::bad_request("packet id must be a whole number", json!({"value": id}))
+        })
+}
+
+fn geo(query: &str) -> Result<Route, ApiError> {
+    let q = Query::parse(query, &["ip"])?;
+    match q.ip("ip")? {
+        Some(ip) => Ok(Route::Geo { ip }),
+        None => Err(ApiError::bad_request(
+            "ip is required",
+            json!({"example": "/geo?ip=8.8.8.8"}),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn published_paths_parse_with_their_defaults() {
+        assert_eq!(parse("GET", "/stats"), Ok(Route::Stats));
+        assert_eq!(
+            parse("GET", "/top-talkers?limit=50&with_geo=true"),
+            Ok(Route::TopTalkers {
+                limit: 50,
+                with_geo: true
+            })
+        );
+        assert_eq!(
+            parse("GET", "/flows"),
+            Ok(Route::Flows(FlowParams {
+                limit: 100,
+                ..Default::default()
+            }))
+        );
+        assert_eq!(
+            parse(
+                "GET",
+                "/flows?limit=5&protocol=tcp&src_ip=192.168.1.1&start_time=1.5&end_time=2"
+            ),
+            Ok(Route::Flows(FlowParams {
+                limit: 5,
+                protocol: Some("TCP".into()),
+                src_ip: Some("192.168.1.1".parse().unwrap()),
+                ip: None,
+                start_time: Some(1.5),
+                end_time: Some(2.0),
+            }))
+        );
+        assert_eq!(
+            parse("GET", "/alerts?unacknowledged_only=true"),
+            Ok(Route::Alerts(AlertParams {
+                limit: 100,
+                unacknowledged_only: true,
+                ..Default::default()
+            }))
+        );
+        assert_eq!(
+            parse(
+                "POST",
+                "/alerts/1767225605.25/acknowledge?source_ip=45.33.32.156"
+            ),
+            Ok(Route::Acknowledge(AckTarget::Matching {
+                timestamp: 1767225605.25,
+                source_ip: "45.33.32.156".into()
+            }))
+        );
+        assert_eq!(
+            parse("POST", "/alerts/1809639302144/acknowledge"),
+            Ok(Route::Acknowledge(AckTarget::Id(1809639302144)))
+        );
+        assert_eq!(parse("GET", "/packets/7"), Ok(Route::Packet { id: 7 }));
+        assert_eq!(
+            parse("GET", "/geo?ip=2001%3A4860%3A4860%3A%3A8888"),
+            Ok(Route::Geo {
+                ip: "2001:4860:4860::8888".parse().unwrap()
+            })
+        );
+        assert_eq!(
+            parse("GET", "/ws/alerts"),
+            Ok(Route::WebSocket(Stream::Alerts))
+        );
+        assert_eq!(parse("HEAD", "/healthz"), Ok(Route::Health));
+        assert_eq!(parse("GET", "/stats/"), Ok(Route::Stats));
+    }
+
+    #[test]
+    fn bad_requests_name_the_problem() {
+        let status = |m: &str, u: &str| parse(m, u).unwrap_err().status;
+        assert_eq!(status("GET", "/nope"), 404);
+        assert_eq!(status("GET", "/ws/nope"), 404);
+        assert_eq!(status("POST", "/stats"), 405);
+        assert_eq!(parse("DELETE", "/flows").unwrap_err().allow, Some("GET"));
+        assert_eq!(status("GET", "/pcap/upload"), 405);
+        for url in [
+            "/flows?limit=abc",
+            "/flows?limit=-1",
+            "/flows?limit=0",
+            "/flows?limit=99999999999999999999999",
+            "/flows?src_ip=300.1.1.1",
+            "/flows?protocol=SCTPX",
+            "/flows?start_time=10&end_time=5",
+            "/flows?start_time=NaN",
+            "/flows?colour=red",
+            "/flows?limit=1&limit=2",
+            "/alerts?unacknowledged_only=maybe",
+            "/geo",
+            "/geo?ip=not-an-ip",
+            "/packets/x",
+            "/stats?x=1",
+        ] {
+            let e = parse("GET", url).unwrap_err();
+            assert_eq!(e.status, 400, "{url}");
+            assert!(!e.error.is_empty());
+        }
+        assert_eq!(status("POST", "/alerts/abc/acknowledge"), 400);
+        assert_eq!(
+            status("POST", "/alerts/abc/acknowledge?source_ip=1.2.3.4"),
+            400
+        );
+        assert_eq!(status("POST", "/alerts/12/acknowledge?source_ip=x"), 400);
+    }
+
+    #[test]
+    fn the_error_body_has_the_published_keys() {
+        let body = parse("GET", "/flows?limit=x").unwrap_err().body();
+        assert!(body["error"].is_string());
+        assert_eq!(body["detail"]["parameter"], "limit");
+    }
+}
