@@ -7,7 +7,10 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 
 use tapir::analyze::{self, AnalyzeOptions, Input, Outcome};
+use tapir::capture::live::LiveOptions;
 use tapir::config::Config;
+use tapir::engine::BaseSource;
+use tapir::serve::ServeOptions;
 use tapir::store::{Store, StoreConfig, StoreError, load};
 use tapir::synth::{Generator, Scenario};
 
@@ -65,6 +68,38 @@ enum Command {
         #[arg(long, value_name = "PATH", global = true)]
         config: Option<PathBuf>,
     },
+    /// Capture live from an interface and serve the API and dashboard.
+    Run {
+        /// The interface to capture from (e.g. eth0).
+        #[arg(long, env = "NET_IFACE")]
+        iface: Option<String>,
+        /// BPF capture filter (see `man pcap-filter`).
+        #[arg(long, value_name = "EXPR")]
+        bpf: Option<String>,
+        #[command(flatten)]
+        serve: ServeArgs,
+    },
+    /// Replay a capture file at its recorded pace (or faster) and serve it.
+    Replay {
+        /// pcap or pcapng file (optionally zstd-compressed).
+        file: PathBuf,
+        /// Pace: 1 = as recorded, 10 = ten times faster, 0 = as fast as possible.
+        #[arg(long, default_value_t = 1.0)]
+        speed: f64,
+        /// Start again at the end, shifted forward in time, until stopped.
+        #[arg(long = "loop")]
+        looping: bool,
+        #[command(flatten)]
+        serve: ServeArgs,
+    },
+    /// Serve a live demo on 127.0.0.1 from synthetic traffic with recurring attacks (no root,
+    /// no network interface, a temporary database unless --db-path is given).
+    Demo {
+        #[command(flatten)]
+        serve: ServeArgs,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
     /// Write a synthetic, deterministic capture.
     Gen {
         #[arg(long, value_enum)]
@@ -78,6 +113,23 @@ enum Command {
         #[arg(long, value_name = "FILE.pcap")]
         out: PathBuf,
     },
+}
+
+/// Options every serving command takes.
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// Address to listen on (default 0.0.0.0; 127.0.0.1 for `demo`).
+    #[arg(long)]
+    host: Option<String>,
+    /// Port to listen on (default 8000; 0 picks a free one).
+    #[arg(long)]
+    port: Option<u16>,
+    /// Database directory.
+    #[arg(long, env = "DB_PATH", value_name = "DIR")]
+    db_path: Option<PathBuf>,
+    /// TOML configuration file.
+    #[arg(long, value_name = "PATH")]
+    config: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -216,6 +268,67 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Run { iface, bpf, serve } => {
+            let config = match load_config(serve.config.as_deref()) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            let Some(iface) = iface.or_else(|| config.capture.iface.clone()) else {
+                eprintln!(
+                    "tapir: no interface to capture from: pass --iface IF, set NET_IFACE, or set [capture] iface in the config (or try `tapir demo`)"
+                );
+                return ExitCode::from(2);
+            };
+            let c = &config.capture;
+            let options = LiveOptions {
+                bpf: bpf.or_else(|| c.bpf.clone()),
+                promiscuous: c.promiscuous,
+                snaplen: c.snaplen,
+                buffer_bytes: c.buffer_mb.saturating_mul(1024 * 1024),
+                ..LiveOptions::default()
+            };
+            serve_command(
+                "run",
+                BaseSource::Live { iface, options },
+                config,
+                serve,
+                None,
+            )
+        }
+        Command::Replay {
+            file,
+            speed,
+            looping,
+            serve,
+        } => {
+            if !(speed.is_finite() && speed >= 0.0) {
+                eprintln!("tapir: --speed must be 0 (as fast as possible) or a positive number");
+                return ExitCode::from(2);
+            }
+            let config = match load_config(serve.config.as_deref()) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            let base = BaseSource::File {
+                path: file,
+                speed,
+                looping,
+            };
+            serve_command("replay", base, config, serve, None)
+        }
+        Command::Demo { serve, seed } => {
+            let config = match load_config(serve.config.as_deref()) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            serve_command(
+                "demo",
+                BaseSource::Demo { seed },
+                config,
+                serve,
+                Some("127.0.0.1"),
+            )
+        }
         Command::Gen {
             scenario,
             packets,
@@ -228,6 +341,70 @@ fn main() -> ExitCode {
                 ExitCode::from(1)
             }
         },
+    }
+}
+
+fn load_config(path: Option<&std::path::Path>) -> Result<Config, ExitCode> {
+    Config::load(path).map_err(|e| {
+        eprintln!("tapir: {e}");
+        ExitCode::from(2)
+    })
+}
+
+/// Runs the server until SIGTERM/SIGINT.
+fn serve_command(
+    mode: &'static str,
+    base: BaseSource,
+    mut config: Config,
+    args: ServeArgs,
+    default_host: Option<&str>,
+) -> ExitCode {
+    match (args.host, default_host) {
+        (Some(h), _) => config.server.host = h,
+        (None, Some(h)) => config.server.host = h.into(),
+        (None, None) => {}
+    }
+    if let Some(p) = args.port {
+        config.server.port = p;
+    }
+    // The demo keeps its database in a temporary directory unless told otherwise.
+    let mut scratch = None;
+    let db_path = match args.db_path.or_else(|| config.store.db_path.clone()) {
+        Some(p) => p,
+        None if mode == "demo" => match tempfile::Builder::new().prefix("tapir-demo-").tempdir() {
+            Ok(dir) => scratch.insert(dir).path().join("db"),
+            Err(e) => {
+                eprintln!("tapir: cannot create a temporary database: {e}");
+                return ExitCode::from(1);
+            }
+        },
+        None => StoreConfig::default_db_path(),
+    };
+    let options = ServeOptions {
+        mode,
+        base,
+        config,
+        db_path: db_path.clone(),
+    };
+    let ready = |addr: std::net::SocketAddr| {
+        let shown = if addr.ip().is_unspecified() {
+            format!("http://<this host's address>:{}", addr.port())
+        } else {
+            format!("http://{addr}")
+        };
+        println!(
+            "tapir {mode}: serving on {shown} (database {})",
+            db_path.display()
+        );
+    };
+    let result = tapir::serve::run(options, ready);
+    drop(scratch);
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("tapir: {e}");
+            ExitCode::from(1)
+        }
     }
 }
 

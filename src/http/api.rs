@@ -83,7 +83,15 @@ pub fn worker(server: &tiny_http::Server, api: &Api) {
         .expect("a tokio runtime for an HTTP worker");
     loop {
         match server.recv() {
-            Ok(request) => api.handle(&rt, request),
+            Ok(request) => {
+                // A bug in one handler must not take a worker (or the appliance) down.
+                let handled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    api.handle(&rt, request)
+                }));
+                if handled.is_err() {
+                    eprintln!("tapir: a request handler panicked; the request was dropped");
+                }
+            }
             Err(_) if api.stopping.load(Ordering::Relaxed) => break,
             // A failed accept: keep serving.
             Err(_) => continue,
@@ -106,7 +114,7 @@ impl Api {
         M::Result: Send,
     {
         let timeout = Duration::from_millis(self.config.actor_timeout_ms);
-        match rt.block_on(tokio::time::timeout(timeout, addr.send(msg))) {
+        match rt.block_on(async { tokio::time::timeout(timeout, addr.send(msg)).await }) {
             Ok(Ok(result)) => Ok(result),
             Ok(Err(e)) => Err(unavailable(what, e.to_string())),
             Err(_) => Err(unavailable(what, format!("no answer within {timeout:?}"))),
