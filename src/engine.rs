@@ -27,8 +27,8 @@ use crate::capture::{
 use crate::config::Config;
 use crate::http::hub::HubActor;
 use crate::messages::{
-    FinishMinute, FlushDetectors, FlushFlows, GetEngineStatus, GetPipeline, PipelineAddrs,
-    PipelineChanged, Shutdown, StartUpload, StopReplay, UploadRejected,
+    FinishMinute, FlushDetectors, FlushFlows, FlushStore, GetEngineStatus, GetPipeline,
+    PipelineAddrs, PipelineChanged, Shutdown, StartUpload, StopReplay, UploadRejected,
 };
 use crate::pipeline::Pipeline;
 use crate::store::actor::StoreActor;
@@ -88,6 +88,8 @@ pub enum CaptureState {
     Running,
     /// The base source waits for an upload's replay to end.
     Paused,
+    /// The source ended (a file); its flows are being written to the store.
+    Draining,
     /// The source ended (a file) or failed; `error` says why, if it failed.
     Finished,
     /// A live interface failed; it is reopened every few seconds.
@@ -310,13 +312,21 @@ fn new_stage(
 }
 
 /// Ends a pipeline's input: every flow becomes a record (to the store), detectors report what
-/// is pending, and the last minute is closed. The actors stay up for queries.
-async fn drain(addrs: PipelineAddrs, detectors: Vec<Addr<crate::detect::actor::DetectorActor>>) {
+/// is pending, the last minute is closed, and the store writes it all. The actors stay up
+/// for queries.
+async fn drain(
+    addrs: PipelineAddrs,
+    detectors: Vec<Addr<crate::detect::actor::DetectorActor>>,
+    store: Option<Addr<StoreActor>>,
+) {
     let _ = addrs.flows.send(FlushFlows).await;
     for d in detectors {
         let _ = d.send(FlushDetectors).await;
     }
     let _ = addrs.metrics.send(FinishMinute).await;
+    if let Some(store) = store {
+        let _ = store.send(FlushStore).await;
+    }
 }
 
 impl Actor for Engine {
@@ -353,7 +363,7 @@ impl Handler<CaptureEnded> for Engine {
             // Drain the upload's pipeline into the store, then stop it; the temporary file
             // goes with `upload`.
             ctx.spawn(
-                drain(addrs, detectors)
+                drain(addrs, detectors, self.store.clone())
                     .into_actor(self)
                     .map(move |_, _, _| {
                         upload.stage.pipeline.stop();
@@ -383,12 +393,18 @@ impl Handler<CaptureEnded> for Engine {
                 ctx.run_later(LIVE_RETRY, |engine, ctx| engine.resume_base(ctx));
             }
             (_, error) => {
-                // A file ended (or was stopped): its flows are over; store them.
-                self.base.state = CaptureState::Finished;
+                // A file ended (or was stopped): its flows are over; store them, and only then
+                // call the replay finished.
+                self.base.state = CaptureState::Draining;
                 self.base.error = error;
                 self.base_source = Some(msg.source);
                 let detectors = self.base.pipeline.detectors.clone();
-                ctx.spawn(drain(self.base.addrs(), detectors).into_actor(self));
+                let store = self.store.clone();
+                ctx.spawn(
+                    drain(self.base.addrs(), detectors, store)
+                        .into_actor(self)
+                        .map(|_, engine, _| engine.base.state = CaptureState::Finished),
+                );
             }
         }
     }
@@ -481,7 +497,7 @@ impl Handler<Shutdown> for Engine {
                 // Give the capture threads a moment to hand over their last batches.
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 for (addrs, detectors) in drains {
-                    drain(addrs, detectors).await;
+                    drain(addrs, detectors, None).await;
                 }
             }
             .into_actor(self),

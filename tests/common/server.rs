@@ -1,0 +1,193 @@
+//! A real `tapir` server process for the server tests: started on 127.0.0.1 with an
+//! ephemeral port and a temporary database, stopped with SIGTERM.
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use super::{tapir, tempdir};
+
+pub struct Server {
+    pub child: Child,
+    pub base: String,
+    pub dir: PathBuf,
+    agent: ureq::Agent,
+    stderr: Option<std::thread::JoinHandle<String>>,
+}
+
+/// An HTTP answer: status and body.
+pub struct Answer {
+    pub status: u16,
+    pub body: String,
+}
+
+impl Answer {
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
+    }
+}
+
+impl Server {
+    /// Starts `tapir <args> --host 127.0.0.1 --port 0 --db-path <dir>/db`, with `config`
+    /// (TOML text) if given, and waits for it to serve.
+    pub fn start(args: &[&str], config: Option<&str>) -> Server {
+        Self::start_in(tempdir(), args, config)
+    }
+
+    /// Like `start`, on the database (and config) of `dir`.
+    pub fn start_in(dir: PathBuf, args: &[&str], config: Option<&str>) -> Server {
+        let mut cmd = tapir();
+        cmd.args(args)
+            .args(["--host", "127.0.0.1", "--port", "0"])
+            .arg("--db-path")
+            .arg(dir.join("db"));
+        if let Some(text) = config {
+            let path = dir.join("tapir.toml");
+            std::fs::write(&path, text).unwrap();
+            cmd.arg("--config").arg(&path);
+        }
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawning tapir");
+        let mut stderr = child.stderr.take().unwrap();
+        let stderr = std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = stderr.read_to_string(&mut s);
+            s
+        });
+        let mut line = String::new();
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        stdout.read_line(&mut line).unwrap();
+        // Keep draining, so that a later line never meets a closed pipe.
+        std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
+        let Some(base) = line.split_whitespace().find(|w| w.starts_with("http://")) else {
+            let _ = child.kill();
+            panic!(
+                "tapir did not start serving: {line:?}\n{}",
+                stderr.join().unwrap()
+            )
+        };
+        let base = base.to_string();
+        let agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(30)))
+            .build()
+            .into();
+        Server {
+            child,
+            base,
+            dir,
+            agent,
+            stderr: Some(stderr),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub fn ws_url(&self, path: &str) -> String {
+        format!("{}{path}", self.base.replacen("http://", "ws://", 1))
+    }
+
+    pub fn get(&self, path: &str) -> Answer {
+        let mut r = self.agent.get(self.url(path)).call().expect("GET");
+        Answer {
+            status: r.status().as_u16(),
+            body: r.body_mut().read_to_string().unwrap_or_default(),
+        }
+    }
+
+    pub fn request(&self, method: &str, path: &str) -> Answer {
+        let req = ureq::http::Request::builder()
+            .method(method)
+            .uri(self.url(path))
+            .body(())
+            .unwrap();
+        let mut r = self.agent.run(req).expect("request");
+        Answer {
+            status: r.status().as_u16(),
+            body: r.body_mut().read_to_string().unwrap_or_default(),
+        }
+    }
+
+    pub fn post(&self, path: &str) -> Answer {
+        let mut r = self.agent.post(self.url(path)).send_empty().expect("POST");
+        Answer {
+            status: r.status().as_u16(),
+            body: r.body_mut().read_to_string().unwrap_or_default(),
+        }
+    }
+
+    /// Uploads `file` with curl as `multipart/form-data` (fields `file` and `speed`).
+    pub fn upload(&self, file: &Path, speed: &str) -> Answer {
+        let out = std::process::Command::new("curl")
+            .args(["-s", "-w", "\n%{http_code}", "-F"])
+            .arg(format!("file=@{}", file.display()))
+            .args(["-F", &format!("speed={speed}")])
+            .arg(self.url("/pcap/upload"))
+            .output()
+            .expect("curl");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
+        Answer {
+            status: code.trim().parse().unwrap_or(0),
+            body: body.to_string(),
+        }
+    }
+
+    /// Polls `/debug` until `done` holds for it, or panics after `limit`.
+    pub fn wait_debug(&self, limit: Duration, what: &str, done: impl Fn(&Value) -> bool) -> Value {
+        let started = Instant::now();
+        loop {
+            let debug = self.get("/debug").json();
+            if done(&debug) {
+                return debug;
+            }
+            assert!(
+                started.elapsed() < limit,
+                "timed out waiting for {what}: {debug:#}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Waits until the base source (a `replay` file) has been read to the end.
+    pub fn wait_replayed(&self) -> Value {
+        self.wait_debug(Duration::from_secs(60), "the replay to finish", |d| {
+            d["capture"]["sources"]["base"]["state"] == "finished"
+        })
+    }
+
+    /// SIGTERM, then the exit status and what it printed on stderr.
+    pub fn stop(mut self) -> (Option<i32>, String) {
+        // SAFETY: signalling our own child process.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let started = Instant::now();
+        let status = loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                break s;
+            }
+            if started.elapsed() > Duration::from_secs(20) {
+                let _ = self.child.kill();
+                panic!("tapir did not stop within 20 s of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let stderr = self.stderr.take().unwrap().join().unwrap();
+        (status.code(), stderr)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,434 @@
+//! The server end to end: `tapir replay` on 127.0.0.1 with a temporary database, every
+//! endpoint through a real HTTP client, the WebSockets through a real WebSocket client,
+//! uploads through curl. Expected numbers come from the MANIFEST (capinfos, tshark).
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use common::server::Server;
+use common::{pcap, tempdir};
+use serde_json::Value;
+
+const HYDRA: &str = "bruteforce/traceshare_hydra_4_tasks.pcap";
+/// hydra -t 4 against SSH: attacker and defender (MANIFEST).
+const ATTACKER: &str = "240.0.1.3";
+const DEFENDER: &str = "240.125.0.2";
+
+fn replay(file: &str, extra: &[&str]) -> Server {
+    let path = pcap(file);
+    let mut args = vec!["replay", path.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    Server::start(&args, None)
+}
+
+fn is_number(v: &Value) -> bool {
+    v.is_number()
+}
+
+#[test]
+fn every_endpoint_answers_in_the_published_shape_and_filters_filter() {
+    let server = replay(HYDRA, &["--speed", "0"]);
+    server.wait_replayed();
+
+    // /stats: the published StatsSnapshot fields; every frame counted (capinfos: 9,918).
+    let stats = server.get("/stats");
+    assert_eq!(stats.status, 200);
+    let stats = stats.json();
+    for key in ["protocol_counts", "bandwidth_series", "top_talkers"] {
+        assert!(
+            stats[key].is_object() || stats[key].is_array(),
+            "{key}: {stats}"
+        );
+    }
+    assert!(is_number(&stats["packets_per_sec"]) && is_number(&stats["active_sessions"]));
+    assert_eq!(stats["total_packets"], 9918);
+
+    // /flows with a time range: active + stored; tshark counts 243 TCP conversations, all
+    // opened by the attacker.
+    let all = "/flows?start_time=0&end_time=4000000000&limit=10000";
+    let flows = server.get(all).json();
+    assert_eq!(flows["count"], 243, "{}", flows["count"]);
+    let first = &flows["flows"][0];
+    for (key, check) in [
+        ("src_ip", Value::is_string as fn(&Value) -> bool),
+        ("dst_ip", Value::is_string),
+        ("src_port", Value::is_u64),
+        ("dst_port", Value::is_u64),
+        ("protocol", Value::is_string),
+        ("first_seen", Value::is_f64),
+        ("last_seen", Value::is_f64),
+        ("duration", Value::is_number),
+        ("total_bytes", Value::is_u64),
+        ("packet_count", Value::is_u64),
+        ("bytes_per_sec", Value::is_number),
+        ("tcp_flags", Value::is_array),
+    ] {
+        assert!(check(&first[key]), "flow field {key}: {first}");
+    }
+    let count = |q: &str| server.get(&format!("{all}&{q}")).json()["count"].clone();
+    assert_eq!(count(&format!("src_ip={ATTACKER}")), 243);
+    assert_eq!(count(&format!("src_ip={DEFENDER}")), 0);
+    assert_eq!(count(&format!("ip={DEFENDER}")), 243);
+    assert_eq!(count("protocol=TCP"), 243);
+    assert_eq!(count("protocol=UDP"), 0);
+    let some = server.get("/flows?start_time=0&end_time=4000000000&limit=7");
+    assert_eq!(some.json()["count"], 7);
+    // The capture's clock starts near 0 and spans 20 minutes: a window after it is empty,
+    // and the first ten minutes hold some flows but not all.
+    assert_eq!(
+        server.get("/flows?start_time=5000&end_time=6000").json()["count"],
+        0
+    );
+    let early = server
+        .get("/flows?start_time=0&end_time=600&limit=10000")
+        .json()["count"]
+        .as_u64()
+        .unwrap();
+    assert!(early > 0 && early < 243, "{early}");
+
+    // /alerts: the brute force from the attacker, in the published shape.
+    let alerts = server.get("/alerts").json();
+    let brute = alerts["alerts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["alert_type"] == "brute_force" && a["source_ip"] == ATTACKER)
+        .unwrap_or_else(|| panic!("no brute force alert: {alerts}"))
+        .clone();
+    for key in [
+        "timestamp",
+        "alert_type",
+        "severity",
+        "source_ip",
+        "description",
+        "evidence",
+        "acknowledged",
+        "id",
+    ] {
+        assert!(!brute[key].is_null(), "alert field {key}: {brute}");
+    }
+    assert_eq!(brute["acknowledged"], false);
+
+    // /packets and /packets/{id}: the recent ring, the published Packet fields.
+    let packets = server.get("/packets?limit=5").json();
+    assert_eq!(packets["count"], 5);
+    let p = &packets["packets"][0];
+    for key in [
+        "id",
+        "timestamp_ms",
+        "src_ip",
+        "dst_ip",
+        "protocol",
+        "size_bytes",
+        "data_length",
+        "info",
+    ] {
+        assert!(!p[key].is_null(), "packet field {key}: {p}");
+    }
+    let one = server.get(&format!("/packets/{}", p["id"]));
+    assert_eq!(one.status, 200);
+    assert_eq!(one.json()["id"], p["id"]);
+    assert_eq!(server.get("/packets/99999999").status, 404);
+
+    // /top-talkers: the two hosts of the capture, 240/4 labelled reserved, not looked up.
+    let talkers = server.get("/top-talkers?limit=5&with_geo=true").json();
+    let ips: Vec<&str> = talkers
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["ip"].as_str().unwrap())
+        .collect();
+    assert!(
+        ips.contains(&ATTACKER) && ips.contains(&DEFENDER),
+        "{talkers}"
+    );
+    assert_eq!(talkers[0]["scope"], "reserved");
+
+    // /metrics: Prometheus text with the frame count.
+    let metrics = server.get("/metrics");
+    assert_eq!(metrics.status, 200);
+    assert!(
+        metrics.body.contains("\ntapir_packets_total 9918\n"),
+        "{}",
+        metrics.body
+    );
+    assert!(metrics.body.contains("tapir_alerts{rule=\"brute_force\""));
+
+    // /debug and /healthz.
+    let debug = server.get("/debug").json();
+    assert_eq!(debug["mode"], "replay");
+    assert!(
+        debug["store"]["database"]["flows"]["records"]
+            .as_u64()
+            .unwrap()
+            >= 243
+    );
+    assert_eq!(server.get("/healthz").status, 200);
+
+    // Acknowledge in the published form; it sticks, and survives a restart.
+    let ack = server.post(&format!(
+        "/alerts/{}/acknowledge?source_ip={ATTACKER}",
+        brute["timestamp"]
+    ));
+    assert_eq!(ack.status, 200, "{}", ack.body);
+    assert_eq!(ack.json()["success"], true);
+    let open = server.get("/alerts?unacknowledged_only=true").json();
+    assert!(
+        !open["alerts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["id"] == brute["id"])
+    );
+    let dir = server.dir.clone();
+    let (code, stderr) = server.stop();
+    assert_eq!(code, Some(0), "{stderr}");
+
+    let tiny = pcap("icmp/cs_icmp_echo.pcapng");
+    let again = Server::start_in(
+        dir,
+        &["replay", tiny.to_str().unwrap(), "--speed", "0"],
+        None,
+    );
+    let alerts = again.get("/alerts?limit=1000").json();
+    let kept = alerts["alerts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["id"] == brute["id"])
+        .unwrap_or_else(|| panic!("the alert is gone after a restart: {alerts}"));
+    assert_eq!(kept["acknowledged"], true);
+    // By id too, on the stored alert.
+    assert_eq!(
+        again
+            .post(&format!("/alerts/{}/acknowledge", brute["id"]))
+            .status,
+        200
+    );
+    assert_eq!(again.post("/alerts/12345/acknowledge").status, 404);
+    again.stop();
+}
+
+#[test]
+fn bad_requests_get_a_json_error_and_the_server_keeps_serving() {
+    let dir = tempdir();
+    let uploads = dir.join("uploads");
+    let config = format!(
+        "[server]\nupload_max_mb = 1\nupload_dir = \"{}\"\n",
+        uploads.display()
+    );
+    let tiny = pcap("icmp/cs_icmp_echo.pcapng");
+    let server = Server::start_in(
+        dir.clone(),
+        &["replay", tiny.to_str().unwrap()],
+        Some(&config),
+    );
+    let cases: &[(&str, &str, u16)] = &[
+        ("GET", "/nope", 404),
+        ("GET", "/ws/nope", 404),
+        ("DELETE", "/flows", 405),
+        ("POST", "/stats", 405),
+        ("GET", "/pcap/upload", 405),
+        ("GET", "/flows?limit=abc", 400),
+        ("GET", "/flows?limit=-5", 400),
+        ("GET", "/flows?limit=0", 400),
+        ("GET", "/flows?limit=100000000000000000000", 400),
+        ("GET", "/flows?src_ip=999.1.1.1", 400),
+        ("GET", "/flows?protocol=XYZ", 400),
+        ("GET", "/flows?start_time=20&end_time=10", 400),
+        ("GET", "/flows?start_time=yesterday", 400),
+        ("GET", "/flows?bogus=1", 400),
+        ("GET", "/alerts?limit=1e9", 400),
+        ("GET", "/alerts?unacknowledged_only=perhaps", 400),
+        ("GET", "/top-talkers?limit=5000", 400),
+        ("GET", "/geo", 400),
+        ("GET", "/geo?ip=example.com", 400),
+        ("GET", "/packets/abc", 400),
+        ("POST", "/alerts/xyz/acknowledge", 400),
+        ("POST", "/alerts/1.5/acknowledge?source_ip=nobody", 400),
+        ("POST", "/pcap/upload", 415),
+        ("GET", "/ws/metrics", 426),
+    ];
+    for (method, path, want) in cases {
+        let answer = server.request(method, path);
+        assert_eq!(answer.status, *want, "{method} {path}: {}", answer.body);
+        let body = answer.json();
+        assert!(body["error"].is_string(), "{method} {path}: {body}");
+        assert!(body.get("detail").is_some(), "{method} {path}: {body}");
+        assert_eq!(server.get("/healthz").status, 200, "after {method} {path}");
+    }
+
+    // Uploads: not a capture, a cut-short capture, too large, malformed multipart.
+    let scratch = tempdir();
+    let text = scratch.join("notes.txt");
+    std::fs::write(&text, "this is not a capture\n".repeat(50)).unwrap();
+    let cut = scratch.join("cut.pcap");
+    let whole = std::fs::read(pcap(HYDRA)).unwrap();
+    std::fs::write(&cut, &whole[..200_001]).unwrap();
+    let big = scratch.join("big.pcap");
+    std::fs::write(&big, &whole).unwrap(); // 1.7 MB > the 1 MiB limit
+    for (file, want) in [(&text, 415), (&cut, 422), (&big, 413)] {
+        let answer = server.upload(file, "1");
+        assert_eq!(answer.status, want, "{}: {}", file.display(), answer.body);
+        assert!(answer.json()["error"].is_string());
+        assert_eq!(server.get("/healthz").status, 200);
+    }
+    let bad_speed = server.upload(&tiny, "fast");
+    assert_eq!(bad_speed.status, 400, "{}", bad_speed.body);
+    // A multipart body that ends inside its part.
+    let part = "--zz\r\nContent-Disposition: form-data; name=\"file\"\r\n\r\nabc";
+    let raw = format!(
+        "POST /pcap/upload HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=zz\r\nContent-Length: 60\r\nConnection: close\r\n\r\n{part}"
+    );
+    let reply = raw_request(&server, raw.as_bytes(), Some(60 - part.len()));
+    assert!(reply.starts_with("HTTP/1.1 400"), "{reply}");
+    // Junk that is not HTTP at all.
+    let reply = raw_request(&server, b"\x16\x03\x01 hello there\r\n\r\n", None);
+    assert!(
+        reply.is_empty() || reply.starts_with("HTTP/1.1 4"),
+        "{reply}"
+    );
+    assert_eq!(server.get("/healthz").status, 200);
+    // Nothing is left behind on disk.
+    let left: Vec<_> = std::fs::read_dir(&uploads)
+        .map(|d| d.flatten().collect())
+        .unwrap_or_default();
+    assert!(
+        left.is_empty(),
+        "files left in the upload directory: {left:?}"
+    );
+    let (code, stderr) = server.stop();
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+/// Sends raw bytes (padding the declared body with `pad` more bytes if given) and returns
+/// what the server answered.
+fn raw_request(server: &Server, bytes: &[u8], pad: Option<usize>) -> String {
+    let addr = server.base.trim_start_matches("http://");
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    s.write_all(bytes).unwrap();
+    if let Some(n) = pad {
+        s.write_all(&vec![b'x'; n]).unwrap();
+    }
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn ws_next(
+    ws: &mut tungstenite::WebSocket<tungstenite::stream::MaybeTlsStream<TcpStream>>,
+) -> Value {
+    loop {
+        match ws.read().expect("a WebSocket message") {
+            tungstenite::Message::Text(t) => return serde_json::from_str(t.as_str()).unwrap(),
+            tungstenite::Message::Close(c) => panic!("closed: {c:?}"),
+            _ => continue,
+        }
+    }
+}
+
+fn ws_connect(
+    server: &Server,
+    path: &str,
+) -> tungstenite::WebSocket<tungstenite::stream::MaybeTlsStream<TcpStream>> {
+    let (ws, response) = tungstenite::connect(server.ws_url(path)).expect("WebSocket handshake");
+    assert_eq!(response.status().as_u16(), 101);
+    if let tungstenite::stream::MaybeTlsStream::Plain(s) = ws.get_ref() {
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    }
+    ws
+}
+
+#[test]
+fn websockets_stream_metrics_flows_and_an_uploads_alerts_and_stop_stops() {
+    // A long, slow base replay: hydra-4 spans 20 minutes at its recorded pace.
+    let server = replay(HYDRA, &["--speed", "1"]);
+    let mut metrics = ws_connect(&server, "/ws/metrics");
+    let m = ws_next(&mut metrics);
+    for key in [
+        "protocol_counts",
+        "bandwidth_series",
+        "top_talkers",
+        "packets_per_sec",
+        "active_sessions",
+    ] {
+        assert!(m.get(key).is_some(), "/ws/metrics lacks {key}: {m}");
+    }
+    let started = Instant::now();
+    let m2 = ws_next(&mut metrics);
+    let gap = started.elapsed();
+    assert!(
+        gap < Duration::from_millis(1600),
+        "metrics every second, got {gap:?}"
+    );
+    assert!(m2["total_packets"].as_u64() >= m["total_packets"].as_u64());
+
+    let mut flows = ws_connect(&server, "/ws/flows");
+    let f = ws_next(&mut flows);
+    assert!(f["flows"].is_array() && f["stats"].is_object(), "{f}");
+
+    // Upload a port scan (MANIFEST: Mr. X scans 192.168.0.9's ports) at full speed: its
+    // alert arrives on /ws/alerts.
+    let mut alerts = ws_connect(&server, "/ws/alerts");
+    let scan = pcap("portscan/nfpuzzle4_mr_x_scan.pcap");
+    let answer = server.upload(&scan, "0");
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert_eq!(answer.json()["success"], true);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut seen = Vec::new();
+    while Instant::now() < deadline {
+        let msg = ws_next(&mut alerts);
+        for a in msg["alerts"].as_array().unwrap() {
+            seen.push(a["alert_type"].as_str().unwrap().to_string());
+        }
+        if seen.iter().any(|t| t == "port_scan") {
+            break;
+        }
+    }
+    assert!(
+        seen.iter().any(|t| t == "port_scan"),
+        "alerts seen: {seen:?}"
+    );
+    // The upload ends by itself; the base replay resumes.
+    server.wait_debug(Duration::from_secs(30), "the upload to end", |d| {
+        d["capture"]["sources"]["upload"].is_null()
+            && d["capture"]["sources"]["uploads_replayed"] == 1
+            && d["capture"]["sources"]["base"]["state"] == "running"
+    });
+    // The upload's alert is in the history.
+    let stored = server.get("/alerts?limit=1000").json();
+    assert!(
+        stored["alerts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["alert_type"] == "port_scan")
+    );
+
+    // Stop: a slow upload is stopped, then there is nothing left to stop but the base replay.
+    let answer = server.upload(&pcap(HYDRA), "1");
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert_eq!(
+        server.upload(&scan, "1").status,
+        409,
+        "a second upload while one replays"
+    );
+    assert_eq!(server.post("/pcap/replay/stop").status, 200);
+    server.wait_debug(Duration::from_secs(10), "the upload to stop", |d| {
+        d["capture"]["sources"]["upload"].is_null()
+    });
+    assert_eq!(
+        server.post("/pcap/replay/stop").status,
+        200,
+        "stops the base replay"
+    );
+    server.wait_replayed();
+    assert_eq!(server.post("/pcap/replay/stop").status, 409);
+    let (code, stderr) = server.stop();
+    assert_eq!(code, Some(0), "{stderr}");
+}
