@@ -289,3 +289,54 @@ impl Handler<GetHubStatus> for HubActor {
         MessageResult(status)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::mpsc::sync_channel;
+
+    fn client(
+        hub: &mut HubActor,
+        stream: Stream,
+        queue: usize,
+    ) -> std::sync::mpsc::Receiver<Message> {
+        let (tx, rx) = sync_channel(queue);
+        hub.clients.push(Client {
+            stream,
+            tx,
+            closed: Arc::new(AtomicBool::new(false)),
+        });
+        rx
+    }
+
+    #[test]
+    fn a_client_that_falls_behind_is_dropped_and_the_others_keep_their_stream() {
+        let mut hub = HubActor::new(HubConfig::default());
+        let slow = client(&mut hub, Stream::Metrics, 2);
+        let fast = client(&mut hub, Stream::Metrics, 2);
+        let other = client(&mut hub, Stream::Alerts, 2);
+        for i in 0..5 {
+            hub.broadcast(Stream::Metrics, format!("{{\"n\":{i}}}"));
+            assert_eq!(
+                fast.try_recv().unwrap(),
+                Message::text(format!("{{\"n\":{i}}}"))
+            );
+        }
+        assert_eq!(hub.status.dropped_slow, 1);
+        assert_eq!(hub.clients.len(), 2, "the slow client is gone");
+        // It got what fitted in its queue, then its queue was closed.
+        assert_eq!(slow.try_iter().count(), 2);
+        assert!(matches!(slow.recv(), Err(std::sync::mpsc::RecvError)));
+        assert!(other.try_recv().is_err(), "other streams get nothing");
+        assert_eq!(hub.status.messages_sent, 5 + 2);
+    }
+
+    #[test]
+    fn a_gone_client_is_forgotten() {
+        let mut hub = HubActor::new(HubConfig::default());
+        drop(client(&mut hub, Stream::Flows, 4));
+        hub.broadcast(Stream::Flows, "{}".into());
+        assert!(hub.clients.is_empty());
+        assert_eq!(hub.status.dropped_slow, 0);
+    }
+}

@@ -1,0 +1,174 @@
+//! GeoIP against the databases' own records: every answer tapir gives must be what
+//! `mmdblookup` (libmaxminddb, an independent reader) reads from the same file.
+
+mod common;
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use tapir::geo::{GeoConfig, GeoIp};
+
+fn db(name: &str) -> PathBuf {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("data/geoip")
+        .join(name);
+    assert!(
+        path.is_file(),
+        "{} is missing: run scripts/fetch-geoip.sh (scripts/install-deps.sh does)",
+        path.display()
+    );
+    path
+}
+
+/// `mmdblookup --file db --ip ip path...`: the value, or `None` when absent.
+fn mmdblookup(db: &Path, ip: &str, path: &[&str]) -> Option<String> {
+    let out = Command::new("mmdblookup")
+        .arg("--file")
+        .arg(db)
+        .args(["--ip", ip])
+        .args(path)
+        .output()
+        .expect("mmdblookup (Debian package mmdb-bin)");
+    let text = String::from_utf8_lossy(&out.stdout);
+    // A value prints as `  "US" <utf8_string>` or `  37.751000 <double>`.
+    let line = text.lines().map(str::trim).find(|l| l.contains(" <"))?;
+    let value = line.rsplit_once(" <")?.0.trim().trim_matches('"');
+    Some(value.to_string())
+}
+
+/// Public resolvers, CDNs and hosting ranges on several continents, IPv4 and IPv6.
+const PUBLIC: &[&str] = &[
+    "8.8.8.8",
+    "1.1.1.1",
+    "9.9.9.9",
+    "151.101.1.69",
+    "185.220.101.4",
+    "45.33.32.156",
+    "202.12.27.33",
+    "196.216.2.1",
+    "200.160.0.8",
+    "2001:4860:4860::8888",
+    "2a00:1450:4001:80b::200e",
+    "2400:cb00:2048:1::c629:d7a2",
+];
+
+fn open(path: PathBuf) -> GeoIp {
+    GeoIp::open(&GeoConfig {
+        db: Some(path),
+        ..Default::default()
+    })
+    .expect("opening the database")
+}
+
+#[test]
+fn the_country_database_agrees_with_mmdblookup() {
+    let path = db("dbip-country.mmdb");
+    let geo = open(path.clone());
+    let mut found = 0;
+    for ip in PUBLIC {
+        let info = geo.lookup(ip.parse().unwrap());
+        let want = mmdblookup(&path, ip, &["country_code"]);
+        assert_eq!(info.place.country_code, want, "{ip}");
+        found += usize::from(want.is_some());
+    }
+    assert!(
+        found >= PUBLIC.len() - 2,
+        "the database knows too few of them: {found}"
+    );
+}
+
+#[test]
+fn the_geoip2_city_database_agrees_with_mmdblookup() {
+    let path = db("dbip-city-lite-2023.mmdb");
+    let geo = open(path.clone());
+    let mut cities = 0;
+    for ip in PUBLIC {
+        let info = geo.lookup(ip.parse().unwrap());
+        let p = &info.place;
+        cities += usize::from(p.city.is_some() && p.latitude.is_some());
+        assert_eq!(
+            p.country_code,
+            mmdblookup(&path, ip, &["country", "iso_code"]),
+            "{ip}"
+        );
+        assert_eq!(
+            p.country,
+            mmdblookup(&path, ip, &["country", "names", "en"]),
+            "{ip}"
+        );
+        assert_eq!(
+            p.city,
+            mmdblookup(&path, ip, &["city", "names", "en"]),
+            "{ip}"
+        );
+        let lat =
+            mmdblookup(&path, ip, &["location", "latitude"]).map(|v| v.parse::<f64>().unwrap());
+        match (p.latitude, lat) {
+            (Some(a), Some(b)) => assert!((a - b).abs() < 1e-4, "{ip}: {a} vs {b}"),
+            (a, b) => assert_eq!(a, b, "{ip}"),
+        }
+    }
+    assert!(cities >= PUBLIC.len() - 2, "too few cities found: {cities}");
+}
+
+#[test]
+fn special_ranges_are_labelled_and_not_looked_up() {
+    let geo = open(db("dbip-country.mmdb"));
+    for (ip, scope) in [
+        ("192.168.1.10", "private"),
+        ("10.1.2.3", "private"),
+        ("127.0.0.1", "loopback"),
+        ("169.254.1.1", "link-local"),
+        ("224.0.0.251", "multicast"),
+        ("203.0.113.50", "documentation"),
+        ("fe80::1", "link-local"),
+        ("fd12::1", "private"),
+    ] {
+        let info = geo.lookup(ip.parse::<IpAddr>().unwrap());
+        assert_eq!(info.place.scope, Some(scope), "{ip}");
+        assert_eq!(info.place.country_code, None, "{ip}");
+        assert!(info.place.reason.is_some(), "{ip}");
+    }
+    let status = geo.status();
+    assert_eq!(status.lookups, 8);
+}
+
+#[test]
+fn the_server_answers_geo_from_the_configured_database() {
+    let path = db("dbip-city-lite-2023.mmdb");
+    let config = format!("[geoip]\ndb = \"{}\"\n", path.display());
+    let tiny = common::pcap("icmp/cs_icmp_echo.pcapng");
+    let server = common::server::Server::start(
+        &["replay", tiny.to_str().unwrap(), "--speed", "0"],
+        Some(&config),
+    );
+    let answer = server.get("/geo?ip=8.8.8.8").json();
+    assert_eq!(answer["ip"], "8.8.8.8");
+    assert_eq!(
+        answer["country_code"].as_str(),
+        mmdblookup(&path, "8.8.8.8", &["country", "iso_code"]).as_deref()
+    );
+    for key in ["country", "city", "latitude", "longitude"] {
+        assert!(answer.get(key).is_some(), "{key}: {answer}");
+    }
+    let private = server.get("/geo?ip=192.168.100.1").json();
+    assert_eq!(private["scope"], "private");
+    server.stop();
+
+    // No database: everything works, and /geo says why it has no answer.
+    let server = common::server::Server::start(
+        &["replay", tiny.to_str().unwrap(), "--speed", "0"],
+        Some("[geoip]\nenabled = false\n"),
+    );
+    let answer = server.get("/geo?ip=8.8.8.8");
+    assert_eq!(answer.status, 200);
+    assert!(
+        answer.json()["reason"]
+            .as_str()
+            .unwrap()
+            .contains("switched off")
+    );
+    assert_eq!(server.get("/top-talkers?with_geo=true").status, 200);
+    server.stop();
+}
