@@ -319,13 +319,14 @@ async fn drain(
     detectors: Vec<Addr<crate::detect::actor::DetectorActor>>,
     store: Option<Addr<StoreActor>>,
 ) {
-    let _ = addrs.flows.send(FlushFlows).await;
+    // Each on a fresh sender (see `Api::ask`).
+    let _ = addrs.flows.clone().send(FlushFlows).await;
     for d in detectors {
-        let _ = d.send(FlushDetectors).await;
+        let _ = d.clone().send(FlushDetectors).await;
     }
-    let _ = addrs.metrics.send(FinishMinute).await;
+    let _ = addrs.metrics.clone().send(FinishMinute).await;
     if let Some(store) = store {
-        let _ = store.send(FlushStore).await;
+        let _ = store.clone().send(FlushStore).await;
     }
 }
 

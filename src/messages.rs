@@ -147,6 +147,11 @@ pub struct MinuteSnapshots(pub Vec<MinuteSnapshot>);
 #[rtype(result = "()")]
 pub struct FinishMinute;
 
+/// Store → itself: write the next slice of what is pending.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct WriteMore;
+
 /// Write and sync everything buffered now; replies with the store's status.
 #[derive(Message)]
 #[rtype(result = "StoreStatus")]

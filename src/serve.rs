@@ -83,7 +83,10 @@ pub fn run(options: ServeOptions, ready: impl FnOnce(SocketAddr)) -> Result<(), 
         let http = HttpServer::start(&config.server, Arc::clone(&api))?;
         ready(http.addr);
 
-        wait_for_signal().await;
+        let listener_died = wait_for_signal_or(&http.listener_dead).await;
+        if listener_died {
+            log("the HTTP listener stopped accepting connections; shutting down so that the service manager restarts tapir".into());
+        }
         log("shutting down: stopping capture, flushing the store".into());
         api.stopping.store(true, Ordering::Relaxed);
         hub.do_send(CloseAll);
@@ -98,26 +101,39 @@ pub fn run(options: ServeOptions, ready: impl FnOnce(SocketAddr)) -> Result<(), 
             Err(e) => log(format!("the store did not answer at shutdown: {e}")),
         }
         store.stop();
-        Ok::<_, StartError>(http)
+        Ok::<_, StartError>((http, listener_died))
     });
     // Outside the actor system: the workers may be waiting on actors that are gone now; their
     // requests fail with 503 and they end.
-    result?.stop();
+    let (http, listener_died) = result?;
+    http.stop();
+    if listener_died {
+        return Err(StartError::Serve(ServeError::Start(
+            "the HTTP listener stopped".into(),
+        )));
+    }
     Ok(())
 }
 
-async fn wait_for_signal() {
+/// Waits for SIGTERM or SIGINT (false) or for `dead` to be set (true).
+async fn wait_for_signal_or(dead: &AtomicBool) -> bool {
     use tokio::signal::unix::{SignalKind, signal};
+    let watch = async {
+        while !dead.load(Ordering::Relaxed) {
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        }
+    };
     let (Ok(mut term), Ok(mut int)) = (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
     ) else {
-        // Without signal handling the server still serves; it ends when killed.
-        std::future::pending::<()>().await;
-        return;
+        // Without signal handling the server still serves until its listener dies.
+        watch.await;
+        return true;
     };
     tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
+        _ = term.recv() => false,
+        _ = int.recv() => false,
+        _ = watch => true,
     }
 }

@@ -184,7 +184,7 @@ fn every_endpoint_answers_in_the_published_shape_and_filters_filter() {
             .any(|a| a["id"] == brute["id"])
     );
     let dir = server.dir.clone();
-    let (code, stderr) = server.stop();
+    let (code, stderr) = server.stop_keeping_db();
     assert_eq!(code, Some(0), "{stderr}");
 
     let tiny = pcap("icmp/cs_icmp_echo.pcapng");
@@ -217,7 +217,7 @@ fn bad_requests_get_a_json_error_and_the_server_keeps_serving() {
     let dir = tempdir();
     let uploads = dir.join("uploads");
     let config = format!(
-        "[server]\nupload_max_mb = 1\nupload_dir = \"{}\"\n",
+        "[server]\nupload_max_mb = 1\nio_timeout_secs = 1\nupload_dir = \"{}\"\n",
         uploads.display()
     );
     let tiny = pcap("icmp/cs_icmp_echo.pcapng");
@@ -226,6 +226,9 @@ fn bad_requests_get_a_json_error_and_the_server_keeps_serving() {
         &["replay", tiny.to_str().unwrap()],
         Some(&config),
     );
+    // Quiet for longer than the I/O timeout: the server still accepts connections.
+    std::thread::sleep(Duration::from_millis(2500));
+    assert_eq!(server.get("/healthz").status, 200);
     let cases: &[(&str, &str, u16)] = &[
         ("GET", "/nope", 404),
         ("GET", "/ws/nope", 404),

@@ -155,8 +155,9 @@ pub struct FileLoop {
     path: PathBuf,
     source: FileSource,
     shift_ns: i64,
-    first_ns: Option<i64>,
-    last_ns: i64,
+    /// The earliest and latest packet time of a pass (a file need not be in time order).
+    min_ns: Option<i64>,
+    max_ns: i64,
     /// Passes completed.
     pub passes: u64,
 }
@@ -167,8 +168,8 @@ impl FileLoop {
             path: path.to_path_buf(),
             source: FileSource::open(path)?,
             shift_ns: 0,
-            first_ns: None,
-            last_ns: 0,
+            min_ns: None,
+            max_ns: i64::MIN,
             passes: 0,
         })
     }
@@ -180,10 +181,10 @@ impl PacketSource for FileLoop {
         max: usize,
         sink: &mut dyn FnMut(Frame<'_>),
     ) -> Result<ReadStatus, CaptureError> {
-        let (shift, first, last) = (self.shift_ns, &mut self.first_ns, &mut self.last_ns);
+        let (shift, min, max_seen) = (self.shift_ns, &mut self.min_ns, &mut self.max_ns);
         let status = self.source.read_some(max, &mut |f| {
-            first.get_or_insert(f.ts.0);
-            *last = f.ts.0;
+            *min = Some(min.map_or(f.ts.0, |m: i64| m.min(f.ts.0)));
+            *max_seen = (*max_seen).max(f.ts.0);
             sink(Frame {
                 ts: Timestamp(f.ts.0.saturating_add(shift)),
                 ..f
@@ -198,13 +199,13 @@ impl PacketSource for FileLoop {
             other => other?,
         };
         if status.end {
-            let Some(first) = self.first_ns else {
+            let Some(min) = self.min_ns else {
                 // An empty file would loop forever without a frame.
                 return Ok(status);
             };
             self.passes += 1;
-            // The next pass starts one second after this one ended.
-            self.shift_ns += (self.last_ns - first) + Timestamp::NANOS_PER_SEC;
+            // The next pass starts one second after the latest packet of this one.
+            self.shift_ns += (self.max_ns - min) + Timestamp::NANOS_PER_SEC;
             self.source = FileSource::open(&self.path)?;
             return Ok(ReadStatus {
                 frames: status.frames,

@@ -206,16 +206,28 @@ impl FlowTable {
         self.fragments.clear();
     }
 
-    /// A record of each active flow matching `keep`, most recently active first.
+    /// A record of each active flow matching `keep`, most recently active first. Walks the
+    /// activity lists back from their tails (a merge by activity), so a query for the newest
+    /// flows costs O(limit), not a sort of the whole table.
     pub fn active(&self, limit: usize, keep: impl Fn(&FlowRecord) -> bool) -> Vec<FlowRecord> {
-        let mut flows: Vec<&Flow> = self.slots.iter().flatten().collect();
-        flows.sort_by(|a, b| b.last_seen.cmp(&a.last_seen).then(b.id.cmp(&a.id)));
-        flows
-            .into_iter()
-            .map(|f| self.record(f, EndReason::Active))
-            .filter(|r| keep(r))
-            .take(limit)
-            .collect()
+        let mut cursors: [u32; CLASSES] = std::array::from_fn(|c| self.lists[c].tail);
+        let mut out = Vec::with_capacity(limit.min(1024));
+        while out.len() < limit {
+            let newest = (0..CLASSES)
+                .filter(|&c| cursors[c] != NIL)
+                .max_by_key(|&c| {
+                    let f = self.flow(cursors[c]);
+                    (f.activity, f.id)
+                });
+            let Some(class) = newest else { break };
+            let flow = self.flow(cursors[class]);
+            cursors[class] = flow.prev;
+            let record = self.record(flow, EndReason::Active);
+            if keep(&record) {
+                out.push(record);
+            }
+        }
+        out
     }
 
     fn flow(&self, slot: u32) -> &Flow {

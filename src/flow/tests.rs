@@ -320,3 +320,36 @@ fn a_reset_before_the_initiator_closes_marks_the_flow_refused() {
     assert!(!refused(88));
     assert!(!refused(22));
 }
+
+#[test]
+fn active_flows_come_newest_first_across_classes_and_filter() {
+    let mut table = FlowTable::new(FlowConfig::default());
+    run(
+        &mut table,
+        &[
+            udp(1.0, "10.0.0.1", 5000, "10.0.0.2", 53),
+            tcp(2.0, "10.0.0.3", 40000, "10.0.0.4", 80, SYN, 60),
+            udp(3.0, "10.0.0.5", 5001, "10.0.0.6", 123),
+            tcp(4.0, "10.0.0.4", 80, "10.0.0.3", 40000, SYNACK, 60),
+            tcp(5.0, "10.0.0.7", 40001, "10.0.0.8", 443, SYN, 60),
+        ],
+    );
+    let order: Vec<IpAddr> = table.active(10, |_| true).iter().map(|r| r.src).collect();
+    // The handshake at 4.0 moved 10.0.0.3's flow ahead of the UDP flow of 3.0.
+    assert_eq!(
+        order,
+        [
+            ip("10.0.0.7"),
+            ip("10.0.0.3"),
+            ip("10.0.0.5"),
+            ip("10.0.0.1")
+        ]
+    );
+    assert_eq!(table.active(2, |_| true).len(), 2);
+    let udp_only: Vec<IpAddr> = table
+        .active(10, |r| r.ip_proto == ip_proto::UDP)
+        .iter()
+        .map(|r| r.src)
+        .collect();
+    assert_eq!(udp_only, [ip("10.0.0.5"), ip("10.0.0.1")]);
+}

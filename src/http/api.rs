@@ -114,6 +114,10 @@ impl Api {
         M::Result: Send,
     {
         let timeout = Duration::from_millis(self.config.actor_timeout_ms);
+        // A fresh sender per request: actix parks a sender whose message found the mailbox
+        // over capacity (as a busy pipeline's is), and a shared, parked sender would hold up
+        // every later request. A fresh one queues at once and is answered in turn.
+        let addr = addr.clone();
         match rt.block_on(async { tokio::time::timeout(timeout, addr.send(msg)).await }) {
             Ok(Ok(result)) => Ok(result),
             Ok(Err(e)) => Err(unavailable(what, e.to_string())),
@@ -129,7 +133,15 @@ impl Api {
     pub fn handle(&self, rt: &tokio::runtime::Runtime, mut request: Request) {
         let method = request.method().as_str().to_string();
         let url = request.url().to_string();
-        let route = match route::parse(&method, &url) {
+        let route = route::parse(&method, &url);
+        // Only uploads have a body. Any other body is read and dropped first: tiny_http does
+        // not skip an unread chunked body, and its bytes would be taken for the next request.
+        if !matches!(route, Ok(Route::Upload))
+            && let Err(e) = drain_body(&mut request)
+        {
+            return respond_error(request, e);
+        }
+        let route = match route {
             Ok(r) => r,
             Err(e) => return respond_error(request, e),
         };
@@ -251,7 +263,7 @@ impl Api {
                 .ask(rt, "the store", store, QueryFlows(query.clone()))?
                 .map_err(|e| ApiError::new(503, "storage unavailable", json!(e.0)))?;
             flows.extend(stored);
-            flows.sort_by(|a, b| b.last_seen.cmp(&a.last_seen));
+            flows.sort_by_key(|f| std::cmp::Reverse(f.last_seen));
             flows.truncate(query.limit);
         }
         Reply::ok(json!({
@@ -738,6 +750,34 @@ impl Api {
                 "text/plain; version=0.0.4; charset=utf-8",
             ),
         })
+    }
+}
+
+/// Largest body accepted (and ignored) on requests that take none.
+const MAX_IGNORED_BODY: u64 = 64 * 1024;
+
+/// Reads and drops a request's declared body, up to `MAX_IGNORED_BODY`. (A request that
+/// declares none is left alone: for an upgrade, the "body" is the rest of the connection.)
+fn drain_body(request: &mut Request) -> Result<(), ApiError> {
+    let chunked = request
+        .headers()
+        .iter()
+        .any(|h| h.field.equiv("Transfer-Encoding"));
+    if !chunked && request.body_length().unwrap_or(0) == 0 {
+        return Ok(());
+    }
+    let mut limited = std::io::Read::take(request.as_reader(), MAX_IGNORED_BODY + 1);
+    match std::io::copy(&mut limited, &mut std::io::sink()) {
+        Ok(n) if n > MAX_IGNORED_BODY => Err(ApiError::new(
+            413,
+            "this endpoint takes no request body",
+            json!({"limit_bytes": MAX_IGNORED_BODY}),
+        )),
+        Ok(_) => Ok(()),
+        Err(e) => Err(ApiError::bad_request(
+            "reading the request failed",
+            json!(e.to_string()),
+        )),
     }
 }
 

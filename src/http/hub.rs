@@ -172,12 +172,13 @@ impl HubActor {
         let fut = async move {
             let flows = p
                 .flows
+                .clone()
                 .send(GetActiveFlows(FlowQuery {
                     limit,
                     ..Default::default()
                 }))
                 .await?;
-            let stats = p.metrics.send(GetStats { top_talkers: 0 }).await?;
+            let stats = p.metrics.clone().send(GetStats { top_talkers: 0 }).await?;
             Ok::<_, actix::MailboxError>((flows, stats))
         };
         ctx.spawn(fut.into_actor(self).map(|result, hub, _| {

@@ -2,9 +2,14 @@
 //!
 //! A few worker threads take requests from tiny_http and answer them by asking the actors
 //! (`api`); WebSocket clients get a writer thread each, fed by the hub actor (`hub`, `ws`).
-//! Socket timeouts are set on the listening socket, which Linux copies to every accepted
-//! connection: a client that stalls while sending or receiving is cut off after
-//! `io_timeout_secs`, and a worker is never stuck on one.
+//! Send and receive timeouts are set on the listening socket, which Linux copies to every
+//! accepted connection: a client that stalls while sending a request or stops reading (a
+//! stalled WebSocket) is cut off after `io_timeout_secs`, and an idle keep-alive connection
+//! is closed (tiny_http answers 408), which frees its tiny_http thread. On a listener the
+//! receive timeout also applies to `accept()`, and tiny_http's accept loop ends at its first
+//! error, so a watchdog thread connects to the server well within the timeout: the loop never
+//! sees one, and if the listener does die (out of file descriptors, say) the watchdog
+//! notices and the process ends with an error, for the service manager to restart it.
 
 pub mod api;
 pub mod hub;
@@ -13,10 +18,11 @@ pub mod prometheus;
 pub mod route;
 pub mod ws;
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -37,7 +43,7 @@ pub struct ServerConfig {
     /// Where uploads are kept while they replay (deleted after). Unset: `$STATE_DIRECTORY/uploads`
     /// under systemd, else the system's temporary directory.
     pub upload_dir: Option<PathBuf>,
-    /// A connection that sends or receives nothing for this long is closed.
+    /// A connection that sends nothing, or takes nothing we send, for this long is closed.
     pub io_timeout_secs: u64,
     /// How long a request waits for an actor's answer before a 503.
     pub actor_timeout_ms: u64,
@@ -114,6 +120,9 @@ pub struct HttpServer {
     pub addr: SocketAddr,
     server: Arc<tiny_http::Server>,
     workers: Vec<std::thread::JoinHandle<()>>,
+    /// Set by the watchdog when the listener stopped accepting.
+    pub listener_dead: Arc<AtomicBool>,
+    stopping: Arc<AtomicBool>,
 }
 
 impl HttpServer {
@@ -125,7 +134,9 @@ impl HttpServer {
             source,
         };
         let listener = TcpListener::bind(&addr).map_err(bind)?;
-        set_timeouts(&listener, Duration::from_secs(config.io_timeout_secs)).map_err(bind)?;
+        let timeout = Duration::from_secs(config.io_timeout_secs);
+        set_timeout(&listener, libc::SO_SNDTIMEO, timeout).map_err(bind)?;
+        set_timeout(&listener, libc::SO_RCVTIMEO, timeout).map_err(bind)?;
         let local = listener.local_addr().map_err(bind)?;
         let server = Arc::new(
             tiny_http::Server::from_listener(listener, None)
@@ -141,15 +152,25 @@ impl HttpServer {
                     .expect("spawning an HTTP worker")
             })
             .collect();
+        let listener_dead = Arc::new(AtomicBool::new(false));
+        let stopping = Arc::new(AtomicBool::new(false));
+        let (dead, stop) = (Arc::clone(&listener_dead), Arc::clone(&stopping));
+        std::thread::Builder::new()
+            .name("tapir-http-watchdog".into())
+            .spawn(move || watchdog(local, timeout, &dead, &stop))
+            .expect("spawning the HTTP watchdog");
         Ok(HttpServer {
             addr: local,
             server,
             workers,
+            listener_dead,
+            stopping,
         })
     }
 
     /// Stops accepting requests and waits for the workers to finish the ones they have.
     pub fn stop(self) {
+        self.stopping.store(true, Ordering::Relaxed);
         for _ in &self.workers {
             self.server.unblock();
         }
@@ -159,26 +180,56 @@ impl HttpServer {
     }
 }
 
-/// Sets send and receive timeouts on the listening socket; accepted connections inherit them.
-fn set_timeouts(listener: &TcpListener, timeout: Duration) -> std::io::Result<()> {
+/// Connects to the server every third of the receive timeout, so that tiny_http's `accept()`
+/// never times out; flags the listener dead when a connection is refused.
+fn watchdog(addr: SocketAddr, timeout: Duration, dead: &AtomicBool, stopping: &AtomicBool) {
+    let target = match addr.ip() {
+        ip if ip.is_unspecified() && ip.is_ipv4() => {
+            SocketAddr::from(([127, 0, 0, 1], addr.port()))
+        }
+        ip if ip.is_unspecified() => SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, addr.port())),
+        _ => addr,
+    };
+    let every = (timeout / 3).clamp(Duration::from_millis(200), Duration::from_secs(5));
+    while !stopping.load(Ordering::Relaxed) {
+        std::thread::sleep(every);
+        match TcpStream::connect_timeout(&target, every) {
+            Ok(stream) => drop(stream),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+                if !stopping.load(Ordering::Relaxed) {
+                    dead.store(true, Ordering::Relaxed);
+                }
+                return;
+            }
+            // Busy (a full backlog): the next round tries again.
+            Err(_) => {}
+        }
+    }
+}
+
+/// Sets a socket timeout (`SO_SNDTIMEO` or `SO_RCVTIMEO`) on the listening socket; accepted
+/// connections inherit it.
+fn set_timeout(
+    listener: &TcpListener,
+    option: libc::c_int,
+    timeout: Duration,
+) -> std::io::Result<()> {
     let tv = libc::timeval {
         tv_sec: timeout.as_secs() as libc::time_t,
-        tv_usec: 0,
+        tv_usec: timeout.subsec_micros() as libc::suseconds_t,
     };
-    for option in [libc::SO_RCVTIMEO, libc::SO_SNDTIMEO] {
-        // SAFETY: a valid socket descriptor and a timeval of the size passed.
-        let rc = unsafe {
-            libc::setsockopt(
-                listener.as_raw_fd(),
-                libc::SOL_SOCKET,
-                option,
-                (&tv as *const libc::timeval).cast(),
-                std::mem::size_of::<libc::timeval>() as libc::socklen_t,
-            )
-        };
-        if rc != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
+    // SAFETY: a valid socket descriptor and a timeval of the size passed.
+    let rc = unsafe {
+        libc::setsockopt(
+            listener.as_raw_fd(),
+            libc::SOL_SOCKET,
+            option,
+            (&tv as *const libc::timeval).cast(),
+            std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
     }
     Ok(())
 }

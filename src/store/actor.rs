@@ -20,6 +20,7 @@ use crate::flow::FlowRecord;
 use crate::messages::{
     AlertsChanged, FlowRecordsMsg, FlushStore, GetStoreStatus, MinuteSnapshots, QueryAlerts,
     QueryFlows, QuerySnapshots, StoreAcknowledge, StoreAcknowledgeMatching, StoreUnavailable,
+    WriteMore,
 };
 use crate::metrics::MinuteSnapshot;
 
@@ -27,6 +28,8 @@ use crate::metrics::MinuteSnapshot;
 const REOPEN_EVERY: Duration = Duration::from_secs(5);
 /// Storage errors are logged at most this often.
 const LOG_EVERY: Duration = Duration::from_secs(60);
+/// Flow records written per slice of a periodic write (a few milliseconds of sled work).
+const WRITE_SLICE: usize = 2000;
 
 /// The store actor's counters, for `/debug` and `analyze`.
 #[derive(Clone, Debug, Default, Serialize)]
@@ -72,6 +75,8 @@ pub struct StoreActor {
     last_logged: Option<Instant>,
     errors_since_log: u64,
     log: Box<dyn FnMut(String) + Send>,
+    /// A periodic write is under way in slices.
+    writing: bool,
 }
 
 impl StoreActor {
@@ -88,6 +93,7 @@ impl StoreActor {
             last_logged: None,
             errors_since_log: 0,
             log: Box::new(|m| eprintln!("tapir: {m}")),
+            writing: false,
         }
     }
 
@@ -167,8 +173,17 @@ impl StoreActor {
 
     /// Writes everything pending and syncs it.
     fn write_pending(&mut self) -> Result<(), StoreError> {
+        while self.write_some(usize::MAX)? {}
+        Ok(())
+    }
+
+    /// Writes up to `max_flows` pending flow records (and, with the last of them, the
+    /// pending alerts and snapshots), and syncs once nothing is left. Returns whether
+    /// records remain. Writing in slices lets queries in between: one sync of a busy
+    /// second's flows takes long enough to hold up an HTTP request.
+    fn write_some(&mut self, max_flows: usize) -> Result<bool, StoreError> {
         if self.pending.len() == 0 {
-            return Ok(());
+            return Ok(false);
         }
         if self.ensure_open().is_none() {
             return Err(StoreError::Unavailable(
@@ -176,24 +191,63 @@ impl StoreActor {
             ));
         }
         let store = self.store.as_mut().expect("opened above");
-        let flows = self.pending.flows.make_contiguous();
-        store.insert_flows(flows)?;
+        let n = self.pending.flows.len().min(max_flows);
+        store.insert_flows(&self.pending.flows.make_contiguous()[..n])?;
+        // Written; a later failure retries only what is left (flow keys make a retry
+        // harmless anyway).
+        self.pending.flows.drain(..n);
+        self.status.flows_written += n as u64;
+        if !self.pending.flows.is_empty() {
+            return Ok(true);
+        }
         let alerts: Vec<Alert> = self.pending.alerts.values().cloned().collect();
         store.upsert_alerts(&alerts)?;
         store.insert_snapshots(self.pending.snapshots.make_contiguous())?;
         store.flush()?;
         self.status.flushes += 1;
-        self.status.flows_written += self.pending.flows.len() as u64;
         self.status.alerts_written += self.pending.alerts.len() as u64;
         self.status.snapshots_written += self.pending.snapshots.len() as u64;
         self.pending = Pending::default();
         self.status.available = true;
-        Ok(())
+        Ok(false)
     }
 
-    fn tick(&mut self) {
-        if let Err(e) = self.write_pending() {
-            self.fail(&e);
+    /// Writes the pending alerts (not synced: reads see them at once, the next periodic
+    /// write syncs them).
+    fn write_pending_alerts(&mut self) {
+        if self.pending.alerts.is_empty() || self.ensure_open().is_none() {
+            return;
+        }
+        let store = self.store.as_mut().expect("opened above");
+        let alerts: Vec<Alert> = self.pending.alerts.values().cloned().collect();
+        match store.upsert_alerts(&alerts) {
+            Ok(()) => {
+                self.status.alerts_written += alerts.len() as u64;
+                self.pending.alerts.clear();
+            }
+            Err(e) => self.fail(&e),
+        }
+    }
+
+    /// One slice of the periodic write; the next slice is queued behind whatever messages
+    /// (queries) are waiting.
+    fn write_slice(&mut self, ctx: &mut Context<Self>) {
+        match self.write_some(WRITE_SLICE) {
+            Ok(true) => {
+                self.writing = true;
+                ctx.address().do_send(WriteMore);
+            }
+            Ok(false) => self.writing = false,
+            Err(e) => {
+                self.writing = false;
+                self.fail(&e);
+            }
+        }
+    }
+
+    fn tick(&mut self, ctx: &mut Context<Self>) {
+        if !self.writing {
+            self.write_slice(ctx);
         }
     }
 
@@ -253,7 +307,7 @@ impl Actor for StoreActor {
         self.ensure_open();
         ctx.run_interval(
             Duration::from_millis(self.config.flush_interval_ms),
-            |actor, _| actor.tick(),
+            |actor, ctx| actor.tick(ctx),
         );
         ctx.run_interval(
             Duration::from_secs(self.config.retention_interval_secs),
@@ -262,8 +316,18 @@ impl Actor for StoreActor {
     }
 
     fn stopping(&mut self, _: &mut Self::Context) -> actix::Running {
-        self.tick();
+        if let Err(e) = self.write_pending() {
+            self.fail(&e);
+        }
         actix::Running::Stop
+    }
+}
+
+impl Handler<WriteMore> for StoreActor {
+    type Result = ();
+
+    fn handle(&mut self, _: WriteMore, ctx: &mut Self::Context) {
+        self.write_slice(ctx);
     }
 }
 
@@ -300,7 +364,10 @@ impl Handler<FlushStore> for StoreActor {
     type Result = MessageResult<FlushStore>;
 
     fn handle(&mut self, _: FlushStore, _: &mut Self::Context) -> Self::Result {
-        self.tick();
+        if let Err(e) = self.write_pending() {
+            self.fail(&e);
+        }
+        self.writing = false;
         MessageResult(self.status())
     }
 }
@@ -318,8 +385,8 @@ impl Handler<QueryAlerts> for StoreActor {
 
     fn handle(&mut self, msg: QueryAlerts, _: &mut Self::Context) -> Self::Result {
         // Pending alerts are newer than what is stored: write them first so the answer
-        // includes them.
-        self.tick();
+        // includes them (only them: the flows can wait for their slice).
+        self.write_pending_alerts();
         MessageResult(self.query(|s| s.alerts(&msg.0)))
     }
 }
@@ -344,7 +411,7 @@ impl Handler<StoreAcknowledge> for StoreActor {
     type Result = MessageResult<StoreAcknowledge>;
 
     fn handle(&mut self, msg: StoreAcknowledge, _: &mut Self::Context) -> Self::Result {
-        self.tick();
+        self.write_pending_alerts();
         let result = self.query(|s| {
             let alert = s.acknowledge(msg.id)?;
             s.flush()?;
@@ -358,7 +425,7 @@ impl Handler<StoreAcknowledgeMatching> for StoreActor {
     type Result = MessageResult<StoreAcknowledgeMatching>;
 
     fn handle(&mut self, msg: StoreAcknowledgeMatching, _: &mut Self::Context) -> Self::Result {
-        self.tick();
+        self.write_pending_alerts();
         let result = self.query(|s| {
             let alerts = s.acknowledge_matching(msg.timestamp, &msg.source_ip)?;
             s.flush()?;

@@ -16,6 +16,8 @@ pub struct Server {
     pub dir: PathBuf,
     agent: ureq::Agent,
     stderr: Option<std::thread::JoinHandle<String>>,
+    /// Leave `dir` (the database) behind for a restart.
+    keep_dir: bool,
 }
 
 /// An HTTP answer: status and body.
@@ -85,6 +87,7 @@ impl Server {
             dir,
             agent,
             stderr: Some(stderr),
+            keep_dir: false,
         }
     }
 
@@ -165,6 +168,12 @@ impl Server {
         })
     }
 
+    /// Like `stop`, keeping the database directory for another server.
+    pub fn stop_keeping_db(mut self) -> (Option<i32>, String) {
+        self.keep_dir = true;
+        self.stop()
+    }
+
     /// SIGTERM, then the exit status and what it printed on stderr.
     pub fn stop(mut self) -> (Option<i32>, String) {
         // SAFETY: signalling our own child process.
@@ -189,5 +198,14 @@ impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        // A failing test shows what the server said.
+        if std::thread::panicking()
+            && let Some(stderr) = self.stderr.take()
+        {
+            eprintln!("--- tapir's stderr:\n{}", stderr.join().unwrap_or_default());
+        }
+        if !self.keep_dir {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
     }
 }
