@@ -1,11 +1,10 @@
 #!/usr/bin/env bash
-# Generates a synthetic capture with every attack in it and analyses it.
-# (Once the server lands this becomes `tapir demo`, a live dashboard.)
+# The product in one command: installs what the build needs (libpcap, the GeoIP database),
+# builds tapir and runs `tapir demo`: synthetic traffic with recurring attacks of every kind,
+# served on http://127.0.0.1:8000 (no root, no network interface). Ctrl-C stops it.
+# Extra arguments go to `tapir demo` (e.g. --port 9000).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-TAPIR_SKIP_CROSS=1 ./scripts/install-deps.sh
+TAPIR_SKIP_CROSS=1 TAPIR_SKIP_CITY_DB=1 ./scripts/install-deps.sh
 cargo build --release --locked
-out=${TMPDIR:-/tmp}/tapir-demo.pcap
-./target/release/tapir gen --scenario all --packets 60000 --seed 1 --out "$out"
-./target/release/tapir analyze "$out" --flows-out "${out%.pcap}.flows.jsonl"
-echo "flow records: ${out%.pcap}.flows.jsonl"
+exec ./target/release/tapir demo "$@"

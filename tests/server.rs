@@ -435,3 +435,75 @@ fn websockets_stream_metrics_flows_and_an_uploads_alerts_and_stop_stops() {
     let (code, stderr) = server.stop();
     assert_eq!(code, Some(0), "{stderr}");
 }
+
+#[test]
+fn start_errors_are_one_clear_line_and_nothing_serves() {
+    use common::{run_with_limit, tapir};
+    let dir = tempdir();
+    let bad = dir.join("bad.toml");
+    std::fs::write(&bad, "[server]\nport = 8000\nworkers = \"many\"\n").unwrap();
+    let cases: Vec<(Vec<String>, i32, &str)> = vec![
+        (
+            vec![
+                "demo".into(),
+                "--port".into(),
+                "0".into(),
+                "--config".into(),
+                bad.display().to_string(),
+            ],
+            2,
+            "line 3",
+        ),
+        (vec!["run".into()], 2, "no interface"),
+        (
+            vec![
+                "run".into(),
+                "--iface".into(),
+                "tapirnope0".into(),
+                "--port".into(),
+                "0".into(),
+            ],
+            1,
+            "tapirnope0",
+        ),
+        (
+            vec![
+                "replay".into(),
+                "/nonexistent/x.pcap".into(),
+                "--port".into(),
+                "0".into(),
+            ],
+            1,
+            "/nonexistent/x.pcap",
+        ),
+        (
+            vec![
+                "replay".into(),
+                pcap(HYDRA).display().to_string(),
+                "--speed=-1".into(),
+            ],
+            2,
+            "--speed",
+        ),
+    ];
+    for (args, code, says) in cases {
+        let out = run_with_limit(
+            tapir()
+                .args(&args)
+                .arg("--db-path")
+                .arg(dir.join("db"))
+                .env_remove("NET_IFACE"),
+            Duration::from_secs(20),
+        );
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(code), "{args:?}: {stderr}");
+        assert!(stderr.contains(says), "{args:?}: {stderr}");
+        assert_eq!(stderr.trim().lines().count(), 1, "{args:?}: {stderr}");
+        assert!(
+            out.stdout.is_empty(),
+            "{args:?} served: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

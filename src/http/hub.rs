@@ -46,7 +46,7 @@ impl Default for HubConfig {
             client_queue: 16,
             series_points: 30,
             talkers: 10,
-            flows: 20,
+            flows: 10,
         }
     }
 }
