@@ -350,7 +350,17 @@ fn ws_connect(
 #[test]
 fn websockets_stream_metrics_flows_and_an_uploads_alerts_and_stop_stops() {
     // A long, slow base replay: hydra-4 spans 20 minutes at its recorded pace.
-    let server = replay(HYDRA, &["--speed", "1"]);
+    let dir = tempdir();
+    let uploads = dir.join("uploads");
+    let hydra = pcap(HYDRA);
+    let server = Server::start_in(
+        dir,
+        &["replay", hydra.to_str().unwrap(), "--speed", "1"],
+        Some(&format!(
+            "[server]\nupload_dir = \"{}\"\n",
+            uploads.display()
+        )),
+    );
     let mut metrics = ws_connect(&server, "/ws/metrics");
     let m = ws_next(&mut metrics);
     for key in [
@@ -432,8 +442,20 @@ fn websockets_stream_metrics_flows_and_an_uploads_alerts_and_stop_stops() {
     );
     server.wait_replayed();
     assert_eq!(server.post("/pcap/replay/stop").status, 409);
+    // Replayed uploads are deleted.
+    let left: Vec<_> = std::fs::read_dir(&uploads).unwrap().flatten().collect();
+    assert!(left.is_empty(), "uploads left behind: {left:?}");
+    // Shutdown closes the WebSockets with a Close frame.
     let (code, stderr) = server.stop();
     assert_eq!(code, Some(0), "{stderr}");
+    let closed = loop {
+        match metrics.read() {
+            Ok(tungstenite::Message::Close(frame)) => break frame.is_some(),
+            Ok(_) => continue,
+            Err(e) => panic!("no Close frame before the connection ended: {e}"),
+        }
+    };
+    assert!(closed);
 }
 
 #[test]
