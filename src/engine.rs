@@ -13,22 +13,20 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use actix::{
-    Actor, ActorFutureExt, Addr, AsyncContext, Context, Handler, Message, MessageResult,
-    ResponseActFuture, WrapFuture,
+    Actor, ActorFutureExt, Addr, AsyncContext, Context, Handler, MessageResult, ResponseActFuture,
+    WrapFuture,
 };
 use serde::Serialize;
 
 use crate::capture::file::FileSource;
 use crate::capture::live::{LiveOptions, LiveSource};
 use crate::capture::paced::{FileLoop, Paced};
-use crate::capture::{
-    self, BatchConfig, CaptureCounters, CaptureError, CaptureReport, PacketSource, StopWhen,
-};
+use crate::capture::{self, BatchConfig, CaptureCounters, CaptureError, PacketSource, StopWhen};
 use crate::config::Config;
 use crate::http::hub::HubActor;
 use crate::messages::{
-    FinishMinute, FlushDetectors, FlushFlows, FlushStore, GetEngineStatus, GetPipeline,
-    PipelineAddrs, PipelineChanged, Shutdown, StartUpload, StopReplay, UploadRejected,
+    CaptureEnded, FinishMinute, FlushDetectors, FlushFlows, FlushStore, GetEngineStatus,
+    GetPipeline, PipelineAddrs, PipelineChanged, Shutdown, StartUpload, StopReplay, UploadRejected,
 };
 use crate::pipeline::Pipeline;
 use crate::store::actor::StoreActor;
@@ -106,7 +104,8 @@ struct Stage {
     state: CaptureState,
     started: Instant,
     error: Option<String>,
-    frames_before: u64,
+    /// A capture thread is reading into this stage.
+    capturing: bool,
 }
 
 impl Stage {
@@ -147,19 +146,10 @@ pub struct EngineStatus {
     pub uploads_replayed: u64,
 }
 
-/// The capture thread of a stage ended.
-#[derive(Message)]
-#[rtype(result = "()")]
-struct CaptureEnded {
-    stage: u64,
-    source: Box<dyn PacketSource>,
-    report: CaptureReport,
-}
-
 /// An upload being replayed: its stage and the file, deleted when the replay is over.
 struct Upload {
     stage: Stage,
-    _file: tempfile::TempPath,
+    file: tempfile::TempPath,
 }
 
 /// The engine actor.
@@ -174,6 +164,8 @@ pub struct Engine {
     upload: Option<Upload>,
     next_stage: u64,
     uploads_replayed: u64,
+    /// The base source should resume once its capture thread has ended.
+    resume_pending: bool,
     shutting_down: bool,
     log: Box<dyn Fn(String) + Send>,
 }
@@ -203,6 +195,7 @@ impl Engine {
             upload: None,
             next_stage: 2,
             uploads_replayed: 0,
+            resume_pending: false,
             shutting_down: false,
             log,
         }
@@ -253,6 +246,17 @@ impl Engine {
             return;
         }
         self.hub.do_send(PipelineChanged(self.base.addrs()));
+        if matches!(
+            self.base.state,
+            CaptureState::Finished | CaptureState::Draining
+        ) {
+            return;
+        }
+        if self.base.capturing {
+            // Its thread has not handed the source back yet (a short upload ended first).
+            self.resume_pending = true;
+            return;
+        }
         let source = match self.base_source.take() {
             // An interface is reopened: frames buffered while paused are stale.
             Some(_) if matches!(self.base_spec, BaseSource::Live { .. }) => None,
@@ -267,12 +271,10 @@ impl Engine {
         };
         match source {
             Ok(source) => {
-                if self.base.state == CaptureState::Finished {
-                    return;
-                }
                 self.base.stop.store(false, Ordering::Relaxed);
                 self.base.state = CaptureState::Running;
                 self.base.error = None;
+                self.base.capturing = true;
                 self.spawn_capture(ctx, &self.base, source);
             }
             Err(e) => {
@@ -307,7 +309,7 @@ fn new_stage(
         state: CaptureState::Running,
         started: Instant::now(),
         error: None,
-        frames_before: 0,
+        capturing: false,
     }
 }
 
@@ -336,6 +338,7 @@ impl Actor for Engine {
     fn started(&mut self, ctx: &mut Self::Context) {
         self.hub.do_send(PipelineChanged(self.base.addrs()));
         let source = self.base_source.take().expect("base source at start");
+        self.base.capturing = true;
         self.spawn_capture(ctx, &self.base, source);
     }
 }
@@ -368,7 +371,7 @@ impl Handler<CaptureEnded> for Engine {
                     .into_actor(self)
                     .map(move |_, _, _| {
                         upload.stage.pipeline.stop();
-                        drop(upload._file);
+                        drop(upload.file);
                     }),
             );
             self.resume_base(ctx);
@@ -377,7 +380,7 @@ impl Handler<CaptureEnded> for Engine {
         if msg.stage != self.base.id {
             return;
         }
-        self.base.frames_before += msg.report.frames;
+        self.base.capturing = false;
         if self.upload.is_some() {
             // Paused for an upload.
             self.base.state = CaptureState::Paused;
@@ -385,6 +388,12 @@ impl Handler<CaptureEnded> for Engine {
             return;
         }
         if self.shutting_down {
+            return;
+        }
+        if std::mem::take(&mut self.resume_pending) {
+            // Paused for an upload that has already ended.
+            self.base_source = Some(msg.source);
+            self.resume_base(ctx);
             return;
         }
         match (&self.base_spec, error) {
@@ -452,12 +461,14 @@ impl Handler<StartUpload> for Engine {
         if self.base.state == CaptureState::Running {
             self.base.state = CaptureState::Paused;
         }
+        let mut stage = stage;
+        stage.capturing = true;
         self.spawn_capture(ctx, &stage, source);
         self.hub.do_send(PipelineChanged(stage.addrs()));
         (self.log)(format!("replaying {describe}"));
         self.upload = Some(Upload {
             stage,
-            _file: msg.file,
+            file: msg.file,
         });
         Ok(describe)
     }

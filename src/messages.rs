@@ -212,6 +212,15 @@ pub struct PipelineAddrs {
     pub counters: Arc<CaptureCounters>,
 }
 
+/// Capture thread → engine: the thread of `stage` ended; here is its source and report.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct CaptureEnded {
+    pub stage: u64,
+    pub source: Box<dyn crate::capture::PacketSource>,
+    pub report: crate::capture::CaptureReport,
+}
+
 /// Server → engine: the current pipeline.
 #[derive(Message)]
 #[rtype(result = "PipelineAddrs")]
