@@ -575,7 +575,7 @@ impl Api {
             "websocket": hub,
             "geoip": self.geo.status(),
             "peak_rss_bytes": crate::analyze::peak_rss_bytes(),
-            "rss_bytes": rss_bytes(),
+            "rss_bytes": crate::analyze::rss_bytes(),
         }))
     }
 
@@ -605,22 +605,21 @@ impl Api {
         for ((rule, severity), n) in by_rule {
             alert_family = alert_family.with(&[("rule", rule), ("severity", severity)], n as f64);
         }
-        let mut protocols = Family::new(
+        let protocols = Family::new(
             "tapir_protocol_packets_total",
             "counter",
             "Packets by protocol.",
+        )
+        .per_label(
+            "protocol",
+            stats.protocol_counts.iter().map(|(p, n)| (p, *n as f64)),
         );
-        for (proto, n) in &stats.protocol_counts {
-            protocols = protocols.with(&[("protocol", proto)], *n as f64);
-        }
-        let mut ws = Family::new(
+        let ws = Family::new(
             "tapir_websocket_clients",
             "gauge",
             "Connected WebSocket clients by stream.",
-        );
-        for (stream, n) in &hub.clients {
-            ws = ws.with(&[("stream", stream)], *n as f64);
-        }
+        )
+        .per_label("stream", hub.clients.iter().map(|(s, n)| (s, *n as f64)));
         let mut families = vec![
             Family::single(
                 "tapir_uptime_seconds",
@@ -700,7 +699,7 @@ impl Api {
                 "tapir_rss_bytes",
                 "gauge",
                 "Resident memory.",
-                rss_bytes() as f64,
+                crate::analyze::rss_bytes() as f64,
             ),
         ];
         if let Some(s) = store {
@@ -826,19 +825,6 @@ fn backlog(c: &crate::capture::CaptureCounters, taken: u64) -> u64 {
 fn sanitize(name: &str) -> String {
     let base = name.rsplit(['/', '\\']).next().unwrap_or(name);
     base.chars().filter(|c| !c.is_control()).take(100).collect()
-}
-
-/// Current resident set size (VmRSS), in bytes.
-fn rss_bytes() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse::<u64>().ok())
-        })
-        .map_or(0, |kb| kb * 1024)
 }
 
 fn header(name: &str, value: &str) -> Header {

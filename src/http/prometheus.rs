@@ -32,6 +32,17 @@ impl Family {
         Family::new(name, kind, help).with(&[], value)
     }
 
+    /// One sample per entry of `values`, labelled `label = key`.
+    pub fn per_label<K: AsRef<str>>(
+        self,
+        label: &'static str,
+        values: impl IntoIterator<Item = (K, f64)>,
+    ) -> Self {
+        values
+            .into_iter()
+            .fold(self, |f, (k, v)| f.with(&[(label, k.as_ref())], v))
+    }
+
     pub fn with(mut self, labels: &[(&'static str, &str)], value: f64) -> Self {
         self.samples.push(Sample {
             name: self.name,

@@ -26,6 +26,15 @@ pub struct Answer {
     pub body: String,
 }
 
+impl From<ureq::http::Response<ureq::Body>> for Answer {
+    fn from(mut r: ureq::http::Response<ureq::Body>) -> Self {
+        Answer {
+            status: r.status().as_u16(),
+            body: r.body_mut().read_to_string().unwrap_or_default(),
+        }
+    }
+}
+
 impl Answer {
     pub fn json(&self) -> Value {
         serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
@@ -100,11 +109,7 @@ impl Server {
     }
 
     pub fn get(&self, path: &str) -> Answer {
-        let mut r = self.agent.get(self.url(path)).call().expect("GET");
-        Answer {
-            status: r.status().as_u16(),
-            body: r.body_mut().read_to_string().unwrap_or_default(),
-        }
+        Answer::from(self.agent.get(self.url(path)).call().expect("GET"))
     }
 
     pub fn request(&self, method: &str, path: &str) -> Answer {
@@ -113,19 +118,11 @@ impl Server {
             .uri(self.url(path))
             .body(())
             .unwrap();
-        let mut r = self.agent.run(req).expect("request");
-        Answer {
-            status: r.status().as_u16(),
-            body: r.body_mut().read_to_string().unwrap_or_default(),
-        }
+        Answer::from(self.agent.run(req).expect("request"))
     }
 
     pub fn post(&self, path: &str) -> Answer {
-        let mut r = self.agent.post(self.url(path)).send_empty().expect("POST");
-        Answer {
-            status: r.status().as_u16(),
-            body: r.body_mut().read_to_string().unwrap_or_default(),
-        }
+        Answer::from(self.agent.post(self.url(path)).send_empty().expect("POST"))
     }
 
     /// Uploads `file` with curl as `multipart/form-data` (fields `file` and `speed`).
