@@ -79,6 +79,37 @@ fn the_country_database_agrees_with_mmdblookup() {
 }
 
 #[test]
+fn country_codes_get_their_iso_3166_names() {
+    // Ground truth: Debian's iso-codes list, read here by serde_json on its own.
+    let list: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string("/usr/share/iso-codes/json/iso_3166-1.json")
+            .expect("iso-codes (scripts/install-deps.sh installs it)"),
+    )
+    .unwrap();
+    let name_of = |code: &str| {
+        let c = list["3166-1"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["alpha_2"] == code)
+            .unwrap();
+        c.get("common_name")
+            .unwrap_or(&c["name"])
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let path = db("dbip-country.mmdb");
+    let geo = open(path.clone());
+    for ip in PUBLIC {
+        let info = geo.lookup(ip.parse().unwrap());
+        if let Some(code) = mmdblookup(&path, ip, &["country_code"]) {
+            assert_eq!(info.place.country, Some(name_of(&code)), "{ip}");
+        }
+    }
+}
+
+#[test]
 fn the_geoip2_city_database_agrees_with_mmdblookup() {
     let path = db("dbip-city-lite-2023.mmdb");
     let geo = open(path.clone());

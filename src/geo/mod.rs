@@ -26,6 +26,9 @@ pub struct GeoConfig {
     pub db: Option<PathBuf>,
     /// An ASN database (GeoLite2-ASN schema), optional.
     pub asn_db: Option<PathBuf>,
+    /// ISO 3166-1 country names (Debian's iso-codes JSON), for databases that give only a
+    /// country code. Missing: answers carry the code alone.
+    pub country_names: PathBuf,
     /// Answers kept in memory.
     pub cache_entries: usize,
 }
@@ -36,6 +39,7 @@ impl Default for GeoConfig {
             enabled: true,
             db: None,
             asn_db: None,
+            country_names: PathBuf::from("/usr/share/iso-codes/json/iso_3166-1.json"),
             cache_entries: 4096,
         }
     }
@@ -120,6 +124,8 @@ pub struct GeoStatus {
 pub struct GeoIp {
     db: Option<Db>,
     asn: Option<Db>,
+    /// Country code → common name.
+    names: HashMap<String, String>,
     /// Why there is no database.
     missing: Option<String>,
     cache_entries: usize,
@@ -163,6 +169,7 @@ impl GeoIp {
         Ok(GeoIp {
             db,
             asn,
+            names: country_names(&config.country_names),
             missing,
             cache_entries: config.cache_entries.max(1),
             cache: Mutex::new(Cache::default()),
@@ -174,6 +181,7 @@ impl GeoIp {
         GeoIp {
             db: None,
             asn: None,
+            names: HashMap::new(),
             missing: Some(reason.to_string()),
             cache_entries: 1,
             cache: Mutex::new(Cache::default()),
@@ -240,7 +248,14 @@ impl GeoIp {
             return info;
         };
         match db.reader.lookup(ip).and_then(|r| r.decode::<Record>()) {
-            Ok(Some(record)) => record.fill(&mut info),
+            Ok(Some(record)) => {
+                record.fill(&mut info);
+                if info.country.is_none()
+                    && let Some(code) = &info.country_code
+                {
+                    info.country = self.names.get(code).cloned();
+                }
+            }
             Ok(None) => info.reason = Some("not in the GeoIP database".into()),
             Err(e) => info.reason = Some(format!("GeoIP lookup failed: {e}")),
         }
@@ -252,6 +267,33 @@ impl GeoIp {
         }
         info
     }
+}
+
+/// Reads ISO 3166-1 names (`{"3166-1": [{"alpha_2", "name", "common_name"?}]}`), preferring
+/// the common name ("South Korea" over "Korea, Republic of"); empty if unreadable.
+fn country_names(path: &Path) -> HashMap<String, String> {
+    #[derive(Deserialize)]
+    struct File {
+        #[serde(rename = "3166-1")]
+        countries: Vec<Country>,
+    }
+    #[derive(Deserialize)]
+    struct Country {
+        alpha_2: String,
+        name: String,
+        common_name: Option<String>,
+    }
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return HashMap::new();
+    };
+    serde_json::from_str::<File>(&text)
+        .map(|f| {
+            f.countries
+                .into_iter()
+                .map(|c| (c.alpha_2, c.common_name.unwrap_or(c.name)))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// The scope of an address that is not on the public internet, `None` for public ones.

@@ -79,6 +79,10 @@ pub struct HubActor {
     pipeline: Option<PipelineAddrs>,
     /// Alerts changed since the last alert message, by id.
     pending_alerts: BTreeMap<u64, Alert>,
+    /// A query for the stream's next message is under way: a busy pipeline answers late,
+    /// and ticks must not pile up queries behind it.
+    metrics_pending: bool,
+    flows_pending: bool,
     status: HubStatus,
 }
 
@@ -93,6 +97,8 @@ impl HubActor {
             clients: Vec::new(),
             pipeline: None,
             pending_alerts: BTreeMap::new(),
+            metrics_pending: false,
+            flows_pending: false,
             status: HubStatus::default(),
         }
     }
@@ -129,9 +135,10 @@ impl HubActor {
         let Some(p) = self.pipeline.clone() else {
             return;
         };
-        if !self.has_clients(Stream::Metrics) {
+        if !self.has_clients(Stream::Metrics) || self.metrics_pending {
             return;
         }
+        self.metrics_pending = true;
         let (talkers, points) = (self.config.talkers, self.config.series_points);
         let fut = async move {
             p.metrics
@@ -141,6 +148,7 @@ impl HubActor {
                 .await
         };
         ctx.spawn(fut.into_actor(self).map(move |stats, hub, _| {
+            hub.metrics_pending = false;
             if let Ok(mut stats) = stats {
                 let skip = stats.bandwidth_series.len().saturating_sub(points);
                 stats.bandwidth_series.drain(..skip);
@@ -165,9 +173,10 @@ impl HubActor {
         let Some(p) = self.pipeline.clone() else {
             return;
         };
-        if !self.has_clients(Stream::Flows) {
+        if !self.has_clients(Stream::Flows) || self.flows_pending {
             return;
         }
+        self.flows_pending = true;
         let limit = self.config.flows;
         let fut = async move {
             let flows = p
@@ -182,6 +191,7 @@ impl HubActor {
             Ok::<_, actix::MailboxError>((flows, stats))
         };
         ctx.spawn(fut.into_actor(self).map(|result, hub, _| {
+            hub.flows_pending = false;
             if let Ok((flows, stats)) = result {
                 let text = json!({
                     "flows": flows,
