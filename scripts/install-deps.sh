@@ -8,7 +8,7 @@ SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 export DEBIAN_FRONTEND=noninteractive
 
-want=(libpcap-dev pkg-config gcc iproute2 tcpreplay tcpdump python3 python3-pip file nmap hping3 curl bind9-dnsutils mmdb-bin iso-codes)
+want=(libpcap-dev pkg-config gcc iproute2 tcpreplay tcpdump python3 python3-pip file nmap hping3 curl bind9-dnsutils mmdb-bin iso-codes chromium)
 if [ "${TAPIR_SKIP_CROSS:-0}" != "1" ]; then
     want+=(gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user libpcap-dev:arm64 libc6:arm64)
 fi
@@ -45,3 +45,14 @@ fi
 
 # The dashboard's map data (world-atlas from npm, ISO codes from iso-codes), into web/vendor/.
 "$(dirname "$0")/fetch-web-deps.sh" >/dev/null
+
+# Node.js for the browser test: Debian's, unless a node and npm are already there (a
+# NodeSource build, say, which Debian's npm package would conflict with).
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+    $SUDO apt-get install -y -qq nodejs npm >/dev/null
+fi
+
+# The browser test's driver (playwright-core, pinned by tests/e2e/package-lock.json).
+if [ ! -d "$(dirname "$0")/../tests/e2e/node_modules/playwright-core" ]; then
+    (cd "$(dirname "$0")/../tests/e2e" && npm ci --no-audit --no-fund --silent)
+fi

@@ -63,9 +63,6 @@ fn fifty_http_and_twenty_websocket_clients_on_a_full_speed_replay() {
                     .timeout_global(Some(Duration::from_secs(20)))
                     .build()
                     .into();
-                // Clients arrive over a second, not all in one instant: tiny_http 0.12's
-                // thread pool can strand a connection that arrives in a burst (see README).
-                std::thread::sleep(Duration::from_millis(20 * i as u64));
                 let mut latencies: [Vec<Duration>; 3] = Default::default();
                 let mut errors = Vec::new();
                 let mut n = i;
@@ -96,7 +93,6 @@ fn fifty_http_and_twenty_websocket_clients_on_a_full_speed_replay() {
             let path = ["/ws/metrics", "/ws/flows", "/ws/alerts"][i % 3];
             let url = server.ws_url(path);
             std::thread::spawn(move || {
-                std::thread::sleep(Duration::from_millis(1000 + 20 * i as u64));
                 let (mut socket, _) = tungstenite::connect(url).expect("WebSocket handshake");
                 if let tungstenite::stream::MaybeTlsStream::Plain(s) = socket.get_ref() {
                     s.set_read_timeout(Some(Duration::from_millis(500)))

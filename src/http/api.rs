@@ -852,7 +852,9 @@ fn respond_asset(request: Request, asset: &super::assets::Asset) {
             .with_header(header("Vary", "Accept-Encoding"))
     };
     if has("If-None-Match", asset.etag) {
-        let _ = request.respond(base(Response::from_data(Vec::new()).with_status_code(StatusCode(304))));
+        let _ = request.respond(base(
+            Response::from_data(Vec::new()).with_status_code(StatusCode(304)),
+        ));
         return;
     }
     let gzip = has("Accept-Encoding", "gzip");

@@ -32,10 +32,35 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_bundle_stays_within_its_size_budget() {
+        let (map, rest): (Vec<&Asset>, Vec<&Asset>) =
+            all().iter().partition(|a| a.path.starts_with("/vendor/"));
+        let app: usize = rest.iter().map(|a| a.body.len()).sum();
+        assert!(
+            app <= 300 * 1024,
+            "the dashboard is {app} bytes (budget 300 KB)"
+        );
+        let shapes = map
+            .iter()
+            .find(|a| a.path == "/vendor/countries-110m.json")
+            .expect("map data embedded (scripts/fetch-web-deps.sh fetches it)");
+        assert!(
+            shapes.body.len() <= 200 * 1024,
+            "{} bytes of map data",
+            shapes.body.len()
+        );
+    }
+
+    #[test]
     fn lookups_are_exact_and_bodies_round_trip_through_gzip() {
         let index = find("/").expect("index.html is embedded");
         assert!(index.content_type.starts_with("text/html"));
-        for bad in ["/../Cargo.toml", "/index.html/..", "//etc/passwd", "/%2e%2e/src/main.rs"] {
+        for bad in [
+            "/../Cargo.toml",
+            "/index.html/..",
+            "//etc/passwd",
+            "/%2e%2e/src/main.rs",
+        ] {
             assert!(find(bad).is_none(), "{bad}");
         }
         for asset in all() {

@@ -7,8 +7,9 @@
 //! stalled WebSocket) is cut off after `io_timeout_secs`, and an idle keep-alive connection
 //! is closed (tiny_http answers 408), which frees its tiny_http thread. On a listener the
 //! receive timeout also applies to `accept()`, and tiny_http's accept loop ends at its first
-//! error, so a watchdog thread connects to the server well within the timeout: the loop never
-//! sees one, and if the listener does die (out of file descriptors, say) the watchdog
+//! error, so a watchdog thread connects to the server four times a second: the loop never
+//! sees a timeout, a connection tiny_http's thread pool left queued is picked up (see
+//! `watchdog`), and if the listener does die (out of file descriptors, say) the watchdog
 //! notices and the process ends with an error, for the service manager to restart it.
 
 pub mod api;
@@ -181,8 +182,11 @@ impl HttpServer {
     }
 }
 
-/// Connects to the server every third of the receive timeout, so that tiny_http's `accept()`
-/// never times out; flags the listener dead when a connection is refused.
+/// Connects to the server every `WATCHDOG_EVERY`: tiny_http's `accept()` then never times out,
+/// and a connection its thread pool left queued (its idle-thread count can be stale when
+/// connections arrive in a burst, as a browser's do) is picked up within that time, because
+/// the watchdog's own short connection makes a pool thread finish a task and take the next.
+/// Flags the listener dead when a connection is refused.
 fn watchdog(addr: SocketAddr, timeout: Duration, dead: &AtomicBool, stopping: &AtomicBool) {
     let target = match addr.ip() {
         ip if ip.is_unspecified() && ip.is_ipv4() => {
@@ -191,7 +195,7 @@ fn watchdog(addr: SocketAddr, timeout: Duration, dead: &AtomicBool, stopping: &A
         ip if ip.is_unspecified() => SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, addr.port())),
         _ => addr,
     };
-    let every = (timeout / 3).clamp(Duration::from_millis(200), Duration::from_secs(5));
+    let every = WATCHDOG_EVERY.min(timeout / 3);
     while !stopping.load(Ordering::Relaxed) {
         std::thread::sleep(every);
         match TcpStream::connect_timeout(&target, every) {
@@ -207,6 +211,9 @@ fn watchdog(addr: SocketAddr, timeout: Duration, dead: &AtomicBool, stopping: &A
         }
     }
 }
+
+/// How often the watchdog connects (see `watchdog`).
+const WATCHDOG_EVERY: Duration = Duration::from_millis(250);
 
 /// Sets a socket timeout (`SO_SNDTIMEO` or `SO_RCVTIMEO`) on the listening socket; accepted
 /// connections inherit it.

@@ -39,7 +39,7 @@ export function doughnut(entries) {
 /** A line chart of points [{x, y}] with a y-axis label formatter. */
 export function line(points, { height = 160, format = String } = {}) {
   const width = 600;
-  const chart = svg('svg', { viewBox: `0 0 ${width} ${height}`, preserveAspectRatio: 'none', width: '100%', height, role: 'img' });
+  const chart = svg('svg', { viewBox: `0 0 ${width} ${height}`, width: '100%', role: 'img' });
   if (points.length < 2) {
     chart.append(svg('text', { x: 10, y: 20 }, 'waiting for traffic…'));
     return chart;

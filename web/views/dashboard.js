@@ -13,7 +13,7 @@ export function render(main) {
   main.append(
     el('section', { class: 'panel wide' }, cards),
     panel('Protocols', protocols),
-    panel('Bandwidth (bytes/s)', bandwidth),
+    el('section', { class: 'panel span2' }, el('h2', {}, 'Bandwidth (bytes/s)'), bandwidth),
     el('section', { class: 'panel wide' }, el('h2', {}, 'Top talkers'), talkers),
   );
   let series = new Map();
@@ -33,7 +33,11 @@ export function render(main) {
     );
     const entries = Object.entries(m.protocol_counts || {}).sort((a, b) => b[1] - a[1]);
     protocols.replaceChildren(...(entries.length ? doughnut(entries) : [el('p', { class: 'muted' }, 'no packets yet')]));
-    bandwidth.replaceChildren(line([...series.values()].map((p) => ({ x: p.timestamp, y: p.bytes })), { format: fmt.bytes }));
+    // From the first second with traffic: a fresh start should not draw minutes of zeros.
+    const points = [...series.values()];
+    const first = points.findIndex((p) => p.bytes > 0);
+    const shown = first < 0 ? [] : points.slice(first);
+    bandwidth.replaceChildren(line(shown.map((p) => ({ x: p.timestamp, y: p.bytes })), { format: fmt.bytes }));
   };
   const showTalkers = (list) => {
     talkers.replaceChildren(el('table', {},

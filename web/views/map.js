@@ -8,6 +8,18 @@ export const title = 'Map';
 const W = 960, H = 500;
 const project = ([lon, lat]) => [((lon + 180) / 360) * W, ((84 - lat) / 144) * H];
 
+/** SVG path of one ring; a jump across the antimeridian starts a new subpath instead of a
+ * line across the whole map. */
+function pathOf(ring) {
+  let prev = null;
+  return ring.map((p) => {
+    const [x, y] = project(p).map((v) => v.toFixed(1));
+    const cmd = prev === null || Math.abs(p[0] - prev) > 180 ? 'M' : 'L';
+    prev = p[0];
+    return `${cmd}${x},${y}`;
+  }).join('') + 'Z';
+}
+
 /** TopoJSON → rings of [lon, lat] per geometry (delta-decoded, quantized arcs). */
 function decode(topo) {
   const [sx, sy] = topo.transform.scale, [tx, ty] = topo.transform.translate;
@@ -65,12 +77,9 @@ export function render(main) {
     for (const country of data.countries) {
       const code = numericToCode.get(country.id);
       const traffic = code && byCode.get(code);
-      const d = country.polygons.flatMap((rings) => rings.map((r) => `M${r.map((p) => project(p).map((v) => v.toFixed(1)).join(',')).join('L')}Z`)).join('');
-      const attrs = { d, class: 'map-land', 'data-code': code || '' };
-      if (traffic) {
-        attrs.fill = '#4fb3ff';
-        attrs['fill-opacity'] = (0.25 + 0.75 * Math.log1p(traffic.bytes) / Math.log1p(max)).toFixed(2);
-      }
+      const d = country.polygons.flatMap((rings) => rings.map(pathOf)).join('');
+      const attrs = { d, class: traffic ? 'map-land hot' : 'map-land', 'data-code': code || '' };
+      if (traffic) attrs['fill-opacity'] = (0.35 + 0.65 * Math.log1p(traffic.bytes) / Math.log1p(max)).toFixed(2);
       map.append(svg('path', attrs, svg('title', {}, `${country.name}${traffic ? `: ${fmt.bytes(traffic.bytes)}` : ''}`)));
       if (traffic) {
         // A marker at the centre of the country's largest ring when the database has no coordinates.

@@ -1,0 +1,47 @@
+//! The dashboard end to end in Debian's Chromium (Playwright, tests/e2e/dashboard.mjs) against
+//! `tapir demo`: every view renders real data, acknowledging in the UI reaches the API, an
+//! upload in the replay view produces its alerts, no console errors, no request to another
+//! host. Screenshots of every view go to target/e2e-screenshots/.
+
+mod common;
+
+use std::path::Path;
+use std::time::Duration;
+
+use common::server::Server;
+use common::{pcap, run_with_limit};
+
+#[test]
+fn the_dashboard_works_in_a_real_browser() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let e2e = root.join("tests/e2e");
+    assert!(
+        e2e.join("node_modules/playwright-core").is_dir()
+            && Path::new("/usr/bin/chromium").exists(),
+        "the browser test needs Debian's chromium and `npm ci` in tests/e2e (scripts/install-deps.sh does both)"
+    );
+    let server = Server::start(&["demo"], None);
+    let shots = root.join("target/e2e-screenshots");
+    let out = run_with_limit(
+        std::process::Command::new("node")
+            .arg(e2e.join("dashboard.mjs"))
+            .arg(&server.base)
+            .arg(&shots)
+            .arg(pcap("portscan/nmap_tcp_syn_scan.pcap")),
+        Duration::from_secs(180),
+    );
+    let report = String::from_utf8_lossy(&out.stdout);
+    eprintln!("{report}{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "dashboard checks failed:\n{report}"
+    );
+    for view in ["dashboard", "alerts", "sessions", "map", "graph", "replay"] {
+        assert!(
+            shots.join(format!("{view}.png")).is_file(),
+            "no screenshot of {view}"
+        );
+    }
+    server.stop();
+}
