@@ -56,13 +56,13 @@ export function render(main) {
       for (const b of list) {
         if (a === b) continue;
         const dx = a.x - b.x, dy = a.y - b.y, d2 = Math.max(dx * dx + dy * dy, 25);
-        a.vx += (dx / d2) * 60; a.vy += (dy / d2) * 60;
+        a.vx += (dx / d2) * 250; a.vy += (dy / d2) * 250;
       }
-      a.vx += (w / 2 - a.x) * 0.002; a.vy += (h / 2 - a.y) * 0.002;
+      a.vx += (w / 2 - a.x) * 0.006; a.vy += (h / 2 - a.y) * 0.006;
     }
     for (const l of links) {
       const a = nodes.get(l.a), b = nodes.get(l.b);
-      const dx = b.x - a.x, dy = b.y - a.y, d = Math.hypot(dx, dy) || 1, f = (d - 90) * 0.01;
+      const dx = b.x - a.x, dy = b.y - a.y, d = Math.hypot(dx, dy) || 1, f = (d - 100) * 0.006;
       a.vx += (dx / d) * f; a.vy += (dy / d) * f; b.vx -= (dx / d) * f; b.vy -= (dy / d) * f;
     }
     for (const n of list) {
