@@ -19,5 +19,6 @@ cargo test --locked
 
 if [ "${TAPIR_SKIP_CROSS:-0}" != "1" ]; then
     ./scripts/cross-aarch64.sh
+    ./scripts/check-packages.sh
 fi
 echo "all checks passed"
