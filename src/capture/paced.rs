@@ -13,12 +13,12 @@ use crate::wire::link::LinkType;
 /// and notices a stop request promptly.
 const MAX_WAIT: Duration = Duration::from_millis(5);
 
-/// A frame read ahead of its time, held until it is due.
+/// A frame read ahead of its time, held until it is due (its bytes in `Paced::data`).
+#[derive(Clone, Copy)]
 struct Held {
     ts: Timestamp,
     wire_len: u32,
     link: LinkType,
-    data: Vec<u8>,
 }
 
 /// Delivers the frames of `inner` no faster than `speed` × their recorded pace.
@@ -32,6 +32,8 @@ pub struct Paced<S> {
     anchor: Option<(i64, Instant)>,
     shift_ns: i64,
     held: Option<Held>,
+    /// The held frame's bytes; one buffer, reused for every frame.
+    data: Vec<u8>,
     ended: bool,
 }
 
@@ -46,6 +48,7 @@ impl<S: PacketSource> Paced<S> {
             anchor: None,
             shift_ns: 0,
             held: None,
+            data: Vec::with_capacity(2048),
             ended: false,
         }
     }
@@ -53,12 +56,14 @@ impl<S: PacketSource> Paced<S> {
     /// Reads one frame from the inner source into `held`.
     fn read_ahead(&mut self) -> Result<(), CaptureError> {
         let mut held = None;
+        let data = &mut self.data;
         let status = self.inner.read_some(1, &mut |f| {
+            data.clear();
+            data.extend_from_slice(f.data);
             held = Some(Held {
                 ts: f.ts,
                 wire_len: f.wire_len,
                 link: f.link,
-                data: f.data.to_vec(),
             })
         })?;
         self.held = held;
@@ -97,7 +102,7 @@ impl<S: PacketSource> PacketSource for Paced<S> {
                     break;
                 }
             }
-            let ts = self.held.as_ref().expect("held").ts;
+            let ts = self.held.expect("held").ts;
             let due = self.due(ts);
             let now = Instant::now();
             if due > now {
@@ -114,7 +119,7 @@ impl<S: PacketSource> PacketSource for Paced<S> {
                 ts: Timestamp(held.ts.0.saturating_add(self.shift_ns)),
                 wire_len: held.wire_len,
                 link: held.link,
-                data: &held.data,
+                data: &self.data,
             });
             frames += 1;
         }

@@ -165,10 +165,6 @@ impl Api {
 
     fn answer(&self, rt: &tokio::runtime::Runtime, route: Route) -> Result<Reply, ApiError> {
         match route {
-            Route::Index => Ok(Reply {
-                status: 200,
-                body: Body::Text(index_page(), "text/html; charset=utf-8"),
-            }),
             Route::Health => {
                 self.pipeline(rt)?;
                 Reply::ok(json!({"status": "ok", "uptime_secs": self.started.elapsed().as_secs()}))
@@ -844,7 +840,7 @@ fn respond_asset(request: Request, asset: &super::assets::Asset) {
             .iter()
             .any(|h| h.field.equiv(name) && h.value.as_str().contains(want))
     };
-    let base = |r: Response<std::io::Cursor<Vec<u8>>>| {
+    let base = |r: Response<std::io::Cursor<&'static [u8]>>| {
         secure(r)
             .with_header(header("ETag", asset.etag))
             // Always revalidate (cheap: a 304); the ETag is the content hash.
@@ -852,15 +848,27 @@ fn respond_asset(request: Request, asset: &super::assets::Asset) {
             .with_header(header("Vary", "Accept-Encoding"))
     };
     if has("If-None-Match", asset.etag) {
-        let _ = request.respond(base(
-            Response::from_data(Vec::new()).with_status_code(StatusCode(304)),
-        ));
+        let empty = Response::new(
+            StatusCode(304),
+            Vec::new(),
+            std::io::Cursor::new(&[][..]),
+            Some(0),
+            None,
+        );
+        let _ = request.respond(base(empty));
         return;
     }
     let gzip = has("Accept-Encoding", "gzip");
     let body = if gzip { asset.gzip } else { asset.body };
-    let mut response = base(Response::from_data(body.to_vec()))
-        .with_header(header("Content-Type", asset.content_type));
+    // Served from the binary's own bytes, without a copy.
+    let data = Response::new(
+        StatusCode(200),
+        Vec::new(),
+        std::io::Cursor::new(body),
+        Some(body.len()),
+        None,
+    );
+    let mut response = base(data).with_header(header("Content-Type", asset.content_type));
     if gzip {
         response = response.with_header(header("Content-Encoding", "gzip"));
     }
@@ -898,28 +906,4 @@ fn respond_error(request: Request, e: ApiError) {
     // A body the client is still sending is drained by tiny_http (bounded by its own
     // limit) or the connection is closed.
     let _ = request.respond(response);
-}
-
-/// Until the dashboard lands: a page that lists the API.
-fn index_page() -> String {
-    let links: String = [
-        "/stats",
-        "/top-talkers?with_geo=true",
-        "/flows",
-        "/alerts",
-        "/packets?limit=20",
-        "/geo?ip=8.8.8.8",
-        "/debug",
-        "/metrics",
-        "/healthz",
-    ]
-    .iter()
-    .map(|p| format!("<li><a href=\"{p}\">{p}</a></li>"))
-    .collect();
-    format!(
-        "<!doctype html><meta charset=utf-8><title>tapir</title><h1>tapir {}</h1>\
-         <p>REST API:</p><ul>{links}</ul><p>WebSockets: /ws/metrics, /ws/alerts, /ws/flows.</p>\
-         <p><small>IP geolocation by <a href=\"https://db-ip.com\">DB-IP</a></small></p>",
-        env!("CARGO_PKG_VERSION")
-    )
 }

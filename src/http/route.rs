@@ -68,7 +68,6 @@ pub enum AckTarget {
 /// Every endpoint.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Route {
-    Index,
     Stats,
     TopTalkers { limit: usize, with_geo: bool },
     Flows(FlowParams),
@@ -231,7 +230,6 @@ pub fn parse(method: &str, url: &str) -> Result<Route, ApiError> {
         .unwrap_or(path);
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     let (allow, route): (&'static str, Result<Route, ApiError>) = match segments.as_slice() {
-        [""] => ("GET", Query::parse(query, &[]).map(|_| Route::Index)),
         ["stats"] => ("GET", Query::parse(query, &[]).map(|_| Route::Stats)),
         ["top-talkers"] => ("GET", top_talkers(query)),
         ["flows"] => ("GET", flows(query)),
