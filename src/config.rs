@@ -8,11 +8,13 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::alert::AlertsConfig;
+use crate::auth::AuthConfig;
 use crate::detect::DetectorsConfig;
 use crate::flow::FlowConfig;
 use crate::geo::GeoConfig;
 use crate::http::ServerConfig;
 use crate::metrics::MetricsConfig;
+use crate::privacy::PrivacyConfig;
 use crate::store::StoreConfig;
 
 /// Capture settings (the `[capture]` section).
@@ -62,6 +64,8 @@ pub struct Config {
     pub store: StoreConfig,
     pub server: ServerConfig,
     pub geoip: GeoConfig,
+    pub auth: AuthConfig,
+    pub privacy: PrivacyConfig,
 }
 
 /// A configuration file that could not be used.
@@ -129,6 +133,7 @@ impl Config {
         }
         self.store.validate()?;
         self.server.validate()?;
+        self.auth.validate()?;
         self.detectors.validate()
     }
 }

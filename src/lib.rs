@@ -4,6 +4,7 @@
 
 pub mod alert;
 pub mod analyze;
+pub mod auth;
 pub mod capture;
 pub mod config;
 pub mod decode;
@@ -17,6 +18,7 @@ pub mod metrics;
 pub mod output;
 pub mod packet;
 pub mod pipeline;
+pub mod privacy;
 pub mod serve;
 pub mod store;
 pub mod synth;

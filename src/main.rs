@@ -68,6 +68,24 @@ enum Command {
         #[arg(long, value_name = "PATH", global = true)]
         config: Option<PathBuf>,
     },
+    /// Set a user's password (read from the terminal, or the first line of stdin).
+    Passwd {
+        /// The account (created if new).
+        #[arg(long, default_value = "admin")]
+        user: String,
+        /// The account's role (default: admin for a new account, else unchanged).
+        #[arg(long, value_enum)]
+        role: Option<tapir::auth::Role>,
+        #[command(flatten)]
+        place: CredentialsArgs,
+    },
+    /// Create, list or revoke API tokens (for scripts and Prometheus).
+    Token {
+        #[command(subcommand)]
+        action: TokenAction,
+        #[command(flatten)]
+        place: CredentialsArgs,
+    },
     /// Capture live from an interface and serve the API and dashboard.
     Run {
         /// The interface to capture from (e.g. eth0).
@@ -164,6 +182,32 @@ enum DbAction {
         #[arg(long)]
         progress: bool,
     },
+}
+
+/// Where the credentials file is: `--auth-file`, else `[auth] file`, else beside the database.
+#[derive(clap::Args)]
+struct CredentialsArgs {
+    #[arg(long, value_name = "PATH", global = true)]
+    auth_file: Option<PathBuf>,
+    #[arg(long, env = "DB_PATH", value_name = "DIR", global = true)]
+    db_path: Option<PathBuf>,
+    #[arg(long, value_name = "PATH", global = true)]
+    config: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum TokenAction {
+    /// Create a token and print it (it is shown only once).
+    Create {
+        /// What the token is for (e.g. prometheus).
+        name: String,
+        #[arg(long, value_enum, default_value = "viewer")]
+        role: tapir::auth::Role,
+    },
+    /// List the tokens (ids, names, roles; never the tokens).
+    List,
+    /// Revoke a token by id.
+    Revoke { id: String },
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -329,6 +373,35 @@ fn main() -> ExitCode {
                 Some("127.0.0.1"),
             )
         }
+        Command::Passwd { user, role, place } => match open_auth(&place) {
+            Ok(mut auth) => {
+                let password = match read_new_password(&user) {
+                    Ok(p) => p,
+                    Err(e) => {
+                        eprintln!("tapir: {e}");
+                        return ExitCode::from(2);
+                    }
+                };
+                match auth.set_password(&user, &password, role, None) {
+                    Ok(()) => {
+                        eprintln!(
+                            "tapir: password of {user} set in {} (a running tapir picks it up within seconds)",
+                            auth.path().display()
+                        );
+                        ExitCode::SUCCESS
+                    }
+                    Err(e) => {
+                        eprintln!("tapir: {e}");
+                        ExitCode::from(1)
+                    }
+                }
+            }
+            Err(code) => code,
+        },
+        Command::Token { action, place } => match open_auth(&place) {
+            Ok(mut auth) => token_command(&mut auth, action),
+            Err(code) => code,
+        },
         Command::Gen {
             scenario,
             packets,
@@ -338,6 +411,85 @@ fn main() -> ExitCode {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("tapir: cannot write {}: {e}", out.display());
+                ExitCode::from(1)
+            }
+        },
+    }
+}
+
+/// Opens the credentials file the server would use.
+fn open_auth(place: &CredentialsArgs) -> Result<tapir::auth::Auth, ExitCode> {
+    let config = load_config(place.config.as_deref())?;
+    let path = match &place.auth_file {
+        Some(p) => p.clone(),
+        None => {
+            let db = place
+                .db_path
+                .clone()
+                .or_else(|| config.store.db_path.clone())
+                .unwrap_or_else(StoreConfig::default_db_path);
+            config.auth.file_for(&db)
+        }
+    };
+    tapir::auth::Auth::open(config.auth, path).map_err(|e| {
+        eprintln!("tapir: {e}");
+        ExitCode::from(1)
+    })
+}
+
+/// A new password: asked twice on a terminal, else the first line of stdin.
+fn read_new_password(user: &str) -> Result<String, String> {
+    use std::io::IsTerminal;
+    if std::io::stdin().is_terminal() {
+        let first = rpassword::prompt_password(format!("New password for {user}: "))
+            .map_err(|e| format!("cannot read the password: {e}"))?;
+        let again = rpassword::prompt_password("Again: ")
+            .map_err(|e| format!("cannot read the password: {e}"))?;
+        if first != again {
+            return Err("the passwords differ; nothing was changed".into());
+        }
+        Ok(first)
+    } else {
+        let mut line = String::new();
+        std::io::stdin()
+            .read_line(&mut line)
+            .map_err(|e| format!("cannot read the password from stdin: {e}"))?;
+        Ok(line.trim_end_matches(['\r', '\n']).to_string())
+    }
+}
+
+fn token_command(auth: &mut tapir::auth::Auth, action: TokenAction) -> ExitCode {
+    match action {
+        TokenAction::Create { name, role } => match auth.create_token(&name, role) {
+            Ok((record, token)) => {
+                eprintln!(
+                    "tapir: token {} ({}, {}) created; it is shown only this once:",
+                    record.id,
+                    record.name,
+                    record.role.name()
+                );
+                println!("{token}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("tapir: {e}");
+                ExitCode::from(1)
+            }
+        },
+        TokenAction::List => {
+            for t in &auth.credentials().tokens {
+                println!("{}\t{}\t{}\t{}", t.id, t.role.name(), t.created, t.name);
+            }
+            ExitCode::SUCCESS
+        }
+        TokenAction::Revoke { id } => match auth.revoke_token(&id) {
+            Ok(true) => ExitCode::SUCCESS,
+            Ok(false) => {
+                eprintln!("tapir: there is no token {id} (see `tapir token list`)");
+                ExitCode::from(1)
+            }
+            Err(e) => {
+                eprintln!("tapir: {e}");
                 ExitCode::from(1)
             }
         },
@@ -386,11 +538,12 @@ fn serve_command(
         config,
         db_path: db_path.clone(),
     };
-    let ready = |addr: std::net::SocketAddr| {
+    let ready = |addr: std::net::SocketAddr, tls: bool| {
+        let scheme = if tls { "https" } else { "http" };
         let shown = if addr.ip().is_unspecified() {
-            format!("http://<this host's address>:{}", addr.port())
+            format!("{scheme}://<this host's address>:{}", addr.port())
         } else {
-            format!("http://{addr}")
+            format!("{scheme}://{addr}")
         };
         println!(
             "tapir {mode}: serving on {shown} (database {})",

@@ -5,17 +5,19 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use actix::Actor;
 
+use crate::auth::{Auth, FileError};
 use crate::capture::CaptureError;
 use crate::config::Config;
 use crate::engine::{BaseSource, Engine};
 use crate::geo::{GeoError, GeoIp};
 use crate::http::hub::HubActor;
+use crate::http::tls::{Tls, TlsError};
 use crate::http::{Api, HttpServer, ServeError};
 use crate::messages::{CloseAll, FlushStore, Shutdown};
 use crate::pipeline::StoreService;
@@ -42,25 +44,93 @@ pub enum StartError {
     Capture(#[from] CaptureError),
     #[error(transparent)]
     Serve(#[from] ServeError),
+    #[error(transparent)]
+    Credentials(#[from] FileError),
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    #[error(
+        "auth.enabled = false is only allowed on a loopback address (server.host is {0}); anyone on the network could use the appliance"
+    )]
+    OpenToNetwork(String),
 }
 
-/// Runs until SIGTERM or SIGINT. `ready` is called with the bound address once serving.
-pub fn run(options: ServeOptions, ready: impl FnOnce(SocketAddr)) -> Result<(), StartError> {
+/// Whether logins are required: by default yes, except for the demo on a loopback address.
+fn auth_required(options: &ServeOptions) -> Result<bool, StartError> {
+    let host = &options.config.server.host;
+    let loopback = host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    match options.config.auth.enabled {
+        Some(false) if !loopback => Err(StartError::OpenToNetwork(host.clone())),
+        Some(on) => Ok(on),
+        None => Ok(!(options.mode == "demo" && loopback)),
+    }
+}
+
+/// Runs until SIGTERM or SIGINT. `ready` is called with the bound address and whether it
+/// speaks TLS once serving.
+pub fn run(options: ServeOptions, ready: impl FnOnce(SocketAddr, bool)) -> Result<(), StartError> {
     let started = Instant::now();
+    let log = |m: String| eprintln!("tapir: {m}");
+    let auth_on = auth_required(&options)?;
     let config = options.config;
+    let credentials = config.auth.file_for(&options.db_path);
+    let auth = if auth_on {
+        let mut auth = Auth::open(config.auth.clone(), credentials.clone())?;
+        if let Some(password) = auth.ensure_admin()? {
+            log(format!(
+                "no admin password is set yet. One-time password for user \"admin\": {password}  (it must be changed at first login; or set one with `tapir passwd`)"
+            ));
+        }
+        Some(auth)
+    } else {
+        log(
+            "authentication is off: anyone who can reach this loopback address can use tapir"
+                .into(),
+        );
+        None
+    };
+    let tls = if config.server.tls.enabled {
+        let dir = credentials
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(std::path::Path::new("."));
+        let tls = Tls::setup(&config.server.tls, dir)?;
+        log(format!(
+            "TLS certificate {}{}, SHA-256 fingerprint {}",
+            tls.cert_path.display(),
+            if tls.generated {
+                " (generated, self-signed)"
+            } else {
+                ""
+            },
+            tls.fingerprint
+        ));
+        Some(tls)
+    } else {
+        None
+    };
+    let ip_masking = Arc::new(AtomicBool::new(
+        auth.as_ref()
+            .and_then(|a| a.credentials().settings.ip_masking)
+            .unwrap_or(config.privacy.ip_masking),
+    ));
     let store = Store::open(&options.db_path, &config.store)?;
     let geo = Arc::new(GeoIp::open(&config.geoip)?);
     let source = options.base.open()?;
-    let log = |m: String| eprintln!("tapir: {m}");
     if let Some(reason) = geo.status().reason {
         log(reason);
     }
+    crate::http::raise_file_limit();
 
     let system = actix::System::new();
     let result = system.block_on(async move {
         let store =
             StoreService::start(StoreActor::from_store(store, config.store.clone()).with_log(log));
-        let hub = HubActor::new(config.server.websocket.clone()).start();
+        let hub = HubActor::new(config.server.websocket.clone())
+            .with_mask(Arc::clone(&ip_masking))
+            .start();
         let engine = Engine::new(
             config.clone(),
             options.base,
@@ -79,9 +149,16 @@ pub fn run(options: ServeOptions, ready: impl FnOnce(SocketAddr)) -> Result<(), 
             mode: options.mode,
             started,
             stopping: AtomicBool::new(false),
+            auth: auth.map(|a| Arc::new(Mutex::new(a))),
+            gate: Arc::default(),
+            ip_masking,
+            store_config: config.store.clone(),
+            tls_fingerprint: tls.as_ref().map(|t| t.fingerprint.clone()),
         });
-        let http = HttpServer::start(&config.server, Arc::clone(&api))?;
-        ready(http.addr);
+        let tls_on = tls.is_some();
+        crate::http::api::set_tls(tls_on);
+        let http = HttpServer::start(&config.server, tls.map(|t| t.config), Arc::clone(&api))?;
+        ready(http.addr, tls_on);
 
         let listener_died = wait_for_signal_or(&http.listener_dead).await;
         if listener_died {

@@ -1,8 +1,8 @@
 //! The REST API: each route answered by asking the actors, as JSON in the published shapes.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use actix::dev::ToEnvelope;
@@ -12,11 +12,14 @@ use serde_json::{Value, json};
 use tiny_http::{Header, Request, Response, StatusCode};
 
 use super::ServerConfig;
+use super::access::RequestInfo;
+use super::gate::GateStats;
 use super::hub::HubActor;
 use super::multipart::{self, MultipartError, MultipartReader};
 use super::prometheus::{self, Family};
 use super::route::{self, AckTarget, AlertParams, ApiError, FlowParams, Route};
 use crate::alert::{Alert, AlertQuery};
+use crate::auth::{Auth, Principal};
 use crate::capture::file::FileSource;
 use crate::capture::{CaptureError, PacketSource};
 use crate::engine::Engine;
@@ -29,8 +32,8 @@ use crate::messages::{
     StoreAcknowledgeMatching, Subscribe, UploadRejected,
 };
 use crate::metrics::TopTalker;
-use crate::store::FlowQuery;
 use crate::store::actor::StoreActor;
+use crate::store::{FlowQuery, StoreConfig};
 
 /// What the workers share: the actors to ask and the settings.
 pub struct Api {
@@ -44,26 +47,46 @@ pub struct Api {
     pub started: Instant,
     /// Set at shutdown: workers stop taking requests.
     pub stopping: AtomicBool,
+    /// Accounts and sessions; `None` when authentication is off (demo on loopback).
+    pub auth: Option<Arc<Mutex<Auth>>>,
+    /// What the gate has seen.
+    pub gate: Arc<GateStats>,
+    /// IP masking on (shared with the hub).
+    pub ip_masking: Arc<AtomicBool>,
+    /// For the settings page (retention).
+    pub store_config: StoreConfig,
+    /// The TLS certificate's SHA-256 fingerprint, when serving HTTPS.
+    pub tls_fingerprint: Option<String>,
 }
 
 /// A JSON answer with its status.
-struct Reply {
-    status: u16,
-    body: Body,
+pub(super) struct Reply {
+    pub status: u16,
+    pub body: Body,
+    pub headers: Vec<(&'static str, String)>,
 }
 
-enum Body {
+pub(super) enum Body {
     Json(Value),
     Text(String, &'static str),
 }
 
 impl Reply {
-    fn ok(value: impl Serialize) -> Result<Reply, ApiError> {
+    pub(super) fn ok(value: impl Serialize) -> Result<Reply, ApiError> {
         Ok(Reply {
             status: 200,
             body: Body::Json(serde_json::to_value(value).map_err(|e| internal(e.to_string()))?),
+            headers: Vec::new(),
         })
     }
+}
+
+/// Set at start when the server speaks TLS: responses then carry HSTS.
+static TLS_ON: AtomicBool = AtomicBool::new(false);
+
+/// Says whether the server speaks TLS (one server per process).
+pub fn set_tls(on: bool) {
+    TLS_ON.store(on, Ordering::Relaxed);
 }
 
 fn internal(detail: String) -> ApiError {
@@ -133,32 +156,70 @@ impl Api {
     pub fn handle(&self, rt: &tokio::runtime::Runtime, mut request: Request) {
         let method = request.method().as_str().to_string();
         let url = request.url().to_string();
+        // The dashboard's files are public: they hold no data, and the login screen is one.
         if (method == "GET" || method == "HEAD")
             && let Some(asset) = super::assets::find(url.split('?').next().unwrap_or(""))
         {
             return respond_asset(request, asset);
         }
         let route = route::parse(&method, &url);
-        // Only uploads have a body. Any other body is read and dropped first: tiny_http does
-        // not skip an unread chunked body, and its bytes would be taken for the next request.
-        if !matches!(route, Ok(Route::Upload))
-            && let Err(e) = drain_body(&mut request)
-        {
-            return respond_error(request, e);
-        }
+        let info = RequestInfo::of(&request);
         let route = match route {
             Ok(r) => r,
+            Err(e) => {
+                // Any body is read and dropped first: tiny_http does not skip an unread
+                // chunked body, and its bytes would be taken for the next request.
+                let _ = read_body(&mut request, MAX_JSON_BODY);
+                return respond_error(request, e);
+            }
+        };
+        // Who is asking comes before reading any body: an upload from a stranger is refused
+        // before a byte of it is stored.
+        let principal = match self.authorize(&info, &route) {
+            Ok(p) => p,
             Err(e) => return respond_error(request, e),
         };
+        let body = if route == Route::Upload {
+            Vec::new()
+        } else {
+            match read_body(&mut request, MAX_JSON_BODY) {
+                Ok(b) if b.is_empty() || route.takes_json() => b,
+                Ok(_) => {
+                    return respond_error(
+                        request,
+                        ApiError::bad_request("this endpoint takes no request body", Value::Null),
+                    );
+                }
+                Err(e) => return respond_error(request, e),
+            }
+        };
         if let Route::WebSocket(stream) = route {
-            return self.websocket(rt, request, stream);
+            let principal = principal.expect("streams need a principal");
+            return self.websocket(rt, request, stream, &principal);
         }
-        let result = match route {
+        let result = match &route {
             Route::Upload => self.upload(rt, &mut request),
-            other => self.answer(rt, other),
+            Route::Login
+            | Route::Logout
+            | Route::Session
+            | Route::ChangePassword
+            | Route::ListTokens
+            | Route::CreateToken
+            | Route::RevokeToken { .. }
+            | Route::Settings
+            | Route::UpdateSettings => self.access_route(&route, &info, principal.as_ref(), &body),
+            other => self.answer(rt, other.clone()),
         };
         match result {
-            Ok(reply) => respond(request, reply),
+            Ok(mut reply) => {
+                if route.shows_traffic()
+                    && self.ip_masking.load(Ordering::Relaxed)
+                    && let Body::Json(value) = &mut reply.body
+                {
+                    crate::privacy::mask_value(value);
+                }
+                respond(request, reply)
+            }
             Err(e) => respond_error(request, e),
         }
     }
@@ -200,7 +261,7 @@ impl Api {
             }
             Route::Debug => self.debug(rt),
             Route::Metrics => self.metrics(rt),
-            Route::Upload | Route::WebSocket(_) => unreachable!("handled before"),
+            _ => unreachable!("handled in `handle`"),
         }
     }
 
@@ -216,6 +277,7 @@ impl Api {
         Ok(Reply {
             status: 200,
             body: Body::Json(value),
+            headers: Vec::new(),
         })
     }
 
@@ -504,7 +566,13 @@ impl Api {
         }))
     }
 
-    fn websocket(&self, rt: &tokio::runtime::Runtime, request: Request, stream: route::Stream) {
+    fn websocket(
+        &self,
+        rt: &tokio::runtime::Runtime,
+        request: Request,
+        stream: route::Stream,
+        principal: &Principal,
+    ) {
         let accept = match super::ws::accept_key(&request) {
             Ok(key) => key,
             Err(e) => return respond_error(request, e),
@@ -516,11 +584,12 @@ impl Api {
             tx,
             closed: Arc::clone(&closed),
         };
+        let allowed = self.stream_allowed(principal);
         match self.ask(rt, "the WebSocket hub", &self.hub, subscribe) {
             Ok(true) => {
                 let spawned = std::thread::Builder::new()
                     .name(format!("tapir-ws-{}", stream.name()))
-                    .spawn(move || super::ws::serve(request, accept, rx, closed));
+                    .spawn(move || super::ws::serve(request, accept, rx, closed, allowed));
                 if let Err(e) = spawned {
                     eprintln!("tapir: cannot start a WebSocket thread: {e}");
                 }
@@ -749,31 +818,33 @@ impl Api {
                 prometheus::render(&families),
                 "text/plain; version=0.0.4; charset=utf-8",
             ),
+            headers: Vec::new(),
         })
     }
 }
 
-/// Largest body accepted (and ignored) on requests that take none.
-const MAX_IGNORED_BODY: u64 = 64 * 1024;
+/// Largest body read on requests other than uploads (JSON bodies; others are refused).
+const MAX_JSON_BODY: u64 = 64 * 1024;
 
-/// Reads and drops a request's declared body, up to `MAX_IGNORED_BODY`. (A request that
-/// declares none is left alone: for an upgrade, the "body" is the rest of the connection.)
-fn drain_body(request: &mut Request) -> Result<(), ApiError> {
+/// Reads a request's declared body, up to `limit` bytes. (A request that declares none is
+/// left alone: for an upgrade, the "body" is the rest of the connection.)
+fn read_body(request: &mut Request, limit: u64) -> Result<Vec<u8>, ApiError> {
     let chunked = request
         .headers()
         .iter()
         .any(|h| h.field.equiv("Transfer-Encoding"));
     if !chunked && request.body_length().unwrap_or(0) == 0 {
-        return Ok(());
+        return Ok(Vec::new());
     }
-    let mut limited = std::io::Read::take(request.as_reader(), MAX_IGNORED_BODY + 1);
-    match std::io::copy(&mut limited, &mut std::io::sink()) {
-        Ok(n) if n > MAX_IGNORED_BODY => Err(ApiError::new(
+    let mut body = Vec::new();
+    let mut limited = std::io::Read::take(request.as_reader(), limit + 1);
+    match std::io::Read::read_to_end(&mut limited, &mut body) {
+        Ok(n) if n as u64 > limit => Err(ApiError::new(
             413,
-            "this endpoint takes no request body",
-            json!({"limit_bytes": MAX_IGNORED_BODY}),
+            "the request body is too large",
+            json!({"limit_bytes": limit}),
         )),
-        Ok(_) => Ok(()),
+        Ok(_) => Ok(body),
         Err(e) => Err(ApiError::bad_request(
             "reading the request failed",
             json!(e.to_string()),
@@ -875,12 +946,20 @@ fn respond_asset(request: Request, asset: &super::assets::Asset) {
     let _ = request.respond(response);
 }
 
-/// The security headers every response carries.
+/// The security headers every response carries (and HSTS under TLS).
 fn secure<R: std::io::Read>(response: Response<R>) -> Response<R> {
-    response
+    let response = response
         .with_header(header("Content-Security-Policy", super::assets::CSP))
         .with_header(header("X-Content-Type-Options", "nosniff"))
+        .with_header(header("X-Frame-Options", "DENY"))
         .with_header(header("Referrer-Policy", "no-referrer"))
+        .with_header(header("Cross-Origin-Opener-Policy", "same-origin"))
+        .with_header(header("Cross-Origin-Resource-Policy", "same-origin"));
+    if TLS_ON.load(Ordering::Relaxed) {
+        response.with_header(header("Strict-Transport-Security", "max-age=31536000"))
+    } else {
+        response
+    }
 }
 
 fn respond(request: Request, reply: Reply) {
@@ -888,10 +967,13 @@ fn respond(request: Request, reply: Reply) {
         Body::Json(v) => (v.to_string().into_bytes(), "application/json"),
         Body::Text(t, ct) => (t.into_bytes(), ct),
     };
-    let response = secure(Response::from_data(bytes))
+    let mut response = secure(Response::from_data(bytes))
         .with_status_code(StatusCode(reply.status))
         .with_header(header("Content-Type", content_type))
         .with_header(header("Cache-Control", "no-store"));
+    for (name, value) in &reply.headers {
+        response = response.with_header(header(name, value));
+    }
     let _ = request.respond(response);
 }
 
@@ -902,6 +984,9 @@ fn respond_error(request: Request, e: ApiError) {
         .with_header(header("Cache-Control", "no-store"));
     if let Some(allow) = e.allow {
         response = response.with_header(header("Allow", allow));
+    }
+    for (name, value) in &e.headers {
+        response = response.with_header(header(name, value));
     }
     // A body the client is still sending is drained by tiny_http (bounded by its own
     // limit) or the connection is closed.

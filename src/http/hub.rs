@@ -84,6 +84,8 @@ pub struct HubActor {
     metrics_pending: bool,
     flows_pending: bool,
     status: HubStatus,
+    /// IP masking on: payloads are masked before they go out.
+    mask: Arc<AtomicBool>,
 }
 
 /// Alert changes are gathered for this long, so a flood that updates its alert on every
@@ -100,14 +102,25 @@ impl HubActor {
             metrics_pending: false,
             flows_pending: false,
             status: HubStatus::default(),
+            mask: Arc::new(AtomicBool::new(false)),
         }
+    }
+
+    /// Shares the IP-masking switch with the API.
+    pub fn with_mask(mut self, mask: Arc<AtomicBool>) -> Self {
+        self.mask = mask;
+        self
     }
 
     fn has_clients(&self, stream: Stream) -> bool {
         self.clients.iter().any(|c| c.stream == stream)
     }
 
-    fn broadcast(&mut self, stream: Stream, text: String) {
+    fn broadcast(&mut self, stream: Stream, mut payload: serde_json::Value) {
+        if self.mask.load(Ordering::Relaxed) {
+            crate::privacy::mask_value(&mut payload);
+        }
+        let text = payload.to_string();
         let len = text.len();
         self.status.last_message_bytes.insert(stream.name(), len);
         let message = Message::text(text);
@@ -162,8 +175,7 @@ impl HubActor {
                     "total_packets": stats.total_packets,
                     "total_bytes": stats.total_bytes,
                     "timestamp": stats.timestamp,
-                })
-                .to_string();
+                });
                 hub.broadcast(Stream::Metrics, text);
             }
         }));
@@ -202,8 +214,7 @@ impl HubActor {
                         "total_packets": stats.total_packets,
                         "total_bytes": stats.total_bytes,
                     },
-                })
-                .to_string();
+                });
                 hub.broadcast(Stream::Flows, text);
             }
         }));
@@ -217,7 +228,7 @@ impl HubActor {
             .into_values()
             .collect();
         if self.has_clients(Stream::Alerts) {
-            let text = json!({ "alerts": alerts }).to_string();
+            let text = json!({ "alerts": alerts });
             self.broadcast(Stream::Alerts, text);
         }
     }
@@ -327,7 +338,7 @@ mod tests {
         let fast = client(&mut hub, Stream::Metrics, 2);
         let other = client(&mut hub, Stream::Alerts, 2);
         for i in 0..5 {
-            hub.broadcast(Stream::Metrics, format!("{{\"n\":{i}}}"));
+            hub.broadcast(Stream::Metrics, json!({"n": i}));
             assert_eq!(
                 fast.try_recv().unwrap(),
                 Message::text(format!("{{\"n\":{i}}}"))
@@ -346,7 +357,7 @@ mod tests {
     fn a_gone_client_is_forgotten() {
         let mut hub = HubActor::new(HubConfig::default());
         drop(client(&mut hub, Stream::Flows, 4));
-        hub.broadcast(Stream::Flows, "{}".into());
+        hub.broadcast(Stream::Flows, json!({}));
         assert!(hub.clients.is_empty());
         assert_eq!(hub.status.dropped_slow, 0);
     }

@@ -1,28 +1,29 @@
-//! HTTP: the REST API, WebSocket streams and (later) the dashboard, served by tiny_http.
+//! HTTP: the REST API, WebSocket streams and the dashboard.
 //!
-//! A few worker threads take requests from tiny_http and answer them by asking the actors
-//! (`api`); WebSocket clients get a writer thread each, fed by the hub actor (`hub`, `ws`).
-//! Send and receive timeouts are set on the listening socket, which Linux copies to every
-//! accepted connection: a client that stalls while sending a request or stops reading (a
-//! stalled WebSocket) is cut off after `io_timeout_secs`, and an idle keep-alive connection
-//! is closed (tiny_http answers 408), which frees its tiny_http thread. On a listener the
-//! receive timeout also applies to `accept()`, and tiny_http's accept loop ends at its first
-//! error, so a watchdog thread connects to the server four times a second: the loop never
-//! sees a timeout, a connection tiny_http's thread pool left queued is picked up (see
-//! `watchdog`), and if the listener does die (out of file descriptors, say) the watchdog
-//! notices and the process ends with an error, for the service manager to restart it.
+//! The public socket belongs to the gate (`gate`): it terminates TLS, enforces the size and
+//! time limits and the connection cap, and passes whole requests to tiny_http over a Unix
+//! socket in a private directory. A few worker threads take requests from tiny_http and
+//! answer them by asking the actors (`api`); WebSocket clients get a writer thread each, fed
+//! by the hub actor (`hub`, `ws`). tiny_http's accept loop ends at its first error and its
+//! thread pool can leave a connection queued when several arrive at once, so a watchdog
+//! thread connects to its socket four times a second: a queued connection is picked up (see
+//! `watchdog`), and if the listener does die the process ends with an error, for the
+//! service manager to restart it.
 
+pub mod access;
 pub mod api;
 pub mod assets;
+pub mod gate;
 pub mod hub;
 pub mod multipart;
 pub mod prometheus;
 pub mod route;
+pub mod tls;
 pub mod ws;
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::os::fd::AsRawFd;
-use std::path::PathBuf;
+use std::net::{SocketAddr, TcpListener};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -30,7 +31,9 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 pub use api::Api;
+use gate::{Gate, GateStats, Limits};
 use hub::HubConfig;
+use tls::TlsConfig;
 
 /// Server settings (the `[server]` section).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -47,9 +50,19 @@ pub struct ServerConfig {
     pub upload_dir: Option<PathBuf>,
     /// A connection that sends nothing, or takes nothing we send, for this long is closed.
     pub io_timeout_secs: u64,
+    /// A request head must arrive whole within this long (also the keep-alive idle time).
+    pub header_timeout_secs: u64,
+    /// Largest request head (request line and headers), in KiB.
+    pub max_header_kb: u64,
+    /// Largest request body other than an upload, in KiB.
+    pub max_body_kb: u64,
+    /// Open connections at most; at the limit, the oldest that has not sent a whole
+    /// request yet is closed to make room.
+    pub max_connections: usize,
     /// How long a request waits for an actor's answer before a 503.
     pub actor_timeout_ms: u64,
     pub websocket: HubConfig,
+    pub tls: TlsConfig,
 }
 
 impl Default for ServerConfig {
@@ -61,8 +74,13 @@ impl Default for ServerConfig {
             upload_max_mb: 256,
             upload_dir: None,
             io_timeout_secs: 15,
+            header_timeout_secs: 10,
+            max_header_kb: 16,
+            max_body_kb: 64,
+            max_connections: 512,
             actor_timeout_ms: 5000,
             websocket: HubConfig::default(),
+            tls: TlsConfig::default(),
         }
     }
 }
@@ -75,8 +93,13 @@ impl ServerConfig {
         if self.upload_max_mb == 0 {
             return Err("server.upload_max_mb must be at least 1".into());
         }
-        if self.io_timeout_secs == 0 {
-            return Err("server.io_timeout_secs must be at least 1".into());
+        if self.io_timeout_secs == 0 || self.header_timeout_secs == 0 {
+            return Err(
+                "server.io_timeout_secs and server.header_timeout_secs must be at least 1".into(),
+            );
+        }
+        if self.max_header_kb == 0 || self.max_body_kb == 0 || self.max_connections < 8 {
+            return Err("server.max_header_kb and max_body_kb must be at least 1, max_connections at least 8".into());
         }
         if self.websocket.client_queue == 0 {
             return Err("server.websocket.client_queue must be at least 1".into());
@@ -121,29 +144,53 @@ pub enum ServeError {
 pub struct HttpServer {
     pub addr: SocketAddr,
     server: Arc<tiny_http::Server>,
+    gate: Gate,
     workers: Vec<std::thread::JoinHandle<()>>,
-    /// Set by the watchdog when the listener stopped accepting.
+    /// Set by the watchdog when tiny_http stopped accepting.
     pub listener_dead: Arc<AtomicBool>,
     stopping: Arc<AtomicBool>,
+    /// Holds tiny_http's socket; removed when the server goes.
+    _private: tempfile::TempDir,
 }
 
 impl HttpServer {
-    /// Binds `host:port` (port 0 picks a free one) and starts the workers.
-    pub fn start(config: &ServerConfig, api: Arc<Api>) -> Result<HttpServer, ServeError> {
+    /// Binds `host:port` (port 0 picks a free one), with TLS when `tls` is given, and starts
+    /// the gate and the workers.
+    pub fn start(
+        config: &ServerConfig,
+        tls: Option<Arc<rustls::ServerConfig>>,
+        api: Arc<Api>,
+    ) -> Result<HttpServer, ServeError> {
         let addr = format!("{}:{}", config.host, config.port);
         let bind = |source| ServeError::Bind {
             addr: addr.clone(),
             source,
         };
         let listener = TcpListener::bind(&addr).map_err(bind)?;
-        let timeout = Duration::from_secs(config.io_timeout_secs);
-        set_timeout(&listener, libc::SO_SNDTIMEO, timeout).map_err(bind)?;
-        set_timeout(&listener, libc::SO_RCVTIMEO, timeout).map_err(bind)?;
         let local = listener.local_addr().map_err(bind)?;
+        let start_err = |e: std::io::Error| ServeError::Start(e.to_string());
+        // Only this process may reach tiny_http: its socket is in a directory of mode 0700.
+        let private = tempfile::Builder::new()
+            .prefix("tapir-http-")
+            .tempdir()
+            .map_err(start_err)?;
+        let socket = private.path().join("http.sock");
+        let inner = UnixListener::bind(&socket).map_err(start_err)?;
         let server = Arc::new(
-            tiny_http::Server::from_listener(listener, None)
+            tiny_http::Server::from_listener(inner, None)
                 .map_err(|e| ServeError::Start(e.to_string()))?,
         );
+        let limits = Limits {
+            max_connections: config.max_connections,
+            max_header: (config.max_header_kb * 1024) as usize,
+            header_timeout: Duration::from_secs(config.header_timeout_secs),
+            io_timeout: Duration::from_secs(config.io_timeout_secs),
+            max_body: config.max_body_kb * 1024,
+            // Room for the multipart framing around the file.
+            max_upload: config.upload_max_mb * 1024 * 1024 + 64 * 1024,
+        };
+        let gate = Gate::start(listener, socket.clone(), tls, limits, Arc::clone(&api.gate))
+            .map_err(start_err)?;
         let workers = (0..config.workers)
             .map(|i| {
                 let server = Arc::clone(&server);
@@ -159,20 +206,23 @@ impl HttpServer {
         let (dead, stop) = (Arc::clone(&listener_dead), Arc::clone(&stopping));
         std::thread::Builder::new()
             .name("tapir-http-watchdog".into())
-            .spawn(move || watchdog(local, timeout, &dead, &stop))
+            .spawn(move || watchdog(&socket, &dead, &stop))
             .expect("spawning the HTTP watchdog");
         Ok(HttpServer {
             addr: local,
             server,
+            gate,
             workers,
             listener_dead,
             stopping,
+            _private: private,
         })
     }
 
     /// Stops accepting requests and waits for the workers to finish the ones they have.
     pub fn stop(self) {
         self.stopping.store(true, Ordering::Relaxed);
+        self.gate.stop();
         for _ in &self.workers {
             self.server.unblock();
         }
@@ -182,23 +232,15 @@ impl HttpServer {
     }
 }
 
-/// Connects to the server every `WATCHDOG_EVERY`: tiny_http's `accept()` then never times out,
-/// and a connection its thread pool left queued (its idle-thread count can be stale when
-/// connections arrive in a burst, as a browser's do) is picked up within that time, because
-/// the watchdog's own short connection makes a pool thread finish a task and take the next.
-/// Flags the listener dead when a connection is refused.
-fn watchdog(addr: SocketAddr, timeout: Duration, dead: &AtomicBool, stopping: &AtomicBool) {
-    let target = match addr.ip() {
-        ip if ip.is_unspecified() && ip.is_ipv4() => {
-            SocketAddr::from(([127, 0, 0, 1], addr.port()))
-        }
-        ip if ip.is_unspecified() => SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, addr.port())),
-        _ => addr,
-    };
-    let every = WATCHDOG_EVERY.min(timeout / 3);
+/// Connects to tiny_http every `WATCHDOG_EVERY`: a connection its thread pool left queued
+/// (its idle-thread count can be stale when connections arrive in a burst, as a browser's
+/// do) is picked up within that time, because the watchdog's own short connection makes a
+/// pool thread finish a task and take the next. Flags the listener dead when a connection
+/// is refused.
+fn watchdog(socket: &Path, dead: &AtomicBool, stopping: &AtomicBool) {
     while !stopping.load(Ordering::Relaxed) {
-        std::thread::sleep(every);
-        match TcpStream::connect_timeout(&target, every) {
+        std::thread::sleep(WATCHDOG_EVERY);
+        match UnixStream::connect(socket) {
             Ok(stream) => drop(stream),
             Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
                 if !stopping.load(Ordering::Relaxed) {
@@ -215,29 +257,22 @@ fn watchdog(addr: SocketAddr, timeout: Duration, dead: &AtomicBool, stopping: &A
 /// How often the watchdog connects (see `watchdog`).
 const WATCHDOG_EVERY: Duration = Duration::from_millis(250);
 
-/// Sets a socket timeout (`SO_SNDTIMEO` or `SO_RCVTIMEO`) on the listening socket; accepted
-/// connections inherit it.
-fn set_timeout(
-    listener: &TcpListener,
-    option: libc::c_int,
-    timeout: Duration,
-) -> std::io::Result<()> {
-    let tv = libc::timeval {
-        tv_sec: timeout.as_secs() as libc::time_t,
-        tv_usec: timeout.subsec_micros() as libc::suseconds_t,
+/// Raises the open-file limit to its hard maximum: every connection the gate holds is a
+/// descriptor, and the default soft limit (1,024) is below what `max_connections` allows.
+pub fn raise_file_limit() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
     };
-    // SAFETY: a valid socket descriptor and a timeval of the size passed.
-    let rc = unsafe {
-        libc::setsockopt(
-            listener.as_raw_fd(),
-            libc::SOL_SOCKET,
-            option,
-            (&tv as *const libc::timeval).cast(),
-            std::mem::size_of::<libc::timeval>() as libc::socklen_t,
-        )
-    };
-    if rc != 0 {
-        return Err(std::io::Error::last_os_error());
+    // SAFETY: plain system calls on a struct of the right type.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max
+        {
+            limit.rlim_cur = limit.rlim_max.min(65_536);
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+        }
     }
-    Ok(())
 }
+
+/// Keeps `GateStats` reachable for the API without exposing the gate.
+pub type SharedGateStats = Arc<GateStats>;

@@ -82,7 +82,125 @@ pub enum Route {
     Metrics,
     Health,
     WebSocket(Stream),
+    Login,
+    Logout,
+    Session,
+    ChangePassword,
+    ListTokens,
+    CreateToken,
+    RevokeToken { id: String },
+    Settings,
+    UpdateSettings,
 }
+
+/// Who may use a route.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    /// Anyone: the health check, logging in, asking whether one is logged in.
+    Public,
+    /// Any logged-in user or token, even one whose password must still be changed.
+    Account,
+    /// Any logged-in user or token (admin or viewer).
+    Read,
+    /// Admins only.
+    Admin,
+}
+
+impl Route {
+    /// Who may use this route. Exhaustive on purpose: a new route must say.
+    pub fn access(&self) -> Access {
+        match self {
+            Route::Health | Route::Login | Route::Session => Access::Public,
+            Route::Logout | Route::ChangePassword => Access::Account,
+            Route::Stats
+            | Route::TopTalkers { .. }
+            | Route::Flows(_)
+            | Route::Alerts(_)
+            | Route::Packets { .. }
+            | Route::Packet { .. }
+            | Route::Geo { .. }
+            | Route::Debug
+            | Route::Metrics
+            | Route::WebSocket(_)
+            | Route::Settings => Access::Read,
+            Route::Acknowledge(_)
+            | Route::Upload
+            | Route::StopReplay
+            | Route::ListTokens
+            | Route::CreateToken
+            | Route::RevokeToken { .. }
+            | Route::UpdateSettings => Access::Admin,
+        }
+    }
+
+    /// Whether the route changes state (and so, from a browser, needs the CSRF token).
+    pub fn changes_state(&self) -> bool {
+        matches!(
+            self,
+            Route::Acknowledge(_)
+                | Route::Upload
+                | Route::StopReplay
+                | Route::Logout
+                | Route::ChangePassword
+                | Route::CreateToken
+                | Route::RevokeToken { .. }
+                | Route::UpdateSettings
+        )
+    }
+
+    /// Whether the route reads a JSON request body.
+    pub fn takes_json(&self) -> bool {
+        matches!(
+            self,
+            Route::Login | Route::ChangePassword | Route::CreateToken | Route::UpdateSettings
+        )
+    }
+
+    /// Whether the reply holds network data (addresses masked when IP masking is on).
+    pub fn shows_traffic(&self) -> bool {
+        matches!(
+            self,
+            Route::Stats
+                | Route::TopTalkers { .. }
+                | Route::Flows(_)
+                | Route::Alerts(_)
+                | Route::Packets { .. }
+                | Route::Packet { .. }
+                | Route::Geo { .. }
+                | Route::WebSocket(_)
+        )
+    }
+}
+
+/// Every endpoint: method and an example request of it (the 404 answer lists them; the
+/// access tests walk them).
+pub const ENDPOINTS: &[(&str, &str)] = &[
+    ("GET", "/stats"),
+    ("GET", "/top-talkers"),
+    ("GET", "/flows"),
+    ("GET", "/alerts"),
+    ("POST", "/alerts/1/acknowledge"),
+    ("GET", "/packets"),
+    ("GET", "/packets/1"),
+    ("GET", "/geo?ip=8.8.8.8"),
+    ("POST", "/pcap/upload"),
+    ("POST", "/pcap/replay/stop"),
+    ("GET", "/debug"),
+    ("GET", "/metrics"),
+    ("GET", "/healthz"),
+    ("GET", "/ws/metrics"),
+    ("GET", "/ws/alerts"),
+    ("GET", "/ws/flows"),
+    ("POST", "/auth/login"),
+    ("POST", "/auth/logout"),
+    ("GET", "/auth/session"),
+    ("POST", "/auth/password"),
+    ("GET", "/auth/tokens"),
+    ("POST", "/auth/tokens"),
+    ("DELETE", "/auth/tokens/0a1b2c3d4e5f"),
+    ("GET", "/settings"),
+    ("POST", "/settings"),
+];
 
 /// A request that cannot be served: the status and the JSON body `{"error", "detail"}`.
 #[derive(Clone, Debug, PartialEq)]
@@ -92,6 +210,8 @@ pub struct ApiError {
     pub detail: Value,
     /// For 405: the methods the path accepts.
     pub allow: Option<&'static str>,
+    /// Extra response headers (`Retry-After`, `WWW-Authenticate`).
+    pub headers: Vec<(&'static str, String)>,
 }
 
 impl ApiError {
@@ -101,6 +221,7 @@ impl ApiError {
             error: error.into(),
             detail,
             allow: None,
+            headers: Vec::new(),
         }
     }
 
@@ -250,6 +371,33 @@ pub fn parse(method: &str, url: &str) -> Result<Route, ApiError> {
         ["debug"] => ("GET", Query::parse(query, &[]).map(|_| Route::Debug)),
         ["metrics"] => ("GET", Query::parse(query, &[]).map(|_| Route::Metrics)),
         ["healthz"] => ("GET", Query::parse(query, &[]).map(|_| Route::Health)),
+        ["auth", "login"] => ("POST", no_query(query, Route::Login)),
+        ["auth", "logout"] => ("POST", no_query(query, Route::Logout)),
+        ["auth", "session"] => ("GET", no_query(query, Route::Session)),
+        ["auth", "password"] => ("POST", no_query(query, Route::ChangePassword)),
+        ["auth", "tokens"] => (
+            "GET, POST",
+            no_query(
+                query,
+                if method == "POST" {
+                    Route::CreateToken
+                } else {
+                    Route::ListTokens
+                },
+            ),
+        ),
+        ["auth", "tokens", id] => ("DELETE", token_id(id, query)),
+        ["settings"] => (
+            "GET, POST",
+            no_query(
+                query,
+                if method == "POST" {
+                    Route::UpdateSettings
+                } else {
+                    Route::Settings
+                },
+            ),
+        ),
         ["ws", name] => {
             let stream = Stream::ALL.into_iter().find(|s| s.name() == *name);
             match stream {
@@ -259,12 +407,15 @@ pub fn parse(method: &str, url: &str) -> Result<Route, ApiError> {
         }
         _ => return Err(not_found(path)),
     };
-    let method_ok = method == allow || (allow == "GET" && method == "HEAD");
+    let method_ok = allow
+        .split(", ")
+        .any(|m| m == method || (m == "GET" && method == "HEAD"));
     if !method_ok {
+        let allowed: Vec<&str> = allow.split(", ").collect();
         let mut e = ApiError::new(
             405,
             format!("{path} does not accept {method}"),
-            json!({"allowed": [allow]}),
+            json!({ "allowed": allowed }),
         );
         e.allow = Some(allow);
         return Err(e);
@@ -276,11 +427,26 @@ fn not_found(path: &str) -> ApiError {
     ApiError::new(
         404,
         format!("no such endpoint: {path}"),
-        json!({"endpoints": ["/stats", "/top-talkers", "/flows", "/alerts",
-            "/alerts/{id}/acknowledge", "/packets", "/packets/{id}", "/geo", "/pcap/upload",
-            "/pcap/replay/stop", "/debug", "/metrics", "/healthz", "/ws/metrics", "/ws/alerts",
-            "/ws/flows"]}),
+        json!({"endpoints": ENDPOINTS
+            .iter()
+            .map(|(m, p)| format!("{m} {}", p.split('?').next().unwrap_or(p)))
+            .collect::<Vec<_>>()}),
     )
+}
+
+fn no_query(query: &str, route: Route) -> Result<Route, ApiError> {
+    Query::parse(query, &[]).map(|_| route)
+}
+
+fn token_id(id: &str, query: &str) -> Result<Route, ApiError> {
+    Query::parse(query, &[])?;
+    if id.is_empty() || id.len() > 32 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(ApiError::bad_request(
+            "a token id is the hex id shown by GET /auth/tokens",
+            json!({"value": id}),
+        ));
+    }
+    Ok(Route::RevokeToken { id: id.into() })
 }
 
 fn top_talkers(query: &str) -> Result<Route, ApiError> {
@@ -511,6 +677,29 @@ mod tests {
             400
         );
         assert_eq!(status("POST", "/alerts/12/acknowledge?source_ip=x"), 400);
+    }
+
+    #[test]
+    fn every_listed_endpoint_parses_and_multi_method_paths_say_which() {
+        for (method, url) in ENDPOINTS {
+            assert!(parse(method, url).is_ok(), "{method} {url}");
+        }
+        assert_eq!(parse("POST", "/auth/tokens"), Ok(Route::CreateToken));
+        assert_eq!(parse("GET", "/auth/tokens"), Ok(Route::ListTokens));
+        let e = parse("PUT", "/settings").unwrap_err();
+        assert_eq!((e.status, e.allow), (405, Some("GET, POST")));
+        assert_eq!(
+            parse("DELETE", "/auth/tokens/../x").unwrap_err().status,
+            404
+        );
+        assert_eq!(parse("DELETE", "/auth/tokens/zz").unwrap_err().status, 400);
+        // State changes are never open to viewers.
+        for (method, url) in ENDPOINTS {
+            let route = parse(method, url).unwrap();
+            if route.changes_state() && !matches!(route, Route::Logout | Route::ChangePassword) {
+                assert_eq!(route.access(), Access::Admin, "{method} {url}");
+            }
+        }
     }
 
     #[test]

@@ -18,6 +18,8 @@ use tungstenite::{Message, WebSocket};
 use super::route::ApiError;
 
 const PING_EVERY: Duration = Duration::from_secs(15);
+/// How often a stream checks that its session is still open.
+const SESSION_CHECK_EVERY: Duration = Duration::from_secs(5);
 
 /// Checks that `request` asks for a WebSocket and returns the `Sec-WebSocket-Accept` value.
 pub fn accept_key(request: &Request) -> Result<String, ApiError> {
@@ -59,14 +61,34 @@ pub fn accept_key(request: &Request) -> Result<String, ApiError> {
 
 /// Sends the 101 response and serves the connection from `rx` until either side goes away.
 /// Runs on the caller's thread (a thread of its own per client).
-pub fn serve(request: Request, accept: String, rx: Receiver<Message>, closed: Arc<AtomicBool>) {
+/// `allowed` says whether the client's session is still open; when it ends (logout, expiry),
+/// the stream closes with a policy-violation frame and the dashboard asks for a login.
+pub fn serve(
+    request: Request,
+    accept: String,
+    rx: Receiver<Message>,
+    closed: Arc<AtomicBool>,
+    allowed: impl Fn() -> bool,
+) {
     let response = Response::empty(101).with_header(
         Header::from_bytes("Sec-WebSocket-Accept", accept.as_bytes()).expect("valid header"),
     );
     let stream = request.upgrade("websocket", response);
     let config = WebSocketConfig::default().max_message_size(Some(64 * 1024));
     let mut ws = WebSocket::from_raw_socket(stream, Role::Server, Some(config));
+    let mut checked = std::time::Instant::now();
     loop {
+        if checked.elapsed() >= SESSION_CHECK_EVERY {
+            checked = std::time::Instant::now();
+            if !allowed() {
+                let _ = ws.close(Some(CloseFrame {
+                    code: CloseCode::Policy,
+                    reason: "session ended".into(),
+                }));
+                let _ = ws.flush();
+                break;
+            }
+        }
         let sent = match rx.recv_timeout(PING_EVERY) {
             Ok(message) => ws.send(message),
             Err(RecvTimeoutError::Timeout) => ws.send(Message::Ping(Default::default())),
