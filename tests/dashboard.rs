@@ -1,14 +1,15 @@
 //! The dashboard end to end in Debian's Chromium (Playwright, tests/e2e/dashboard.mjs) against
-//! `tapir demo`: every view renders real data, acknowledging in the UI reaches the API, an
-//! upload in the replay view produces its alerts, no console errors, no request to another
-//! host. Screenshots of every view go to target/e2e-screenshots/.
+//! `tapir demo` with logins required: the login comes first, every view renders real data,
+//! acknowledging in the UI reaches the API, an upload in the replay view produces its alerts,
+//! a viewer sees no controls that change anything, logging out works, no console errors, no
+//! request to another host. Screenshots of every view go to target/e2e-screenshots/.
 
 mod common;
 
 use std::path::Path;
 use std::time::Duration;
 
-use common::server::Server;
+use common::server::{Server, set_password};
 use common::{pcap, run_with_limit};
 
 #[test]
@@ -20,14 +21,19 @@ fn the_dashboard_works_in_a_real_browser() {
             && Path::new("/usr/bin/chromium").exists(),
         "the browser test needs Debian's chromium and `npm ci` in tests/e2e (scripts/install-deps.sh does both)"
     );
-    let server = Server::start(&["demo"], None);
+    let dir = common::tempdir();
+    set_password(&dir, "admin", "e2e admin password", "admin");
+    set_password(&dir, "watcher", "e2e viewer password", "viewer");
+    let server = Server::start_in(dir, &["demo"], Some("[auth]\nenabled = true\n"));
     let shots = root.join("target/e2e-screenshots");
     let out = run_with_limit(
         std::process::Command::new("node")
             .arg(e2e.join("dashboard.mjs"))
             .arg(&server.base)
             .arg(&shots)
-            .arg(pcap("portscan/nmap_tcp_syn_scan.pcap")),
+            .arg(pcap("portscan/nmap_tcp_syn_scan.pcap"))
+            .arg(&server.token)
+            .args(["e2e admin password", "e2e viewer password"]),
         Duration::from_secs(180),
     );
     let report = String::from_utf8_lossy(&out.stdout);
@@ -37,7 +43,17 @@ fn the_dashboard_works_in_a_real_browser() {
         Some(0),
         "dashboard checks failed:\n{report}"
     );
-    for view in ["dashboard", "alerts", "sessions", "map", "graph", "replay"] {
+    for view in [
+        "login",
+        "dashboard",
+        "alerts",
+        "sessions",
+        "map",
+        "graph",
+        "replay",
+        "settings",
+        "viewer",
+    ] {
         assert!(
             shots.join(format!("{view}.png")).is_file(),
             "no screenshot of {view}"

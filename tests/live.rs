@@ -448,6 +448,9 @@ fn live_server_sees_an_nmap_scan_and_stops_cleanly() {
         return;
     };
     let dir = tempdir();
+    // Authentication is on, as shipped: a viewer token is enough to read.
+    let token = common::server::create_token(&dir, "live", "viewer");
+    let auth = format!("Authorization: Bearer {token}");
     let mut server = Command::new("ip")
         .args(["netns", "exec", &ns.capture])
         .arg(env!("CARGO_BIN_EXE_tapir"))
@@ -477,6 +480,8 @@ fn live_server_sees_an_nmap_scan_and_stops_cleanly() {
     assert!(line.contains("http://10.77.0.2:8000"), "{line}");
     let base = "http://10.77.0.2:8000";
     assert_eq!(curl_from_sender(&ns, &[&format!("{base}/healthz")]).0, 200);
+    // Another host on the network sees nothing without credentials.
+    assert_eq!(curl_from_sender(&ns, &[&format!("{base}/alerts")]).0, 401);
     from_sender(
         &ns,
         &[
@@ -495,7 +500,7 @@ fn live_server_sees_an_nmap_scan_and_stops_cleanly() {
     // Detection runs on packet time; give the pipeline a moment, then ask.
     let mut found = false;
     for _ in 0..30 {
-        let (status, body) = curl_from_sender(&ns, &[&format!("{base}/alerts")]);
+        let (status, body) = curl_from_sender(&ns, &["-H", &auth, &format!("{base}/alerts")]);
         assert_eq!(status, 200, "{body}");
         let alerts: serde_json::Value = serde_json::from_str(&body).unwrap();
         found = alerts["alerts"]
@@ -509,7 +514,7 @@ fn live_server_sees_an_nmap_scan_and_stops_cleanly() {
         std::thread::sleep(Duration::from_millis(200));
     }
     assert!(found, "no port scan alert from the live server");
-    let (_, metrics) = curl_from_sender(&ns, &[&format!("{base}/metrics")]);
+    let (_, metrics) = curl_from_sender(&ns, &["-H", &auth, &format!("{base}/metrics")]);
     let frames: f64 = metrics
         .lines()
         .find_map(|l| l.strip_prefix("tapir_packets_total "))

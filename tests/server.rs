@@ -339,7 +339,8 @@ fn ws_connect(
     server: &Server,
     path: &str,
 ) -> tungstenite::WebSocket<tungstenite::stream::MaybeTlsStream<TcpStream>> {
-    let (ws, response) = tungstenite::connect(server.ws_url(path)).expect("WebSocket handshake");
+    let (ws, response) =
+        tungstenite::connect(server.ws_request(path)).expect("WebSocket handshake");
     assert_eq!(response.status().as_u16(), 101);
     if let tungstenite::stream::MaybeTlsStream::Plain(s) = ws.get_ref() {
         s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();

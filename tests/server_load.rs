@@ -53,10 +53,11 @@ fn fifty_http_and_twenty_websocket_clients_on_a_full_speed_replay() {
 
     let stop = Arc::new(AtomicBool::new(false));
     let base = server.base.clone();
+    let bearer = server.bearer();
     let t0 = Instant::now();
     let http: Vec<_> = (0..HTTP_CLIENTS)
         .map(|i| {
-            let (stop, base) = (Arc::clone(&stop), base.clone());
+            let (stop, base, bearer) = (Arc::clone(&stop), base.clone(), bearer.clone());
             std::thread::spawn(move || {
                 let agent: ureq::Agent = ureq::Agent::config_builder()
                     .http_status_as_error(false)
@@ -70,7 +71,10 @@ fn fifty_http_and_twenty_websocket_clients_on_a_full_speed_replay() {
                     let which = n % PATHS.len();
                     n += 1;
                     let started = Instant::now();
-                    match agent.get(format!("{base}{}", PATHS[which])).call() {
+                    let request = agent
+                        .get(format!("{base}{}", PATHS[which]))
+                        .header("Authorization", &bearer);
+                    match request.call() {
                         Ok(mut r) if r.status() == 200 => {
                             let _ = r.body_mut().read_to_string();
                             latencies[which].push(started.elapsed());
@@ -91,7 +95,7 @@ fn fifty_http_and_twenty_websocket_clients_on_a_full_speed_replay() {
         .map(|i| {
             let stop = Arc::clone(&stop);
             let path = ["/ws/metrics", "/ws/flows", "/ws/alerts"][i % 3];
-            let url = server.ws_url(path);
+            let url = server.ws_request(path);
             std::thread::spawn(move || {
                 let (mut socket, _) = tungstenite::connect(url).expect("WebSocket handshake");
                 if let tungstenite::stream::MaybeTlsStream::Plain(s) = socket.get_ref() {

@@ -1,19 +1,42 @@
-// The dashboard shell: hash routing between views, one WebSocket per stream with automatic
-// reconnect, the theme, and the shared helpers the views use.
+// The dashboard shell: the login, hash routing between views, one WebSocket per stream with
+// automatic reconnect, the theme, and the shared helpers the views use.
 import * as dashboard from './views/dashboard.js';
 import * as sessions from './views/sessions.js';
 import * as alerts from './views/alerts.js';
 import * as map from './views/map.js';
 import * as graph from './views/graph.js';
 import * as replay from './views/replay.js';
+import * as settings from './views/settings.js';
+import * as login from './views/login.js';
 
-const VIEWS = { dashboard, sessions, alerts, map, graph, replay };
+const VIEWS = { dashboard, sessions, alerts, map, graph, replay, settings };
 
-/** GET or POST a JSON endpoint; throws an Error carrying the server's message. */
+/** Who is logged in: filled from /auth/session (csrf is sent with every change). */
+export const session = { user: null, role: null, csrf: null, authEnabled: true };
+
+/**
+ * Calls a JSON endpoint; throws an Error carrying the server's message. `options.json` is
+ * sent as a JSON body. Changes carry the CSRF token; a 401 brings the login screen back.
+ */
 export async function api(path, options = {}) {
-  const response = await fetch(path, options);
+  const { json, ...init } = options;
+  const headers = new Headers(init.headers || {});
+  if (json !== undefined) {
+    headers.set('Content-Type', 'application/json');
+    init.body = JSON.stringify(json);
+  }
+  if (init.method && init.method !== 'GET' && session.csrf) headers.set('X-CSRF-Token', session.csrf);
+  const response = await fetch(path, { ...init, headers, credentials: 'same-origin' });
   const body = await response.json().catch(() => ({}));
-  if (!response.ok) throw new Error(body.error || `${response.status} ${response.statusText}`);
+  if (response.status === 401 && !path.startsWith('/auth/')) {
+    showLogin('Your session has ended. Please log in again.');
+  }
+  if (!response.ok) {
+    const error = new Error(body.error || `${response.status} ${response.statusText}`);
+    error.status = response.status;
+    error.retryAfter = Number(response.headers.get('Retry-After')) || 0;
+    throw error;
+  }
   return body;
 }
 
@@ -71,10 +94,13 @@ function connect(name) {
     try { data = JSON.parse(e.data); } catch { return; }
     for (const fn of s.subscribers) fn(data);
   };
-  socket.onclose = () => {
+  socket.onclose = (e) => {
     showConnection();
     s.socket = null;
-    setTimeout(() => connect(name), s.delay);
+    if (!started) return;
+    // The server ends a stream whose session ended (1008); a refused handshake is 1006.
+    if (e.code === 1008 || e.code === 1006) checkSession();
+    setTimeout(() => { if (started) connect(name); }, s.delay);
     s.delay = Math.min(s.delay * 2, 10000);
   };
 }
@@ -83,7 +109,7 @@ function connect(name) {
 export function subscribe(name, fn) {
   if (!streams[name]) {
     streams[name] = { subscribers: new Set(), socket: null, delay: 500 };
-    connect(name);
+    if (started) connect(name);
   }
   streams[name].subscribers.add(fn);
   return () => streams[name].subscribers.delete(fn);
@@ -92,6 +118,7 @@ export function subscribe(name, fn) {
 // Views: each exports `title` and `render(main, params)`, which returns a cleanup function.
 let cleanup = null;
 function route() {
+  if (!started) return;
   const [name, query = ''] = location.hash.replace(/^#\/?/, '').split('?');
   const view = VIEWS[name] ? name : 'dashboard';
   for (const a of document.querySelectorAll('#nav a')) a.classList.toggle('active', a.dataset.view === view);
@@ -140,8 +167,73 @@ async function initSource() {
   } catch { /* shown when the server answers */ }
 }
 
-initTheme();
-window.addEventListener('hashchange', route);
-route();
-initBadge();
-initSource();
+// Logging in and out.
+let started = false;
+
+/** Shows the login screen (with a message) in place of the views. */
+export function showLogin(message = '') {
+  started = false;
+  for (const s of Object.values(streams)) s.socket?.close();
+  if (cleanup) { cleanup(); cleanup = null; }
+  document.body.dataset.auth = 'out';
+  const main = document.getElementById('view');
+  main.replaceChildren();
+  document.title = 'tapir · Log in';
+  login.render(main, { message, onDone: (who) => { Object.assign(session, who); start(); } });
+}
+
+/** After a stream closed: is the session still there? If not, ask for a login. */
+async function checkSession() {
+  try {
+    const s = await (await fetch('/auth/session', { credentials: 'same-origin' })).json();
+    if (s.auth_enabled && !s.authenticated && started) showLogin('Your session has ended. Please log in again.');
+  } catch { /* offline: the streams keep retrying */ }
+}
+
+function showUser() {
+  const who = document.getElementById('who');
+  const out = el('button', { id: 'logout', type: 'button', onclick: async () => {
+    try { await api('/auth/logout', { method: 'POST' }); } catch { /* gone already */ }
+    session.csrf = null;
+    showLogin('You are logged out.');
+  } }, 'Log out');
+  who.replaceChildren(
+    el('span', { id: 'who-name' }, `${session.user} · ${session.role}`),
+    session.authEnabled ? out : el('span', { class: 'muted' }, ' (no login: demo)'));
+}
+
+function start() {
+  if (session.mustChange) {
+    const main = document.getElementById('view');
+    main.replaceChildren();
+    login.renderPasswordChange(main, () => { session.mustChange = false; start(); });
+    return;
+  }
+  started = true;
+  document.body.dataset.auth = 'in';
+  document.body.dataset.role = session.role;
+  showUser();
+  route();
+  for (const name of Object.keys(streams)) if (!streams[name].socket) connect(name);
+  if (!badgeStarted) { badgeStarted = true; initBadge(); }
+  initSource();
+}
+let badgeStarted = false;
+
+async function boot() {
+  initTheme();
+  window.addEventListener('hashchange', route);
+  let s;
+  try {
+    s = await (await fetch('/auth/session', { credentials: 'same-origin' })).json();
+  } catch {
+    document.getElementById('view').replaceChildren(el('p', { class: 'error' }, 'The tapir server does not answer.'));
+    return;
+  }
+  if (s.auth_enabled && !s.authenticated) return showLogin();
+  Object.assign(session, {
+    user: s.user, role: s.role, csrf: s.csrf_token, authEnabled: s.auth_enabled, mustChange: s.must_change_password,
+  });
+  start();
+}
+boot();

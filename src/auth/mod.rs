@@ -200,6 +200,12 @@ impl Auth {
         if now.saturating_duration_since(self.checked) < RELOAD_EVERY {
             return;
         }
+        self.reload_if_changed(now);
+    }
+
+    /// Re-reads the file now if it changed (one `stat`): an unknown token or user may have
+    /// just been made from the command line.
+    fn reload_if_changed(&mut self, now: Instant) {
         self.checked = now;
         let modified = file::modified(&self.path);
         if modified != self.loaded
@@ -232,6 +238,9 @@ impl Auth {
         self.throttle
             .check(client, now)
             .map_err(LoginError::Throttled)?;
+        if !self.creds.users.contains_key(user) {
+            self.reload_if_changed(now);
+        }
         Ok(self.creds.users.get(user).map(|u| u.password_hash.clone()))
     }
 
@@ -312,6 +321,10 @@ impl Auth {
     pub fn token(&mut self, token: &str, now: Instant) -> Option<Principal> {
         self.refresh(now);
         let digest = secret::token_digest(token);
+        let known = |creds: &Credentials| creds.tokens.iter().any(|t| t.digest == digest);
+        if !known(&self.creds) {
+            self.reload_if_changed(now);
+        }
         self.creds
             .tokens
             .iter()

@@ -177,7 +177,14 @@ impl Api {
         // before a byte of it is stored.
         let principal = match self.authorize(&info, &route) {
             Ok(p) => p,
-            Err(e) => return respond_error(request, e),
+            Err(e) => {
+                // The body is read and dropped unstored (the gate bounds it), so that the
+                // connection stays usable; tiny_http would take its bytes for a request.
+                if has_body(&request) {
+                    let _ = std::io::copy(request.as_reader(), &mut std::io::sink());
+                }
+                return respond_error(request, e);
+            }
         };
         let body = if route == Route::Upload {
             Vec::new()
@@ -643,6 +650,12 @@ impl Api {
             "flows": flows,
             "store": store,
             "websocket": hub,
+            "http": {
+                "gate": self.gate.counts(),
+                "open_sessions": self.auth.as_ref().map(|a| a.lock().expect("auth lock").counts().0),
+                "throttled_addresses": self.auth.as_ref().map(|a| a.lock().expect("auth lock").counts().1),
+                "auth_enabled": self.auth.is_some(),
+            },
             "geoip": self.geo.status(),
             "peak_rss_bytes": crate::analyze::peak_rss_bytes(),
             "rss_bytes": crate::analyze::rss_bytes(),
@@ -765,6 +778,27 @@ impl Api {
                 "WebSocket clients dropped for being too slow.",
                 hub.dropped_slow as f64,
             ),
+            {
+                let g = self.gate.counts();
+                Family::new(
+                    "tapir_http_rejected_total",
+                    "counter",
+                    "Connections and requests the front door refused or closed, by reason.",
+                )
+                .with(&[("reason", "connection_limit")], g.refused as f64)
+                .with(&[("reason", "evicted_idle")], g.evicted as f64)
+                .with(&[("reason", "header_timeout")], g.header_timeouts as f64)
+                .with(&[("reason", "header_too_large")], g.header_too_large as f64)
+                .with(&[("reason", "body_too_large")], g.body_too_large as f64)
+                .with(&[("reason", "bad_request")], g.bad_requests as f64)
+                .with(&[("reason", "tls_handshake")], g.tls_failures as f64)
+            },
+            Family::single(
+                "tapir_http_connections",
+                "gauge",
+                "Open client connections.",
+                self.gate.counts().open as f64,
+            ),
             Family::single(
                 "tapir_rss_bytes",
                 "gauge",
@@ -829,11 +863,7 @@ const MAX_JSON_BODY: u64 = 64 * 1024;
 /// Reads a request's declared body, up to `limit` bytes. (A request that declares none is
 /// left alone: for an upgrade, the "body" is the rest of the connection.)
 fn read_body(request: &mut Request, limit: u64) -> Result<Vec<u8>, ApiError> {
-    let chunked = request
-        .headers()
-        .iter()
-        .any(|h| h.field.equiv("Transfer-Encoding"));
-    if !chunked && request.body_length().unwrap_or(0) == 0 {
+    if !has_body(request) {
         return Ok(Vec::new());
     }
     let mut body = Vec::new();
@@ -850,6 +880,15 @@ fn read_body(request: &mut Request, limit: u64) -> Result<Vec<u8>, ApiError> {
             json!(e.to_string()),
         )),
     }
+}
+
+/// Whether a request declares a body (a length above zero, or chunked).
+fn has_body(request: &Request) -> bool {
+    request.body_length().unwrap_or(0) > 0
+        || request
+            .headers()
+            .iter()
+            .any(|h| h.field.equiv("Transfer-Encoding"))
 }
 
 /// Reads the whole upload as a capture: frames counted, or why it is not a usable capture.

@@ -5,8 +5,8 @@
 //! memory and threads. The gate sits in front, on one thread with a small tokio runtime:
 //! - it terminates TLS (rustls) when configured;
 //! - a request head must arrive whole within `header_timeout` and fit in `max_header`
-//!   (else 408 / 431); bodies have a size limit (413) and each read a time limit; bodies
-//!   must declare their length (411 for chunked uploads, which no browser sends);
+//!   (else 408 / 431); bodies, with a declared length or chunked, have a size limit (413)
+//!   and each read a time limit;
 //! - only then does it connect to tiny_http (a Unix socket in a private directory) and pass
 //!   the request on, with `X-Tapir-Peer` (the client's address) and `X-Tapir-Tls` set by
 //!   the gate and any copies sent by the client removed;
@@ -313,11 +313,21 @@ async fn read_head<R: AsyncRead + Unpin>(
     }
 }
 
+/// How a request's body is framed.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Framing {
+    Length(u64),
+    /// `Transfer-Encoding: chunked`, at most this many bytes of data.
+    Chunked {
+        limit: u64,
+    },
+}
+
 /// A request head, checked and rewritten for tiny_http.
 #[derive(Debug, PartialEq)]
 struct Head {
     bytes: Vec<u8>,
-    body: u64,
+    body: Framing,
     upgrade: bool,
 }
 
@@ -336,6 +346,7 @@ fn rewrite_head(raw: &[u8], peer: IpAddr, tls: bool, limits: &Limits) -> Result<
     let mut out = Vec::with_capacity(raw.len() + 64);
     let _ = write!(out, "{method} {path} HTTP/1.{version}\r\n");
     let mut length: Option<u64> = None;
+    let mut chunked = false;
     let (mut upgrade, mut connection_upgrade) = (false, false);
     for h in req.headers.iter() {
         let name = h.name;
@@ -343,7 +354,11 @@ fn rewrite_head(raw: &[u8], peer: IpAddr, tls: bool, limits: &Limits) -> Result<
             continue;
         }
         if name.eq_ignore_ascii_case("transfer-encoding") {
-            return Err(411);
+            // Only plain chunked: anything else could be read differently by tiny_http.
+            if !h.value.eq_ignore_ascii_case(b"chunked") || chunked {
+                return Err(400);
+            }
+            chunked = true;
         }
         if name.eq_ignore_ascii_case("content-length") {
             let n = std::str::from_utf8(h.value)
@@ -368,16 +383,19 @@ fn rewrite_head(raw: &[u8], peer: IpAddr, tls: bool, limits: &Limits) -> Result<
         out.extend_from_slice(h.value);
         out.extend_from_slice(b"\r\n");
     }
-    let body = length.unwrap_or(0);
     let is_upload = path.split('?').next() == Some("/pcap/upload");
     let limit = if is_upload {
         limits.max_upload
     } else {
         limits.max_body
     };
-    if body > limit {
-        return Err(413);
-    }
+    let body = match (length, chunked) {
+        // Both: a request-smuggling attempt, or a broken client.
+        (Some(_), true) => return Err(400),
+        (_, true) => Framing::Chunked { limit },
+        (Some(n), false) if n > limit => return Err(413),
+        (n, false) => Framing::Length(n.unwrap_or(0)),
+    };
     let _ = write!(out, "X-Tapir-Peer: {peer}\r\n");
     if tls {
         out.extend_from_slice(b"X-Tapir-Tls: 1\r\n");
@@ -451,10 +469,20 @@ where
                 let _ = tokio::io::copy(&mut rd, &mut uwr).await;
                 return;
             }
-            if forward_body(&mut rd, &mut uwr, &mut buf, head.body, limits.io_timeout)
-                .await
-                .is_err()
-            {
+            let sent = match head.body {
+                Framing::Length(n) => {
+                    forward_body(&mut rd, &mut uwr, &mut buf, n, limits.io_timeout).await
+                }
+                Framing::Chunked { limit } => {
+                    let r = forward_chunked(&mut rd, &mut uwr, &mut buf, limit, limits.io_timeout)
+                        .await;
+                    if r == Err(ChunkError::TooLarge) {
+                        stats.body_too_large.fetch_add(1, Ordering::Relaxed);
+                    }
+                    r.map_err(|_| ())
+                }
+            };
+            if sent.is_err() {
                 return;
             }
             // Keep-alive: the next request must also arrive within the header timeout.
@@ -541,6 +569,81 @@ async fn forward_body<R: AsyncRead + Unpin>(
     Ok(())
 }
 
+/// Why a chunked body could not be passed on.
+#[derive(Debug, PartialEq)]
+enum ChunkError {
+    TooLarge,
+    /// Malformed framing, a stall or a closed connection.
+    Broken,
+}
+
+/// Passes a chunked body on unchanged (tiny_http decodes it), checking its framing and
+/// counting its data against `limit`. What follows the body stays in `buf`.
+async fn forward_chunked<R: AsyncRead + Unpin>(
+    rd: &mut R,
+    to: &mut tokio::net::unix::OwnedWriteHalf,
+    buf: &mut Vec<u8>,
+    limit: u64,
+    timeout: Duration,
+) -> Result<(), ChunkError> {
+    let mut total = 0u64;
+    loop {
+        let end = read_line(rd, buf, timeout).await?;
+        let size_text = std::str::from_utf8(&buf[..end])
+            .ok()
+            .and_then(|l| l.split(';').next())
+            .map(str::trim)
+            .ok_or(ChunkError::Broken)?;
+        let size = u64::from_str_radix(size_text, 16).map_err(|_| ChunkError::Broken)?;
+        forward(to, &buf[..end + 2], timeout)
+            .await
+            .map_err(|_| ChunkError::Broken)?;
+        buf.drain(..end + 2);
+        if size == 0 {
+            // Trailer lines, then the empty line that ends the body.
+            loop {
+                let end = read_line(rd, buf, timeout).await?;
+                forward(to, &buf[..end + 2], timeout)
+                    .await
+                    .map_err(|_| ChunkError::Broken)?;
+                buf.drain(..end + 2);
+                if end == 0 {
+                    return Ok(());
+                }
+            }
+        }
+        total = total.saturating_add(size);
+        if total > limit {
+            return Err(ChunkError::TooLarge);
+        }
+        // The data and its CRLF.
+        forward_body(rd, to, buf, size + 2, timeout)
+            .await
+            .map_err(|_| ChunkError::Broken)?;
+    }
+}
+
+/// Reads until `buf` holds a CRLF-ended line (at most 4 KiB); returns where the CRLF is.
+async fn read_line<R: AsyncRead + Unpin>(
+    rd: &mut R,
+    buf: &mut Vec<u8>,
+    timeout: Duration,
+) -> Result<usize, ChunkError> {
+    let mut chunk = [0u8; 4096];
+    loop {
+        if let Some(i) = memchr::memmem::find(buf, b"\r\n") {
+            return Ok(i);
+        }
+        if buf.len() > 4096 {
+            return Err(ChunkError::Broken);
+        }
+        match tokio::time::timeout(timeout, rd.read(&mut chunk)).await {
+            Ok(Ok(n)) if n > 0 => buf.extend_from_slice(&chunk[..n]),
+            _ => return Err(ChunkError::Broken),
+        }
+    }
+}
+
 /// Copies tiny_http's responses to the client; a client that takes nothing for `limit` is
 /// dropped.
 async fn pump_responses<W: AsyncWrite + Unpin>(
@@ -570,7 +673,6 @@ async fn pump_responses<W: AsyncWrite + Unpin>(
 async fn answer<W: AsyncWrite + Unpin>(wr: &mut W, status: u16, limits: &Limits) {
     let detail = match status {
         408 => "the request head did not arrive in time",
-        411 => "send the body with a Content-Length (chunked request bodies are not accepted)",
         413 => "the request body is too large",
         431 => "the request head is too large",
         503 => "the server is not ready",
@@ -599,7 +701,6 @@ fn error_response(status: u16, error: &str, detail: &str) -> Vec<u8> {
     let reason = match status {
         400 => "Bad Request",
         408 => "Request Timeout",
-        411 => "Length Required",
         413 => "Content Too Large",
         431 => "Request Header Fields Too Large",
         503 => "Service Unavailable",
@@ -644,7 +745,7 @@ mod tests {
             text,
             "POST /alerts/1/acknowledge HTTP/1.1\r\nHost: tap\r\nContent-Length: 5\r\nX-Tapir-Peer: 192.0.2.9\r\n\r\n"
         );
-        assert_eq!(head.body, 5);
+        assert_eq!(head.body, Framing::Length(5));
         assert!(!head.upgrade);
         let ws = b"GET /ws/metrics HTTP/1.1\r\nUpgrade: websocket\r\nConnection: keep-alive, Upgrade\r\n\r\n";
         let head = rewrite_head(ws, PEER, true, &limits()).unwrap();
@@ -678,8 +779,23 @@ mod tests {
             413
         );
         assert_eq!(
-            status(b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"),
-            411
+            rewrite_head(
+                b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n",
+                PEER,
+                false,
+                &l
+            )
+            .unwrap()
+            .body,
+            Framing::Chunked { limit: 100 }
+        );
+        assert_eq!(
+            status(b"POST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"),
+            400
+        );
+        assert_eq!(
+            status(b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n"),
+            400
         );
         assert_eq!(
             status(b"GET / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n"),
@@ -692,6 +808,40 @@ mod tests {
             status(format!("GET / HTTP/1.1\r\n{many}\r\n").as_bytes()),
             431
         );
+    }
+
+    /// Runs `forward_chunked` over `input`; returns the result, what reached the other side
+    /// and what is left in the buffer.
+    async fn chunked(input: &[u8], limit: u64) -> (Result<(), ChunkError>, Vec<u8>, Vec<u8>) {
+        let (a, b) = tokio::net::UnixStream::pair().unwrap();
+        let (_, mut to) = a.into_split();
+        let mut rd = input;
+        let mut buf = Vec::new();
+        let r = forward_chunked(&mut rd, &mut to, &mut buf, limit, Duration::from_secs(1)).await;
+        drop(to);
+        let mut got = Vec::new();
+        let mut b = b;
+        b.read_to_end(&mut got).await.unwrap();
+        (r, got, buf)
+    }
+
+    #[tokio::test]
+    async fn chunked_bodies_pass_unchanged_within_their_limit() {
+        // RFC 9112 section 7.1's shape: sizes in hex, an extension, a trailer.
+        let body = b"4\r\nWiki\r\n6;ext=1\r\npedia \r\n0\r\nX-Trailer: 1\r\n\r\n";
+        let mut input = body.to_vec();
+        input.extend_from_slice(b"GET /next");
+        let (r, got, rest) = chunked(&input, 100).await;
+        assert_eq!(r, Ok(()));
+        assert_eq!(got, body);
+        assert_eq!(rest, b"GET /next");
+        assert_eq!(chunked(b"0\r\n\r\n", 0).await.0, Ok(()));
+        assert_eq!(
+            chunked(b"a\r\n0123456789\r\n0\r\n\r\n", 9).await.0,
+            Err(ChunkError::TooLarge)
+        );
+        assert_eq!(chunked(b"zz\r\n", 9).await.0, Err(ChunkError::Broken));
+        assert_eq!(chunked(b"4\r\nWi", 9).await.0, Err(ChunkError::Broken));
     }
 
     #[tokio::test]

@@ -1,7 +1,8 @@
 //! A real `tapir` server process for the server tests: started on 127.0.0.1 with an
-//! ephemeral port and a temporary database, stopped with SIGTERM.
+//! ephemeral port and a temporary database, stopped with SIGTERM. Authentication is on as
+//! shipped; the helper's requests carry an admin API token made with `tapir token create`.
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
@@ -14,28 +15,47 @@ pub struct Server {
     pub child: Child,
     pub base: String,
     pub dir: PathBuf,
+    /// An admin API token.
+    pub token: String,
     agent: ureq::Agent,
     stderr: Option<std::thread::JoinHandle<String>>,
+    /// What the server has printed on stderr so far.
+    stderr_lines: std::sync::Arc<std::sync::Mutex<String>>,
     /// Leave `dir` (the database) behind for a restart.
     keep_dir: bool,
 }
 
-/// An HTTP answer: status and body.
+/// An HTTP answer: status, headers and body.
 pub struct Answer {
     pub status: u16,
     pub body: String,
+    pub headers: Vec<(String, String)>,
 }
 
 impl From<ureq::http::Response<ureq::Body>> for Answer {
     fn from(mut r: ureq::http::Response<ureq::Body>) -> Self {
+        let headers = r
+            .headers()
+            .iter()
+            .map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap_or("").to_string()))
+            .collect();
         Answer {
             status: r.status().as_u16(),
             body: r.body_mut().read_to_string().unwrap_or_default(),
+            headers,
         }
     }
 }
 
 impl Answer {
+    /// The first header of this name (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
     pub fn json(&self) -> Value {
         serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
     }
@@ -50,6 +70,7 @@ impl Server {
 
     /// Like `start`, on the database (and config) of `dir`.
     pub fn start_in(dir: PathBuf, args: &[&str], config: Option<&str>) -> Server {
+        let token = create_token(&dir, "tests", "admin");
         let mut cmd = tapir();
         cmd.args(args)
             .args(["--host", "127.0.0.1", "--port", "0"])
@@ -66,18 +87,27 @@ impl Server {
             .stderr(Stdio::piped())
             .spawn()
             .expect("spawning tapir");
-        let mut stderr = child.stderr.take().unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let stderr_lines = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let lines = std::sync::Arc::clone(&stderr_lines);
         let stderr = std::thread::spawn(move || {
-            let mut s = String::new();
-            let _ = stderr.read_to_string(&mut s);
-            s
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                let mut all = lines.lock().unwrap();
+                all.push_str(&line);
+                all.push('\n');
+            }
+            lines.lock().unwrap().clone()
         });
         let mut line = String::new();
         let mut stdout = BufReader::new(child.stdout.take().unwrap());
         stdout.read_line(&mut line).unwrap();
         // Keep draining, so that a later line never meets a closed pipe.
         std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
-        let Some(base) = line.split_whitespace().find(|w| w.starts_with("http://")) else {
+        let Some(base) = line
+            .split_whitespace()
+            .find(|w| w.starts_with("http://") || w.starts_with("https://"))
+        else {
             let _ = child.kill();
             panic!(
                 "tapir did not start serving: {line:?}\n{}",
@@ -94,10 +124,17 @@ impl Server {
             child,
             base,
             dir,
+            token,
             agent,
             stderr: Some(stderr),
+            stderr_lines,
             keep_dir: false,
         }
+    }
+
+    /// What the server has printed on stderr so far.
+    pub fn stderr_so_far(&self) -> String {
+        self.stderr_lines.lock().unwrap().clone()
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -108,27 +145,58 @@ impl Server {
         format!("{}{path}", self.base.replacen("http://", "ws://", 1))
     }
 
+    /// The `Authorization` header value of the helper's admin token.
+    pub fn bearer(&self) -> String {
+        format!("Bearer {}", self.token)
+    }
+
     pub fn get(&self, path: &str) -> Answer {
-        Answer::from(self.agent.get(self.url(path)).call().expect("GET"))
+        self.request("GET", path)
     }
 
     pub fn request(&self, method: &str, path: &str) -> Answer {
-        let req = ureq::http::Request::builder()
-            .method(method)
-            .uri(self.url(path))
-            .body(())
-            .unwrap();
-        Answer::from(self.agent.run(req).expect("request"))
+        self.send(method, path, &[("Authorization", &self.bearer())], None)
     }
 
     pub fn post(&self, path: &str) -> Answer {
-        Answer::from(self.agent.post(self.url(path)).send_empty().expect("POST"))
+        self.request("POST", path)
+    }
+
+    /// A request with exactly these headers (no token unless given) and body.
+    pub fn send(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<&str>,
+    ) -> Answer {
+        let mut req = ureq::http::Request::builder()
+            .method(method)
+            .uri(self.url(path));
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let answer = match body {
+            Some(b) => self.agent.run(req.body(b.to_string()).unwrap()),
+            None => self.agent.run(req.body(()).unwrap()),
+        };
+        Answer::from(answer.expect("request"))
+    }
+
+    /// A WebSocket request carrying the admin token.
+    pub fn ws_request(&self, path: &str) -> tungstenite::http::Request<()> {
+        use tungstenite::client::IntoClientRequest;
+        let mut req = self.ws_url(path).into_client_request().unwrap();
+        req.headers_mut()
+            .insert("Authorization", self.bearer().parse().unwrap());
+        req
     }
 
     /// Uploads `file` with curl as `multipart/form-data` (fields `file` and `speed`).
     pub fn upload(&self, file: &Path, speed: &str) -> Answer {
         let out = std::process::Command::new("curl")
-            .args(["-s", "-w", "\n%{http_code}", "-F"])
+            .args(["-s", "-H", &format!("Authorization: {}", self.bearer())])
+            .args(["-w", "\n%{http_code}", "-F"])
             .arg(format!("file=@{}", file.display()))
             .args(["-F", &format!("speed={speed}")])
             .arg(self.url("/pcap/upload"))
@@ -139,6 +207,7 @@ impl Server {
         Answer {
             status: code.trim().parse().unwrap_or(0),
             body: body.to_string(),
+            headers: Vec::new(),
         }
     }
 
@@ -189,6 +258,40 @@ impl Server {
         let stderr = self.stderr.take().unwrap().join().unwrap();
         (status.code(), stderr)
     }
+}
+
+/// Makes an API token with `tapir token create` for the database in `dir`.
+pub fn create_token(dir: &Path, name: &str, role: &str) -> String {
+    let out = tapir()
+        .args(["token", "create", name, "--role", role, "--db-path"])
+        .arg(dir.join("db"))
+        .output()
+        .expect("tapir token create");
+    assert!(
+        out.status.success(),
+        "tapir token create: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+/// Sets a password with `tapir passwd` (from stdin) for the database in `dir`.
+pub fn set_password(dir: &Path, user: &str, password: &str, role: &str) {
+    use std::io::Write;
+    let mut child = tapir()
+        .args(["passwd", "--user", user, "--role", role, "--db-path"])
+        .arg(dir.join("db"))
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("tapir passwd");
+    writeln!(child.stdin.take().unwrap(), "{password}").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "tapir passwd: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 impl Drop for Server {

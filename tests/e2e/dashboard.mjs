@@ -1,16 +1,18 @@
 // End-to-end: the dashboard in Debian's Chromium against a running `tapir demo`.
-// Usage: node dashboard.mjs BASE_URL SCREENSHOT_DIR UPLOAD_PCAP
-// Each view must render real data; acknowledging in the UI must reach the API; an upload in
-// the replay view must produce its alerts; no console errors; no request leaves the appliance.
+// Usage: node dashboard.mjs BASE_URL SCREENSHOT_DIR UPLOAD_PCAP ADMIN_TOKEN ADMIN_PASSWORD VIEWER_PASSWORD
+// The login comes first (a wrong password is refused); then each view must render real data;
+// acknowledging in the UI must reach the API; an upload in the replay view must produce its
+// alerts; a viewer sees no controls that change anything; logging out brings the login back;
+// no console errors; no request leaves the appliance.
 import { chromium } from 'playwright-core';
 import { mkdirSync } from 'node:fs';
 
-const [base, shots, pcap] = process.argv.slice(2);
+const [base, shots, pcap, token, adminPassword, viewerPassword] = process.argv.slice(2);
 mkdirSync(shots, { recursive: true });
 const origin = new URL(base).origin;
 const failures = [];
 const check = (ok, what) => { if (!ok) failures.push(what); console.log(`${ok ? 'ok  ' : 'FAIL'} ${what}`); };
-const apiGet = async (path) => (await fetch(`${base}${path}`)).json();
+const apiGet = async (path) => (await fetch(`${base}${path}`, { headers: { Authorization: `Bearer ${token}` } })).json();
 
 const browser = await chromium.launch({
   executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
@@ -20,7 +22,13 @@ const browser = await chromium.launch({
 const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
 const consoleErrors = [];
 const foreign = [];
-page.on('console', (m) => { if (m.type() === 'error') consoleErrors.push(m.text()); });
+let expectRefusals = false;
+page.on('console', (m) => {
+  if (m.type() !== 'error') return;
+  // The browser logs the deliberate wrong-password answer as a failed resource load.
+  if (expectRefusals && /status of 40[13]/.test(m.text())) return;
+  consoleErrors.push(m.text());
+});
 page.on('pageerror', (e) => consoleErrors.push(String(e)));
 page.on('request', (r) => { const u = new URL(r.url()); if (!['http:', 'https:', 'ws:', 'wss:'].includes(u.protocol) || u.origin.replace(/^ws/, 'http') === origin) return; foreign.push(r.url()); });
 
@@ -30,7 +38,30 @@ const view = async (name) => {
 };
 const shot = (name) => page.screenshot({ path: `${shots}/${name}.png`, fullPage: true });
 
+const logIn = async (user, password) => {
+  await page.fill('#login-user', user);
+  await page.fill('#login-password', password);
+  await page.click('#login-submit');
+};
+
 try {
+  // The login screen comes first; a wrong password is refused; the right one lets us in.
+  await page.goto(`${base}/#/dashboard`);
+  await page.waitForSelector('#login-password');
+  check(await page.$('#card-pps') === null, 'nothing but the login screen before logging in');
+  await shot('login');
+  expectRefusals = true;
+  await logIn('admin', 'not the password');
+  await page.waitForFunction(() => /wrong user name or password/.test(document.querySelector('#login-message').textContent));
+  expectRefusals = false;
+  check(true, 'a wrong password is refused with a message');
+  await logIn('admin', adminPassword);
+  await page.waitForSelector('#who-name');
+  check((await page.textContent('#who-name')).includes('admin'), 'the header shows who is logged in');
+  const cookies = await page.context().cookies();
+  const session = cookies.find((c) => c.name === 'tapir_session');
+  check(session && session.httpOnly && session.sameSite === 'Strict', 'the session cookie is HttpOnly and SameSite=Strict');
+
   // Dashboard: live numbers, the doughnut, talkers with countries; first render time.
   const started = Date.now();
   await view('dashboard');
@@ -90,12 +121,38 @@ try {
   check(found, 'the uploaded capture produced its port scan alert');
   await shot('replay');
 
+  // Settings: retention shown, IP masking available to the admin.
+  await view('settings');
+  await page.waitForSelector('#ip-masking');
+  check(!(await page.$eval('#ip-masking', (i) => i.disabled)), 'the admin can switch IP masking');
+  check(/days/.test(await page.textContent('#settings-retention')), 'data retention is shown in the settings');
+  await shot('settings');
+
   // A phone-sized screen and the light theme.
   await page.setViewportSize({ width: 390, height: 844 });
   await view('dashboard');
   await page.click('#theme');
   check(await page.$eval('html', (h) => h.dataset.theme === 'light'), 'the light theme is available');
   await shot('phone-light');
+  await page.setViewportSize({ width: 1280, height: 900 });
+
+  // Logging out brings the login screen back, and the API refuses the old cookie.
+  await page.click('#logout');
+  await page.waitForSelector('#login-password');
+  const after = await page.evaluate(async () => (await fetch('/stats')).status);
+  check(after === 401, `after logout the API answers 401 (${after})`);
+
+  // A viewer reads everything but sees no control that changes anything.
+  await logIn('watcher', viewerPassword);
+  await page.waitForSelector('#who-name');
+  await view('alerts');
+  await page.waitForSelector('.alert', { timeout: 30000 });
+  const visibleAck = await page.$$eval('button.ack, #ack-all', (bs) => bs.filter((b) => b.offsetParent !== null).length);
+  check(visibleAck === 0, 'a viewer sees no acknowledge buttons');
+  await view('settings');
+  await page.waitForSelector('#ip-masking');
+  check(await page.$eval('#ip-masking', (i) => i.disabled), 'a viewer cannot switch IP masking');
+  await shot('viewer');
 } catch (e) {
   failures.push(String(e));
   console.log(`FAIL ${e}`);

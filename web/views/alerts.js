@@ -13,8 +13,8 @@ function evidence(value) {
 export function render(main, params) {
   const onlyOpen = el('input', { type: 'checkbox', id: 'only-open' });
   onlyOpen.checked = params.get('open') === '1';
-  const bulk = el('button', { id: 'ack-selected', disabled: true }, 'Acknowledge selected');
-  const all = el('button', { id: 'ack-all' }, 'Acknowledge all shown');
+  const bulk = el('button', { id: 'ack-selected', class: 'admin-only', disabled: true }, 'Acknowledge selected');
+  const all = el('button', { id: 'ack-all', class: 'admin-only' }, 'Acknowledge all shown');
   const status = el('span', { class: 'muted' });
   const list = el('div', { id: 'alert-list' });
   main.append(el('section', { class: 'panel wide' }, el('h2', {}, 'Alerts'),
@@ -55,7 +55,7 @@ export function render(main, params) {
         el('span', {}, `${a.source_ip} → ${a.target}`),
         el('span', { class: 'muted' }, `${fmt.time(a.timestamp)} · ${a.count} events`),
         a.acknowledged ? el('span', { class: 'muted' }, 'acknowledged')
-          : el('button', { class: 'ack', onclick: () => acknowledge([a.id]) }, 'Acknowledge')),
+          : el('button', { class: 'ack admin-only', onclick: () => acknowledge([a.id]) }, 'Acknowledge')),
       el('div', {}, a.description),
       el('dl', {}, Object.entries(a.evidence || {}).flatMap(([k, v]) => [el('dt', {}, k), el('dd', {}, evidence(v))])))));
   };

@@ -11,7 +11,7 @@ export function render(main) {
   const stop = el('button', { id: 'replay-stop', type: 'button' }, 'Stop');
   const message = el('p', { id: 'replay-message', class: 'muted' });
   const status = el('dl', { class: 'details', id: 'replay-status' });
-  const form = el('form', { class: 'filters' }, file, speed, upload, stop);
+  const form = el('form', { class: 'filters admin-only' }, file, speed, upload, stop);
   main.append(panel('Replay a capture', form, message), panel('Now playing', status));
 
   const say = (text, error = false) => { message.textContent = text; message.className = error ? 'error' : 'muted'; };
