@@ -55,6 +55,10 @@ for _ in $(seq 50); do grep -q http:// "$work/out" 2>/dev/null && break; sleep 0
 url=$(grep -o 'http://[0-9.:]*' "$work/out") || { cat "$work/err" >&2; fail "the installed binary did not serve"; }
 health=$(curl -fsS "$url/healthz") && grep -q '"ok"' <<<"$health" || fail "/healthz did not answer"
 page=$(curl -fsS "$url/") && grep -q '<title>tapir' <<<"$page" || fail "the dashboard is not served"
+code=$(curl -s -o /dev/null -w '%{http_code}' "$url/stats")
+[ "$code" = 401 ] || fail "/stats answered $code without a login (expected 401)"
+[ "$(stat -c %a "$state/auth.json")" = 600 ] || fail "the credentials file is not private"
+grep -q "One-time password" "$work/err" || fail "no one-time admin password was printed"
 sleep 2
 kill -TERM "$server"; wait "$server" || true
 [ -d "$state/db" ] || fail "no database in the state directory"

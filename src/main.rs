@@ -417,16 +417,25 @@ fn main() -> ExitCode {
     }
 }
 
-/// Opens the credentials file the server would use.
+/// Opens the credentials file the server would use. On an installed appliance (the package's
+/// config and state directory exist) that is the service's, so `sudo tapir passwd` just works.
 fn open_auth(place: &CredentialsArgs) -> Result<tapir::auth::Auth, ExitCode> {
-    let config = load_config(place.config.as_deref())?;
+    const PACKAGED_CONFIG: &str = "/etc/tapir/tapir.toml";
+    const PACKAGED_STATE: &str = "/var/lib/tapir";
+    let config_path = place.config.clone().or_else(|| {
+        Some(PathBuf::from(PACKAGED_CONFIG)).filter(|p| p.is_file() && place.db_path.is_none())
+    });
+    let config = load_config(config_path.as_deref())?;
     let path = match &place.auth_file {
         Some(p) => p.clone(),
         None => {
+            let packaged = std::env::var_os("STATE_DIRECTORY").is_none()
+                && std::path::Path::new(PACKAGED_STATE).is_dir();
             let db = place
                 .db_path
                 .clone()
                 .or_else(|| config.store.db_path.clone())
+                .or_else(|| packaged.then(|| PathBuf::from(PACKAGED_STATE).join("db")))
                 .unwrap_or_else(StoreConfig::default_db_path);
             config.auth.file_for(&db)
         }

@@ -75,22 +75,14 @@ pub fn run(options: ServeOptions, ready: impl FnOnce(SocketAddr, bool)) -> Resul
     let log = |m: String| eprintln!("tapir: {m}");
     let auth_on = auth_required(&options)?;
     let config = options.config;
+    let store = Store::open(&options.db_path, &config.store)?;
+    let geo = Arc::new(GeoIp::open(&config.geoip)?);
+    let source = options.base.open()?;
+    if let Some(reason) = geo.status().reason {
+        log(reason);
+    }
+    // Credentials and TLS last: a start that fails on its input leaves nothing behind.
     let credentials = config.auth.file_for(&options.db_path);
-    let auth = if auth_on {
-        let mut auth = Auth::open(config.auth.clone(), credentials.clone())?;
-        if let Some(password) = auth.ensure_admin()? {
-            log(format!(
-                "no admin password is set yet. One-time password for user \"admin\": {password}  (it must be changed at first login; or set one with `tapir passwd`)"
-            ));
-        }
-        Some(auth)
-    } else {
-        log(
-            "authentication is off: anyone who can reach this loopback address can use tapir"
-                .into(),
-        );
-        None
-    };
     let tls = if config.server.tls.enabled {
         let dir = credentials
             .parent()
@@ -111,17 +103,26 @@ pub fn run(options: ServeOptions, ready: impl FnOnce(SocketAddr, bool)) -> Resul
     } else {
         None
     };
+    let auth = if auth_on {
+        let mut auth = Auth::open(config.auth.clone(), credentials.clone())?;
+        if let Some(password) = auth.ensure_admin()? {
+            log(format!(
+                "no admin password is set yet. One-time password for user \"admin\": {password}  (it must be changed at first login; or set one with `tapir passwd`)"
+            ));
+        }
+        Some(auth)
+    } else {
+        log(
+            "authentication is off: anyone who can reach this loopback address can use tapir"
+                .into(),
+        );
+        None
+    };
     let ip_masking = Arc::new(AtomicBool::new(
         auth.as_ref()
             .and_then(|a| a.credentials().settings.ip_masking)
             .unwrap_or(config.privacy.ip_masking),
     ));
-    let store = Store::open(&options.db_path, &config.store)?;
-    let geo = Arc::new(GeoIp::open(&config.geoip)?);
-    let source = options.base.open()?;
-    if let Some(reason) = geo.status().reason {
-        log(reason);
-    }
     crate::http::raise_file_limit();
 
     let system = actix::System::new();

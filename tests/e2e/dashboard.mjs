@@ -139,7 +139,9 @@ try {
   // Logging out brings the login screen back, and the API refuses the old cookie.
   await page.click('#logout');
   await page.waitForSelector('#login-password');
+  expectRefusals = true;
   const after = await page.evaluate(async () => (await fetch('/stats')).status);
+  expectRefusals = false;
   check(after === 401, `after logout the API answers 401 (${after})`);
 
   // A viewer reads everything but sees no control that changes anything.
