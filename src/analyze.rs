@@ -91,6 +91,9 @@ pub struct Summary {
     pub inputs: Vec<InputSummary>,
     /// What was stored, with `--db-path`.
     pub store: Option<StoreStatus>,
+    /// Export targets and what each sent and dropped.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub export: Option<serde_json::Value>,
 }
 
 /// How the run ended, for the exit status.
@@ -105,6 +108,8 @@ pub enum Outcome {
 /// Errors that stop `analyze` before it produces a summary.
 #[derive(Debug, thiserror::Error)]
 pub enum AnalyzeError {
+    #[error(transparent)]
+    Export(#[from] crate::export::ExportError),
     #[error("cannot create {path}: {source}")]
     FlowsOut {
         path: PathBuf,
@@ -199,6 +204,10 @@ pub fn run(
         None => None,
     };
 
+    // Export targets too: a collector name that does not resolve is an error up front.
+    let exporter = crate::export::Exporter::open(&options.config.export)?;
+    let export_targets = exporter.as_ref().map(|e| e.targets());
+
     let config = options.config.clone();
     let batch = BatchConfig {
         packets: config.capture.batch_packets,
@@ -215,13 +224,25 @@ pub fn run(
     let system = actix::System::new();
     let result = system.block_on(async move {
         let writer = writer.map(Actor::start);
-        let sinks = writer.iter().map(|w| w.clone().recipient()).collect();
+        let mut sinks: Vec<_> = writer.iter().map(|w| w.clone().recipient()).collect();
+        let mut alert_sinks = Vec::new();
+        let export = exporter.map(|e| {
+            let arbiter = actix::Arbiter::new();
+            let addr = crate::export::ExportActor::start_in_arbiter(&arbiter.handle(), move |_| {
+                crate::export::ExportActor::new(e)
+            });
+            (addr, arbiter)
+        });
+        if let Some((addr, _)) = &export {
+            sinks.push(addr.clone().recipient());
+            alert_sinks.push(addr.clone().recipient());
+        }
         let store = store.map(StoreService::start);
         let pipeline = Pipeline::start(
             &config,
             sinks,
             store.as_ref().map(|s| s.addr.clone()),
-            Vec::new(),
+            alert_sinks,
         );
         let batch_sinks = pipeline.batch_sinks();
         let thread_counters = Arc::clone(&counters);
@@ -325,6 +346,12 @@ pub fn run(
             ),
             None => None,
         };
+        if let Some((addr, arbiter)) = export {
+            addr.send(crate::export::FlushExport)
+                .await
+                .map_err(|e| AnalyzeError::Actors(e.to_string()))?;
+            arbiter.stop();
+        }
         pipeline.stop();
         if let Some(store) = store {
             store.stop();
@@ -456,6 +483,7 @@ pub fn run(
         libpcap,
         inputs,
         store: stored,
+        export: export_targets.map(|t| crate::export::snapshot(&t)),
     };
     Ok((summary, outcome))
 }

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::alert::AlertsConfig;
 use crate::auth::AuthConfig;
 use crate::detect::DetectorsConfig;
+use crate::export::ExportConfig;
 use crate::flow::FlowConfig;
 use crate::geo::GeoConfig;
 use crate::http::ServerConfig;
@@ -66,6 +67,7 @@ pub struct Config {
     pub geoip: GeoConfig,
     pub auth: AuthConfig,
     pub privacy: PrivacyConfig,
+    pub export: ExportConfig,
 }
 
 /// A configuration file that could not be used.
@@ -134,6 +136,7 @@ impl Config {
         self.store.validate()?;
         self.server.validate()?;
         self.auth.validate()?;
+        self.export.validate()?;
         self.detectors.validate()
     }
 }

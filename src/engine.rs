@@ -23,6 +23,7 @@ use crate::capture::live::{LiveOptions, LiveSource};
 use crate::capture::paced::{FileLoop, Paced};
 use crate::capture::{self, BatchConfig, CaptureCounters, CaptureError, PacketSource, StopWhen};
 use crate::config::Config;
+use crate::export::ExportActor;
 use crate::http::hub::HubActor;
 use crate::messages::{
     CaptureEnded, FinishMinute, FlushDetectors, FlushFlows, FlushStore, GetEngineStatus,
@@ -157,6 +158,8 @@ pub struct Engine {
     config: Config,
     base_spec: BaseSource,
     store: Option<Addr<StoreActor>>,
+    /// Flow records and alerts of every pipeline also go here, when export is configured.
+    export: Option<Addr<ExportActor>>,
     hub: Addr<HubActor>,
     base: Stage,
     /// The base source while it is not being read (paused, finished).
@@ -182,13 +185,15 @@ impl Engine {
         source: Box<dyn PacketSource>,
         store: Option<Addr<StoreActor>>,
         hub: Addr<HubActor>,
+        export: Option<Addr<ExportActor>>,
         log: Box<dyn Fn(String) + Send>,
     ) -> Engine {
-        let base = new_stage(1, &config, &store, &hub, source.describe());
+        let base = new_stage(1, &config, &store, &hub, &export, source.describe());
         Engine {
             config,
             base_spec,
             store,
+            export,
             hub,
             base,
             base_source: Some(source),
@@ -292,14 +297,16 @@ fn new_stage(
     config: &Config,
     store: &Option<Addr<StoreActor>>,
     hub: &Addr<HubActor>,
+    export: &Option<Addr<ExportActor>>,
     describe: String,
 ) -> Stage {
-    let pipeline = Pipeline::start(
-        config,
-        Vec::new(),
-        store.clone(),
-        vec![hub.clone().recipient()],
-    );
+    let mut alert_sinks = vec![hub.clone().recipient()];
+    let mut record_sinks = Vec::new();
+    if let Some(export) = export {
+        alert_sinks.push(export.clone().recipient());
+        record_sinks.push(export.clone().recipient());
+    }
+    let pipeline = Pipeline::start(config, record_sinks, store.clone(), alert_sinks);
     Stage {
         id,
         pipeline,
@@ -455,7 +462,14 @@ impl Handler<StartUpload> for Engine {
         let describe = format!("upload {} at {}× pace", msg.name, msg.speed);
         let id = self.next_stage;
         self.next_stage += 1;
-        let stage = new_stage(id, &self.config, &self.store, &self.hub, describe.clone());
+        let stage = new_stage(
+            id,
+            &self.config,
+            &self.store,
+            &self.hub,
+            &self.export,
+            describe.clone(),
+        );
         // Pause the base source; its capture thread reports back and keeps the source.
         self.base.stop.store(true, Ordering::Relaxed);
         if self.base.state == CaptureState::Running {

@@ -10,6 +10,7 @@ pub mod config;
 pub mod decode;
 pub mod detect;
 pub mod engine;
+pub mod export;
 pub mod flow;
 pub mod geo;
 pub mod http;

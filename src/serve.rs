@@ -48,6 +48,8 @@ pub enum StartError {
     Credentials(#[from] FileError),
     #[error(transparent)]
     Tls(#[from] TlsError),
+    #[error(transparent)]
+    Export(#[from] crate::export::ExportError),
     #[error(
         "auth.enabled = false is only allowed on a loopback address (server.host is {0}); anyone on the network could use the appliance"
     )]
@@ -81,6 +83,8 @@ pub fn run(options: ServeOptions, ready: impl FnOnce(SocketAddr, bool)) -> Resul
     if let Some(reason) = geo.status().reason {
         log(reason);
     }
+    let exporter = crate::export::Exporter::open(&config.export)?;
+    let export_targets = exporter.as_ref().map(|e| e.targets()).unwrap_or_default();
     // Credentials and TLS last: a start that fails on its input leaves nothing behind.
     let credentials = config.auth.file_for(&options.db_path);
     let tls = if config.server.tls.enabled {
@@ -129,6 +133,13 @@ pub fn run(options: ServeOptions, ready: impl FnOnce(SocketAddr, bool)) -> Resul
     let result = system.block_on(async move {
         let store =
             StoreService::start(StoreActor::from_store(store, config.store.clone()).with_log(log));
+        let export = exporter.map(|e| {
+            let arbiter = actix::Arbiter::new();
+            let addr = crate::export::ExportActor::start_in_arbiter(&arbiter.handle(), move |_| {
+                crate::export::ExportActor::new(e)
+            });
+            (addr, arbiter)
+        });
         let hub = HubActor::new(config.server.websocket.clone())
             .with_mask(Arc::clone(&ip_masking))
             .start();
@@ -138,6 +149,7 @@ pub fn run(options: ServeOptions, ready: impl FnOnce(SocketAddr, bool)) -> Resul
             source,
             Some(store.addr.clone()),
             hub.clone(),
+            export.as_ref().map(|(addr, _)| addr.clone()),
             Box::new(log),
         )
         .start();
@@ -155,6 +167,7 @@ pub fn run(options: ServeOptions, ready: impl FnOnce(SocketAddr, bool)) -> Resul
             ip_masking,
             store_config: config.store.clone(),
             tls_fingerprint: tls.as_ref().map(|t| t.fingerprint.clone()),
+            export: export_targets,
         });
         let tls_on = tls.is_some();
         crate::http::api::set_tls(tls_on);
@@ -169,6 +182,10 @@ pub fn run(options: ServeOptions, ready: impl FnOnce(SocketAddr, bool)) -> Resul
         api.stopping.store(true, Ordering::Relaxed);
         hub.do_send(CloseAll);
         let _ = engine.send(Shutdown).await;
+        if let Some((addr, arbiter)) = export {
+            let _ = addr.send(crate::export::FlushExport).await;
+            arbiter.stop();
+        }
         match store.addr.send(FlushStore).await {
             Ok(status) if status.pending > 0 => log(format!(
                 "{} records could not be stored: {}",

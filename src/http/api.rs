@@ -57,6 +57,8 @@ pub struct Api {
     pub store_config: StoreConfig,
     /// The TLS certificate's SHA-256 fingerprint, when serving HTTPS.
     pub tls_fingerprint: Option<String>,
+    /// Export targets' counters.
+    pub export: Vec<Arc<crate::export::TargetStats>>,
 }
 
 /// A JSON answer with its status.
@@ -656,6 +658,7 @@ impl Api {
                 "throttled_addresses": self.auth.as_ref().map(|a| a.lock().expect("auth lock").counts().1),
                 "auth_enabled": self.auth.is_some(),
             },
+            "export": crate::export::snapshot(&self.export),
             "geoip": self.geo.status(),
             "peak_rss_bytes": crate::analyze::peak_rss_bytes(),
             "rss_bytes": crate::analyze::rss_bytes(),
@@ -703,6 +706,31 @@ impl Api {
             "Connected WebSocket clients by stream.",
         )
         .per_label("stream", hub.clients.iter().map(|(s, n)| (s, *n as f64)));
+        let export_families = {
+            let mut records = Family::new(
+                "tapir_export_records_total",
+                "counter",
+                "Records (IPFIX data records, EVE events) sent, by target.",
+            );
+            let mut bytes = Family::new(
+                "tapir_export_bytes_total",
+                "counter",
+                "Bytes sent, by target.",
+            );
+            let mut dropped = Family::new(
+                "tapir_export_dropped_total",
+                "counter",
+                "Records that could not be sent (target down, buffer full), by target.",
+            );
+            for t in &self.export {
+                let l = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed) as f64;
+                let labels = [("kind", t.kind), ("target", t.target.as_str())];
+                records = records.with(&labels, l(&t.records));
+                bytes = bytes.with(&labels, l(&t.bytes));
+                dropped = dropped.with(&labels, l(&t.dropped));
+            }
+            [records, bytes, dropped]
+        };
         let mut families = vec![
             Family::single(
                 "tapir_uptime_seconds",
@@ -806,6 +834,7 @@ impl Api {
                 crate::analyze::rss_bytes() as f64,
             ),
         ];
+        families.extend(export_families);
         if let Some(s) = store {
             families.push(Family::single(
                 "tapir_store_available",
