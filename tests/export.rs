@@ -458,3 +458,47 @@ fn a_collector_that_is_down_costs_only_counted_drops() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("no-such-host.invalid"), "{stderr}");
 }
+
+#[test]
+fn the_server_exports_too_and_shows_it_in_debug_and_metrics() {
+    let receiver = UdpSocket::bind("127.0.0.1:0").unwrap();
+    receiver
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let config = format!(
+        "[export.ipfix]\ncollectors = [\"{}\"]\n",
+        receiver.local_addr().unwrap()
+    );
+    let file = pcap(HYDRA);
+    let server = common::server::Server::start(
+        &["replay", file.to_str().unwrap(), "--speed", "0"],
+        Some(&config),
+    );
+    server.wait_replayed();
+    // The template message comes first.
+    let mut buf = vec![0u8; 65536];
+    let n = receiver.recv(&mut buf).unwrap();
+    assert_eq!(&buf[..2], &[0, 10], "IPFIX version 10");
+    assert_eq!(&buf[16..18], &[0, 2], "a template set first ({n} bytes)");
+    let started = Instant::now();
+    let export = loop {
+        let debug = server.get("/debug").json();
+        let export = debug["export"][0].clone();
+        if export["records"].as_u64().unwrap_or(0) > 0
+            || started.elapsed() > Duration::from_secs(20)
+        {
+            break export;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(export["kind"], "ipfix");
+    assert!(export["records"].as_u64().unwrap() > 0, "{export}");
+    let metrics = server.get("/metrics").body;
+    let line = metrics
+        .lines()
+        .find(|l| l.starts_with("tapir_export_records_total{"))
+        .unwrap_or_else(|| panic!("{metrics}"));
+    assert!(line.contains("kind=\"ipfix\""), "{line}");
+    let (code, stderr) = server.stop();
+    assert_eq!(code, Some(0), "{stderr}");
+}
