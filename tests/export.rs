@@ -55,6 +55,17 @@ fn free_udp_port() -> u16 {
         .port()
 }
 
+/// IPFIX uniflow records expected for these flow records: one per direction with packets.
+fn uniflow_records(records: &[Value]) -> u64 {
+    records
+        .iter()
+        .map(|r| {
+            u64::from(r["src_packets"].as_u64().unwrap() > 0)
+                + u64::from(r["dst_packets"].as_u64().unwrap() > 0)
+        })
+        .sum()
+}
+
 fn sum(records: &[Value], key: &str) -> u64 {
     records.iter().map(|r| r[key].as_u64().unwrap()).sum()
 }
@@ -118,13 +129,7 @@ fn nfcapd_stores_what_tapir_exports_and_tshark_decodes_it() {
     let packets = sum(&records, "src_packets") + sum(&records, "dst_packets");
     let bytes = sum(&records, "src_bytes") + sum(&records, "dst_bytes");
     assert_eq!(packets, 9918);
-    let directions = records
-        .iter()
-        .map(|r| {
-            u64::from(r["src_packets"].as_u64().unwrap() > 0)
-                + u64::from(r["dst_packets"].as_u64().unwrap() > 0)
-        })
-        .sum::<u64>();
+    let directions = uniflow_records(&records);
     let export = &summary["export"][0];
     assert_eq!(export["kind"], "ipfix");
     assert_eq!(export["records"].as_u64().unwrap(), directions, "{export}");
@@ -429,13 +434,7 @@ fn a_collector_that_is_down_costs_only_counted_drops() {
         export["dropped"].as_u64().unwrap(),
     );
     assert!(dropped > 0, "{export}");
-    let directions = records
-        .iter()
-        .map(|r| {
-            u64::from(r["src_packets"].as_u64().unwrap() > 0)
-                + u64::from(r["dst_packets"].as_u64().unwrap() > 0)
-        })
-        .sum::<u64>();
+    let directions = uniflow_records(&records);
     assert_eq!(
         sent + dropped,
         directions,

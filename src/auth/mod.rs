@@ -321,19 +321,21 @@ impl Auth {
     pub fn token(&mut self, token: &str, now: Instant) -> Option<Principal> {
         self.refresh(now);
         let digest = secret::token_digest(token);
-        let known = |creds: &Credentials| creds.tokens.iter().any(|t| t.digest == digest);
-        if !known(&self.creds) {
+        let find = |creds: &Credentials| {
+            creds
+                .tokens
+                .iter()
+                .position(|t| secret::equal(&t.digest, &digest))
+        };
+        let found = find(&self.creds).or_else(|| {
             self.reload_if_changed(now);
-        }
-        self.creds
-            .tokens
-            .iter()
-            .find(|t| secret::equal(&t.digest, &digest))
-            .map(|t| Principal {
-                user: format!("token:{}", t.name),
-                role: t.role,
-                via: Via::Token { id: t.id.clone() },
-            })
+            find(&self.creds)
+        });
+        found.map(|i| &self.creds.tokens[i]).map(|t| Principal {
+            user: format!("token:{}", t.name),
+            role: t.role,
+            via: Via::Token { id: t.id.clone() },
+        })
     }
 
     /// Whether `user` still has to replace a one-time password.

@@ -323,7 +323,8 @@ impl Exporter {
         }
     }
 
-    /// Sends what is buffered (the IPFIX message being filled, the file's buffer).
+    /// Sends what is buffered (the IPFIX message being filled, the file's buffer; the TCP
+    /// syslog thread flushes by itself when its queue is quiet).
     pub fn flush(&mut self) {
         if let Some(encoder) = &mut self.encoder
             && let Some((message, n)) = encoder.finish()
@@ -334,9 +335,6 @@ impl Exporter {
         }
         if let Some(f) = &mut self.file {
             f.flush();
-        }
-        if let Some(s) = &mut self.syslog {
-            s.flush();
         }
     }
 }

@@ -205,8 +205,6 @@ impl Syslog {
             },
         }
     }
-
-    pub fn flush(&mut self) {}
 }
 
 /// Writes queued messages to the receiver, octet-counted; reconnects every 5 s while it is

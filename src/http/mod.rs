@@ -31,7 +31,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 pub use api::Api;
-use gate::{Gate, GateStats, Limits};
+use gate::{Gate, Limits};
 use hub::HubConfig;
 use tls::TlsConfig;
 
@@ -273,6 +273,3 @@ pub fn raise_file_limit() {
         }
     }
 }
-
-/// Keeps `GateStats` reachable for the API without exposing the gate.
-pub type SharedGateStats = Arc<GateStats>;
