@@ -49,9 +49,9 @@ fn bench_file(path: &Path) {
 
     let flows = best(|| {
         let mut table = FlowTable::new(FlowConfig::default());
-        let mut out = Vec::new();
+        let (mut out, mut marks) = (Vec::new(), Vec::new());
         for b in &batches {
-            table.ingest(b, &mut out);
+            table.ingest_marked(b, &mut out, &mut marks);
             out.clear();
         }
     });
@@ -64,14 +64,16 @@ fn bench_file(path: &Path) {
     });
     println!("  {:<16} {:>8.1} ns/packet", "metrics", per(metrics));
 
-    // Flow records for the detectors that judge connections.
-    let mut records = Vec::new();
+    // What the flows actor hands on: each batch's marks, and the flow records for the
+    // detectors that judge connections.
+    let (mut records, mut marks) = (Vec::new(), Vec::new());
     {
         let mut table = FlowTable::new(FlowConfig::default());
-        let mut out = Vec::new();
+        let (mut out, mut m) = (Vec::new(), Vec::new());
         for b in &batches {
-            table.ingest(b, &mut out);
+            table.ingest_marked(b, &mut out, &mut m);
             records.push(std::mem::take(&mut out));
+            marks.push(std::mem::take(&mut m));
         }
     }
     let config = DetectorsConfig::default();
@@ -83,9 +85,9 @@ fn bench_file(path: &Path) {
             let mut detector = tapir::detect::build(&config, 0).swap_remove(i);
             name = detector.rule().name();
             let mut out: Vec<Finding> = Vec::new();
-            for (b, r) in batches.iter().zip(&records) {
+            for ((b, r), m) in batches.iter().zip(&records).zip(&marks) {
                 if detector.wants_packets() {
-                    detector.on_packets(b, &mut out);
+                    detector.on_packets(b, m, &mut out);
                 }
                 if detector.wants_flows() && !r.is_empty() {
                     detector.on_flows(r, &mut out);

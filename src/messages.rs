@@ -1,7 +1,8 @@
 //! Every message actors exchange. Reading this file gives the whole protocol of the system.
 //!
-//! Capture → consumers: `PacketBatchMsg`. Flows → sinks: `FlowRecordsMsg`; flows → metrics:
-//! `FlowTableStatus`. Detectors → alerts: `FindingsMsg`. Alerts → store: `AlertsChanged`;
+//! Capture → flows and metrics: `PacketBatchMsg`. Flows → the detectors that read packets:
+//! `MarkedBatchMsg` (the same batch, marked by the flow table). Flows → sinks:
+//! `FlowRecordsMsg`; flows → metrics: `FlowTableStatus`. Detectors → alerts: `FindingsMsg`. Alerts → store: `AlertsChanged`;
 //! metrics → store: `MinuteSnapshots`; flows → store: `FlowRecordsMsg`. Queries (from the
 //! CLI and the HTTP workers) return values. Server: HTTP → engine (`GetPipeline`,
 //! `StartUpload`, `StopReplay`, `GetEngineStatus`, `Shutdown`), engine → hub
@@ -17,7 +18,7 @@ use crate::capture::CaptureCounters;
 use crate::detect::{DetectorStats, Finding, Rule};
 use crate::engine::EngineStatus;
 use crate::flow::actor::FlowsActor;
-use crate::flow::{FlowRecord, FlowTableStats};
+use crate::flow::{FlowMark, FlowRecord, FlowTableStats};
 use crate::http::hub::HubStatus;
 use crate::http::route::Stream;
 use crate::metrics::actor::MetricsActor;
@@ -30,6 +31,15 @@ use crate::store::actor::StoreStatus;
 #[derive(Message, Clone)]
 #[rtype(result = "()")]
 pub struct PacketBatchMsg(pub Arc<PacketBatch>);
+
+/// A batch after the flow table has seen it, with one mark per packet: the detectors skip a
+/// connection's bulk by its marks instead of tracking connections again.
+#[derive(Message, Clone)]
+#[rtype(result = "()")]
+pub struct MarkedBatchMsg {
+    pub batch: Arc<PacketBatch>,
+    pub marks: Arc<[FlowMark]>,
+}
 
 /// Flow records that finished (or reported on an active timeout).
 #[derive(Message, Clone)]

@@ -1,5 +1,8 @@
 //! Wiring: starts the consumer actors and lists the recipients capture feeds.
 //!
+//! Capture feeds the flows and metrics actors; the flows actor passes each batch, marked
+//! with what each packet meant to its flow, on to the detectors that read packets.
+//!
 //! The flows actor runs on its own arbiter (thread), the detectors and the alerts actor on
 //! another, so that flow tracking, detection, metrics and capture/decoding spread over the
 //! cores; metrics share the system arbiter. The store, which blocks on the disk, has its own
@@ -20,8 +23,6 @@ pub struct Pipeline {
     pub flows: Addr<FlowsActor>,
     pub metrics: Addr<MetricsActor>,
     pub detectors: Vec<Addr<DetectorActor>>,
-    /// The detectors that read packet batches.
-    packet_detectors: Vec<Addr<DetectorActor>>,
     pub alerts: Addr<AlertsActor>,
     /// Present when the pipeline keeps a database.
     pub store: Option<Addr<StoreActor>>,
@@ -73,7 +74,7 @@ impl Pipeline {
         let alerts = AlertsActor::start_in_arbiter(&detect_arbiter.handle(), move |_| {
             AlertsActor::new(alerts_config, alert_sinks)
         });
-        let (mut detectors, mut packet_detectors) = (Vec::new(), Vec::new());
+        let (mut detectors, mut packet_sinks) = (Vec::new(), Vec::new());
         for detector in crate::detect::build(&config.detectors, config.flows.community_id_seed) {
             let (wants_flows, wants_packets) = (detector.wants_flows(), detector.wants_packets());
             let sink = alerts.clone().recipient();
@@ -84,7 +85,7 @@ impl Pipeline {
                 record_sinks.push(addr.clone().recipient());
             }
             if wants_packets {
-                packet_detectors.push(addr.clone());
+                packet_sinks.push(addr.clone().recipient());
             }
             detectors.push(addr);
         }
@@ -93,13 +94,12 @@ impl Pipeline {
         let flow_config = config.flows.clone();
         let flows_arbiter = Arbiter::new();
         let flows = FlowsActor::start_in_arbiter(&flows_arbiter.handle(), move |_| {
-            FlowsActor::new(flow_config, record_sinks, status, queue)
+            FlowsActor::new(flow_config, record_sinks, status, packet_sinks, queue)
         });
         Pipeline {
             flows,
             metrics,
             detectors,
-            packet_detectors,
             alerts,
             store,
             flows_arbiter,
@@ -107,14 +107,12 @@ impl Pipeline {
         }
     }
 
-    /// Every actor that consumes packet batches.
+    /// The actors capture feeds (the flows actor passes marked batches on to the detectors).
     pub fn batch_sinks(&self) -> Vec<Recipient<PacketBatchMsg>> {
-        let mut sinks: Vec<Recipient<PacketBatchMsg>> = vec![
+        vec![
             self.flows.clone().recipient(),
             self.metrics.clone().recipient(),
-        ];
-        sinks.extend(self.packet_detectors.iter().map(|d| d.clone().recipient()));
-        sinks
+        ]
     }
 
     /// Stops the arbiters' threads (the store's is its owner's to stop).

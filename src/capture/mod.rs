@@ -266,8 +266,9 @@ pub fn run(
         let stale = by_age && !batch.is_empty() && batch_started.elapsed() >= config.max_age;
         if full || stale || done {
             if !batch.is_empty() {
-                let ready =
+                let mut ready =
                     std::mem::replace(&mut batch, PacketBatch::with_capacity(config.packets));
+                ready.live = live;
                 deliver(ready, sinks, live, &mut report);
             }
             batch_started = Instant::now();
@@ -299,6 +300,7 @@ pub fn run(
         }
     }
     if !batch.is_empty() {
+        batch.live = live;
         deliver(batch, sinks, live, &mut report);
     }
     report.bytes += pending_bytes;
@@ -315,6 +317,39 @@ pub fn run(
     report
 }
 
+/// What became of a batch handed to a consumer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Handover {
+    Sent,
+    /// The consumer's mailbox was full and the batch is live: dropped.
+    Dropped,
+    /// The consumer is gone (shutting down).
+    Gone,
+}
+
+/// Hands `msg` to `sink`. With `wait` (files) a full mailbox is retried with a short
+/// back-off, so nothing is lost and the reader slows to the consumer's pace; without it (live
+/// capture, which must never block) the batch is dropped for that consumer.
+pub fn hand_over<M>(sink: &Recipient<M>, mut msg: M, wait: bool) -> Handover
+where
+    M: actix::Message + Send,
+    M::Result: Send,
+{
+    let mut backoff = Duration::from_micros(20);
+    loop {
+        match sink.try_send(msg) {
+            Ok(()) => return Handover::Sent,
+            Err(SendError::Full(back)) if wait => {
+                msg = back;
+                std::thread::sleep(backoff);
+                backoff = (backoff * 2).min(Duration::from_millis(2));
+            }
+            Err(SendError::Full(_)) => return Handover::Dropped,
+            Err(SendError::Closed(_)) => return Handover::Gone,
+        }
+    }
+}
+
 /// Sends one batch to every sink: waiting for room when reading a file, dropping and counting
 /// when live.
 fn deliver(
@@ -326,24 +361,9 @@ fn deliver(
     let packets = batch.len() as u64;
     let shared = Arc::new(batch);
     for sink in sinks {
-        let mut msg = PacketBatchMsg(Arc::clone(&shared));
-        let mut backoff = Duration::from_micros(20);
-        loop {
-            match sink.try_send(msg) {
-                Ok(()) => break,
-                Err(SendError::Full(back)) if !live => {
-                    msg = back;
-                    std::thread::sleep(backoff);
-                    backoff = (backoff * 2).min(Duration::from_millis(2));
-                }
-                Err(SendError::Full(_)) => {
-                    report.batches_dropped += 1;
-                    report.packets_dropped += packets;
-                    break;
-                }
-                // The consumer is gone (shutting down): nothing to wait for.
-                Err(SendError::Closed(_)) => break,
-            }
+        if hand_over(sink, PacketBatchMsg(Arc::clone(&shared)), !live) == Handover::Dropped {
+            report.batches_dropped += 1;
+            report.packets_dropped += packets;
         }
     }
     report.batches_sent += 1;

@@ -4,7 +4,7 @@ use actix::{Actor, Context, Handler, MessageResult, Recipient};
 
 use super::Detector;
 use crate::messages::{
-    FindingsMsg, FlowRecordsMsg, FlushDetectors, GetDetectorStats, PacketBatchMsg,
+    FindingsMsg, FlowRecordsMsg, FlushDetectors, GetDetectorStats, MarkedBatchMsg,
 };
 
 pub struct DetectorActor {
@@ -45,12 +45,12 @@ impl Actor for DetectorActor {
     }
 }
 
-impl Handler<PacketBatchMsg> for DetectorActor {
+impl Handler<MarkedBatchMsg> for DetectorActor {
     type Result = ();
 
-    fn handle(&mut self, msg: PacketBatchMsg, _: &mut Self::Context) {
+    fn handle(&mut self, msg: MarkedBatchMsg, _: &mut Self::Context) {
         let mut out = Vec::new();
-        self.detector.on_packets(&msg.0, &mut out);
+        self.detector.on_packets(&msg.batch, &msg.marks, &mut out);
         self.send(out);
     }
 }

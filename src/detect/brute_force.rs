@@ -27,9 +27,9 @@ use std::net::IpAddr;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::state::{Clock, Reporter, Spread, Tracker};
+use super::state::{Clock, FirstSight, Reporter, Spread, Tracker};
 use super::{AllowList, Detector, DetectorStats, Finding, Rule, Severity, Target, secs};
-use crate::flow::{FlowRecord, FlowState};
+use crate::flow::{FlowMark, FlowRecord, FlowState};
 use crate::packet::{PacketBatch, TcpFlags, Timestamp, ip_proto};
 
 /// Settings of the `brute_force` rule.
@@ -106,6 +106,15 @@ fn service_name(port: u16) -> Option<&'static str> {
 /// (source, target, port).
 type Key = (IpAddr, IpAddr, u16);
 
+/// One refused connection or short session, as a flow record showed it.
+#[derive(Clone, Copy, Debug)]
+struct Attempt {
+    refused: bool,
+    src_port: u16,
+    first_seen: Timestamp,
+    last_seen: Timestamp,
+}
+
 struct Victim {
     /// Source ports of refused attempts, recent ones only.
     refused: Spread<u16>,
@@ -118,12 +127,50 @@ struct Victim {
     reporter: Reporter,
 }
 
+impl Victim {
+    fn new(config: &BruteForceConfig, now: Timestamp) -> Self {
+        Victim {
+            refused: Spread::new(config.rst_threshold * 2),
+            sessions: VecDeque::new(),
+            refused_total: 0,
+            sessions_total: 0,
+            first: now,
+            community_id: None,
+            reporter: Reporter::default(),
+        }
+    }
+
+    fn attempt(&mut self, config: &BruteForceConfig, a: Attempt) {
+        if a.refused {
+            // Counted once per source port: retries of one connect() are one attempt.
+            let window = secs(config.rst_window_secs);
+            if self.refused.touch(a.src_port, a.last_seen, window).1 {
+                self.refused_total += 1;
+                self.reporter.note(1);
+            }
+        } else {
+            // Records leave the flow table in expiry order; keep start times sorted.
+            let at = self.sessions.partition_point(|t| t.0 <= a.first_seen.0);
+            self.sessions.insert(at, a.first_seen);
+            let keep = config.session_threshold.max(config.slow_session_threshold);
+            while self.sessions.len() > keep {
+                self.sessions.pop_front();
+            }
+            self.sessions_total += 1;
+            self.reporter.note(1);
+        }
+    }
+}
+
 /// Detects password guessing against one service.
 pub struct BruteForce {
     config: BruteForceConfig,
     /// Record time: the latest `last_seen` of the records seen.
     clock: Clock,
     victims: Tracker<Key, Victim>,
+    /// Services with a single attempt so far from a source (one port of a scan).
+    first_attempts: FirstSight<Key, Attempt>,
+    longest_window: i64,
     findings: u64,
 }
 
@@ -135,6 +182,8 @@ impl BruteForce {
             .max(config.slow_session_window_secs);
         BruteForce {
             victims: Tracker::new(config.max_tracked, secs(longest)),
+            first_attempts: FirstSight::new(config.max_tracked / 8),
+            longest_window: secs(longest),
             clock: Clock::default(),
             config,
             findings: 0,
@@ -168,35 +217,27 @@ impl BruteForce {
         let now = self.clock.advance(r.last_seen);
         let cfg = &self.config;
         let key = (r.src, r.dst, r.dst_port);
-        let Some(victim) = self.victims.entry(key, now, || Victim {
-            refused: Spread::new(cfg.rst_threshold * 2),
-            sessions: VecDeque::new(),
-            refused_total: 0,
-            sessions_total: 0,
-            first: now,
-            community_id: None,
-            reporter: Reporter::default(),
-        }) else {
+        let attempt = Attempt {
+            refused,
+            src_port: r.src_port,
+            first_seen: r.first_seen,
+            last_seen: r.last_seen,
+        };
+        let Some(victim) = self.victims.second_sight(
+            &mut self.first_attempts,
+            key,
+            attempt,
+            now,
+            self.longest_window,
+            || Victim::new(cfg, now),
+            |victim, first, at| {
+                victim.first = at;
+                victim.attempt(cfg, first);
+            },
+        ) else {
             return;
         };
-        if refused {
-            // Counted once per source port: retries of one connect() are one attempt.
-            let window = secs(cfg.rst_window_secs);
-            if victim.refused.touch(r.src_port, r.last_seen, window).1 {
-                victim.refused_total += 1;
-                victim.reporter.note(1);
-            }
-        } else {
-            // Records leave the flow table in expiry order; keep start times sorted.
-            let at = victim.sessions.partition_point(|t| t.0 <= r.first_seen.0);
-            victim.sessions.insert(at, r.first_seen);
-            let keep = cfg.session_threshold.max(cfg.slow_session_threshold);
-            while victim.sessions.len() > keep {
-                victim.sessions.pop_front();
-            }
-            victim.sessions_total += 1;
-            victim.reporter.note(1);
-        }
+        victim.attempt(cfg, attempt);
         victim.community_id = Some(r.community_id.clone());
         let holds = holds(cfg, victim, now);
         if let Some(count) = victim.reporter.due(now, holds) {
@@ -281,7 +322,7 @@ impl Detector for BruteForce {
         false
     }
 
-    fn on_packets(&mut self, _batch: &PacketBatch, _out: &mut Vec<Finding>) {}
+    fn on_packets(&mut self, _: &PacketBatch, _: &[FlowMark], _: &mut Vec<Finding>) {}
 
     fn wants_flows(&self) -> bool {
         true

@@ -30,7 +30,7 @@ use serde_json::json;
 
 use super::state::{Clock, Reporter, Spread, Tracker};
 use super::{AllowList, Detector, DetectorStats, Finding, Rule, Severity, Target, secs};
-use crate::flow::community_id::community_id;
+use crate::flow::{FlowMark, community_id::community_id};
 use crate::metrics::packets::{display_name, qtype_name};
 use crate::packet::{PacketBatch, PacketMeta, Timestamp};
 
@@ -432,7 +432,7 @@ impl Detector for DnsTunnel {
         Rule::DnsTunneling
     }
 
-    fn on_packets(&mut self, batch: &PacketBatch, out: &mut Vec<Finding>) {
+    fn on_packets(&mut self, batch: &PacketBatch, _marks: &[FlowMark], out: &mut Vec<Finding>) {
         let before = out.len();
         for p in &batch.packets {
             if let Some(name) = batch.qname(p) {

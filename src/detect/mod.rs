@@ -24,7 +24,7 @@ use std::time::Instant;
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
-use crate::flow::FlowRecord;
+use crate::flow::{FlowMark, FlowRecord};
 use crate::packet::{PacketBatch, Timestamp};
 
 pub use brute_force::{BruteForce, BruteForceConfig};
@@ -274,7 +274,9 @@ pub trait Detector: Send + 'static {
     fn wants_packets(&self) -> bool {
         true
     }
-    fn on_packets(&mut self, batch: &PacketBatch, out: &mut Vec<Finding>);
+    /// A batch with the flow table's mark for each of its packets (`marks[i]` is
+    /// `batch.packets[i]`'s).
+    fn on_packets(&mut self, batch: &PacketBatch, marks: &[FlowMark], out: &mut Vec<Finding>);
     /// Whether the detector judges whole connections and wants flow records.
     fn wants_flows(&self) -> bool {
         false

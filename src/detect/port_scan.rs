@@ -1,11 +1,16 @@
 //! `port_scan`: one source probing many ports of one host (vertical), or one port on many
 //! hosts (horizontal sweep).
 //!
+//! Only the packets that open a flow, and each responder's first packet, are looked at (the
+//! flow table marks them): the rest of a connection can be neither a probe nor the first
+//! answer to one, and skipping it keeps this detector's cost per packet small.
+//!
 //! A probe is any packet that could open a conversation, whatever its flags: SYN (nmap -sS,
 //! -sT, masscan), FIN, NULL and Xmas (-sF, -sN, -sX), UDP (-sU) and, for sweeps, ICMP echo
 //! requests. Bare ACKs (-sA, -sW) are also every live connection's last packet, so they are
 //! counted by their answer instead: a RST without ACK is what a host sends back to an ACK
-//! for a connection it does not have. A UDP datagram is a probe only when it starts a
+//! for a connection it does not have (an opening bare ACK may also be a connection picked up
+//! mid-way when capture starts). A UDP datagram is a probe only when it starts a
 //! conversation and does not answer one: TFTP answers a request to port 69 from a new
 //! port, to the port the request came from. Two more things keep ordinary traffic out:
 //! - a port (or host) that accepts the conversation is forgotten again: a SYN-ACK, any ACK
@@ -23,6 +28,7 @@ use super::state::{
     Clock, Conversations, Distinct, FirstSight, Reporter, Spread, Tracker, stable_hash,
 };
 use super::{AllowList, Detector, DetectorStats, Finding, Rule, Severity, Target, secs};
+use crate::flow::FlowMark;
 use crate::packet::{PacketBatch, PacketMeta, TcpFlags, Timestamp, ip_proto};
 
 /// Settings of the `port_scan` rule.
@@ -242,10 +248,8 @@ pub struct PortScan {
     /// (source, protocol, port) → hosts probed, from the second probe on.
     horizontal: Tracker<(IpAddr, u8, u16), Probed<IpAddr>>,
     first_horizontal: FirstSight<(IpAddr, u8, u16), (IpAddr, ProbeKind)>,
-    /// UDP conversations seen recently.
-    udp: Conversations,
-    /// (sender, sender port, receiver) of recent UDP datagrams: a datagram to that address
-    /// and port from that receiver is a reply.
+    /// (sender, sender port, receiver) of the first datagram of each side of recent UDP
+    /// conversations: a datagram to that address and port from that receiver is a reply.
     udp_senders: Conversations,
     findings: u64,
 }
@@ -258,7 +262,6 @@ impl PortScan {
             first_vertical: FirstSight::new(config.max_tracked / 4),
             horizontal: Tracker::new(config.max_tracked, window),
             first_horizontal: FirstSight::new(config.max_tracked / 4),
-            udp: Conversations::new(config.max_tracked, window),
             udp_senders: Conversations::new(config.max_tracked, window),
             clock: Clock::default(),
             config,
@@ -269,11 +272,18 @@ impl PortScan {
     fn packet(
         &mut self,
         p: &PacketMeta,
+        mark: FlowMark,
         observed: Option<std::time::Instant>,
         out: &mut Vec<Finding>,
     ) {
         let now = self.clock.advance(p.ts);
-        if accepts(p) {
+        // A probe opens a conversation and an answer to it is the responder's first packet;
+        // the rest of a connection cannot be either, and is most of the traffic.
+        if !mark.is_first_from_sender() {
+            return;
+        }
+        let answer = mark.has(FlowMark::FROM_RESPONDER);
+        if answer && accepts(p) {
             let port = if p.ip_proto == ip_proto::TCP || p.ip_proto == ip_proto::UDP {
                 p.src_port
             } else {
@@ -289,22 +299,25 @@ impl PortScan {
             }
         }
         if p.ip_proto == ip_proto::UDP && p.has_ports {
-            // The conversation, the same from both ends.
-            let (a, b) = ((p.src, p.src_port), (p.dst, p.dst_port));
-            let conversation = stable_hash(&(a.min(b), a.max(b)));
-            let sent = stable_hash(&(p.src, p.src_port, p.dst));
-            let reply = stable_hash(&(p.dst, p.dst_port, p.src));
-            let first = self.udp.first_sight(conversation, now);
-            self.udp_senders.first_sight(sent, now);
-            if !first || !self.udp_senders.first_sight(reply, now) {
+            self.udp_senders
+                .first_sight(stable_hash(&(p.src, p.src_port, p.dst)), now);
+            // A datagram that opens a conversation may still answer an earlier one from a
+            // new port (TFTP): the receiver sent to the sender's address and port recently.
+            if answer
+                || !self
+                    .udp_senders
+                    .first_sight(stable_hash(&(p.dst, p.dst_port, p.src)), now)
+            {
                 return;
             }
+        } else if answer && answered_ack_probe(p).is_none() {
+            return;
         }
         let (prober, target, port, kind) = match probe_kind(p) {
             Some(kind) => (p.src, p.dst, p.dst_port, kind),
             None => match answered_ack_probe(p) {
-                Some((prober, target, port)) => (prober, target, port, ProbeKind::Ack),
-                None => return,
+                Some((prober, target, port)) if answer => (prober, target, port, ProbeKind::Ack),
+                _ => return,
             },
         };
         if self.config.allow.allows(prober, target) {
@@ -315,8 +328,7 @@ impl PortScan {
         if kind != ProbeKind::Echo {
             let key = (prober, target);
             let cap = cfg.ports_threshold * 2;
-            if let Some(pair) = second_sight(
-                &mut self.vertical,
+            if let Some(pair) = self.vertical.second_sight(
                 &mut self.first_vertical,
                 key,
                 (port, kind),
@@ -338,8 +350,7 @@ impl PortScan {
             _ => (p.ip_proto, port),
         };
         let cap = cfg.hosts_threshold * 2;
-        if let Some(sweep) = second_sight(
-            &mut self.horizontal,
+        if let Some(sweep) = self.horizontal.second_sight(
             &mut self.first_horizontal,
             (prober, proto, port),
             (target, kind),
@@ -372,38 +383,6 @@ impl PortScan {
                     ));
                 }
             });
-    }
-}
-
-/// The state of `key` if it has any, or if this is its second event (the first replayed
-/// into fresh state with `replay`); on a first event, remembers it and returns `None`.
-#[allow(clippy::too_many_arguments)]
-fn second_sight<'a, K, V, T: Copy>(
-    tracker: &'a mut Tracker<K, V>,
-    first: &mut FirstSight<K, T>,
-    key: K,
-    item: T,
-    now: Timestamp,
-    window: i64,
-    make: impl FnOnce() -> V,
-    replay: impl FnOnce(&mut V, T, Timestamp),
-) -> Option<&'a mut V>
-where
-    K: std::hash::Hash + Eq + Copy,
-{
-    if tracker.peek_mut(&key).is_some() {
-        return tracker.get_mut(&key, now);
-    }
-    match first.take(&key, now, window) {
-        Some((earlier, at)) => {
-            let state = tracker.entry(key, now, make)?;
-            replay(state, earlier, at);
-            Some(state)
-        }
-        None => {
-            first.put(key, item, now);
-            None
-        }
     }
 }
 
@@ -507,11 +486,11 @@ impl Detector for PortScan {
         Rule::PortScan
     }
 
-    fn on_packets(&mut self, batch: &PacketBatch, out: &mut Vec<Finding>) {
+    fn on_packets(&mut self, batch: &PacketBatch, marks: &[FlowMark], out: &mut Vec<Finding>) {
         let before = out.len();
-        for p in &batch.packets {
+        for (p, &mark) in batch.packets.iter().zip(marks) {
             if p.is_ip() {
-                self.packet(p, batch.started, out);
+                self.packet(p, mark, batch.started, out);
             }
         }
         if let Some(now) = self.clock.now() {
@@ -538,10 +517,7 @@ impl Detector for PortScan {
 
     fn stats(&self) -> DetectorStats {
         DetectorStats {
-            tracked: self.vertical.len()
-                + self.horizontal.len()
-                + self.udp.len()
-                + self.udp_senders.len(),
+            tracked: self.vertical.len() + self.horizontal.len() + self.udp_senders.len(),
             refused: self.vertical.refused + self.horizontal.refused,
             findings: self.findings,
         }

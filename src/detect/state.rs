@@ -114,6 +114,45 @@ impl<K: Hash + Eq + Copy, V> Tracker<K, V> {
         }
     }
 
+    /// The state of `key` if it has any, or if this is its second event within `window`
+    /// (created with `make`, the first event replayed into it with `replay`). A first event
+    /// is only remembered in `first`, so keys seen once (a spoofed source, one scanned port)
+    /// never cost a map entry. One hash of the map per call.
+    #[allow(clippy::too_many_arguments)]
+    #[inline]
+    pub fn second_sight<T: Copy>(
+        &mut self,
+        first: &mut FirstSight<K, T>,
+        key: K,
+        item: T,
+        now: Timestamp,
+        window: i64,
+        make: impl FnOnce() -> V,
+        replay: impl FnOnce(&mut V, T, Timestamp),
+    ) -> Option<&mut V> {
+        let full = self.map.len() >= self.cap;
+        match self.map.entry(key) {
+            hashbrown::hash_map::Entry::Occupied(e) => {
+                let slot = e.into_mut();
+                slot.last = now;
+                Some(&mut slot.value)
+            }
+            hashbrown::hash_map::Entry::Vacant(e) => {
+                let (earlier, at) = first.take_or_put(key, item, now, window)?;
+                if full {
+                    self.refused += 1;
+                    return None;
+                }
+                let slot = e.insert(Slot {
+                    last: now,
+                    value: make(),
+                });
+                replay(&mut slot.value, earlier, at);
+                Some(&mut slot.value)
+            }
+        }
+    }
+
     pub fn remove(&mut self, key: &K) -> Option<V> {
         self.map.remove(key).map(|slot| slot.value)
     }
@@ -326,6 +365,29 @@ impl<K: Hash + Eq + Copy, T: Copy> FirstSight<K, T> {
         }
     }
 
+    /// `key`'s earlier event if it happened within `window` of `now` (and forgets it);
+    /// otherwise remembers this one and returns `None`.
+    #[inline]
+    pub fn take_or_put(
+        &mut self,
+        key: K,
+        item: T,
+        now: Timestamp,
+        window: i64,
+    ) -> Option<(T, Timestamp)> {
+        let i = self.index(&key);
+        match self.slots[i] {
+            Some((k, earlier, at)) if k == key && now.0.saturating_sub(at.0) <= window => {
+                self.slots[i] = None;
+                Some((earlier, at))
+            }
+            _ => {
+                self.slots[i] = Some((key, item, now));
+                None
+            }
+        }
+    }
+
     #[inline]
     pub fn put(&mut self, key: K, item: T, now: Timestamp) {
         let i = self.index(&key);
@@ -528,6 +590,36 @@ mod tests {
             Some((80, Timestamp(0)))
         );
         assert_eq!(f.take(&1, Timestamp(10 * S), 10 * S), None, "taken");
+    }
+
+    #[test]
+    fn second_sight_keeps_state_only_for_keys_seen_twice_within_the_window() {
+        let mut t: Tracker<u32, Vec<u16>> = Tracker::new(8, 60 * S);
+        let mut first: FirstSight<u32, u16> = FirstSight::new(64);
+        let mut see = |t: &mut Tracker<u32, Vec<u16>>, key, port, at| {
+            t.second_sight(
+                &mut first,
+                key,
+                port,
+                Timestamp(at),
+                10 * S,
+                Vec::new,
+                |v, p, _| v.push(p),
+            )
+            .map(|v| {
+                v.push(port);
+                v.clone()
+            })
+        };
+        assert_eq!(see(&mut t, 1, 22, 0), None, "first event: remembered only");
+        assert!(t.is_empty());
+        assert_eq!(see(&mut t, 1, 23, S), Some(vec![22, 23]), "first replayed");
+        assert_eq!(see(&mut t, 1, 24, 2 * S), Some(vec![22, 23, 24]));
+        // A first event older than the window is not replayed.
+        assert_eq!(see(&mut t, 2, 80, 0), None);
+        assert_eq!(see(&mut t, 2, 81, 11 * S), None);
+        assert_eq!(see(&mut t, 2, 82, 12 * S), Some(vec![81, 82]));
+        assert_eq!(t.len(), 2);
     }
 
     #[test]

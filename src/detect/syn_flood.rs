@@ -4,7 +4,7 @@
 //! `port_scan` reports, not a flood.
 //!
 //! Both variants also require a low handshake-completion ratio: completed handshakes (the
-//! client's ACK that follows its SYN) over SYNs in the window. A NAT gateway, a load test
+//! client's ACK that follows its SYN, as the flow table marks it) over SYNs in the window. A NAT gateway, a load test
 //! or Zeek's echo trace (500 connections in 6.5 s) open connections fast but complete them;
 //! a flood does not. SYN-ACKs are never counted as SYNs (backscatter and reflection are
 //! answers, not requests).
@@ -16,6 +16,7 @@ use serde_json::json;
 
 use super::state::{Clock, Distinct, FirstSight, Reporter, SecondCounts, Tracker};
 use super::{AllowList, Detector, DetectorStats, Finding, Rule, Severity, Target, secs};
+use crate::flow::FlowMark;
 use crate::packet::{PacketBatch, PacketMeta, TcpFlags, Timestamp, ip_proto};
 
 /// Settings of the `syn_flood` rule.
@@ -61,6 +62,22 @@ struct Sender {
     reporter: Reporter,
 }
 
+impl Sender {
+    fn new(window_secs: u64) -> Self {
+        Sender {
+            counts: SecondCounts::new(window_secs),
+            total: 0,
+            reporter: Reporter::default(),
+        }
+    }
+
+    fn syn(&mut self, at: Timestamp) {
+        self.counts.add(at, SYNS, 1);
+        self.total += 1;
+        self.reporter.note(1);
+    }
+}
+
 struct Victim {
     counts: SecondCounts<2>,
     sources: Distinct<IpAddr>,
@@ -70,18 +87,37 @@ struct Victim {
     reporter: Reporter,
 }
 
+impl Victim {
+    fn new(window_secs: u64) -> Self {
+        Victim {
+            counts: SecondCounts::new(window_secs),
+            sources: Distinct::new(4096),
+            sample: Vec::new(),
+            total: 0,
+            reporter: Reporter::default(),
+        }
+    }
+
+    fn syn(&mut self, source: IpAddr, at: Timestamp) {
+        self.counts.add(at, SYNS, 1);
+        self.total += 1;
+        if self.sources.insert(source) && self.sample.len() < 10 {
+            self.sample.push(source);
+        }
+        self.reporter.note(1);
+    }
+}
+
 /// Detects SYN floods.
 pub struct SynFlood {
     config: SynFloodConfig,
     clock: Clock,
-    /// Half-open connections (source, source port, target, target port).
-    /// Direct-mapped and lossy under a flood: a lost entry only makes a completed
-    /// handshake look incomplete.
-    pending: FirstSight<(IpAddr, u16, IpAddr, u16), ()>,
     /// Senders with a single SYN so far.
     first_senders: FirstSight<(IpAddr, IpAddr, u16), ()>,
     /// (source, target, target port).
     senders: Tracker<(IpAddr, IpAddr, u16), Sender>,
+    /// Target ports with a single SYN so far, and its source.
+    first_victims: FirstSight<(IpAddr, u16), IpAddr>,
     victims: Tracker<(IpAddr, u16), Victim>,
     findings: u64,
 }
@@ -90,8 +126,8 @@ impl SynFlood {
     pub fn new(config: SynFloodConfig) -> Self {
         let window = secs(config.window_secs);
         SynFlood {
-            pending: FirstSight::new(config.max_tracked / 8),
             first_senders: FirstSight::new(config.max_tracked / 8),
+            first_victims: FirstSight::new(config.max_tracked / 8),
             senders: Tracker::new(config.max_tracked, window),
             victims: Tracker::new(config.max_tracked, window),
             clock: Clock::default(),
@@ -103,26 +139,18 @@ impl SynFlood {
     fn packet(
         &mut self,
         p: &PacketMeta,
+        mark: FlowMark,
         observed: Option<std::time::Instant>,
         out: &mut Vec<Finding>,
     ) {
         let now = self.clock.advance(p.ts);
         let f = p.tcp_flags;
-        let tuple = (p.src, p.src_port, p.dst, p.dst_port);
         if f.has(TcpFlags::SYN) && !f.has(TcpFlags::ACK) && !f.has(TcpFlags::RST) {
             if self.config.allow.allows(p.src, p.dst) {
                 return;
             }
-            self.pending.put(tuple, (), now);
             self.syn(p, now, observed, out);
-        } else if f.has(TcpFlags::ACK)
-            && !f.has(TcpFlags::SYN)
-            && !f.has(TcpFlags::RST)
-            && self
-                .pending
-                .take(&tuple, now, secs(self.config.window_secs))
-                .is_some()
-        {
+        } else if mark.has(FlowMark::COMPLETES_HANDSHAKE) {
             if let Some(s) = self.senders.peek_mut(&(p.src, p.dst, p.dst_port)) {
                 s.counts.add(now, DONE, 1);
             }
@@ -142,42 +170,16 @@ impl SynFlood {
         let cfg = &self.config;
         let window = cfg.window_secs;
         let key = (p.src, p.dst, p.dst_port);
-        let known = self.senders.peek_mut(&key).is_some();
-        let earlier = if known {
-            None
-        } else {
-            match self.first_senders.take(&key, now, secs(window)) {
-                Some((_, at)) => Some(at),
-                None => {
-                    self.first_senders.put(key, (), now);
-                    None
-                }
-            }
-        };
-        let sender = match (known, earlier) {
-            (true, _) => self.senders.get_mut(&key, now),
-            (false, Some(at)) => {
-                let fresh = self.senders.entry(key, now, || Sender {
-                    counts: SecondCounts::new(window),
-                    total: 0,
-                    reporter: Reporter::default(),
-                });
-                if let Some(s) = fresh {
-                    // The first SYN, remembered until now.
-                    s.counts.add(at, SYNS, 1);
-                    s.total += 1;
-                    s.reporter.note(1);
-                    Some(s)
-                } else {
-                    None
-                }
-            }
-            (false, None) => None,
-        };
-        if let Some(s) = sender {
-            s.counts.add(now, SYNS, 1);
-            s.total += 1;
-            s.reporter.note(1);
+        if let Some(s) = self.senders.second_sight(
+            &mut self.first_senders,
+            key,
+            (),
+            now,
+            secs(window),
+            || Sender::new(window),
+            |s, (), at| s.syn(at),
+        ) {
+            s.syn(now);
             let [syns, done] = s.counts.totals(now);
             let holds =
                 syns >= cfg.source_threshold && ratio(done, syns) <= cfg.max_completion_ratio;
@@ -185,19 +187,17 @@ impl SynFlood {
                 out.push(sender_finding(cfg, key, s, now, count, observed));
             }
         }
-        if let Some(v) = self.victims.entry((p.dst, p.dst_port), now, || Victim {
-            counts: SecondCounts::new(window),
-            sources: Distinct::new(4096),
-            sample: Vec::new(),
-            total: 0,
-            reporter: Reporter::default(),
-        }) {
-            v.counts.add(now, SYNS, 1);
-            v.total += 1;
-            if v.sources.insert(p.src) && v.sample.len() < 10 {
-                v.sample.push(p.src);
-            }
-            v.reporter.note(1);
+        let target = (p.dst, p.dst_port);
+        if let Some(v) = self.victims.second_sight(
+            &mut self.first_victims,
+            target,
+            p.src,
+            now,
+            secs(window),
+            || Victim::new(window),
+            |v, source, at| v.syn(source, at),
+        ) {
+            v.syn(p.src, now);
             let [syns, done] = v.counts.totals(now);
             let holds = syns >= cfg.target_threshold
                 && v.sources.len() >= cfg.min_sources
@@ -207,14 +207,7 @@ impl SynFlood {
                 v.sources.raise_cap(1 << 20);
             }
             if let Some(count) = v.reporter.due(now, holds) {
-                out.push(victim_finding(
-                    cfg,
-                    (p.dst, p.dst_port),
-                    v,
-                    now,
-                    count,
-                    observed,
-                ));
+                out.push(victim_finding(cfg, target, v, now, count, observed));
             }
         }
     }
@@ -310,11 +303,11 @@ impl Detector for SynFlood {
         Rule::SynFlood
     }
 
-    fn on_packets(&mut self, batch: &PacketBatch, out: &mut Vec<Finding>) {
+    fn on_packets(&mut self, batch: &PacketBatch, marks: &[FlowMark], out: &mut Vec<Finding>) {
         let before = out.len();
-        for p in &batch.packets {
+        for (p, &mark) in batch.packets.iter().zip(marks) {
             if p.ip_proto == ip_proto::TCP && p.has_ports {
-                self.packet(p, batch.started, out);
+                self.packet(p, mark, batch.started, out);
             }
         }
         if let Some(now) = self.clock.now() {

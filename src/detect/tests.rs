@@ -4,7 +4,7 @@
 use std::net::IpAddr;
 
 use super::*;
-use crate::flow::{EndReason, FlowState};
+use crate::flow::{EndReason, FlowConfig, FlowState, FlowTable};
 use crate::packet::{DnsMeta, NameRef, Network, PacketMeta, TcpFlags, Timestamp, ip_proto};
 
 const SYN: u8 = TcpFlags::SYN;
@@ -65,13 +65,24 @@ fn queries(src: &str, items: &[(f64, String, u16)]) -> PacketBatch {
     b
 }
 
+/// Feeds `batches` to `d` as the pipeline does: marked by a flow table first.
 fn run(d: &mut dyn Detector, batches: Vec<PacketBatch>) -> Vec<Finding> {
+    let mut table = FlowTable::new(FlowConfig::default());
     let mut out = Vec::new();
     for b in batches {
-        d.on_packets(&b, &mut out);
+        feed(d, &mut table, &b, &mut out);
     }
     d.flush(&mut out);
     out
+}
+
+fn feed(d: &mut dyn Detector, table: &mut FlowTable, b: &PacketBatch, out: &mut Vec<Finding>) {
+    let (mut records, mut marks) = (Vec::new(), Vec::new());
+    table.ingest_marked(b, &mut records, &mut marks);
+    if d.wants_flows() && !records.is_empty() {
+        d.on_flows(&records, out);
+    }
+    d.on_packets(b, &marks, out);
 }
 
 mod port_scan {
@@ -137,15 +148,20 @@ mod port_scan {
         // Bare ACKs alone are every connection's last packet: not counted...
         let mut d = PortScan::new(PortScanConfig::default());
         assert!(run(&mut d, vec![batch(scan((1..=10).map(|p| (0.0, p)), ACK))]).is_empty());
-        // ...but a RST without ACK answering them (RFC 793) shows an ACK probe.
-        let rsts = (1..=10)
-            .map(|p| tcp(0.0, "10.0.0.1", p, "10.0.0.66", 40_000, RST))
+        // ...but a RST without ACK answering them (RFC 9293 3.10.7.1) shows an ACK probe.
+        let rsts: Vec<PacketMeta> = (1..=10)
+            .map(|p| tcp(0.1, "10.0.0.1", p, "10.0.0.66", 40_000, RST))
             .collect();
+        let mut probes_and_answers = scan((1..=10).map(|p| (0.0, p)), ACK);
+        probes_and_answers.extend(rsts.iter().cloned());
         let mut d = PortScan::new(PortScanConfig::default());
-        let f = run(&mut d, vec![batch(rsts)]);
+        let f = run(&mut d, vec![batch(probes_and_answers)]);
         assert_eq!(f.len(), 1);
         assert_eq!(f[0].source, Some(ip("10.0.0.66")));
         assert_eq!(f[0].evidence["probe_types"]["ack"], 10);
+        // RSTs that answer nothing seen (they open their flows) are not answers.
+        let mut d = PortScan::new(PortScanConfig::default());
+        assert!(run(&mut d, vec![batch(rsts)]).is_empty());
     }
 
     #[test]
@@ -270,7 +286,9 @@ mod port_scan {
     fn a_thousand_ports_in_a_second_is_one_finding_then_one_final_update() {
         let mut d = PortScan::new(PortScanConfig::default());
         let mut out = Vec::new();
-        d.on_packets(
+        feed(
+            &mut d,
+            &mut FlowTable::new(FlowConfig::default()),
             &batch(scan((1..=1000).map(|p| (f64::from(p) / 2000.0, p)), SYN)),
             &mut out,
         );

@@ -16,6 +16,7 @@ use serde_json::json;
 
 use super::state::{Clock, Reporter};
 use super::{AllowList, Detector, DetectorStats, Finding, Rule, Severity, Target};
+use crate::flow::FlowMark;
 use crate::packet::{PacketBatch, Timestamp};
 
 /// Settings of the `traffic_spike` rule.
@@ -201,7 +202,7 @@ impl Detector for TrafficSpike {
         Rule::TrafficSpike
     }
 
-    fn on_packets(&mut self, batch: &PacketBatch, out: &mut Vec<Finding>) {
+    fn on_packets(&mut self, batch: &PacketBatch, _marks: &[FlowMark], out: &mut Vec<Finding>) {
         let before = out.len();
         let filter = !self.config.allow.sources.is_empty() || !self.config.allow.targets.is_empty();
         for p in &batch.packets {

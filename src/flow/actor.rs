@@ -4,18 +4,25 @@ use std::sync::Arc;
 
 use actix::{Actor, Context, Handler, Recipient};
 
-use super::{FlowConfig, FlowRecord, FlowTable, FlowTableStats};
+use super::{FlowConfig, FlowMark, FlowRecord, FlowTable, FlowTableStats};
+use crate::capture::{Handover, hand_over};
 use crate::messages::{
-    FlowRecordsMsg, FlowTableStatus, FlushFlows, GetActiveFlows, GetFlowStats, PacketBatchMsg,
+    FlowRecordsMsg, FlowTableStatus, FlushFlows, GetActiveFlows, GetFlowStats, MarkedBatchMsg,
+    PacketBatchMsg,
 };
 
-/// Owns the flow table; forwards finished flows to the record sinks.
+/// Owns the flow table; forwards finished flows to the record sinks and marked batches to
+/// the detectors that read packets.
 pub struct FlowsActor {
     table: FlowTable,
     record_sinks: Vec<Recipient<FlowRecordsMsg>>,
     status_sinks: Vec<Recipient<FlowTableStatus>>,
+    packet_sinks: Vec<Recipient<MarkedBatchMsg>>,
     mailbox: usize,
     scratch: Vec<FlowRecord>,
+    marks: Vec<FlowMark>,
+    /// Live batches a lagging detector had no room for.
+    detector_batches_dropped: u64,
 }
 
 impl FlowsActor {
@@ -23,14 +30,25 @@ impl FlowsActor {
         config: FlowConfig,
         record_sinks: Vec<Recipient<FlowRecordsMsg>>,
         status_sinks: Vec<Recipient<FlowTableStatus>>,
+        packet_sinks: Vec<Recipient<MarkedBatchMsg>>,
         mailbox: usize,
     ) -> Self {
         FlowsActor {
             table: FlowTable::new(config),
             record_sinks,
             status_sinks,
+            packet_sinks,
             mailbox,
             scratch: Vec::new(),
+            marks: Vec::new(),
+            detector_batches_dropped: 0,
+        }
+    }
+
+    fn stats(&self) -> FlowTableStats {
+        FlowTableStats {
+            detector_batches_dropped: self.detector_batches_dropped,
+            ..self.table.stats()
         }
     }
 
@@ -45,7 +63,7 @@ impl FlowsActor {
         }
         // Only the latest status matters: if a consumer's mailbox is full, skip it rather than
         // queue an unbounded backlog behind a lagging consumer.
-        let status = FlowTableStatus(self.table.stats());
+        let status = FlowTableStatus(self.stats());
         for sink in &self.status_sinks {
             let _ = sink.try_send(status);
         }
@@ -64,8 +82,28 @@ impl Handler<PacketBatchMsg> for FlowsActor {
     type Result = ();
 
     fn handle(&mut self, msg: PacketBatchMsg, _: &mut Self::Context) {
-        self.table.ingest(&msg.0, &mut self.scratch);
+        if self.packet_sinks.is_empty() {
+            self.table.ingest(&msg.0, &mut self.scratch);
+            self.publish();
+            return;
+        }
+        self.table
+            .ingest_marked(&msg.0, &mut self.scratch, &mut self.marks);
+        // Records first: a detector that reads both sees a connection's end after its packets.
         self.publish();
+        let marks: Arc<[FlowMark]> = self.marks.as_slice().into();
+        let wait = !msg.0.live;
+        for sink in &self.packet_sinks {
+            let marked = MarkedBatchMsg {
+                batch: Arc::clone(&msg.0),
+                marks: Arc::clone(&marks),
+            };
+            // Files wait for the detectors (this thread then stalls the reader through the
+            // flows mailbox); live capture never waits.
+            if hand_over(sink, marked, wait) == Handover::Dropped {
+                self.detector_batches_dropped += 1;
+            }
+        }
     }
 }
 
@@ -73,7 +111,7 @@ impl Handler<FlushFlows> for FlowsActor {
     type Result = actix::MessageResult<FlushFlows>;
 
     fn handle(&mut self, _: FlushFlows, _: &mut Self::Context) -> Self::Result {
-        let stats: FlowTableStats = self.table.stats();
+        let stats: FlowTableStats = self.stats();
         self.table.flush_all(&mut self.scratch);
         self.publish();
         actix::MessageResult(stats)
@@ -84,7 +122,7 @@ impl Handler<GetFlowStats> for FlowsActor {
     type Result = actix::MessageResult<GetFlowStats>;
 
     fn handle(&mut self, _: GetFlowStats, _: &mut Self::Context) -> Self::Result {
-        actix::MessageResult(self.table.stats())
+        actix::MessageResult(self.stats())
     }
 }
 

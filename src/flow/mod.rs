@@ -23,6 +23,39 @@ pub struct FlowKey {
     pub proto: u8,
 }
 
+/// What the flow table learned from one packet, for the detectors that read packets: which
+/// packets open a conversation, first answer it, or complete a TCP handshake. Detectors use
+/// it to skip the bulk of a connection's packets without keeping connection state of their
+/// own (one per packet of a batch, in order).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FlowMark(pub u8);
+
+impl FlowMark {
+    /// The packet started a new flow (its sender is the initiator).
+    pub const OPENS: u8 = 1;
+    /// The first packet its sender sent in this flow (set together with `OPENS`).
+    pub const FIRST_FROM_SENDER: u8 = 2;
+    /// Sent by the flow's responder.
+    pub const FROM_RESPONDER: u8 = 4;
+    /// The initiator's first ACK after its SYN: the TCP handshake is complete.
+    pub const COMPLETES_HANDSHAKE: u8 = 8;
+    /// Not tracked (not IP, or a later fragment whose first fragment was never seen):
+    /// detectors must judge the packet by itself.
+    pub const UNTRACKED: u8 = 16;
+
+    #[inline]
+    pub fn has(self, bit: u8) -> bool {
+        self.0 & bit != 0
+    }
+
+    /// The packet opens a flow or is the first its sender sent in one (or is untracked):
+    /// the only packets that can be a probe or the first answer to one.
+    #[inline]
+    pub fn is_first_from_sender(self) -> bool {
+        self.0 & (Self::FIRST_FROM_SENDER | Self::UNTRACKED) != 0
+    }
+}
+
 /// Flow-table settings (the `[flows]` section of the config file). Timeouts are in seconds of
 /// packet time.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -212,6 +245,8 @@ pub struct FlowTableStats {
     pub active_reports: u64,
     /// Later IP fragments whose first fragment was never seen.
     pub unattributed_fragments: u64,
+    /// Live batches not passed on to a detector whose mailbox was full (set by the actor).
+    pub detector_batches_dropped: u64,
 }
 
 #[cfg(test)]

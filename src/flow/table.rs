@@ -12,7 +12,7 @@ use std::net::IpAddr;
 use hashbrown::HashMap;
 
 use super::community_id::{community_id, icmp_ports};
-use super::{EndReason, FlowConfig, FlowKey, FlowRecord, FlowState, FlowTableStats};
+use super::{EndReason, FlowConfig, FlowKey, FlowMark, FlowRecord, FlowState, FlowTableStats};
 use crate::packet::{Fragment, PacketBatch, PacketMeta, TcpFlags, Timestamp, ip_proto};
 
 const NIL: u32 = u32::MAX;
@@ -162,10 +162,22 @@ impl FlowTable {
         }
     }
 
-    /// Accounts one packet.
-    pub fn observe(&mut self, packet: &PacketMeta, out: &mut Vec<FlowRecord>) {
+    /// Like `ingest`, and fills `marks` with one mark per packet of the batch.
+    pub fn ingest_marked(
+        &mut self,
+        batch: &PacketBatch,
+        out: &mut Vec<FlowRecord>,
+        marks: &mut Vec<FlowMark>,
+    ) {
+        self.stats.batches += 1;
+        marks.clear();
+        marks.extend(batch.packets.iter().map(|p| self.observe(p, out)));
+    }
+
+    /// Accounts one packet and says what it meant to its flow.
+    pub fn observe(&mut self, packet: &PacketMeta, out: &mut Vec<FlowRecord>) -> FlowMark {
         if !packet.is_ip() {
-            return;
+            return FlowMark(FlowMark::UNTRACKED);
         }
         if packet.ts > self.clock {
             self.clock = packet.ts;
@@ -176,10 +188,10 @@ impl FlowTable {
         }
         let Some(located) = self.locate(packet) else {
             self.stats.unattributed_fragments += 1;
-            return;
+            return FlowMark(FlowMark::UNTRACKED);
         };
         let flags = packet.tcp_flags;
-        let slot = match self.index.get(&located.key).copied() {
+        let (slot, opens) = match self.index.get(&located.key).copied() {
             // A fresh SYN on a finished TCP connection starts a new flow (port reuse).
             Some(slot)
                 if packet.ip_proto == ip_proto::TCP
@@ -187,12 +199,12 @@ impl FlowTable {
                     && matches!(self.flow(slot).state, FlowState::Closed | FlowState::Reset) =>
             {
                 self.finish(slot, EndReason::Closed, out);
-                self.insert(&located, packet, out)
+                (self.insert(&located, packet, out), FlowMark::OPENS)
             }
-            Some(slot) => slot,
-            None => self.insert(&located, packet, out),
+            Some(slot) => (slot, 0),
+            None => (self.insert(&located, packet, out), FlowMark::OPENS),
         };
-        self.update(slot, &located, packet, out);
+        FlowMark(opens | self.update(slot, &located, packet, out))
     }
 
     /// Emits every flow (end of input or shutdown).
@@ -353,11 +365,25 @@ impl FlowTable {
         slot
     }
 
-    fn update(&mut self, slot: u32, located: &Located, p: &PacketMeta, out: &mut Vec<FlowRecord>) {
+    /// Accounts `p` to its flow; returns the mark bits other than `OPENS`.
+    fn update(
+        &mut self,
+        slot: u32,
+        located: &Located,
+        p: &PacketMeta,
+        out: &mut Vec<FlowRecord>,
+    ) -> u8 {
         let clock = self.clock;
         let active_timeout = self.config.active_timeout;
         let flow = self.flow_mut(slot);
         let dir = usize::from(located.from_a != flow.initiator_is_a);
+        let mut mark = 0;
+        if flow.packets[dir] == 0 {
+            mark |= FlowMark::FIRST_FROM_SENDER;
+        }
+        if dir == 1 {
+            mark |= FlowMark::FROM_RESPONDER;
+        }
         flow.packets[dir] += 1;
         flow.bytes[dir] += u64::from(p.wire_len);
         if p.ts > flow.last_seen {
@@ -370,6 +396,16 @@ impl FlowTable {
         if p.ip_proto == ip_proto::TCP && p.fragment != Fragment::Later {
             if dir == 1 && p.tcp_flags.has(TcpFlags::RST) && !flow.flags[0].has(TcpFlags::FIN) {
                 flow.refused = true;
+            }
+            let f = p.tcp_flags;
+            if dir == 0
+                && f.has(TcpFlags::ACK)
+                && !f.has(TcpFlags::SYN)
+                && !f.has(TcpFlags::RST)
+                && flow.flags[0].has(TcpFlags::SYN)
+                && !flow.flags[0].has(TcpFlags::ACK)
+            {
+                mark |= FlowMark::COMPLETES_HANDSHAKE;
             }
             flow.flags[dir].0 |= p.tcp_flags.0;
             flow.state = next_tcp_state(flow.state, dir, p.tcp_flags, &flow.flags);
@@ -388,6 +424,7 @@ impl FlowTable {
             self.stats.active_reports += 1;
             out.push(record);
         }
+        mark
     }
 
     /// Emits the flows whose idle timeout has passed.

@@ -353,3 +353,62 @@ fn active_flows_come_newest_first_across_classes_and_filter() {
         .collect();
     assert_eq!(udp_only, [ip("10.0.0.5"), ip("10.0.0.1")]);
 }
+
+#[test]
+fn marks_say_which_packets_open_answer_and_complete_a_connection() {
+    const O: u8 = FlowMark::OPENS | FlowMark::FIRST_FROM_SENDER;
+    const R: u8 = FlowMark::FROM_RESPONDER;
+    let mut table = FlowTable::new(FlowConfig::default());
+    let mut out = Vec::new();
+    let mut marks = |packets: &[PacketMeta]| -> Vec<u8> {
+        packets
+            .iter()
+            .map(|p| table.observe(p, &mut out).0)
+            .collect()
+    };
+    // RFC 9293 three-way handshake, data, then a retransmitted SYN of another connection.
+    let handshake = marks(&[
+        tcp(1.0, "10.0.0.9", 40000, "10.0.0.1", 22, SYN, 60),
+        tcp(1.1, "10.0.0.1", 22, "10.0.0.9", 40000, SYNACK, 60),
+        tcp(1.2, "10.0.0.9", 40000, "10.0.0.1", 22, ACK, 54),
+        tcp(1.3, "10.0.0.1", 22, "10.0.0.9", 40000, ACK, 154),
+        tcp(1.4, "10.0.0.9", 40000, "10.0.0.1", 22, ACK, 54),
+        tcp(2.0, "10.0.0.9", 40001, "10.0.0.1", 23, SYN, 60),
+        tcp(3.0, "10.0.0.9", 40001, "10.0.0.1", 23, SYN, 60),
+    ]);
+    assert_eq!(
+        handshake,
+        [
+            O,
+            R | FlowMark::FIRST_FROM_SENDER,
+            FlowMark::COMPLETES_HANDSHAKE,
+            R,
+            0,
+            O,
+            0
+        ]
+    );
+    // A closed port answers with RST (RFC 9293 3.10.7.1): the answer is the responder's
+    // first packet; a UDP request and its reply likewise.
+    let refused = marks(&[
+        tcp(4.0, "10.0.0.9", 40002, "10.0.0.1", 24, SYN, 60),
+        tcp(4.1, "10.0.0.1", 24, "10.0.0.9", 40002, RST | ACK, 54),
+        udp(5.0, "10.0.0.9", 5353, "10.0.0.53", 53),
+        udp(5.1, "10.0.0.53", 53, "10.0.0.9", 5353),
+        udp(5.2, "10.0.0.9", 5353, "10.0.0.53", 53),
+    ]);
+    assert_eq!(
+        refused,
+        [
+            O,
+            R | FlowMark::FIRST_FROM_SENDER,
+            O,
+            R | FlowMark::FIRST_FROM_SENDER,
+            0
+        ]
+    );
+    // Not IP: untracked.
+    let mut arp = PacketMeta::blank(Timestamp::from_secs_f64(6.0), 42);
+    arp.network = Network::Other { ether_type: 0x0806 };
+    assert_eq!(marks(&[arp]), [FlowMark::UNTRACKED]);
+}
