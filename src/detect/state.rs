@@ -2,6 +2,7 @@
 //! every time is packet time.
 
 use std::hash::Hash;
+use std::net::IpAddr;
 
 use hashbrown::{HashMap, HashSet};
 
@@ -138,7 +139,7 @@ impl<K: Hash + Eq + Copy, V> Tracker<K, V> {
                 Some(&mut slot.value)
             }
             hashbrown::hash_map::Entry::Vacant(e) => {
-                let (earlier, at) = first.take_or_put(key, item, now, window)?;
+                let (earlier, at) = first.take_or_put(e.key(), item, now, window)?;
                 if full {
                     self.refused += 1;
                     return None;
@@ -289,6 +290,50 @@ impl<T: Hash + Eq> Distinct<T> {
     }
 }
 
+/// `Distinct` for addresses, with IPv4 kept as 4 bytes: a spoofed flood puts every source
+/// in here, and the smaller table stays in cache.
+#[derive(Clone, Debug)]
+pub struct DistinctAddrs {
+    v4: HashSet<u32>,
+    v6: HashSet<u128>,
+    cap: usize,
+}
+
+impl DistinctAddrs {
+    pub fn new(cap: usize) -> Self {
+        DistinctAddrs {
+            v4: HashSet::new(),
+            v6: HashSet::new(),
+            cap,
+        }
+    }
+
+    #[inline]
+    pub fn insert(&mut self, ip: IpAddr) -> bool {
+        self.len() < self.cap
+            && match ip {
+                IpAddr::V4(a) => self.v4.insert(a.to_bits()),
+                IpAddr::V6(a) => self.v6.insert(a.to_bits()),
+            }
+    }
+
+    pub fn len(&self) -> usize {
+        self.v4.len() + self.v6.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn saturated(&self) -> bool {
+        self.len() >= self.cap
+    }
+
+    pub fn raise_cap(&mut self, cap: usize) {
+        self.cap = self.cap.max(cap);
+    }
+}
+
 /// Conversations seen recently, as 64-bit hashes in two generations: a key is "seen" for
 /// between one and two periods, and each generation holds at most `cap` keys.
 pub struct Conversations {
@@ -332,36 +377,22 @@ impl Conversations {
 
 /// A fixed-size, direct-mapped memory of each key's first event. Keys with a single event
 /// (every source of a spoofed flood) never get full state; a colliding key overwrites the
-/// slot, which at worst delays detection by one event. No allocation after creation. The
-/// hash is fixed (not seeded per process) so that a capture gives the same result on every
-/// run and architecture.
+/// slot, which at worst delays detection by one event. Slots hold a 64-bit fingerprint of
+/// the key rather than the key, which keeps them small enough to stay in cache under a flood
+/// (a false match needs a 64-bit collision and costs one replayed event). No allocation after
+/// creation. The hash is fixed (not seeded per process) so that a capture gives the same
+/// result on every run and architecture.
 pub struct FirstSight<K, T> {
-    slots: Vec<Option<(K, T, Timestamp)>>,
+    slots: Vec<Option<(u64, T, Timestamp)>>,
+    key: std::marker::PhantomData<fn(&K)>,
 }
 
-impl<K: Hash + Eq + Copy, T: Copy> FirstSight<K, T> {
+impl<K: Hash, T: Copy> FirstSight<K, T> {
     /// `slots` is rounded up to a power of two.
     pub fn new(slots: usize) -> Self {
         FirstSight {
             slots: vec![None; slots.max(1).next_power_of_two()],
-        }
-    }
-
-    #[inline]
-    fn index(&self, key: &K) -> usize {
-        (stable_hash(key) as usize) & (self.slots.len() - 1)
-    }
-
-    /// Removes and returns `key`'s first event if it happened within `window` of `now`.
-    #[inline]
-    pub fn take(&mut self, key: &K, now: Timestamp, window: i64) -> Option<(T, Timestamp)> {
-        let i = self.index(key);
-        match self.slots[i] {
-            Some((k, item, at)) if k == *key => {
-                self.slots[i] = None;
-                (now.0.saturating_sub(at.0) <= window).then_some((item, at))
-            }
-            _ => None,
+            key: std::marker::PhantomData,
         }
     }
 
@@ -370,28 +401,24 @@ impl<K: Hash + Eq + Copy, T: Copy> FirstSight<K, T> {
     #[inline]
     pub fn take_or_put(
         &mut self,
-        key: K,
+        key: &K,
         item: T,
         now: Timestamp,
         window: i64,
     ) -> Option<(T, Timestamp)> {
-        let i = self.index(&key);
-        match self.slots[i] {
-            Some((k, earlier, at)) if k == key && now.0.saturating_sub(at.0) <= window => {
-                self.slots[i] = None;
+        let hash = stable_hash(key);
+        let mask = self.slots.len() - 1;
+        let slot = &mut self.slots[(hash as usize) & mask];
+        match *slot {
+            Some((h, earlier, at)) if h == hash && now.0.saturating_sub(at.0) <= window => {
+                *slot = None;
                 Some((earlier, at))
             }
             _ => {
-                self.slots[i] = Some((key, item, now));
+                *slot = Some((hash, item, now));
                 None
             }
         }
-    }
-
-    #[inline]
-    pub fn put(&mut self, key: K, item: T, now: Timestamp) {
-        let i = self.index(&key);
-        self.slots[i] = Some((key, item, now));
     }
 }
 
@@ -581,15 +608,26 @@ mod tests {
     #[test]
     fn first_sight_remembers_one_event_per_key_within_the_window() {
         let mut f: FirstSight<u32, u16> = FirstSight::new(64);
-        assert_eq!(f.take(&1, Timestamp(0), 10 * S), None);
-        f.put(1, 80, Timestamp(0));
-        assert_eq!(f.take(&1, Timestamp(11 * S), 10 * S), None, "too old");
-        f.put(1, 80, Timestamp(0));
+        assert_eq!(f.take_or_put(&1, 80, Timestamp(0), 10 * S), None);
         assert_eq!(
-            f.take(&1, Timestamp(10 * S), 10 * S),
-            Some((80, Timestamp(0)))
+            f.take_or_put(&1, 81, Timestamp(11 * S), 10 * S),
+            None,
+            "too old: replaced"
         );
-        assert_eq!(f.take(&1, Timestamp(10 * S), 10 * S), None, "taken");
+        assert_eq!(
+            f.take_or_put(&1, 82, Timestamp(21 * S), 10 * S),
+            Some((81, Timestamp(11 * S)))
+        );
+        assert_eq!(
+            f.take_or_put(&1, 83, Timestamp(21 * S), 10 * S),
+            None,
+            "taken"
+        );
+        assert_eq!(
+            f.take_or_put(&2, 90, Timestamp(22 * S), 10 * S),
+            None,
+            "another key"
+        );
     }
 
     #[test]
@@ -620,6 +658,22 @@ mod tests {
         assert_eq!(see(&mut t, 2, 81, 11 * S), None);
         assert_eq!(see(&mut t, 2, 82, 12 * S), Some(vec![81, 82]));
         assert_eq!(t.len(), 2);
+    }
+
+    #[test]
+    fn distinct_addresses_count_both_families_up_to_the_cap() {
+        let mut d = DistinctAddrs::new(3);
+        let v4: IpAddr = "192.0.2.1".parse().unwrap();
+        let v6: IpAddr = "2001:db8::1".parse().unwrap();
+        assert!(d.insert(v4));
+        assert!(!d.insert(v4));
+        assert!(d.insert(v6));
+        assert!(d.insert("192.0.2.2".parse().unwrap()));
+        assert!(!d.insert("192.0.2.3".parse().unwrap()), "at the cap");
+        assert_eq!(d.len(), 3);
+        assert!(d.saturated());
+        d.raise_cap(4);
+        assert!(d.insert("192.0.2.3".parse().unwrap()));
     }
 
     #[test]

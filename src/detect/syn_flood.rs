@@ -14,7 +14,7 @@ use std::net::IpAddr;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::state::{Clock, Distinct, FirstSight, Reporter, SecondCounts, Tracker};
+use super::state::{Clock, DistinctAddrs, FirstSight, Reporter, SecondCounts, Tracker};
 use super::{AllowList, Detector, DetectorStats, Finding, Rule, Severity, Target, secs};
 use crate::flow::FlowMark;
 use crate::packet::{PacketBatch, PacketMeta, TcpFlags, Timestamp, ip_proto};
@@ -80,7 +80,7 @@ impl Sender {
 
 struct Victim {
     counts: SecondCounts<2>,
-    sources: Distinct<IpAddr>,
+    sources: DistinctAddrs,
     /// The first sources seen, for evidence.
     sample: Vec<IpAddr>,
     total: u64,
@@ -91,7 +91,7 @@ impl Victim {
     fn new(window_secs: u64) -> Self {
         Victim {
             counts: SecondCounts::new(window_secs),
-            sources: Distinct::new(4096),
+            sources: DistinctAddrs::new(4096),
             sample: Vec::new(),
             total: 0,
             reporter: Reporter::default(),
