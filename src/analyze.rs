@@ -616,5 +616,12 @@ pub fn render_text(s: &Summary) -> String {
             s.batches_dropped, s.packets_dropped
         );
     }
+    if s.flow_table.detector_batches_dropped > 0 {
+        let _ = writeln!(
+            out,
+            "detectors fell behind: {} batches not inspected",
+            s.flow_table.detector_batches_dropped
+        );
+    }
     out
 }
