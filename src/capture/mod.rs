@@ -266,9 +266,8 @@ pub fn run(
         let stale = by_age && !batch.is_empty() && batch_started.elapsed() >= config.max_age;
         if full || stale || done {
             if !batch.is_empty() {
-                let mut ready =
+                let ready =
                     std::mem::replace(&mut batch, PacketBatch::with_capacity(config.packets));
-                ready.live = live;
                 deliver(ready, sinks, live, &mut report);
             }
             batch_started = Instant::now();
@@ -300,7 +299,6 @@ pub fn run(
         }
     }
     if !batch.is_empty() {
-        batch.live = live;
         deliver(batch, sinks, live, &mut report);
     }
     report.bytes += pending_bytes;
@@ -353,12 +351,13 @@ where
 /// Sends one batch to every sink: waiting for room when reading a file, dropping and counting
 /// when live.
 fn deliver(
-    batch: PacketBatch,
+    mut batch: PacketBatch,
     sinks: &[Recipient<PacketBatchMsg>],
     live: bool,
     report: &mut CaptureReport,
 ) {
     let packets = batch.len() as u64;
+    batch.live = live;
     let shared = Arc::new(batch);
     for sink in sinks {
         if hand_over(sink, PacketBatchMsg(Arc::clone(&shared)), !live) == Handover::Dropped {

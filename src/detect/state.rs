@@ -75,15 +75,6 @@ impl<K: Hash + Eq + Copy, V> Tracker<K, V> {
         self.map.is_empty()
     }
 
-    /// The value for `key`, marked as used at `now`.
-    #[inline]
-    pub fn get_mut(&mut self, key: &K, now: Timestamp) -> Option<&mut V> {
-        self.map.get_mut(key).map(|slot| {
-            slot.last = now;
-            &mut slot.value
-        })
-    }
-
     /// The value for `key` without marking it used.
     #[inline]
     pub fn peek_mut(&mut self, key: &K) -> Option<&mut V> {
@@ -152,10 +143,6 @@ impl<K: Hash + Eq + Copy, V> Tracker<K, V> {
                 Some(&mut slot.value)
             }
         }
-    }
-
-    pub fn remove(&mut self, key: &K) -> Option<V> {
-        self.map.remove(key).map(|slot| slot.value)
     }
 
     /// Drops entries idle longer than the expiry, calling `on_expire` with each one's last
