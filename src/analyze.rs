@@ -209,10 +209,7 @@ pub fn run(
     let export_targets = exporter.as_ref().map(|e| e.targets());
 
     let config = options.config.clone();
-    let batch = BatchConfig {
-        packets: config.capture.batch_packets,
-        max_age: Duration::from_millis(config.capture.batch_max_age_ms),
-    };
+    let batch = BatchConfig::from(&config.capture);
     let files = match &options.input {
         Input::Files(files) => files.clone(),
         Input::Live { .. } => Vec::new(),
@@ -614,13 +611,6 @@ pub fn render_text(s: &Summary) -> String {
             out,
             "consumers fell behind: {} batches ({} packets) dropped",
             s.batches_dropped, s.packets_dropped
-        );
-    }
-    if s.flow_table.detector_batches_dropped > 0 {
-        let _ = writeln!(
-            out,
-            "detectors fell behind: {} batches not inspected",
-            s.flow_table.detector_batches_dropped
         );
     }
     out

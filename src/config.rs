@@ -34,7 +34,8 @@ pub struct CaptureConfig {
     pub batch_packets: usize,
     /// A live batch is sent once this old, full or not.
     pub batch_max_age_ms: u64,
-    /// Batches each actor may have queued before capture waits (files) or drops (live).
+    /// Batches in flight between capture and the last actor to read them, all actors
+    /// together; beyond that capture waits (files) or drops batches (live).
     pub queue_batches: usize,
 }
 

@@ -211,10 +211,7 @@ impl Engine {
     }
 
     fn batch_config(&self) -> BatchConfig {
-        BatchConfig {
-            packets: self.config.capture.batch_packets,
-            max_age: Duration::from_millis(self.config.capture.batch_max_age_ms),
-        }
+        BatchConfig::from(&self.config.capture)
     }
 
     /// Starts a capture thread reading `source` into `stage`'s pipeline.

@@ -301,8 +301,8 @@ pub struct PacketBatch {
     pub names: Vec<u8>,
     /// When capture began filling the batch: the start of the alert-latency clock.
     pub started: Option<std::time::Instant>,
-    /// From a live interface: a consumer that lags drops batches rather than waits.
-    pub live: bool,
+    /// The batch's room in the pipeline, given back when its last reader drops it.
+    pub credit: Option<crate::capture::Credit>,
 }
 
 impl PacketBatch {
@@ -311,7 +311,7 @@ impl PacketBatch {
             packets: Vec::with_capacity(packets),
             names: Vec::with_capacity(packets * 8),
             started: None,
-            live: false,
+            credit: None,
         }
     }
 

@@ -1,10 +1,12 @@
 //! Capture: read frames from a source (file, interface, synthetic scenario), decode them and
 //! hand `Arc`ed batches to every consumer.
 //!
-//! Capture runs on its own thread because libpcap and file reads block. Reading a file waits
-//! for slow consumers (nothing is lost, results are deterministic); live capture never waits:
-//! a batch that a consumer has no room for is dropped for that consumer and counted.
+//! Capture runs on its own thread because libpcap and file reads block. The batches in flight
+//! are bounded by credits (see `credit`). Reading a file waits for a credit (nothing is lost,
+//! results are deterministic); live capture never waits: a batch without a credit is dropped
+//! and counted, as a full capture ring would drop it.
 
+pub mod credit;
 pub mod file;
 pub mod live;
 pub mod paced;
@@ -15,8 +17,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use actix::Recipient;
-use actix::dev::SendError;
 use serde::Serialize;
+
+pub use credit::{Credit, Credits};
 
 use crate::decode::{DecodeCounters, Decoder};
 use crate::messages::PacketBatchMsg;
@@ -133,6 +136,18 @@ pub struct BatchConfig {
     pub packets: usize,
     /// A live batch is sent when it is this old even if not full.
     pub max_age: Duration,
+    /// Batches in flight between capture and the last actor to read them.
+    pub in_flight: usize,
+}
+
+impl From<&crate::config::CaptureConfig> for BatchConfig {
+    fn from(c: &crate::config::CaptureConfig) -> Self {
+        BatchConfig {
+            packets: c.batch_packets,
+            max_age: Duration::from_millis(c.batch_max_age_ms),
+            in_flight: c.queue_batches,
+        }
+    }
 }
 
 impl Default for BatchConfig {
@@ -140,6 +155,7 @@ impl Default for BatchConfig {
         BatchConfig {
             packets: 256,
             max_age: Duration::from_millis(5),
+            in_flight: 64,
         }
     }
 }
@@ -178,7 +194,7 @@ pub struct CaptureReport {
     pub bytes: u64,
     pub decode: DecodeCounters,
     pub batches_sent: u64,
-    /// Batches (and their packets) a live consumer had no room for.
+    /// Live batches (and their packets) the pipeline had no room for.
     pub batches_dropped: u64,
     pub packets_dropped: u64,
     pub first_ts: Option<Timestamp>,
@@ -199,11 +215,15 @@ pub struct StopWhen {
 
 impl StopWhen {
     fn reached(&self, frames: u64) -> bool {
+        self.interrupted() || self.max_frames.is_some_and(|m| frames >= m)
+    }
+
+    /// A stop request or the deadline: what may end a wait for room.
+    fn interrupted(&self) -> bool {
         self.flag
             .as_ref()
             .is_some_and(|f| f.load(Ordering::Relaxed))
             || self.deadline.is_some_and(|d| Instant::now() >= d)
-            || self.max_frames.is_some_and(|m| frames >= m)
     }
 }
 
@@ -218,6 +238,7 @@ pub fn run(
     let live = source.is_live();
     let by_age = source.batch_by_age();
     let mut decoder = Decoder::new();
+    let credits = Credits::new(config.in_flight);
     let mut report = CaptureReport {
         source: source.describe(),
         ..Default::default()
@@ -268,7 +289,7 @@ pub fn run(
             if !batch.is_empty() {
                 let ready =
                     std::mem::replace(&mut batch, PacketBatch::with_capacity(config.packets));
-                deliver(ready, sinks, live, &mut report);
+                deliver(ready, sinks, &credits, live, stop, &mut report);
             }
             batch_started = Instant::now();
             counters.frames.store(report.frames, Ordering::Relaxed);
@@ -299,7 +320,7 @@ pub fn run(
         }
     }
     if !batch.is_empty() {
-        deliver(batch, sinks, live, &mut report);
+        deliver(batch, sinks, &credits, live, stop, &mut report);
     }
     report.bytes += pending_bytes;
     counters.frames.store(report.frames, Ordering::Relaxed);
@@ -315,55 +336,32 @@ pub fn run(
     report
 }
 
-/// What became of a batch handed to a consumer.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Handover {
-    Sent,
-    /// The consumer's mailbox was full and the batch is live: dropped.
-    Dropped,
-    /// The consumer is gone (shutting down).
-    Gone,
-}
-
-/// Hands `msg` to `sink`. With `wait` (files) a full mailbox is retried with a short
-/// back-off, so nothing is lost and the reader slows to the consumer's pace; without it (live
-/// capture, which must never block) the batch is dropped for that consumer.
-pub fn hand_over<M>(sink: &Recipient<M>, mut msg: M, wait: bool) -> Handover
-where
-    M: actix::Message + Send,
-    M::Result: Send,
-{
-    let mut backoff = Duration::from_micros(20);
-    loop {
-        match sink.try_send(msg) {
-            Ok(()) => return Handover::Sent,
-            Err(SendError::Full(back)) if wait => {
-                msg = back;
-                std::thread::sleep(backoff);
-                backoff = (backoff * 2).min(Duration::from_millis(2));
-            }
-            Err(SendError::Full(_)) => return Handover::Dropped,
-            Err(SendError::Closed(_)) => return Handover::Gone,
-        }
-    }
-}
-
-/// Sends one batch to every sink: waiting for room when reading a file, dropping and counting
-/// when live.
+/// Sends one batch to every sink once it has a credit: waiting for one when reading a file,
+/// dropping and counting the batch when live (or when a stop request ends the wait).
 fn deliver(
     mut batch: PacketBatch,
     sinks: &[Recipient<PacketBatchMsg>],
+    credits: &Credits,
     live: bool,
+    stop: &StopWhen,
     report: &mut CaptureReport,
 ) {
     let packets = batch.len() as u64;
-    batch.live = live;
+    let credit = if live {
+        credits.try_take()
+    } else {
+        credits.take(|| stop.interrupted())
+    };
+    let Some(credit) = credit else {
+        report.batches_dropped += 1;
+        report.packets_dropped += packets;
+        return;
+    };
+    batch.credit = Some(credit);
     let shared = Arc::new(batch);
     for sink in sinks {
-        if hand_over(sink, PacketBatchMsg(Arc::clone(&shared)), !live) == Handover::Dropped {
-            report.batches_dropped += 1;
-            report.packets_dropped += packets;
-        }
+        // Credits bound every mailbox a batch can sit in, so this queues without limit.
+        sink.do_send(PacketBatchMsg(Arc::clone(&shared)));
     }
     report.batches_sent += 1;
 }

@@ -5,7 +5,6 @@ use std::sync::Arc;
 use actix::{Actor, Context, Handler, Recipient};
 
 use super::{FlowConfig, FlowMark, FlowRecord, FlowTable, FlowTableStats};
-use crate::capture::{Handover, hand_over};
 use crate::messages::{
     FlowRecordsMsg, FlowTableStatus, FlushFlows, GetActiveFlows, GetFlowStats, MarkedBatchMsg,
     PacketBatchMsg,
@@ -21,8 +20,6 @@ pub struct FlowsActor {
     mailbox: usize,
     scratch: Vec<FlowRecord>,
     marks: Vec<FlowMark>,
-    /// Live batches a lagging detector had no room for.
-    detector_batches_dropped: u64,
 }
 
 impl FlowsActor {
@@ -41,15 +38,11 @@ impl FlowsActor {
             mailbox,
             scratch: Vec::new(),
             marks: Vec::new(),
-            detector_batches_dropped: 0,
         }
     }
 
     fn stats(&self) -> FlowTableStats {
-        FlowTableStats {
-            detector_batches_dropped: self.detector_batches_dropped,
-            ..self.table.stats()
-        }
+        self.table.stats()
     }
 
     fn publish(&mut self) {
@@ -92,17 +85,13 @@ impl Handler<PacketBatchMsg> for FlowsActor {
         // Records first: a detector that reads both sees a connection's end after its packets.
         self.publish();
         let marks: Arc<[FlowMark]> = self.marks.as_slice().into();
-        let wait = !msg.0.live;
         for sink in &self.packet_sinks {
-            let marked = MarkedBatchMsg {
+            // The batch keeps its capture credit while the detectors hold it, so their
+            // mailboxes are bounded by the credits, as the flows mailbox is.
+            sink.do_send(MarkedBatchMsg {
                 batch: Arc::clone(&msg.0),
                 marks: Arc::clone(&marks),
-            };
-            // Files wait for the detectors (this thread then stalls the reader through the
-            // flows mailbox); live capture never waits.
-            if hand_over(sink, marked, wait) == Handover::Dropped {
-                self.detector_batches_dropped += 1;
-            }
+            });
         }
     }
 }

@@ -245,8 +245,6 @@ pub struct FlowTableStats {
     pub active_reports: u64,
     /// Later IP fragments whose first fragment was never seen.
     pub unattributed_fragments: u64,
-    /// Live batches not passed on to a detector whose mailbox was full (set by the actor).
-    pub detector_batches_dropped: u64,
 }
 
 #[cfg(test)]

@@ -793,12 +793,6 @@ impl Api {
                 flows.evicted as f64,
             ),
             Family::single(
-                "tapir_detector_batches_dropped_total",
-                "counter",
-                "Live batches the detectors fell too far behind to take.",
-                flows.detector_batches_dropped as f64,
-            ),
-            Family::single(
                 "tapir_queue_backlog_batches",
                 "gauge",
                 "Packet batches handed to the flow table but not yet processed.",

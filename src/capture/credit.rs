@@ -1,0 +1,138 @@
+//! Room in the pipeline, counted in batches. Capture takes a credit for every batch it sends;
+//! the credit rides inside the batch and comes back when the last actor holding the batch
+//! drops it. So the batches in flight, and the memory they hold, are bounded end to end,
+//! however many actors read each batch and however they pass it on.
+
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+
+/// The pool of credits of one capture run.
+#[derive(Clone, Debug)]
+pub struct Credits {
+    pool: Arc<Pool>,
+}
+
+#[derive(Debug)]
+struct Pool {
+    free: Mutex<usize>,
+    returned: Condvar,
+}
+
+/// One batch's share of the pipeline's room, returned to the pool on drop.
+#[derive(Debug)]
+pub struct Credit {
+    pool: Arc<Pool>,
+}
+
+impl Credits {
+    pub fn new(batches: usize) -> Self {
+        Credits {
+            pool: Arc::new(Pool {
+                free: Mutex::new(batches.max(1)),
+                returned: Condvar::new(),
+            }),
+        }
+    }
+
+    /// A credit if one is free (live capture, which must never wait).
+    pub fn try_take(&self) -> Option<Credit> {
+        let mut free = self.pool.lock();
+        (*free > 0).then(|| {
+            *free -= 1;
+            self.credit()
+        })
+    }
+
+    /// A credit, waiting until a batch is released if none is free (reading a file). Waits in
+    /// slices so that `give_up` (a stop request) is honoured while consumers are busy.
+    pub fn take(&self, mut give_up: impl FnMut() -> bool) -> Option<Credit> {
+        let mut free = self.pool.lock();
+        while *free == 0 {
+            if give_up() {
+                return None;
+            }
+            free = match self
+                .pool
+                .returned
+                .wait_timeout(free, Duration::from_millis(50))
+            {
+                Ok((guard, _)) => guard,
+                Err(poisoned) => poisoned.into_inner().0,
+            };
+        }
+        *free -= 1;
+        Some(self.credit())
+    }
+
+    /// Credits not held by any batch.
+    pub fn free(&self) -> usize {
+        *self.pool.lock()
+    }
+
+    fn credit(&self) -> Credit {
+        Credit {
+            pool: Arc::clone(&self.pool),
+        }
+    }
+}
+
+impl Pool {
+    fn lock(&self) -> std::sync::MutexGuard<'_, usize> {
+        // The count stays valid even if a holder panicked.
+        self.free.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl Drop for Credit {
+    fn drop(&mut self) {
+        *self.pool.lock() += 1;
+        self.pool.returned.notify_one();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credits_come_back_when_their_holders_drop_them() {
+        let credits = Credits::new(2);
+        let a = credits.try_take().unwrap();
+        let b = credits.try_take().unwrap();
+        assert!(
+            credits.try_take().is_none(),
+            "only two batches may be in flight"
+        );
+        drop(a);
+        assert_eq!(credits.free(), 1);
+        let shared = Arc::new(b);
+        let reader = Arc::clone(&shared);
+        drop(shared);
+        assert_eq!(
+            credits.free(),
+            1,
+            "a batch still read by one actor keeps its credit"
+        );
+        drop(reader);
+        assert_eq!(credits.free(), 2);
+    }
+
+    #[test]
+    fn a_waiting_reader_resumes_when_a_batch_is_released() {
+        let credits = Credits::new(1);
+        let held = credits.try_take().unwrap();
+        let releaser = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(20));
+            drop(held);
+        });
+        assert!(credits.take(|| false).is_some());
+        releaser.join().unwrap();
+    }
+
+    #[test]
+    fn a_stop_request_ends_the_wait() {
+        let credits = Credits::new(1);
+        let _held = credits.try_take().unwrap();
+        assert!(credits.take(|| true).is_none());
+    }
+}
