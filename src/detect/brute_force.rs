@@ -29,6 +29,7 @@ use serde_json::json;
 
 use super::state::{Clock, FirstSight, Reporter, Spread, Tracker};
 use super::{AllowList, Detector, DetectorStats, Finding, Rule, Severity, Target, secs};
+use crate::flow::community_id::community_id;
 use crate::flow::{FlowMark, FlowRecord, FlowState};
 use crate::packet::{PacketBatch, TcpFlags, Timestamp, ip_proto};
 
@@ -123,7 +124,8 @@ struct Victim {
     refused_total: u64,
     sessions_total: u64,
     first: Timestamp,
-    community_id: Option<String>,
+    /// Source port of the latest attempt: the finding's flow (its Community ID).
+    last_src_port: u16,
     reporter: Reporter,
 }
 
@@ -135,12 +137,13 @@ impl Victim {
             refused_total: 0,
             sessions_total: 0,
             first: now,
-            community_id: None,
+            last_src_port: 0,
             reporter: Reporter::default(),
         }
     }
 
     fn attempt(&mut self, config: &BruteForceConfig, a: Attempt) {
+        self.last_src_port = a.src_port;
         if a.refused {
             // Counted once per source port: retries of one connect() are one attempt.
             let window = secs(config.rst_window_secs);
@@ -171,11 +174,17 @@ pub struct BruteForce {
     /// Services with a single attempt so far from a source (one port of a scan).
     first_attempts: FirstSight<Key, Attempt>,
     longest_window: i64,
+    /// Community ID seed of the flow table, so that alerts and flows agree.
+    seed: u16,
     findings: u64,
 }
 
 impl BruteForce {
     pub fn new(config: BruteForceConfig) -> Self {
+        BruteForce::with_seed(config, 0)
+    }
+
+    pub fn with_seed(config: BruteForceConfig, seed: u16) -> Self {
         let longest = config
             .rst_window_secs
             .max(config.session_window_secs)
@@ -184,6 +193,7 @@ impl BruteForce {
             victims: Tracker::new(config.max_tracked, secs(longest)),
             first_attempts: FirstSight::new(config.max_tracked / 8),
             longest_window: secs(longest),
+            seed,
             clock: Clock::default(),
             config,
             findings: 0,
@@ -229,19 +239,20 @@ impl BruteForce {
             attempt,
             now,
             self.longest_window,
+            // Another record of one refused connect() (its retries) is the same attempt.
+            |a, earlier| a.refused && earlier.refused && a.src_port == earlier.src_port,
             || Victim::new(cfg, now),
-            |victim, first, at| {
-                victim.first = at;
-                victim.attempt(cfg, first);
+            |victim, first| {
+                victim.first = first.item.first_seen;
+                victim.attempt(cfg, first.item);
             },
         ) else {
             return;
         };
         victim.attempt(cfg, attempt);
-        victim.community_id = Some(r.community_id.clone());
         let holds = holds(cfg, victim, now);
         if let Some(count) = victim.reporter.due(now, holds) {
-            out.push(finding(cfg, key, victim, now, count));
+            out.push(finding(cfg, self.seed, key, victim, now, count));
         }
     }
 }
@@ -264,6 +275,7 @@ fn holds(config: &BruteForceConfig, victim: &Victim, now: Timestamp) -> bool {
 
 fn finding(
     config: &BruteForceConfig,
+    seed: u16,
     (source, target, port): Key,
     victim: &Victim,
     now: Timestamp,
@@ -307,7 +319,14 @@ fn finding(
             "first_seen": super::unix(victim.first),
         }),
         count,
-        community_id: victim.community_id.clone(),
+        community_id: Some(community_id(
+            seed,
+            source,
+            target,
+            ip_proto::TCP,
+            victim.last_src_port,
+            port,
+        )),
         // Judged on flow records, which leave the table after it times the flow out.
         observed: None,
     }
@@ -334,10 +353,10 @@ impl Detector for BruteForce {
             self.record(r, out);
         }
         if let Some(now) = self.clock.now() {
-            let config = &self.config;
+            let (config, seed) = (&self.config, self.seed);
             self.victims.maintain(now, |&key, last, victim| {
                 if let Some(count) = victim.reporter.take_final() {
-                    out.push(finding(config, key, victim, last, count));
+                    out.push(finding(config, seed, key, victim, last, count));
                 }
             });
         }
@@ -345,10 +364,10 @@ impl Detector for BruteForce {
     }
 
     fn flush(&mut self, out: &mut Vec<Finding>) {
-        let config = &self.config;
+        let (config, seed) = (&self.config, self.seed);
         for (&key, last, victim) in self.victims.iter_mut() {
             if let Some(count) = victim.reporter.take_final() {
-                out.push(finding(config, key, victim, last, count));
+                out.push(finding(config, seed, key, victim, last, count));
             }
         }
     }

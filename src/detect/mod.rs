@@ -296,7 +296,10 @@ pub fn build(config: &DetectorsConfig, seed: u16) -> Vec<Box<dyn Detector>> {
         all.push(Box::new(PortScan::new(config.port_scan.clone())));
     }
     if config.brute_force.enabled {
-        all.push(Box::new(BruteForce::new(config.brute_force.clone())));
+        all.push(Box::new(BruteForce::with_seed(
+            config.brute_force.clone(),
+            seed,
+        )));
     }
     if config.syn_flood.enabled {
         all.push(Box::new(SynFlood::new(config.syn_flood.clone())));

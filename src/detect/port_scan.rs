@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::state::{
-    Clock, Conversations, Distinct, FirstSight, Reporter, Spread, Tracker, stable_hash,
+    Clock, Conversations, Distinct, FirstSight, Reporter, Sight, Spread, Tracker, stable_hash,
 };
 use super::{AllowList, Detector, DetectorStats, Finding, Rule, Severity, Target, secs};
 use crate::flow::FlowMark;
@@ -221,6 +221,16 @@ impl<T: Copy + PartialEq + std::hash::Hash + Eq> Probed<T> {
         self.reporter.due(now, holds)
     }
 
+    /// Replays a first probe and its repeats, remembered before the key had state.
+    fn replay(&mut self, first: Sight<(T, ProbeKind)>, window: i64, threshold: usize) {
+        let (item, kind) = first.item;
+        self.probe(item, kind, first.at, window, threshold);
+        let repeats = first.times - 1;
+        self.kinds[kind as usize] += repeats;
+        self.probes += u64::from(repeats);
+        self.reporter.note(u64::from(repeats));
+    }
+
     fn main_kind(&self) -> ProbeKind {
         let i = (0..8).max_by_key(|&i| self.kinds[i]).unwrap_or(0);
         ProbeKind::ALL[i]
@@ -334,10 +344,9 @@ impl PortScan {
                 (port, kind),
                 now,
                 window,
+                |probe, earlier| probe == earlier,
                 || Probed::new(cap, now),
-                |pair, (port, kind), at| {
-                    pair.probe(port, kind, at, window, cfg.ports_threshold);
-                },
+                |pair, first| pair.replay(first, window, cfg.ports_threshold),
             ) && let Some(count) = pair.probe(port, kind, now, window, cfg.ports_threshold)
             {
                 out.push(vertical_finding(
@@ -356,10 +365,9 @@ impl PortScan {
             (target, kind),
             now,
             window,
+            |probe, earlier| probe == earlier,
             || Probed::new(cap, now),
-            |sweep, (host, kind), at| {
-                sweep.probe(host, kind, at, window, cfg.hosts_threshold);
-            },
+            |sweep, first| sweep.replay(first, window, cfg.hosts_threshold),
         ) && let Some(count) = sweep.probe(target, kind, now, window, cfg.hosts_threshold)
         {
             out.push(horizontal_finding(

@@ -106,10 +106,12 @@ impl<K: Hash + Eq + Copy, V> Tracker<K, V> {
         }
     }
 
-    /// The state of `key` if it has any, or if this is its second event within `window`
-    /// (created with `make`, the first event replayed into it with `replay`). A first event
-    /// is only remembered in `first`, so keys seen once (a spoofed source, one scanned port)
-    /// never cost a map entry. One hash of the map per call.
+    /// The state of `key` if it has any, or if this event is the key's second distinct one
+    /// within `window` (created with `make`, the first event replayed into it with `replay`,
+    /// which is told how many times it was seen). A first event and its repeats (as
+    /// `repeats(item, earlier)` judges them) are only remembered in `first`, so keys seen
+    /// once (a spoofed source, one scanned port) never cost a map entry. One hash of the map
+    /// per call.
     #[allow(clippy::too_many_arguments)]
     #[inline]
     pub fn second_sight<T: Copy>(
@@ -119,8 +121,9 @@ impl<K: Hash + Eq + Copy, V> Tracker<K, V> {
         item: T,
         now: Timestamp,
         window: i64,
+        repeats: impl FnOnce(&T, &T) -> bool,
         make: impl FnOnce() -> V,
-        replay: impl FnOnce(&mut V, T, Timestamp),
+        replay: impl FnOnce(&mut V, Sight<T>),
     ) -> Option<&mut V> {
         let full = self.map.len() >= self.cap;
         match self.map.entry(key) {
@@ -130,7 +133,7 @@ impl<K: Hash + Eq + Copy, V> Tracker<K, V> {
                 Some(&mut slot.value)
             }
             hashbrown::hash_map::Entry::Vacant(e) => {
-                let (earlier, at) = first.take_or_put(e.key(), item, now, window)?;
+                let earlier = first.take_or_put(e.key(), item, now, window, repeats)?;
                 if full {
                     self.refused += 1;
                     return None;
@@ -139,7 +142,7 @@ impl<K: Hash + Eq + Copy, V> Tracker<K, V> {
                     last: now,
                     value: make(),
                 });
-                replay(&mut slot.value, earlier, at);
+                replay(&mut slot.value, earlier);
                 Some(&mut slot.value)
             }
         }
@@ -363,18 +366,32 @@ impl Conversations {
 }
 
 /// A fixed-size, direct-mapped memory of each key's first event. Keys with a single event
-/// (every source of a spoofed flood) never get full state; a colliding key overwrites the
-/// slot, which at worst delays detection by one event. Slots hold a 64-bit fingerprint of
+/// (every source of a spoofed flood), or with one event repeated (a retransmitted SYN, a
+/// client reconnecting to the same port), never get full state; a colliding key overwrites
+/// the slot, which at worst delays detection by one event. Slots hold a 64-bit fingerprint of
 /// the key rather than the key, which keeps them small enough to stay in cache under a flood
 /// (a false match needs a 64-bit collision and costs one replayed event). No allocation after
 /// creation. The hash is fixed (not seeded per process) so that a capture gives the same
 /// result on every run and architecture.
 pub struct FirstSight<K, T> {
-    slots: Vec<Option<(u64, T, Timestamp)>>,
+    slots: Vec<Option<Sight<T>>>,
     key: std::marker::PhantomData<fn(&K)>,
 }
 
+/// A key's first event: the item, when it was last seen, and how many times.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Sight<T> {
+    hash: u64,
+    pub item: T,
+    pub at: Timestamp,
+    pub times: u32,
+}
+
 impl<K: Hash, T: Copy> FirstSight<K, T> {
+    /// Repeats of a first item beyond which the key gets state anyway (a flood from one
+    /// fixed port must still be counted).
+    pub const MAX_REPEATS: u32 = 16;
+
     /// `slots` is rounded up to a power of two.
     pub fn new(slots: usize) -> Self {
         FirstSight {
@@ -383,8 +400,10 @@ impl<K: Hash, T: Copy> FirstSight<K, T> {
         }
     }
 
-    /// `key`'s earlier event if it happened within `window` of `now` (and forgets it);
-    /// otherwise remembers this one and returns `None`.
+    /// `key`'s first event if it was seen within `window` of `now` and `item` tells
+    /// something new (`repeats(item, earlier)` is false, or the first item has been repeated
+    /// `MAX_REPEATS` times); the event is then forgotten. Otherwise a repeat is counted (and
+    /// dated `now`), or `item` becomes the key's first event, and the answer is `None`.
     #[inline]
     pub fn take_or_put(
         &mut self,
@@ -392,17 +411,27 @@ impl<K: Hash, T: Copy> FirstSight<K, T> {
         item: T,
         now: Timestamp,
         window: i64,
-    ) -> Option<(T, Timestamp)> {
+        repeats: impl FnOnce(&T, &T) -> bool,
+    ) -> Option<Sight<T>> {
         let hash = stable_hash(key);
         let mask = self.slots.len() - 1;
         let slot = &mut self.slots[(hash as usize) & mask];
-        match *slot {
-            Some((h, earlier, at)) if h == hash && now.0.saturating_sub(at.0) <= window => {
-                *slot = None;
-                Some((earlier, at))
+        match slot {
+            Some(sight) if sight.hash == hash && now.0.saturating_sub(sight.at.0) <= window => {
+                if sight.times < Self::MAX_REPEATS && repeats(&item, &sight.item) {
+                    sight.times += 1;
+                    sight.at = now;
+                    return None;
+                }
+                slot.take()
             }
             _ => {
-                *slot = Some((hash, item, now));
+                *slot = Some(Sight {
+                    hash,
+                    item,
+                    at: now,
+                    times: 1,
+                });
                 None
             }
         }
@@ -592,33 +621,48 @@ mod tests {
         assert!(c.first_sight(8, Timestamp(181 * S)));
     }
 
+    fn same(a: &u16, b: &u16) -> bool {
+        a == b
+    }
+
     #[test]
     fn first_sight_remembers_one_event_per_key_within_the_window() {
         let mut f: FirstSight<u32, u16> = FirstSight::new(64);
-        assert_eq!(f.take_or_put(&1, 80, Timestamp(0), 10 * S), None);
+        let mut see = |key, item, at| {
+            f.take_or_put(&key, item, Timestamp(at), 10 * S, same)
+                .map(|s| (s.item, s.at, s.times))
+        };
+        assert_eq!(see(1, 80, 0), None);
+        assert_eq!(see(1, 81, 11 * S), None, "too old: replaced");
+        assert_eq!(see(1, 82, 21 * S), Some((81, Timestamp(11 * S), 1)));
+        assert_eq!(see(1, 83, 21 * S), None, "taken");
+        assert_eq!(see(2, 90, 22 * S), None, "another key");
+    }
+
+    #[test]
+    fn first_sight_counts_repeats_until_something_new_or_too_many() {
+        let mut f: FirstSight<u32, u16> = FirstSight::new(64);
+        let mut see = |item, at| {
+            f.take_or_put(&1, item, Timestamp(at), 10 * S, same)
+                .map(|s| (s.item, s.at, s.times))
+        };
+        assert_eq!(see(443, 0), None);
+        assert_eq!(see(443, 5 * S), None, "a repeat is counted");
+        // Dated by its latest repeat: still within the window 14 s after the first.
+        assert_eq!(see(22, 14 * S), Some((443, Timestamp(5 * S), 2)));
+        // A fixed-port flood gets state once its first item repeats MAX_REPEATS times.
+        let max = FirstSight::<u32, u16>::MAX_REPEATS;
+        for i in 0..max {
+            assert_eq!(see(80, 20 * S + i64::from(i)), None);
+        }
         assert_eq!(
-            f.take_or_put(&1, 81, Timestamp(11 * S), 10 * S),
-            None,
-            "too old: replaced"
-        );
-        assert_eq!(
-            f.take_or_put(&1, 82, Timestamp(21 * S), 10 * S),
-            Some((81, Timestamp(11 * S)))
-        );
-        assert_eq!(
-            f.take_or_put(&1, 83, Timestamp(21 * S), 10 * S),
-            None,
-            "taken"
-        );
-        assert_eq!(
-            f.take_or_put(&2, 90, Timestamp(22 * S), 10 * S),
-            None,
-            "another key"
+            see(80, 30 * S),
+            Some((80, Timestamp(20 * S + i64::from(max) - 1), max))
         );
     }
 
     #[test]
-    fn second_sight_keeps_state_only_for_keys_seen_twice_within_the_window() {
+    fn second_sight_keeps_state_only_for_keys_with_two_distinct_events_in_the_window() {
         let mut t: Tracker<u32, Vec<u16>> = Tracker::new(8, 60 * S);
         let mut first: FirstSight<u32, u16> = FirstSight::new(64);
         let mut see = |t: &mut Tracker<u32, Vec<u16>>, key, port, at| {
@@ -628,8 +672,9 @@ mod tests {
                 port,
                 Timestamp(at),
                 10 * S,
+                same,
                 Vec::new,
-                |v, p, _| v.push(p),
+                |v, first| v.extend(std::iter::repeat_n(first.item, first.times as usize)),
             )
             .map(|v| {
                 v.push(port);
@@ -637,9 +682,14 @@ mod tests {
             })
         };
         assert_eq!(see(&mut t, 1, 22, 0), None, "first event: remembered only");
+        assert_eq!(see(&mut t, 1, 22, S / 2), None, "a repeat: remembered only");
         assert!(t.is_empty());
-        assert_eq!(see(&mut t, 1, 23, S), Some(vec![22, 23]), "first replayed");
-        assert_eq!(see(&mut t, 1, 24, 2 * S), Some(vec![22, 23, 24]));
+        assert_eq!(
+            see(&mut t, 1, 23, S),
+            Some(vec![22, 22, 23]),
+            "first and its repeat replayed"
+        );
+        assert_eq!(see(&mut t, 1, 23, 2 * S), Some(vec![22, 22, 23, 23]));
         // A first event older than the window is not replayed.
         assert_eq!(see(&mut t, 2, 80, 0), None);
         assert_eq!(see(&mut t, 2, 81, 11 * S), None);

@@ -71,10 +71,10 @@ impl Sender {
         }
     }
 
-    fn syn(&mut self, at: Timestamp) {
-        self.counts.add(at, SYNS, 1);
-        self.total += 1;
-        self.reporter.note(1);
+    fn syns(&mut self, at: Timestamp, n: u32) {
+        self.counts.add(at, SYNS, n);
+        self.total += u64::from(n);
+        self.reporter.note(u64::from(n));
     }
 }
 
@@ -98,13 +98,13 @@ impl Victim {
         }
     }
 
-    fn syn(&mut self, source: IpAddr, at: Timestamp) {
-        self.counts.add(at, SYNS, 1);
-        self.total += 1;
+    fn syns(&mut self, source: IpAddr, at: Timestamp, n: u32) {
+        self.counts.add(at, SYNS, n);
+        self.total += u64::from(n);
         if self.sources.insert(source) && self.sample.len() < 10 {
             self.sample.push(source);
         }
-        self.reporter.note(1);
+        self.reporter.note(u64::from(n));
     }
 }
 
@@ -112,11 +112,11 @@ impl Victim {
 pub struct SynFlood {
     config: SynFloodConfig,
     clock: Clock,
-    /// Senders with a single SYN so far.
-    first_senders: FirstSight<(IpAddr, IpAddr, u16), ()>,
+    /// Senders with a single SYN so far (its source port; retransmissions repeat it).
+    first_senders: FirstSight<(IpAddr, IpAddr, u16), u16>,
     /// (source, target, target port).
     senders: Tracker<(IpAddr, IpAddr, u16), Sender>,
-    /// Target ports with a single SYN so far, and its source.
+    /// Target ports with SYNs from a single source so far, and that source.
     first_victims: FirstSight<(IpAddr, u16), IpAddr>,
     victims: Tracker<(IpAddr, u16), Victim>,
     findings: u64,
@@ -173,13 +173,14 @@ impl SynFlood {
         if let Some(s) = self.senders.second_sight(
             &mut self.first_senders,
             key,
-            (),
+            p.src_port,
             now,
             secs(window),
+            |port, earlier| port == earlier,
             || Sender::new(window),
-            |s, (), at| s.syn(at),
+            |s, first| s.syns(first.at, first.times),
         ) {
-            s.syn(now);
+            s.syns(now, 1);
             let [syns, done] = s.counts.totals(now);
             let holds =
                 syns >= cfg.source_threshold && ratio(done, syns) <= cfg.max_completion_ratio;
@@ -194,10 +195,11 @@ impl SynFlood {
             p.src,
             now,
             secs(window),
+            |source, earlier| source == earlier,
             || Victim::new(window),
-            |v, source, at| v.syn(source, at),
+            |v, first| v.syns(first.item, first.at, first.times),
         ) {
-            v.syn(p.src, now);
+            v.syns(p.src, now, 1);
             let [syns, done] = v.counts.totals(now);
             let holds = syns >= cfg.target_threshold
                 && v.sources.len() >= cfg.min_sources
