@@ -191,7 +191,7 @@ impl BruteForce {
             .max(config.slow_session_window_secs);
         BruteForce {
             victims: Tracker::new(config.max_tracked, secs(longest)),
-            first_attempts: FirstSight::new(config.max_tracked / 8),
+            first_attempts: FirstSight::new(config.max_tracked / 32),
             longest_window: secs(longest),
             seed,
             clock: Clock::default(),

@@ -269,9 +269,9 @@ impl PortScan {
         let window = secs(config.window_secs);
         PortScan {
             vertical: Tracker::new(config.max_tracked, window),
-            first_vertical: FirstSight::new(config.max_tracked / 4),
+            first_vertical: FirstSight::new(config.max_tracked / 16),
             horizontal: Tracker::new(config.max_tracked, window),
-            first_horizontal: FirstSight::new(config.max_tracked / 4),
+            first_horizontal: FirstSight::new(config.max_tracked / 16),
             udp_senders: Conversations::new(config.max_tracked, window),
             clock: Clock::default(),
             config,

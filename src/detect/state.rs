@@ -285,7 +285,8 @@ impl<T: Hash + Eq> Distinct<T> {
 #[derive(Clone, Debug)]
 pub struct DistinctAddrs {
     v4: HashSet<u32>,
-    v6: HashSet<u128>,
+    /// Allocated on the first IPv6 address (most targets only ever see IPv4 sources).
+    v6: Option<Box<HashSet<u128>>>,
     cap: usize,
 }
 
@@ -293,7 +294,7 @@ impl DistinctAddrs {
     pub fn new(cap: usize) -> Self {
         DistinctAddrs {
             v4: HashSet::new(),
-            v6: HashSet::new(),
+            v6: None,
             cap,
         }
     }
@@ -303,12 +304,12 @@ impl DistinctAddrs {
         self.len() < self.cap
             && match ip {
                 IpAddr::V4(a) => self.v4.insert(a.to_bits()),
-                IpAddr::V6(a) => self.v6.insert(a.to_bits()),
+                IpAddr::V6(a) => self.v6.get_or_insert_default().insert(a.to_bits()),
             }
     }
 
     pub fn len(&self) -> usize {
-        self.v4.len() + self.v6.len()
+        self.v4.len() + self.v6.as_ref().map_or(0, |v6| v6.len())
     }
 
     pub fn is_empty(&self) -> bool {
@@ -373,6 +374,11 @@ impl Conversations {
 /// (a false match needs a 64-bit collision and costs one replayed event). No allocation after
 /// creation. The hash is fixed (not seeded per process) so that a capture gives the same
 /// result on every run and architecture.
+///
+/// The detectors keep it small (a thirty-second or sixteenth of their map's cap, about 2,000
+/// slots): it is an admission filter, not a record. An attack repeats its key within a few
+/// events, well before other keys overwrite its slot, while the many keys of ordinary traffic
+/// that recur only now and then keep overwriting each other and never cost a map entry.
 pub struct FirstSight<K, T> {
     slots: Vec<Option<Sight<T>>>,
     key: std::marker::PhantomData<fn(&K)>,
@@ -438,37 +444,64 @@ impl<K: Hash, T: Copy> FirstSight<K, T> {
     }
 }
 
-/// Counts per second of packet time over a sliding window of whole seconds.
+/// Counts over a sliding window of packet time, kept inline in ten buckets (no allocation per
+/// key): one second each for windows up to ten seconds (exact to the second, as the published
+/// 10 s rule needs), `window / 10` seconds each, rounded up, for longer ones.
 #[derive(Clone, Debug)]
 pub struct SecondCounts<const N: usize> {
-    slots: Vec<(i64, [u32; N])>,
+    /// Seconds per bucket.
+    width: i64,
+    /// Buckets in the window.
+    span: i64,
+    /// Index (second / width) of the newest bucket written.
+    head: i64,
+    buckets: [[u32; N]; BUCKETS],
 }
+
+const BUCKETS: usize = 10;
 
 impl<const N: usize> SecondCounts<N> {
     pub fn new(window_secs: u64) -> Self {
+        let window = window_secs.clamp(1, 3600);
+        let width = window.div_ceil(BUCKETS as u64);
         SecondCounts {
-            slots: vec![(i64::MIN, [0; N]); window_secs.clamp(1, 3600) as usize],
+            width: width as i64,
+            span: window.div_ceil(width) as i64,
+            head: i64::MIN / 2,
+            buckets: [[0; N]; BUCKETS],
         }
     }
 
     #[inline]
-    pub fn add(&mut self, now: Timestamp, counter: usize, n: u32) {
-        let sec = now.secs();
-        let len = self.slots.len() as i64;
-        let slot = &mut self.slots[sec.rem_euclid(len) as usize];
-        if slot.0 != sec {
-            *slot = (sec, [0; N]);
-        }
-        slot.1[counter] = slot.1[counter].saturating_add(n);
+    fn bucket(&self, now: Timestamp) -> i64 {
+        now.secs().div_euclid(self.width)
     }
 
-    /// Sums of each counter over the window ending at `now`.
+    #[inline]
+    pub fn add(&mut self, now: Timestamp, counter: usize, n: u32) {
+        let b = self.bucket(now);
+        if b > self.head {
+            // Buckets between the newest written and this one are stale: clear them.
+            let stale = (b - self.head).min(BUCKETS as i64);
+            for k in 0..stale {
+                self.buckets[(b - k).rem_euclid(BUCKETS as i64) as usize] = [0; N];
+            }
+            self.head = b;
+        } else if self.head - b >= self.span {
+            return;
+        }
+        let slot = &mut self.buckets[b.rem_euclid(BUCKETS as i64) as usize][counter];
+        *slot = slot.saturating_add(n);
+    }
+
+    /// Sums over the window that ends at `now`.
     pub fn totals(&self, now: Timestamp) -> [u64; N] {
-        let sec = now.secs();
-        let len = self.slots.len() as i64;
+        let b = self.bucket(now);
         let mut sums = [0u64; N];
-        for (s, counts) in &self.slots {
-            if *s <= sec && *s > sec - len {
+        for age in 0..self.span {
+            let index = self.head - age;
+            if index <= b && index > b - self.span {
+                let counts = &self.buckets[index.rem_euclid(BUCKETS as i64) as usize];
                 for (sum, c) in sums.iter_mut().zip(counts) {
                     *sum += u64::from(*c);
                 }
@@ -480,17 +513,30 @@ impl<const N: usize> SecondCounts<N> {
 
 /// Rate-limits the findings of one key: at most one per second of packet time, each carrying
 /// the events gathered since the previous one.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug)]
 pub struct Reporter {
-    last: Option<Timestamp>,
-    pending: u64,
+    /// When the last finding was reported (`i64::MIN`: never).
+    last: i64,
+    pending: u32,
     /// The condition held at the last evaluation (so flush knows what to report).
     holding: bool,
 }
 
+impl Default for Reporter {
+    fn default() -> Self {
+        Reporter {
+            last: i64::MIN,
+            pending: 0,
+            holding: false,
+        }
+    }
+}
+
 impl Reporter {
+    /// Counts `events` towards the next finding (saturating: a finding says "at least").
     #[inline]
     pub fn note(&mut self, events: u64) {
+        let events = u32::try_from(events).unwrap_or(u32::MAX);
         self.pending = self.pending.saturating_add(events);
     }
 
@@ -502,24 +548,21 @@ impl Reporter {
         if !holds || self.pending == 0 {
             return None;
         }
-        if self
-            .last
-            .is_some_and(|last| now.0 - last.0 < Timestamp::NANOS_PER_SEC)
-        {
+        if self.reported() && now.0.saturating_sub(self.last) < Timestamp::NANOS_PER_SEC {
             return None;
         }
-        self.last = Some(now);
-        Some(std::mem::take(&mut self.pending))
+        self.last = now.0;
+        Some(u64::from(std::mem::take(&mut self.pending)))
     }
 
     /// Events still unreported for a key whose condition held (end of input or expiry).
     pub fn take_final(&mut self) -> Option<u64> {
-        (self.holding && self.pending > 0 && self.last.is_some())
-            .then(|| std::mem::take(&mut self.pending))
+        (self.holding && self.pending > 0 && self.reported())
+            .then(|| u64::from(std::mem::take(&mut self.pending)))
     }
 
     pub fn reported(&self) -> bool {
-        self.last.is_some()
+        self.last != i64::MIN
     }
 }
 
@@ -591,6 +634,25 @@ mod tests {
         assert_eq!(c.totals(Timestamp(15 * S)), [40, 3]);
         // A jump far ahead leaves nothing.
         assert_eq!(c.totals(Timestamp(1000 * S)), [0, 0]);
+        c.add(Timestamp(1000 * S), 0, 1);
+        assert_eq!(
+            c.totals(Timestamp(1000 * S)),
+            [1, 0],
+            "stale buckets cleared"
+        );
+    }
+
+    #[test]
+    fn second_counts_of_a_long_window_use_coarser_buckets() {
+        // 60 s in ten buckets of 6 s.
+        let mut c: SecondCounts<1> = SecondCounts::new(60);
+        c.add(Timestamp(0), 0, 1);
+        c.add(Timestamp(59 * S), 0, 1);
+        assert_eq!(c.totals(Timestamp(59 * S)), [2]);
+        // At 65 s the window is 6..=65 s in bucket terms: the event at 0 s has left it.
+        c.add(Timestamp(65 * S), 0, 1);
+        assert_eq!(c.totals(Timestamp(65 * S)), [2]);
+        assert_eq!(c.totals(Timestamp(200 * S)), [0]);
     }
 
     #[test]

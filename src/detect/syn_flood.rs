@@ -126,8 +126,8 @@ impl SynFlood {
     pub fn new(config: SynFloodConfig) -> Self {
         let window = secs(config.window_secs);
         SynFlood {
-            first_senders: FirstSight::new(config.max_tracked / 8),
-            first_victims: FirstSight::new(config.max_tracked / 8),
+            first_senders: FirstSight::new(config.max_tracked / 32),
+            first_victims: FirstSight::new(config.max_tracked / 32),
             senders: Tracker::new(config.max_tracked, window),
             victims: Tracker::new(config.max_tracked, window),
             clock: Clock::default(),
