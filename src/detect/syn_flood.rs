@@ -14,7 +14,7 @@ use std::net::IpAddr;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::state::{Clock, DistinctAddrs, FirstSight, Reporter, SecondCounts, Tracker};
+use super::state::{Clock, DistinctAddrs, FirstSight, Ip, Reporter, SecondCounts, Tracker};
 use super::{AllowList, Detector, DetectorStats, Finding, Rule, Severity, Target, secs};
 use crate::flow::FlowMark;
 use crate::packet::{PacketBatch, PacketMeta, TcpFlags, Timestamp, ip_proto};
@@ -52,6 +52,11 @@ impl Default for SynFloodConfig {
         }
     }
 }
+
+/// (source, target, target port).
+type SenderKey = (Ip, Ip, u16);
+/// (target, target port).
+type VictimKey = (Ip, u16);
 
 const SYNS: usize = 0;
 const DONE: usize = 1;
@@ -98,10 +103,12 @@ impl Victim {
         }
     }
 
-    fn syns(&mut self, source: IpAddr, at: Timestamp, n: u32) {
+    /// Counts `n` SYNs from `source`; `opens` says whether the first of them opened a flow
+    /// (a SYN that does not, a retransmission, comes from a source already counted).
+    fn syns(&mut self, source: IpAddr, opens: bool, at: Timestamp, n: u32) {
         self.counts.add(at, SYNS, n);
         self.total += u64::from(n);
-        if self.sources.insert(source) && self.sample.len() < 10 {
+        if opens && self.sources.insert(source) && self.sample.len() < 10 {
             self.sample.push(source);
         }
         self.reporter.note(u64::from(n));
@@ -113,12 +120,11 @@ pub struct SynFlood {
     config: SynFloodConfig,
     clock: Clock,
     /// Senders with a single SYN so far (its source port; retransmissions repeat it).
-    first_senders: FirstSight<(IpAddr, IpAddr, u16), u16>,
-    /// (source, target, target port).
-    senders: Tracker<(IpAddr, IpAddr, u16), Sender>,
+    first_senders: FirstSight<SenderKey, u16>,
+    senders: Tracker<SenderKey, Sender>,
     /// Target ports with SYNs from a single source so far, and that source.
-    first_victims: FirstSight<(IpAddr, u16), IpAddr>,
-    victims: Tracker<(IpAddr, u16), Victim>,
+    first_victims: FirstSight<VictimKey, IpAddr>,
+    victims: Tracker<VictimKey, Victim>,
     findings: u64,
 }
 
@@ -149,12 +155,12 @@ impl SynFlood {
             if self.config.allow.allows(p.src, p.dst) {
                 return;
             }
-            self.syn(p, now, observed, out);
+            self.syn(p, mark, now, observed, out);
         } else if mark.has(FlowMark::COMPLETES_HANDSHAKE) {
-            if let Some(s) = self.senders.peek_mut(&(p.src, p.dst, p.dst_port)) {
+            if let Some(s) = self.senders.peek_mut(&(Ip(p.src), Ip(p.dst), p.dst_port)) {
                 s.counts.add(now, DONE, 1);
             }
-            if let Some(v) = self.victims.peek_mut(&(p.dst, p.dst_port)) {
+            if let Some(v) = self.victims.peek_mut(&(Ip(p.dst), p.dst_port)) {
                 v.counts.add(now, DONE, 1);
             }
         }
@@ -163,13 +169,14 @@ impl SynFlood {
     fn syn(
         &mut self,
         p: &PacketMeta,
+        mark: FlowMark,
         now: Timestamp,
         observed: Option<std::time::Instant>,
         out: &mut Vec<Finding>,
     ) {
         let cfg = &self.config;
         let window = cfg.window_secs;
-        let key = (p.src, p.dst, p.dst_port);
+        let key = (Ip(p.src), Ip(p.dst), p.dst_port);
         if let Some(s) = self.senders.second_sight(
             &mut self.first_senders,
             key,
@@ -182,13 +189,12 @@ impl SynFlood {
         ) {
             s.syns(now, 1);
             let [syns, done] = s.counts.totals(now);
-            let holds =
-                syns >= cfg.source_threshold && ratio(done, syns) <= cfg.max_completion_ratio;
+            let holds = syns >= cfg.source_threshold && rarely_completed(cfg, done, syns);
             if let Some(count) = s.reporter.due(now, holds) {
                 out.push(sender_finding(cfg, key, s, now, count, observed));
             }
         }
-        let target = (p.dst, p.dst_port);
+        let target = (Ip(p.dst), p.dst_port);
         if let Some(v) = self.victims.second_sight(
             &mut self.first_victims,
             target,
@@ -197,13 +203,14 @@ impl SynFlood {
             secs(window),
             |source, earlier| source == earlier,
             || Victim::new(window),
-            |v, first| v.syns(first.item, first.at, first.times),
+            |v, first| v.syns(first.item, true, first.at, first.times),
         ) {
-            v.syns(p.src, now, 1);
+            let opens = mark.has(FlowMark::OPENS) || mark.has(FlowMark::UNTRACKED);
+            v.syns(p.src, opens, now, 1);
             let [syns, done] = v.counts.totals(now);
             let holds = syns >= cfg.target_threshold
                 && v.sources.len() >= cfg.min_sources
-                && ratio(done, syns) <= cfg.max_completion_ratio;
+                && rarely_completed(cfg, done, syns);
             if holds {
                 // Under attack: count the sources exactly for the evidence.
                 v.sources.raise_cap(1 << 20);
@@ -213,6 +220,12 @@ impl SynFlood {
             }
         }
     }
+}
+
+/// Whether the completion ratio is at or below the threshold (without a division per SYN).
+#[inline]
+fn rarely_completed(cfg: &SynFloodConfig, done: u64, syns: u64) -> bool {
+    done as f64 <= cfg.max_completion_ratio * syns as f64
 }
 
 fn ratio(done: u64, syns: u64) -> f64 {
@@ -225,7 +238,7 @@ fn ratio(done: u64, syns: u64) -> f64 {
 
 fn sender_finding(
     cfg: &SynFloodConfig,
-    (src, ip, port): (IpAddr, IpAddr, u16),
+    (Ip(src), Ip(ip), port): SenderKey,
     s: &Sender,
     now: Timestamp,
     count: u64,
@@ -261,7 +274,7 @@ fn sender_finding(
 
 fn victim_finding(
     cfg: &SynFloodConfig,
-    (ip, port): (IpAddr, u16),
+    (Ip(ip), port): VictimKey,
     v: &Victim,
     now: Timestamp,
     count: u64,
