@@ -365,3 +365,70 @@ fn deliver(
     }
     report.batches_sent += 1;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::packet::PacketMeta;
+
+    fn batch(packets: usize) -> PacketBatch {
+        PacketBatch {
+            packets: vec![PacketMeta::blank(Timestamp(0), 60); packets],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_live_batch_without_a_credit_is_dropped_and_counted() {
+        let credits = Credits::new(1);
+        let in_flight = credits.try_take().unwrap();
+        let mut report = CaptureReport::default();
+        let stop = StopWhen::default();
+        deliver(batch(3), &[], &credits, true, &stop, &mut report);
+        assert_eq!(
+            (
+                report.batches_sent,
+                report.batches_dropped,
+                report.packets_dropped
+            ),
+            (0, 1, 3)
+        );
+        drop(in_flight);
+        deliver(batch(2), &[], &credits, true, &stop, &mut report);
+        assert_eq!((report.batches_sent, report.batches_dropped), (1, 1));
+        assert_eq!(
+            credits.free(),
+            1,
+            "a batch no actor holds gives its credit back"
+        );
+    }
+
+    #[test]
+    fn a_file_batch_waits_for_a_credit_unless_capture_is_stopped() {
+        let credits = Credits::new(1);
+        let in_flight = credits.try_take().unwrap();
+        let releaser = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(20));
+            drop(in_flight);
+        });
+        let mut report = CaptureReport::default();
+        deliver(
+            batch(4),
+            &[],
+            &credits,
+            false,
+            &StopWhen::default(),
+            &mut report,
+        );
+        releaser.join().unwrap();
+        assert_eq!((report.batches_sent, report.batches_dropped), (1, 0));
+
+        let _held = credits.try_take().unwrap();
+        let stop = StopWhen {
+            flag: Some(Arc::new(AtomicBool::new(true))),
+            ..Default::default()
+        };
+        deliver(batch(4), &[], &credits, false, &stop, &mut report);
+        assert_eq!((report.batches_sent, report.batches_dropped), (1, 1));
+    }
+}

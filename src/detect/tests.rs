@@ -118,6 +118,36 @@ mod port_scan {
     }
 
     #[test]
+    fn repeated_probes_of_one_port_wait_for_a_second_port_and_are_all_counted() {
+        // Five connections to port 22 (new source ports), then nine more ports.
+        let mut packets: Vec<_> = (0..5)
+            .map(|i| {
+                tcp(
+                    0.1 * f64::from(i),
+                    "10.0.0.66",
+                    40_000 + i,
+                    "10.0.0.1",
+                    22,
+                    SYN,
+                )
+            })
+            .collect();
+        let mut d = PortScan::new(PortScanConfig::default());
+        assert!(run(&mut d, vec![batch(packets.clone())]).is_empty());
+        assert_eq!(d.stats().tracked, 0, "one port repeated costs no state");
+        packets.extend((1..=9).map(|p| tcp(1.0, "10.0.0.66", 41_000 + p, "10.0.0.1", p, SYN)));
+        let mut d = PortScan::new(PortScanConfig::default());
+        let f = run(&mut d, vec![batch(packets)]);
+        let vertical: Vec<_> = f
+            .iter()
+            .filter(|f| f.evidence["kind"] == "vertical")
+            .collect();
+        assert_eq!(vertical.len(), 1);
+        assert_eq!(vertical[0].evidence["distinct_ports"], 10);
+        assert_eq!(vertical[0].evidence["probes"], 14);
+    }
+
+    #[test]
     fn the_window_edge_is_inclusive() {
         // Port 1 at 0 s, ports 2..=9 at 30 s, port 10 at `last`.
         let at = |last: f64| {
@@ -302,6 +332,7 @@ mod port_scan {
 
 mod brute_force {
     use super::*;
+    use crate::flow::community_id::community_id;
 
     fn record(
         t: f64,
@@ -329,7 +360,15 @@ mod brute_force {
             state,
             refused,
             vlan: None,
-            community_id: "1:test".into(),
+            // The function tests/captures.rs checks against tshark.
+            community_id: community_id(
+                0,
+                ip("10.0.0.66"),
+                ip("10.0.0.22"),
+                ip_proto::TCP,
+                sport,
+                dport,
+            ),
             end: EndReason::IdleTimeout,
         }
     }
@@ -363,6 +402,12 @@ mod brute_force {
         assert_eq!(f.len(), 1);
         assert_eq!(f[0].target, Target::Service(ip("10.0.0.22"), 4444));
         assert_eq!(f[0].evidence["failed_attempts"], 5);
+        let fifth = &refused(5, 1.0)[4];
+        assert_eq!(
+            f[0].community_id.as_deref(),
+            Some(fifth.community_id.as_str()),
+            "the alert points at the attempt that crossed the threshold"
+        );
         // Five attempts spread over 40 s: never five within 30 s.
         assert!(judge(refused(5, 10.0)).is_empty());
     }
@@ -484,6 +529,53 @@ mod syn_flood {
         assert_eq!(f[0].target, Target::Service(ip("10.0.0.80"), 80));
         assert_eq!(f[1].evidence["distinct_sources"], 600);
         assert_eq!(f.iter().map(|f| f.count).sum::<u64>(), 600);
+    }
+
+    #[test]
+    fn retransmitted_syns_count_as_syns_but_not_as_sources() {
+        // Every spoofed source sends its SYN twice (RFC 6298: a retransmission after 1 s).
+        let first = syns(600, true, false);
+        let mut again = first.clone();
+        for p in &mut again {
+            p.ts = Timestamp(p.ts.0 + Timestamp::NANOS_PER_SEC);
+        }
+        let mut d = SynFlood::new(SynFloodConfig::default());
+        let f = run(&mut d, vec![batch(first), batch(again)]);
+        let last = f.last().expect("a flood");
+        assert_eq!(last.evidence["distinct_sources"], 600);
+        assert_eq!(last.evidence["total_syns"], 1200);
+    }
+
+    #[test]
+    fn a_flood_from_one_fixed_source_port_is_counted_in_full() {
+        // hping3 -k keeps the source port: every SYN repeats the first one exactly.
+        let packets = (0..100)
+            .map(|i| tcp(f64::from(i) * 0.01, "10.0.0.66", 5000, "10.0.0.80", 80, SYN))
+            .collect();
+        let mut d = SynFlood::new(SynFloodConfig::default());
+        let f = run(&mut d, vec![batch(packets)]);
+        assert_eq!(f.len(), 1);
+        assert_eq!(f[0].evidence["syn_count"], 100);
+    }
+
+    #[test]
+    fn one_client_retrying_costs_no_state() {
+        // A SYN to a closed port retried six times: one source, one source port, one target.
+        let packets = (0..6)
+            .map(|i| {
+                tcp(
+                    f64::from(1 << i) - 1.0,
+                    "10.0.0.5",
+                    40_000,
+                    "10.0.0.80",
+                    80,
+                    SYN,
+                )
+            })
+            .collect();
+        let mut d = SynFlood::new(SynFloodConfig::default());
+        assert!(run(&mut d, vec![batch(packets)]).is_empty());
+        assert_eq!(d.stats().tracked, 0);
     }
 }
 
