@@ -394,6 +394,17 @@ impl PortScan {
     }
 }
 
+/// The `n` smallest items, sorted: the evidence's sample, without sorting all 65,536 ports of
+/// a full scan for each update.
+fn smallest<T: Ord>(mut items: Vec<T>, n: usize) -> Vec<T> {
+    if items.len() > n {
+        items.select_nth_unstable(n);
+        items.truncate(n);
+    }
+    items.sort_unstable();
+    items
+}
+
 fn vertical_finding(
     cfg: &PortScanConfig,
     src: IpAddr,
@@ -404,13 +415,12 @@ fn vertical_finding(
     observed: Option<std::time::Instant>,
 ) -> Finding {
     let window = secs(cfg.window_secs);
-    let mut ports: Vec<u16> = match &pair.episode {
+    let ports: Vec<u16> = match &pair.episode {
         Some(all) => all.iter().copied().collect(),
         None => pair.recent.recent(now, window).collect(),
     };
     let distinct = ports.len();
-    ports.sort_unstable();
-    ports.truncate(20);
+    let ports = smallest(ports, 20);
     let kind = pair.main_kind();
     Finding {
         rule: Rule::PortScan,
@@ -452,13 +462,12 @@ fn horizontal_finding(
     observed: Option<std::time::Instant>,
 ) -> Finding {
     let window = secs(cfg.window_secs);
-    let mut hosts: Vec<IpAddr> = match &sweep.episode {
+    let hosts: Vec<IpAddr> = match &sweep.episode {
         Some(all) => all.iter().copied().collect(),
         None => sweep.recent.recent(now, window).collect(),
     };
     let distinct = hosts.len();
-    hosts.sort_unstable();
-    hosts.truncate(20);
+    let hosts = smallest(hosts, 20);
     let target = Target::Sweep { proto, port };
     Finding {
         rule: Rule::PortScan,

@@ -327,6 +327,9 @@ mod port_scan {
         assert_eq!(out.len(), 2);
         assert_eq!(out.iter().map(|f| f.count).sum::<u64>(), 1000);
         assert_eq!(out[1].evidence["distinct_ports"], 1000);
+        // The sample is the lowest twenty ports probed, in order.
+        let sample: Vec<u64> = (1..=20).collect();
+        assert_eq!(out[1].evidence["ports_sample"], serde_json::json!(sample));
     }
 }
 
