@@ -61,6 +61,8 @@ impl Pipeline {
         store: Option<Addr<StoreActor>>,
         mut alert_sinks: Vec<Recipient<AlertsChanged>>,
     ) -> Pipeline {
+        // Capture's credits bound the batches in every mailbox; sized to match, a mailbox
+        // rarely looks over capacity to a query (`send`) because of batches alone.
         let queue = config.capture.queue_batches;
         if let Some(store) = &store {
             record_sinks.push(store.clone().recipient());
