@@ -9,16 +9,8 @@ cd "$(dirname "$0")/.."
 cargo build --release --locked -q
 work=${TMPDIR:-/tmp}/tapir-latency
 mkdir -p "$work"
-cap=tapir-lcap-$$; snd=tapir-lsnd-$$
-cleanup() { ip netns del "$cap" 2>/dev/null || true; ip netns del "$snd" 2>/dev/null || true; }
-trap cleanup EXIT
-ip netns add "$cap"; ip netns add "$snd"
-ip link add lcap0 netns "$cap" type veth peer name lsnd0 netns "$snd"
-for pair in "$cap lcap0 10.78.0.2/24" "$snd lsnd0 10.78.0.1/24"; do
-    set -- $pair
-    ip netns exec "$1" sysctl -qw net.ipv6.conf.all.disable_ipv6=1
-    ip -n "$1" addr add "$3" dev "$2"; ip -n "$1" link set "$2" up
-done
+. benches/veth_pair.sh
+veth_pair lcap0 10.78.0.2/24 lsnd0 10.78.0.1/24
 
 ip netns exec "$cap" ./target/release/tapir analyze --json --iface lcap0 --duration 20 \
     > "$work/tapir.out" 2> "$work/tapir.err" &

@@ -9,16 +9,8 @@ n=${FRAMES:-300000}
 work=${TMPDIR:-/tmp}/tapir-live
 mkdir -p "$work"
 ./target/release/tapir gen --scenario smalludp --packets "$n" --seed 9 --out "$work/small.pcap"
-cap=tapir-bcap-$$; snd=tapir-bsnd-$$
-cleanup() { ip netns del "$cap" 2>/dev/null || true; ip netns del "$snd" 2>/dev/null || true; }
-trap cleanup EXIT
-ip netns add "$cap"; ip netns add "$snd"
-ip link add bcap0 netns "$cap" type veth peer name bsnd0 netns "$snd"
-for pair in "$cap bcap0 10.77.0.2/24" "$snd bsnd0 10.77.0.1/24"; do
-    set -- $pair
-    ip netns exec "$1" sysctl -qw net.ipv6.conf.all.disable_ipv6=1
-    ip -n "$1" addr add "$3" dev "$2"; ip -n "$1" link set "$2" up
-done
+. benches/veth_pair.sh
+veth_pair bcap0 10.77.0.2/24 bsnd0 10.77.0.1/24
 
 run() {  # $1 = label, rest = capture command (run in the capture namespace)
     local label=$1; shift
