@@ -168,6 +168,10 @@ pub fn run(options: ServeOptions, ready: impl FnOnce(SocketAddr, bool)) -> Resul
             store_config: config.store.clone(),
             tls_fingerprint: tls.as_ref().map(|t| t.fingerprint.clone()),
             export: export_targets,
+            hosts: crate::http::access::Hosts::new(
+                config.server.public_url.as_deref(),
+                &config.server.allowed_hosts,
+            ),
         });
         let tls_on = tls.is_some();
         crate::http::api::set_tls(tls_on);

@@ -7,6 +7,7 @@
 //! logs everyone out. Credentials live in the file `file` describes.
 
 pub mod file;
+pub mod hasher;
 pub mod secret;
 pub mod throttle;
 
@@ -365,6 +366,18 @@ impl Auth {
         keep: Option<&str>,
     ) -> Result<(), PasswordError> {
         check_password(user, password)?;
+        self.set_password_hash(user, secret::hash_password(password), role, keep)
+    }
+
+    /// Like `set_password`, with the password already checked (`check_password`) and hashed
+    /// (the server hashes through `hasher`, outside the lock).
+    pub fn set_password_hash(
+        &mut self,
+        user: &str,
+        password_hash: String,
+        role: Option<Role>,
+        keep: Option<&str>,
+    ) -> Result<(), PasswordError> {
         let role = role
             .or_else(|| self.creds.users.get(user).map(|u| u.role))
             .unwrap_or(Role::Admin);
@@ -372,7 +385,7 @@ impl Auth {
             user.into(),
             User {
                 role,
-                password_hash: secret::hash_password(password),
+                password_hash,
                 must_change_password: false,
             },
         );
@@ -448,7 +461,7 @@ pub enum PasswordError {
     File(FileError),
 }
 
-fn check_password(user: &str, password: &str) -> Result<(), PasswordError> {
+pub fn check_password(user: &str, password: &str) -> Result<(), PasswordError> {
     let valid_user = !user.is_empty()
         && user.len() <= 32
         && user

@@ -35,8 +35,14 @@ pub fn one_time_password() -> String {
         .collect()
 }
 
+/// A fresh 16-byte salt.
+pub fn random_salt() -> [u8; 16] {
+    random_bytes::<16>()
+}
+
 /// Hashes a password with Argon2id (the crate's defaults: 19 MiB, 2 passes, one lane, as
-/// OWASP recommends) into a PHC string that carries its salt and parameters.
+/// OWASP recommends) into a PHC string that carries its salt and parameters. For the
+/// command line and the first start; the server hashes through `hasher` (bounded memory).
 pub fn hash_password(password: &str) -> String {
     let salt = SaltString::encode_b64(&random_bytes::<16>()).expect("16 bytes make a valid salt");
     argon2::Argon2::default()

@@ -2,7 +2,6 @@
 //! may, and the login, password, token and settings endpoints.
 
 use std::net::IpAddr;
-use std::sync::LazyLock;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
@@ -12,7 +11,7 @@ use tiny_http::Request;
 
 use super::api::{Api, Reply};
 use super::route::{Access, ApiError, Route};
-use crate::auth::{LoginError, Principal, Role, Via, secret};
+use crate::auth::{LoginError, Principal, Role, Via, hasher, secret};
 
 /// The session cookie's name: with the `__Host-` prefix under TLS, which browsers accept
 /// only with `Secure`, `Path=/` and no domain.
@@ -30,7 +29,13 @@ pub struct RequestInfo {
     pub csrf: Option<String>,
     pub origin: Option<String>,
     pub host: Option<String>,
+    /// `Sec-Fetch-Site`: browsers say whether a request comes from another site.
+    pub fetch_site: Option<String>,
     pub json_body: bool,
+    /// The gate asks whether an upload may start (before reading its body).
+    pub preflight: bool,
+    /// The file the gate spooled an upload's body to (a name in the upload directory).
+    pub spool: Option<String>,
 }
 
 impl RequestInfo {
@@ -61,6 +66,12 @@ impl RequestInfo {
                 info.origin = Some(value.to_string());
             } else if h.field.equiv("Host") {
                 info.host = Some(value.to_string());
+            } else if h.field.equiv("Sec-Fetch-Site") {
+                info.fetch_site = Some(value.to_ascii_lowercase());
+            } else if h.field.equiv("X-Tapir-Preflight") {
+                info.preflight = value == "1";
+            } else if h.field.equiv("X-Tapir-Spool") {
+                info.spool = Some(value.to_string());
             } else if h.field.equiv("Content-Type") {
                 info.json_body = value
                     .split(';')
@@ -71,8 +82,16 @@ impl RequestInfo {
         info
     }
 
-    /// A browser's request from a page of this server (or no browser at all: no `Origin`).
+    /// A browser's request from a page of this server (or no browser at all: no `Origin`
+    /// and no `Sec-Fetch-Site`).
     fn same_origin(&self) -> bool {
+        if self
+            .fetch_site
+            .as_deref()
+            .is_some_and(|s| s == "cross-site" || s == "same-site")
+        {
+            return false;
+        }
         let Some(origin) = &self.origin else {
             return true;
         };
@@ -91,6 +110,92 @@ impl RequestInfo {
         self.peer
             .unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED))
     }
+}
+
+/// The names this server answers to in `Host`. A browser page on another name that resolves
+/// to this server (DNS rebinding) sends its own name, and is refused: only IP addresses,
+/// `localhost`, this machine's host name (and `<name>.local`), the host of `public_url` and
+/// `allowed_hosts` pass.
+#[derive(Clone, Debug, Default)]
+pub struct Hosts {
+    names: Vec<String>,
+}
+
+impl Hosts {
+    pub fn new(public_url: Option<&str>, allowed: &[String]) -> Hosts {
+        let mut names: Vec<String> = vec!["localhost".into()];
+        if let Some(host) = machine_name() {
+            names.push(format!("{host}.local"));
+            names.push(host);
+        }
+        names.extend(public_url.and_then(url_host));
+        names.extend(allowed.iter().cloned());
+        for n in &mut names {
+            n.make_ascii_lowercase();
+            n.truncate(n.trim_end_matches('.').len());
+        }
+        Hosts { names }
+    }
+
+    /// Whether a `Host` header names this server (no header: not a browser, allowed).
+    pub fn allows(&self, host: Option<&str>) -> bool {
+        let Some(host) = host else {
+            return true;
+        };
+        let name = strip_port(host);
+        if name
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<IpAddr>()
+            .is_ok()
+        {
+            return true;
+        }
+        let name = name.trim_end_matches('.');
+        let localhost = name.eq_ignore_ascii_case("localhost")
+            || name.to_ascii_lowercase().ends_with(".localhost");
+        localhost || self.names.iter().any(|n| n.eq_ignore_ascii_case(name))
+    }
+}
+
+/// The host of an `http://` or `https://` URL, lowercase, without port or path.
+pub fn url_host(url: &str) -> Option<String> {
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))?;
+    let authority = rest.split(['/', '?', '#']).next()?;
+    let host = strip_port(authority.rsplit('@').next()?);
+    (!host.is_empty()).then(|| host.to_ascii_lowercase())
+}
+
+/// `name:port` → `name`; `[v6]:port` → `[v6]`.
+fn strip_port(host: &str) -> &str {
+    if host.starts_with('[') {
+        return host.find(']').map_or(host, |i| &host[..=i]);
+    }
+    host.rsplit_once(':').map_or(host, |(name, _)| name)
+}
+
+/// This machine's host name.
+fn machine_name() -> Option<String> {
+    let mut buf = [0u8; 256];
+    // SAFETY: the buffer and its length are passed together.
+    let r = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    if r != 0 {
+        return None;
+    }
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    let name = std::str::from_utf8(&buf[..end]).ok()?.to_ascii_lowercase();
+    (!name.is_empty()).then_some(name)
+}
+
+/// A `Host` this server does not answer to.
+pub(super) fn misdirected(info: &RequestInfo) -> ApiError {
+    ApiError::new(
+        421,
+        "this server does not answer to that host name",
+        json!({"host": info.host, "fix": "add the name to [server] allowed_hosts or public_url"}),
+    )
 }
 
 fn unauthorized(error: &str) -> ApiError {
@@ -116,9 +221,17 @@ fn auth_off() -> ApiError {
     )
 }
 
-/// Checked against when the user does not exist, so that an unknown name takes as long as a
-/// wrong password.
-static DECOY_HASH: LazyLock<String> = LazyLock::new(|| secret::hash_password("decoy password"));
+/// Every password-hashing thread is busy and its queue is full.
+fn hashing_busy() -> ApiError {
+    retry_after(
+        ApiError::new(
+            503,
+            "too many logins at once; try again in a moment",
+            json!({"hashing_threads": hasher::THREADS, "queue": hasher::QUEUE}),
+        ),
+        Duration::from_secs(1),
+    )
+}
 
 fn parse_body<T: for<'de> Deserialize<'de>>(
     info: &RequestInfo,
@@ -156,6 +269,7 @@ impl Api {
         info: &RequestInfo,
         route: &Route,
     ) -> Result<Option<Principal>, ApiError> {
+        self.check_site(info, route)?;
         let Some(auth) = &self.auth else {
             return Ok(Some(Principal {
                 user: "anonymous".into(),
@@ -186,6 +300,7 @@ impl Api {
             };
         };
         if let Via::Session { csrf, .. } = &p.via {
+            // A browser session reads nothing for another site's page either.
             if !info.same_origin() {
                 return Err(forbidden(
                     "cross-site request refused",
@@ -214,6 +329,24 @@ impl Api {
             ));
         }
         Ok(Some(p))
+    }
+
+    /// Refuses a `Host` this server does not answer to (DNS rebinding) and, for requests that
+    /// change something, a page of another site (with login on or off).
+    pub(super) fn check_site(&self, info: &RequestInfo, route: &Route) -> Result<(), ApiError> {
+        if !self.hosts.allows(info.host.as_deref()) {
+            return Err(misdirected(info));
+        }
+        let browser_stream = matches!(route, Route::WebSocket(_));
+        if (route.changes_state() || browser_stream || *route == Route::Login)
+            && !info.same_origin()
+        {
+            return Err(forbidden(
+                "cross-site request refused",
+                json!({"origin": info.origin, "host": info.host}),
+            ));
+        }
+        Ok(())
     }
 
     /// Whether a WebSocket opened by `principal` may go on (its session still open).
@@ -385,14 +518,11 @@ impl Api {
                 Err(LoginError::Throttled(wait)) => return Err(throttled(wait)),
                 Err(LoginError::Invalid { .. }) => unreachable!("begin only throttles"),
             };
-        // Argon2 runs outside the lock.
-        let ok = match &hash {
-            Some(h) => secret::verify_password(&l.password, h),
-            None => {
-                let _ = secret::verify_password(&l.password, &DECOY_HASH);
-                false
-            }
-        };
+        // Argon2 runs outside the lock, on the hashing threads (an unknown user is checked
+        // against a decoy, so that it takes as long as a wrong password).
+        let ok = hasher::global()
+            .verify(&l.password, hash.as_deref())
+            .map_err(|_| hashing_busy())?;
         let outcome =
             auth.lock()
                 .expect("auth lock")
@@ -458,7 +588,10 @@ impl Api {
             Err(LoginError::Throttled(wait)) => return Err(throttled(wait)),
             Err(LoginError::Invalid { .. }) => unreachable!("begin only throttles"),
         };
-        if !hash.is_some_and(|h| secret::verify_password(&c.current_password, &h)) {
+        let ok = hasher::global()
+            .verify(&c.current_password, hash.as_deref())
+            .map_err(|_| hashing_busy())?;
+        if !ok {
             let _ =
                 auth.lock()
                     .expect("auth lock")
@@ -471,15 +604,20 @@ impl Api {
                 Value::Null,
             ));
         }
+        let weak = |e: crate::auth::PasswordError| {
+            ApiError::bad_request(
+                e.to_string(),
+                json!({"min_length": crate::auth::MIN_PASSWORD}),
+            )
+        };
+        crate::auth::check_password(user, &c.new_password).map_err(weak)?;
+        let new_hash = hasher::global()
+            .hash(&c.new_password)
+            .map_err(|_| hashing_busy())?;
         auth.lock()
             .expect("auth lock")
-            .set_password(user, &c.new_password, None, Some(id))
-            .map_err(|e| {
-                ApiError::bad_request(
-                    e.to_string(),
-                    json!({"min_length": crate::auth::MIN_PASSWORD}),
-                )
-            })?;
+            .set_password_hash(user, new_hash, None, Some(id))
+            .map_err(weak)?;
         Reply::ok(json!({"success": true}))
     }
 

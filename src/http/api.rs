@@ -59,6 +59,8 @@ pub struct Api {
     pub tls_fingerprint: Option<String>,
     /// Export targets' counters.
     pub export: Vec<Arc<crate::export::TargetStats>>,
+    /// The names this server answers to (`Host`).
+    pub hosts: super::access::Hosts,
 }
 
 /// A JSON answer with its status.
@@ -158,6 +160,10 @@ impl Api {
     pub fn handle(&self, rt: &tokio::runtime::Runtime, mut request: Request) {
         let method = request.method().as_str().to_string();
         let url = request.url().to_string();
+        let info = RequestInfo::of(&request);
+        if !self.hosts.allows(info.host.as_deref()) {
+            return respond_error(request, super::access::misdirected(&info));
+        }
         // The dashboard's files are public: they hold no data, and the login screen is one.
         if (method == "GET" || method == "HEAD")
             && let Some(asset) = super::assets::find(url.split('?').next().unwrap_or(""))
@@ -165,7 +171,6 @@ impl Api {
             return respond_asset(request, asset);
         }
         let route = route::parse(&method, &url);
-        let info = RequestInfo::of(&request);
         let route = match route {
             Ok(r) => r,
             Err(e) => {
@@ -188,6 +193,20 @@ impl Api {
                 return respond_error(request, e);
             }
         };
+        if info.preflight {
+            // The gate asks before it reads an upload's body: who asks may upload, and no
+            // upload is replaying.
+            let go = match route {
+                Route::Upload => self.upload_may_start(rt),
+                _ => Err(ApiError::bad_request("not an upload", Value::Null)),
+            };
+            return match go {
+                Ok(()) => {
+                    let _ = request.respond(Response::empty(StatusCode(204)));
+                }
+                Err(e) => respond_error(request, e),
+            };
+        }
         let body = if route == Route::Upload {
             Vec::new()
         } else {
@@ -207,7 +226,7 @@ impl Api {
             return self.websocket(rt, request, stream, &principal);
         }
         let result = match &route {
-            Route::Upload => self.upload(rt, &mut request),
+            Route::Upload => self.upload(rt, &request, &info),
             Route::Login
             | Route::Logout
             | Route::Session
@@ -459,10 +478,25 @@ impl Api {
         Reply::ok(json!({"success": true, "acknowledged": ids}))
     }
 
+    /// Whether an upload may start: none is replaying now.
+    fn upload_may_start(&self, rt: &tokio::runtime::Runtime) -> Result<(), ApiError> {
+        let status = self.ask(rt, "the engine", &self.engine, GetEngineStatus)?;
+        match status.upload {
+            Some(_) => Err(ApiError::new(
+                409,
+                "an upload is already replaying; stop it first with POST /pcap/replay/stop",
+                Value::Null,
+            )),
+            None => Ok(()),
+        }
+    }
+
+    /// Replays an upload the gate spooled to disk (the body is a multipart form).
     fn upload(
         &self,
         rt: &tokio::runtime::Runtime,
-        request: &mut Request,
+        request: &Request,
+        info: &RequestInfo,
     ) -> Result<Reply, ApiError> {
         let limit = self.config.upload_max_mb * 1024 * 1024;
         let too_large = || {
@@ -475,12 +509,15 @@ impl Api {
                 json!({"limit_bytes": limit}),
             )
         };
-        if request
-            .body_length()
-            .is_some_and(|n| n as u64 > limit + 64 * 1024)
-        {
-            return Err(too_large());
-        }
+        let dir = self.config.upload_dir();
+        // The gate names the spool file; only a plain name of its own shape is opened.
+        let spool = info
+            .spool
+            .as_deref()
+            .filter(|n| n.starts_with(super::gate::SPOOL_PREFIX) && !n.contains(['/', '\\']))
+            .ok_or_else(|| internal("the upload was not spooled by the front door".into()))?;
+        let spooled = std::fs::File::open(dir.join(spool))
+            .map_err(|e| internal(format!("cannot read the spooled upload: {e}")))?;
         let content_type = request
             .headers()
             .iter()
@@ -494,10 +531,7 @@ impl Api {
                 json!({"content_type": content_type}),
             )
         })?;
-        let dir = self.config.upload_dir();
-        std::fs::create_dir_all(&dir)
-            .map_err(|e| internal(format!("cannot create {}: {e}", dir.display())))?;
-        let mut reader = MultipartReader::new(request.as_reader(), &boundary, limit + 64 * 1024);
+        let mut reader = MultipartReader::new(spooled, &boundary, limit + 64 * 1024);
         let mut speed = 1.0f64;
         let mut file: Option<(tempfile::NamedTempFile, String)> = None;
         let bad = |e: MultipartError| match e {
@@ -513,7 +547,11 @@ impl Api {
             match part.name.as_str() {
                 "file" => {
                     let mut tmp = tempfile::Builder::new()
-                        .prefix("tapir-upload-")
+                        .prefix(&format!(
+                            "{}{}-",
+                            super::gate::UPLOAD_PREFIX,
+                            std::process::id()
+                        ))
                         .suffix(".pcap")
                         .tempfile_in(&dir)
                         .map_err(|e| internal(format!("cannot write to {}: {e}", dir.display())))?;
@@ -817,7 +855,9 @@ impl Api {
                 .with(&[("reason", "evicted_idle")], g.evicted as f64)
                 .with(&[("reason", "header_timeout")], g.header_timeouts as f64)
                 .with(&[("reason", "header_too_large")], g.header_too_large as f64)
+                .with(&[("reason", "body_timeout")], g.body_timeouts as f64)
                 .with(&[("reason", "body_too_large")], g.body_too_large as f64)
+                .with(&[("reason", "upstream_busy")], g.upstream_busy as f64)
                 .with(&[("reason", "bad_request")], g.bad_requests as f64)
                 .with(&[("reason", "tls_handshake")], g.tls_failures as f64)
             },

@@ -52,13 +52,24 @@ pub struct ServerConfig {
     pub io_timeout_secs: u64,
     /// A request head must arrive whole within this long (also the keep-alive idle time).
     pub header_timeout_secs: u64,
+    /// A request body (other than an upload) must arrive whole within this long.
+    pub body_timeout_secs: u64,
+    /// An upload must arrive whole within this long.
+    pub upload_timeout_secs: u64,
     /// Largest request head (request line and headers), in KiB.
     pub max_header_kb: u64,
     /// Largest request body other than an upload, in KiB.
     pub max_body_kb: u64,
-    /// Open connections at most; at the limit, the oldest that has not sent a whole
-    /// request yet is closed to make room.
+    /// Open connections at most; at the limit, the one that has waited longest for its next
+    /// request is closed to make room.
     pub max_connections: usize,
+    /// The address people use to reach the dashboard (`https://tap.example.net`), if it is
+    /// a name: requests must name this server in `Host` (DNS rebinding), and its host is
+    /// accepted there.
+    pub public_url: Option<String>,
+    /// More host names this server may be reached by. IP addresses, `localhost` and this
+    /// machine's host name (also with `.local`) are always accepted.
+    pub allowed_hosts: Vec<String>,
     /// How long a request waits for an actor's answer before a 503.
     pub actor_timeout_ms: u64,
     pub websocket: HubConfig,
@@ -75,9 +86,13 @@ impl Default for ServerConfig {
             upload_dir: None,
             io_timeout_secs: 15,
             header_timeout_secs: 10,
+            body_timeout_secs: 15,
+            upload_timeout_secs: 900,
             max_header_kb: 16,
             max_body_kb: 64,
             max_connections: 512,
+            public_url: None,
+            allowed_hosts: Vec::new(),
             actor_timeout_ms: 5000,
             websocket: HubConfig::default(),
             tls: TlsConfig::default(),
@@ -93,10 +108,21 @@ impl ServerConfig {
         if self.upload_max_mb == 0 {
             return Err("server.upload_max_mb must be at least 1".into());
         }
-        if self.io_timeout_secs == 0 || self.header_timeout_secs == 0 {
+        if self.io_timeout_secs == 0
+            || self.header_timeout_secs == 0
+            || self.body_timeout_secs == 0
+            || self.upload_timeout_secs == 0
+        {
             return Err(
-                "server.io_timeout_secs and server.header_timeout_secs must be at least 1".into(),
+                "server.io_timeout_secs, header_timeout_secs, body_timeout_secs and upload_timeout_secs must be at least 1".into(),
             );
+        }
+        if let Some(url) = &self.public_url
+            && access::url_host(url).is_none()
+        {
+            return Err(format!(
+                "server.public_url {url:?} is not an http:// or https:// address with a host"
+            ));
         }
         if self.max_header_kb == 0 || self.max_body_kb == 0 || self.max_connections < 8 {
             return Err("server.max_header_kb and max_body_kb must be at least 1, max_connections at least 8".into());
@@ -105,6 +131,12 @@ impl ServerConfig {
             return Err("server.websocket.client_queue must be at least 1".into());
         }
         Ok(())
+    }
+
+    /// Connections from the gate to tiny_http for ordinary requests (each is a tiny_http
+    /// thread): two per worker, so a worker finds the next request waiting.
+    pub fn upstream_connections(&self) -> usize {
+        self.workers * 2
     }
 
     /// The directory uploads are written to.
@@ -180,6 +212,20 @@ impl HttpServer {
             tiny_http::Server::from_listener(inner, None)
                 .map_err(|e| ServeError::Start(e.to_string()))?,
         );
+        let upload_dir = config.upload_dir();
+        std::fs::create_dir_all(&upload_dir).map_err(|e| {
+            ServeError::Start(format!(
+                "cannot create the upload directory {}: {e}; set [server] upload_dir",
+                upload_dir.display()
+            ))
+        })?;
+        let orphans = gate::remove_orphan_uploads(&upload_dir);
+        if orphans > 0 {
+            eprintln!(
+                "tapir: deleted {orphans} partial upload(s) left in {} by an earlier run",
+                upload_dir.display()
+            );
+        }
         let limits = Limits {
             max_connections: config.max_connections,
             max_header: (config.max_header_kb * 1024) as usize,
@@ -188,6 +234,12 @@ impl HttpServer {
             max_body: config.max_body_kb * 1024,
             // Room for the multipart framing around the file.
             max_upload: config.upload_max_mb * 1024 * 1024 + 64 * 1024,
+            body_timeout: Duration::from_secs(config.body_timeout_secs),
+            upload_timeout: Duration::from_secs(config.upload_timeout_secs),
+            upload_dir,
+            upstream_connections: config.upstream_connections(),
+            max_upgrades: config.websocket.max_clients,
+            answer_timeout: ANSWER_TIMEOUT,
         };
         let gate = Gate::start(listener, socket.clone(), tls, limits, Arc::clone(&api.gate))
             .map_err(start_err)?;
@@ -253,6 +305,9 @@ fn watchdog(socket: &Path, dead: &AtomicBool, stopping: &AtomicBool) {
         }
     }
 }
+
+/// How long tiny_http may take to answer one request (an upload is checked whole first).
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// How often the watchdog connects (see `watchdog`).
 const WATCHDOG_EVERY: Duration = Duration::from_millis(250);
