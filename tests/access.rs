@@ -453,7 +453,7 @@ fn tls_uses_a_generated_certificate_that_curl_verifies() {
     // Plain HTTP on the TLS port gets no answer, and the server carries on.
     let plain = raw(
         &server,
-        b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
         Duration::from_secs(5),
     );
     assert!(!plain.contains("200 OK"), "{plain}");
@@ -531,7 +531,8 @@ fn abuse_leaves_the_server_answering_within_a_second() {
     ] {
         let text = raw(
             &server,
-            format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
+            format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+                .as_bytes(),
             Duration::from_secs(5),
         );
         let status: u16 = text
@@ -549,7 +550,7 @@ fn abuse_leaves_the_server_answering_within_a_second() {
 
     // Oversized heads and bodies are refused before they reach the API.
     let big_header = format!(
-        "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Pad: {}\r\n\r\n",
+        "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Pad: {}\r\n\r\n",
         "a".repeat(20_000)
     );
     assert!(
@@ -572,13 +573,14 @@ fn abuse_leaves_the_server_answering_within_a_second() {
     assert!(endless.starts_with("HTTP/1.1 431"), "{endless}");
     let big_body = raw(
         &server,
-        b"POST /settings HTTP/1.1\r\nHost: x\r\nContent-Length: 10000000\r\n\r\n",
+        b"POST /settings HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 10000000\r\n\r\n",
         Duration::from_secs(5),
     );
     assert!(big_body.starts_with("HTTP/1.1 413"), "{big_body}");
     // A chunked body is counted against the same limit (64 KiB) as it arrives: cut off.
     let mut endless_chunks =
-        b"POST /settings HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+        b"POST /settings HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+            .to_vec();
     for _ in 0..100 {
         endless_chunks.extend_from_slice(b"400\r\n");
         endless_chunks.extend_from_slice(&[b'a'; 1024]);
@@ -587,7 +589,7 @@ fn abuse_leaves_the_server_answering_within_a_second() {
     let cut = raw(&server, &endless_chunks, Duration::from_secs(5));
     assert!(!cut.contains("200 OK"), "{cut}");
     // Smuggling: both framings at once.
-    let both = raw(&server, b"POST /settings HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nContent-Length: 4\r\n\r\n0\r\n\r\n", Duration::from_secs(5));
+    let both = raw(&server, b"POST /settings HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 4\r\n\r\n0\r\n\r\n", Duration::from_secs(5));
     assert!(both.starts_with("HTTP/1.1 400"), "{both}");
     healthy("after oversized requests");
 

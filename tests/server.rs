@@ -284,7 +284,7 @@ fn bad_requests_get_a_json_error_and_the_server_keeps_serving() {
     // A multipart body that ends inside its part.
     let part = "--zz\r\nContent-Disposition: form-data; name=\"file\"\r\n\r\nabc";
     let raw = format!(
-        "POST /pcap/upload HTTP/1.1\r\nHost: x\r\nAuthorization: {}\r\nContent-Type: multipart/form-data; boundary=zz\r\nContent-Length: 60\r\nConnection: close\r\n\r\n{part}",
+        "POST /pcap/upload HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: {}\r\nContent-Type: multipart/form-data; boundary=zz\r\nContent-Length: 60\r\nConnection: close\r\n\r\n{part}",
         server.bearer()
     );
     let reply = raw_request(&server, raw.as_bytes(), Some(60 - part.len()));
