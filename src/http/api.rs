@@ -1056,7 +1056,10 @@ fn respond_asset(request: Request, asset: &super::assets::Asset) {
 
 /// The security headers every response carries (and HSTS under TLS).
 fn secure<R: std::io::Read>(response: Response<R>) -> Response<R> {
+    // A known length is always sent as such: tiny_http would switch to chunked at 32 KiB, and
+    // the front door reads a response it can size in one go.
     let response = response
+        .with_chunked_threshold(usize::MAX)
         .with_header(header("Content-Security-Policy", super::assets::CSP))
         .with_header(header("X-Content-Type-Options", "nosniff"))
         .with_header(header("X-Frame-Options", "DENY"))

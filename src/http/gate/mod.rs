@@ -593,30 +593,42 @@ const GONE: Refusal = Refusal {
     reason: "",
 };
 
-/// Passes a large response through while holding its pooled connection.
+/// Passes a large response through while holding its pooled connection: the client must
+/// take it all within `limit` plus a second per 32 KiB, or is cut off.
 async fn stream_body<W: AsyncWrite + Unpin>(
     mut lease: upstream::Lease<'_>,
     response: &ResponseHead,
-    mut remaining: u64,
+    length: u64,
     close: bool,
     wr: &mut W,
     limit: Duration,
 ) -> Result<(), Refusal> {
-    let head = response.encode(Some(remaining), close);
-    send(wr, &[&head], limit).await.map_err(|_| GONE)?;
-    let mut chunk = vec![0u8; 16 * 1024];
-    while remaining > 0 {
-        let want = chunk.len().min(remaining as usize);
-        match tokio::time::timeout(limit, lease.read_some(&mut chunk[..want])).await {
-            Ok(Ok(n)) if n > 0 => {
-                send(wr, &[&chunk[..n]], limit).await.map_err(|_| GONE)?;
-                remaining -= n as u64;
+    let deadline = Instant::now() + limit + Duration::from_millis(length / 32);
+    let passed = tokio::time::timeout_at(deadline, async {
+        let head = response.encode(Some(length), close);
+        send(wr, &[&head], limit).await.map_err(|_| GONE)?;
+        let mut chunk = vec![0u8; 16 * 1024];
+        let mut remaining = length;
+        while remaining > 0 {
+            let want = chunk.len().min(remaining as usize);
+            match tokio::time::timeout(limit, lease.read_some(&mut chunk[..want])).await {
+                Ok(Ok(n)) if n > 0 => {
+                    send(wr, &[&chunk[..n]], limit).await.map_err(|_| GONE)?;
+                    remaining -= n as u64;
+                }
+                _ => return Err(GONE),
             }
-            _ => return Err(GONE),
         }
+        Ok(())
+    })
+    .await;
+    match passed {
+        Ok(Ok(())) => {
+            lease.release(!response.close);
+            Ok(())
+        }
+        _ => Err(GONE),
     }
-    lease.release(!response.close);
-    Ok(())
 }
 
 /// One request to tiny_http whose whole answer (at most 1 MiB) comes back as bytes for the
