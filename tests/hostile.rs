@@ -474,6 +474,12 @@ fn a_partial_upload_left_by_a_crash_is_deleted_at_the_next_start() {
         Some(&config),
     );
     assert!(!orphan.exists(), "the partial upload is still there");
-    assert!(server.stderr_so_far().contains("partial upload"));
+    // Said in the log (read by another thread: give it a moment).
+    let said = |s: &Server| s.stderr_so_far().contains("deleted 1 partial upload");
+    let started = Instant::now();
+    while !said(&server) && started.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(said(&server), "{}", server.stderr_so_far());
     assert_eq!(server.stop().0, Some(0));
 }

@@ -416,23 +416,10 @@ where
     let n = read_head(rd, buf, limits.max_header, deadline).await?;
     let head = head::parse(&buf[..n], limits.max_body, limits.max_upload)?;
     buf.drain(..n);
-    let limit = head.body_limit(limits.max_body, limits.max_upload);
-    let has_body = head.framing != head::Framing::Length(0);
     if !head.upload {
-        if head.expect_continue && has_body {
-            send(wr, &[b"HTTP/1.1 100 Continue\r\n\r\n"], limits.io_timeout).await?;
-        }
         let mut body = Vec::new();
-        let mut reader = BodyReader {
-            rd,
-            buf,
-            deadline: Instant::now() + limits.body_timeout,
-            stall: limits.io_timeout,
-        };
-        reader
-            .read(head.framing, limit, &mut body)
-            .await
-            .map_err(|e| body_refusal(e, &shared.stats))?;
+        let within = limits.body_timeout;
+        receive_body(rd, wr, buf, &head, within, &mut body, shared).await?;
         return Ok(Incoming {
             head,
             body,
@@ -454,9 +441,6 @@ where
         let _ = send(wr, &[&response], limits.io_timeout).await;
         return Err(Stop::Answered);
     }
-    if head.expect_continue && has_body {
-        send(wr, &[b"HTTP/1.1 100 Continue\r\n\r\n"], limits.io_timeout).await?;
-    }
     let mut spool = tempfile::Builder::new()
         .prefix(&format!("{SPOOL_PREFIX}{}-", std::process::id()))
         .tempfile_in(&limits.upload_dir)
@@ -464,21 +448,46 @@ where
             status: 507,
             reason: "the upload cannot be stored (see upload_dir)",
         })?;
-    let mut reader = BodyReader {
-        rd,
-        buf,
-        deadline: Instant::now() + limits.upload_timeout,
-        stall: limits.io_timeout,
-    };
-    reader
-        .read(head.framing, limit, spool.as_file_mut())
-        .await
-        .map_err(|e| body_refusal(e, &shared.stats))?;
+    let within = limits.upload_timeout;
+    receive_body(rd, wr, buf, &head, within, spool.as_file_mut(), shared).await?;
     Ok(Incoming {
         head,
         body: Vec::new(),
         spool: Some((spool, permit)),
     })
+}
+
+/// Reads a request's body whole into `sink`, within `within` as a whole (after the go-ahead
+/// a client that sent `Expect: 100-continue` waits for).
+async fn receive_body<R, W>(
+    rd: &mut R,
+    wr: &mut W,
+    buf: &mut Vec<u8>,
+    head: &RequestHead,
+    within: Duration,
+    sink: &mut impl body::Sink,
+    shared: &Shared,
+) -> Result<(), Stop>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let limits = &shared.limits;
+    if head.expect_continue && head.framing != head::Framing::Length(0) {
+        send(wr, &[b"HTTP/1.1 100 Continue\r\n\r\n"], limits.io_timeout).await?;
+    }
+    let mut reader = BodyReader {
+        rd,
+        buf,
+        deadline: Instant::now() + within,
+        stall: limits.io_timeout,
+    };
+    let limit = head.body_limit(limits.max_body, limits.max_upload);
+    reader
+        .read(head.framing, limit, sink)
+        .await
+        .map(|_| ())
+        .map_err(|e| body_refusal(e, &shared.stats))
 }
 
 /// Names of spooled uploads: the prefix, the process id, a random part.
