@@ -175,10 +175,13 @@ pub fn run(options: ServeOptions, ready: impl FnOnce(SocketAddr, bool)) -> Resul
         });
         let tls_on = tls.is_some();
         crate::http::api::set_tls(tls_on);
+        // Listening for SIGTERM before saying it serves: a stop right after the start must
+        // shut down cleanly too, not end the process by the signal's default action.
+        let signals = stop_signals();
         let http = HttpServer::start(&config.server, tls.map(|t| t.config), Arc::clone(&api))?;
         ready(http.addr, tls_on);
 
-        let listener_died = wait_for_signal_or(&http.listener_dead).await;
+        let listener_died = wait_for_signal_or(signals, &http.listener_dead).await;
         if listener_died {
             log("the HTTP listener stopped accepting connections; shutting down so that the service manager restarts tapir".into());
         }
@@ -214,18 +217,28 @@ pub fn run(options: ServeOptions, ready: impl FnOnce(SocketAddr, bool)) -> Resul
     Ok(())
 }
 
-/// Waits for SIGTERM or SIGINT (false) or for `dead` to be set (true).
-async fn wait_for_signal_or(dead: &AtomicBool) -> bool {
+/// SIGTERM and SIGINT, caught from now on.
+type StopSignals = Option<(tokio::signal::unix::Signal, tokio::signal::unix::Signal)>;
+
+fn stop_signals() -> StopSignals {
     use tokio::signal::unix::{SignalKind, signal};
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(term), Ok(int)) => Some((term, int)),
+        _ => None,
+    }
+}
+
+/// Waits for SIGTERM or SIGINT (false) or for `dead` to be set (true).
+async fn wait_for_signal_or(signals: StopSignals, dead: &AtomicBool) -> bool {
     let watch = async {
         while !dead.load(Ordering::Relaxed) {
             tokio::time::sleep(std::time::Duration::from_millis(500)).await;
         }
     };
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
+    let Some((mut term, mut int)) = signals else {
         // Without signal handling the server still serves until its listener dies.
         watch.await;
         return true;
