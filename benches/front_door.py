@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The front door under hostile clients, release build, on loopback.
 
-Starts `tapir replay --speed 0 --loop` of the hydra capture with a password set and no login
+Starts `tapir replay --speed 0` of the hydra capture (it goes on serving after the replay) with a password set and no login
 throttle, then:
   1. 600 keep-alive clients, each asking /healthz once a second (beyond max_connections);
   2. 64 clients sending request bodies one byte a second (slow bodies);
@@ -148,7 +148,7 @@ def main():
         with open(cfg, "w") as f:
             f.write("[auth]\nlogin_free_attempts = 1000000\n")
         child = subprocess.Popen(
-            [BIN, "replay", PCAP, "--speed", "0", "--loop", "--host", "127.0.0.1", "--port", "0",
+            [BIN, "replay", PCAP, "--speed", "0", "--host", "127.0.0.1", "--port", "0",
              "--db-path", db, "--config", cfg],
             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         # The first line on stdout says where it serves.

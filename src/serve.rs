@@ -172,6 +172,7 @@ pub fn run(options: ServeOptions, ready: impl FnOnce(SocketAddr, bool)) -> Resul
                 config.server.public_url.as_deref(),
                 &config.server.allowed_hosts,
             ),
+            hashing: Default::default(),
         });
         let tls_on = tls.is_some();
         crate::http::api::set_tls(tls_on);

@@ -139,15 +139,23 @@ fn logins_keep_memory_flat_and_threads_bounded_under_the_units_limits() {
                             "wrong password"
                         };
                         let request = login_request(pw, false);
-                        let answer = match s.write_all(request.as_bytes()) {
-                            Ok(()) => read_response(&mut s),
-                            Err(_) => None,
-                        };
-                        let (code, text) = answer.unwrap_or((0, String::new()));
-                        codes.push(code);
-                        if code == 0 || text.contains("Connection: close") {
-                            s = TcpStream::connect(&addr).unwrap();
-                            s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+                        // Refused as busy (503): try again shortly, as Retry-After asks,
+                        // until this login is hashed.
+                        for _ in 0..2000 {
+                            let answer = match s.write_all(request.as_bytes()) {
+                                Ok(()) => read_response(&mut s),
+                                Err(_) => None,
+                            };
+                            let (code, text) = answer.unwrap_or((0, String::new()));
+                            codes.push(code);
+                            if code == 0 || text.contains("Connection: close") {
+                                s = TcpStream::connect(&addr).unwrap();
+                                s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+                            }
+                            if code != 503 {
+                                break;
+                            }
+                            std::thread::sleep(Duration::from_millis(20));
                         }
                     }
                     codes
@@ -161,7 +169,7 @@ fn logins_keep_memory_flat_and_threads_bounded_under_the_units_limits() {
     };
     // Ten logins first: the hashing threads' blocks are allocated once, now.
     let warm = login_round(10, 2);
-    assert!(warm.iter().all(|c| [200, 401].contains(c)), "{warm:?}");
+    assert!(warm.iter().all(|c| [200, 401, 503].contains(c)), "{warm:?}");
     let (rss_after_10, _) = rss_and_threads(pid(&server));
     let mut peak_threads = 0;
     let mut codes = Vec::new();
@@ -181,7 +189,7 @@ fn logins_keep_memory_flat_and_threads_bounded_under_the_units_limits() {
         codes.iter().all(|c| [200, 401, 503].contains(c)),
         "{codes:?}"
     );
-    assert!(hashed >= 60, "only {hashed} logins were hashed: {codes:?}");
+    assert_eq!(hashed, 240, "every login was hashed in the end: {codes:?}");
     assert!(codes.contains(&200), "the right password logged in");
     // Memory after 240 logins is memory after 10, within a few MB.
     assert!(

@@ -221,13 +221,36 @@ fn auth_off() -> ApiError {
     )
 }
 
+/// A request's turn to hash a password. At most one fewer than the HTTP workers hold one at
+/// once, so that a flood of logins (each waits for its hash on a worker) always leaves a
+/// worker for everything else; past that a login is refused at once.
+struct HashingSlot<'a>(&'a std::sync::atomic::AtomicUsize);
+
+impl Drop for HashingSlot<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl Api {
+    fn hashing_slot(&self) -> Result<HashingSlot<'_>, ApiError> {
+        let most = self.config.workers.saturating_sub(1).max(1);
+        let taken = self.hashing.fetch_add(1, Ordering::Relaxed);
+        let slot = HashingSlot(&self.hashing);
+        if taken >= most {
+            return Err(hashing_busy());
+        }
+        Ok(slot)
+    }
+}
+
 /// Every password-hashing thread is busy and its queue is full.
 fn hashing_busy() -> ApiError {
     retry_after(
         ApiError::new(
             503,
             "too many logins at once; try again in a moment",
-            json!({"hashing_threads": hasher::THREADS, "queue": hasher::QUEUE}),
+            json!({"hashing_threads": hasher::THREADS}),
         ),
         Duration::from_secs(1),
     )
@@ -520,9 +543,11 @@ impl Api {
             };
         // Argon2 runs outside the lock, on the hashing threads (an unknown user is checked
         // against a decoy, so that it takes as long as a wrong password).
+        let slot = self.hashing_slot()?;
         let ok = hasher::global()
             .verify(&l.password, hash.as_deref())
             .map_err(|_| hashing_busy())?;
+        drop(slot);
         let outcome =
             auth.lock()
                 .expect("auth lock")
@@ -588,6 +613,7 @@ impl Api {
             Err(LoginError::Throttled(wait)) => return Err(throttled(wait)),
             Err(LoginError::Invalid { .. }) => unreachable!("begin only throttles"),
         };
+        let slot = self.hashing_slot()?;
         let ok = hasher::global()
             .verify(&c.current_password, hash.as_deref())
             .map_err(|_| hashing_busy())?;
@@ -614,6 +640,7 @@ impl Api {
         let new_hash = hasher::global()
             .hash(&c.new_password)
             .map_err(|_| hashing_busy())?;
+        drop(slot);
         auth.lock()
             .expect("auth lock")
             .set_password_hash(user, new_hash, None, Some(id))

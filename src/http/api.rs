@@ -61,6 +61,8 @@ pub struct Api {
     pub export: Vec<Arc<crate::export::TargetStats>>,
     /// The names this server answers to (`Host`).
     pub hosts: super::access::Hosts,
+    /// Requests hashing a password, or waiting to (see `access::HashingSlot`).
+    pub hashing: std::sync::atomic::AtomicUsize,
 }
 
 /// A JSON answer with its status.
