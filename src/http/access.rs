@@ -719,3 +719,73 @@ fn throttled(wait: Duration) -> ApiError {
         wait,
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_names_of_this_server_pass_as_host() {
+        let hosts = Hosts::new(
+            Some("https://Tapir.Example.net:8443/dashboard"),
+            &["tap.lan".into()],
+        );
+        for ok in [
+            "127.0.0.1:8000",
+            "192.0.2.7",
+            "[::1]:8000",
+            "[fe80::1]",
+            "localhost:8000",
+            "app.localhost",
+            "tapir.example.net",
+            "TAPIR.example.NET:443",
+            "tap.lan.",
+        ] {
+            assert!(hosts.allows(Some(ok)), "{ok}");
+        }
+        for rebound in [
+            "evil.example",
+            "evil.example:8000",
+            "tapir.example.net.evil.example",
+            "127.0.0.1.nip.io",
+            "lan",
+            "",
+        ] {
+            assert!(!hosts.allows(Some(rebound)), "{rebound}");
+        }
+        // No Host at all: not a browser (HTTP/1.0 tools), allowed.
+        assert!(hosts.allows(None));
+        if let Some(name) = machine_name() {
+            assert!(hosts.allows(Some(&format!("{name}:8000"))));
+            assert!(hosts.allows(Some(&format!("{name}.local"))));
+        }
+    }
+
+    #[test]
+    fn public_urls_give_their_host() {
+        assert_eq!(url_host("https://a.b:1/x?y").as_deref(), Some("a.b"));
+        assert_eq!(
+            url_host("http://user@[::1]:8000/").as_deref(),
+            Some("[::1]")
+        );
+        assert_eq!(url_host("ftp://a.b"), None);
+        assert_eq!(url_host("https://"), None);
+    }
+
+    #[test]
+    fn requests_from_other_sites_are_told_apart_from_our_own_pages() {
+        let info = |origin: Option<&str>, site: Option<&str>| RequestInfo {
+            host: Some("127.0.0.1:8000".into()),
+            origin: origin.map(Into::into),
+            fetch_site: site.map(Into::into),
+            ..RequestInfo::default()
+        };
+        assert!(info(None, None).same_origin());
+        assert!(info(Some("http://127.0.0.1:8000"), Some("same-origin")).same_origin());
+        assert!(!info(Some("http://evil.example"), None).same_origin());
+        assert!(!info(Some("http://127.0.0.1:9000"), None).same_origin());
+        assert!(!info(None, Some("cross-site")).same_origin());
+        assert!(!info(None, Some("same-site")).same_origin());
+        assert!(info(None, Some("none")).same_origin());
+    }
+}
