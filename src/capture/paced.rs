@@ -78,9 +78,9 @@ impl<S: PacketSource> Paced<S> {
             let now = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_nanos() as i64);
-            self.shift_ns = now - t0;
+            self.shift_ns = now.saturating_sub(t0);
         }
-        let offset_ns = ((ts.0 - t0).max(0) as f64 / self.speed) as u64;
+        let offset_ns = (ts.0.saturating_sub(t0).max(0) as f64 / self.speed) as u64;
         w0 + Duration::from_nanos(offset_ns)
     }
 }
@@ -165,7 +165,12 @@ pub struct FileLoop {
     max_ns: i64,
     /// Passes completed.
     pub passes: u64,
+    /// The loop ended because another pass would have run packet time past its range.
+    pub ended_at_clock_limit: bool,
 }
+
+/// The most packet time moves forward from one pass of a loop to the next (an hour).
+const MAX_PASS_SHIFT_NS: i64 = 3600 * Timestamp::NANOS_PER_SEC;
 
 impl FileLoop {
     pub fn open(path: &Path) -> Result<Self, CaptureError> {
@@ -176,6 +181,7 @@ impl FileLoop {
             min_ns: None,
             max_ns: i64::MIN,
             passes: 0,
+            ended_at_clock_limit: false,
         })
     }
 }
@@ -209,8 +215,21 @@ impl PacketSource for FileLoop {
                 return Ok(status);
             };
             self.passes += 1;
-            // The next pass starts one second after the latest packet of this one.
-            self.shift_ns += (self.max_ns - min) + Timestamp::NANOS_PER_SEC;
+            // The next pass starts one second after the latest packet of this one, but never
+            // more than `MAX_PASS_SHIFT` later: a capture with stray packets from 1970 spans
+            // decades, and shifting by that would run packet time off the end of its range
+            // within a few passes.
+            let span = self.max_ns.saturating_sub(min).clamp(0, MAX_PASS_SHIFT_NS);
+            let next = self
+                .shift_ns
+                .checked_add(span + Timestamp::NANOS_PER_SEC)
+                .filter(|next| self.max_ns.checked_add(*next).is_some());
+            let Some(next) = next else {
+                // Packet time cannot go further forward: the loop ends here.
+                self.ended_at_clock_limit = true;
+                return Ok(status);
+            };
+            self.shift_ns = next;
             self.source = FileSource::open(&self.path)?;
             return Ok(ReadStatus {
                 frames: status.frames,
@@ -272,6 +291,62 @@ mod tests {
             .unwrap()
             .as_nanos() as i64;
         assert!((now - times[0]).abs() < 2 * Timestamp::NANOS_PER_SEC);
+    }
+
+    /// A pcap of minimal Ethernet frames stamped with `secs`.
+    fn pcap_at(name: &str, secs: &[u32]) -> PathBuf {
+        // pcap global header: magic, version 2.4, zone, accuracy, snap length, Ethernet.
+        let mut bytes = Vec::new();
+        bytes.extend_from_slice(&0xa1b2_c3d4u32.to_le_bytes());
+        bytes.extend_from_slice(&[2, 0, 4, 0]);
+        for v in [0u32, 0, 65_535, 1] {
+            bytes.extend_from_slice(&v.to_le_bytes());
+        }
+        for &s in secs {
+            for v in [s, 0, 60, 60] {
+                bytes.extend_from_slice(&v.to_le_bytes());
+            }
+            bytes.extend_from_slice(&[0u8; 60]);
+        }
+        let path = std::env::temp_dir().join(format!("tapir-{name}-{}.pcap", std::process::id()));
+        std::fs::write(&path, bytes).unwrap();
+        path
+    }
+
+    #[test]
+    fn a_loop_over_a_capture_spanning_decades_keeps_a_sane_clock() {
+        // A stray epoch-0 packet before packets of 2019, as in bench_concat: the span is 49
+        // years. Each pass moves time forward by at most an hour, never to the end of i64.
+        let file = pcap_at("decades", &[0, 1_560_000_000, 1_560_000_010]);
+        let mut looped = FileLoop::open(&file).unwrap();
+        let times = collect(&mut looped, 3 * 1000);
+        std::fs::remove_file(&file).unwrap();
+        assert_eq!(times.len(), 3000);
+        let hour = 3600 * Timestamp::NANOS_PER_SEC;
+        for pass in 1..1000 {
+            // The same packet one pass later: exactly an hour and a second on.
+            for i in 0..3 {
+                assert_eq!(
+                    times[pass * 3 + i] - times[(pass - 1) * 3 + i],
+                    hour + Timestamp::NANOS_PER_SEC
+                );
+            }
+        }
+        let last_2019 = times[2999] / Timestamp::NANOS_PER_SEC;
+        assert_eq!(last_2019, 1_560_000_010 + 999 * 3601);
+    }
+
+    #[test]
+    fn a_loop_ends_rather_than_wrap_its_clock() {
+        let file = pcap_at("limit", &[1_560_000_000]);
+        let mut looped = FileLoop::open(&file).unwrap();
+        // As if it had looped for ages already: one more pass would overflow.
+        looped.shift_ns = i64::MAX - 1_560_000_000 * Timestamp::NANOS_PER_SEC - 10;
+        let times = collect(&mut looped, 10);
+        std::fs::remove_file(&file).unwrap();
+        assert_eq!(times.len(), 1);
+        assert!(looped.ended_at_clock_limit);
+        assert!(times[0] > 0, "no wrap to a negative time");
     }
 
     #[test]
