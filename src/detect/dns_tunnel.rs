@@ -312,7 +312,7 @@ impl DnsTunnel {
         let in_second = c
             .recent
             .iter()
-            .filter(|t| now.0 - t.0 < Timestamp::NANOS_PER_SEC)
+            .filter(|t| now.0.saturating_sub(t.0) < Timestamp::NANOS_PER_SEC)
             .count();
         c.max_rate = c.max_rate.max(in_second);
         let rate = in_second >= cfg.rate_per_sec;

@@ -366,7 +366,7 @@ impl Conversations {
     /// Records `key`; true if it was not seen recently.
     pub fn first_sight(&mut self, key: u64, now: Timestamp) -> bool {
         let rotated = *self.rotated.get_or_insert(now);
-        if now.0 - rotated.0 >= self.period || self.current.len() >= self.cap {
+        if now.0.saturating_sub(rotated.0) >= self.period || self.current.len() >= self.cap {
             self.previous = std::mem::take(&mut self.current);
             self.rotated = Some(now);
         }

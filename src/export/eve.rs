@@ -79,7 +79,7 @@ pub fn flow_event(r: &FlowRecord, host: &str) -> Value {
             "bytes_toclient": r.dst_bytes,
             "start": timestamp(r.first_seen.0),
             "end": timestamp(r.last_seen.0),
-            "age": (r.last_seen.0 - r.first_seen.0).max(0) / 1_000_000_000,
+            "age": r.last_seen.0.saturating_sub(r.first_seen.0).max(0) / 1_000_000_000,
             "state": state,
             "reason": reason,
             "alerted": false,
