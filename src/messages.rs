@@ -113,6 +113,11 @@ pub struct GetDetectorStats;
 #[rtype(result = "Vec<Alert>")]
 pub struct GetAlerts(pub Option<AlertQuery>);
 
+/// Store → alerts, at a pipeline's start: ids the store knows as acknowledged.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct KnownAcknowledged(pub Vec<u64>);
+
 /// Acknowledge one alert by id; replies with it, or `None` if unknown.
 #[derive(Message)]
 #[rtype(result = "Option<Alert>")]

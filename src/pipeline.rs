@@ -10,11 +10,14 @@
 
 use actix::{Actor, Addr, Arbiter, Recipient};
 
+use crate::alert::AlertQuery;
 use crate::alert::actor::AlertsActor;
 use crate::config::Config;
 use crate::detect::actor::DetectorActor;
 use crate::flow::actor::FlowsActor;
-use crate::messages::{AlertsChanged, FlowRecordsMsg, PacketBatchMsg};
+use crate::messages::{
+    AlertsChanged, FlowRecordsMsg, KnownAcknowledged, PacketBatchMsg, QueryAlerts,
+};
 use crate::metrics::actor::MetricsActor;
 use crate::store::actor::StoreActor;
 
@@ -76,6 +79,21 @@ impl Pipeline {
         let alerts = AlertsActor::start_in_arbiter(&detect_arbiter.handle(), move |_| {
             AlertsActor::new(alerts_config, alert_sinks)
         });
+        if let Some(store) = &store {
+            // The book starts from what the store knows: an alert acknowledged before a
+            // restart stays acknowledged when a replay opens it again.
+            let (store, alerts) = (store.clone(), alerts.clone());
+            actix::spawn(async move {
+                let query = AlertQuery {
+                    limit: crate::alert::KNOWN_ACKNOWLEDGED,
+                    ..AlertQuery::default()
+                };
+                if let Ok(Ok(stored)) = store.send(QueryAlerts(query)).await {
+                    let ids = stored.iter().filter(|a| a.acknowledged).map(|a| a.id);
+                    alerts.do_send(KnownAcknowledged(ids.collect()));
+                }
+            });
+        }
         let (mut detectors, mut packet_sinks) = (Vec::new(), Vec::new());
         for detector in crate::detect::build(&config.detectors, config.flows.community_id_seed) {
             let (wants_flows, wants_packets) = (detector.wants_flows(), detector.wants_packets());

@@ -461,6 +461,48 @@ fn websockets_stream_metrics_flows_and_an_uploads_alerts_and_stop_stops() {
 }
 
 #[test]
+fn acknowledgements_survive_a_crash_and_a_replay_of_the_same_capture() {
+    let server = replay(HYDRA, &["--speed", "0"]);
+    server.wait_replayed();
+    let alerts = server.get("/alerts").json();
+    let ids: Vec<u64> = alerts["alerts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["id"].as_u64().unwrap())
+        .collect();
+    assert!(
+        !ids.is_empty(),
+        "the hydra capture raises an alert (MANIFEST)"
+    );
+    for id in &ids {
+        let a = server.post(&format!("/alerts/{id}/acknowledge"));
+        assert_eq!(a.status, 200, "{}", a.body);
+    }
+    // Stored within a flush interval (1 s); then the process dies without a shutdown.
+    std::thread::sleep(Duration::from_secs(3));
+    let dir = server.dir.clone();
+    server.kill_keeping_db();
+    // The same capture again: its alerts open again with the same ids.
+    let file = pcap(HYDRA);
+    let again = Server::start_in(
+        dir,
+        &["replay", file.to_str().unwrap(), "--speed", "0"],
+        None,
+    );
+    again.wait_replayed();
+    let alerts = again.get("/alerts").json();
+    for a in alerts["alerts"].as_array().unwrap() {
+        if ids.contains(&a["id"].as_u64().unwrap()) {
+            assert_eq!(a["acknowledged"], true, "{a}");
+        }
+    }
+    let open = again.get("/alerts?unacknowledged_only=true").json();
+    assert_eq!(open["count"], 0, "{open}");
+    assert_eq!(again.stop().0, Some(0));
+}
+
+#[test]
 fn start_errors_are_one_clear_line_and_nothing_serves() {
     use common::{run_with_limit, tapir};
     let dir = tempdir();

@@ -5,7 +5,7 @@ use actix::{Actor, Context, Handler, MessageResult, Recipient};
 use super::{Alert, AlertBook, AlertsConfig};
 use crate::messages::{
     AcknowledgeAlert, AcknowledgeMatching, AlertStats, AlertsChanged, FindingsMsg, GetAlertStats,
-    GetAlerts,
+    GetAlerts, KnownAcknowledged,
 };
 
 pub struct AlertsActor {
@@ -55,6 +55,15 @@ impl Handler<FindingsMsg> for AlertsActor {
                 None => changed.push(alert.clone()),
             }
         }
+        self.publish(changed);
+    }
+}
+
+impl Handler<KnownAcknowledged> for AlertsActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: KnownAcknowledged, _: &mut Self::Context) {
+        let changed = self.book.remember_acknowledged(msg.0);
         self.publish(changed);
     }
 }

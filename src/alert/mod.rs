@@ -11,7 +11,7 @@ pub mod actor;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
-use hashbrown::HashMap;
+use hashbrown::{HashMap, HashSet};
 use serde::{Deserialize, Serialize};
 
 use crate::detect::{Finding, Rule, Severity, Target, secs};
@@ -95,10 +95,16 @@ pub struct AlertBook {
     latest: HashMap<Identity, u64>,
     alerts: BTreeMap<u64, (Identity, Alert)>,
     last_id: u64,
+    /// Ids the store knows as acknowledged (from before a restart): an alert opened again
+    /// with one of them (a replay of the same capture) is acknowledged from the start.
+    known_acknowledged: HashSet<u64>,
     latencies_us: Vec<u64>,
     pub opened: u64,
     pub updated: u64,
 }
+
+/// The most acknowledged ids remembered from the store (the newest).
+pub const KNOWN_ACKNOWLEDGED: usize = 10_000;
 
 const MAX_LATENCY_SAMPLES: usize = 100_000;
 
@@ -109,6 +115,7 @@ impl AlertBook {
             latest: HashMap::new(),
             alerts: BTreeMap::new(),
             last_id: 0,
+            known_acknowledged: HashSet::new(),
             latencies_us: Vec::new(),
             opened: 0,
             updated: 0,
@@ -160,7 +167,7 @@ impl AlertBook {
                     description: f.description,
                     evidence: f.evidence,
                     count: f.count,
-                    acknowledged: false,
+                    acknowledged: self.known_acknowledged.contains(&id),
                     community_id: f.community_id,
                 };
                 self.latest.insert(identity, id);
@@ -208,6 +215,26 @@ impl AlertBook {
 
     pub fn is_empty(&self) -> bool {
         self.alerts.is_empty()
+    }
+
+    /// Takes in what the store knows was acknowledged (at most `KNOWN_ACKNOWLEDGED` ids):
+    /// alerts already open with those ids are acknowledged now (and returned), later ones
+    /// when they open.
+    pub fn remember_acknowledged(&mut self, ids: impl IntoIterator<Item = u64>) -> Vec<Alert> {
+        let mut changed = Vec::new();
+        for id in ids {
+            if self.known_acknowledged.len() >= KNOWN_ACKNOWLEDGED {
+                break;
+            }
+            self.known_acknowledged.insert(id);
+            if let Some((_, alert)) = self.alerts.get_mut(&id)
+                && !alert.acknowledged
+            {
+                alert.acknowledged = true;
+                changed.push(alert.clone());
+            }
+        }
+        changed
     }
 
     /// Acknowledges alert `id`; `None` if there is no such alert.

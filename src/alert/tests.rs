@@ -161,3 +161,27 @@ fn memory_holds_at_most_max_alerts() {
     assert_eq!(all.len(), 3);
     assert_eq!(all[0].source_ip, "10.0.0.7");
 }
+
+#[test]
+fn acknowledgements_the_store_knows_hold_for_alerts_opened_before_and_after_they_arrive() {
+    // After a restart the same capture opens alerts with the same ids (from their times).
+    let mut book = AlertBook::new(AlertsConfig::default());
+    book.apply(finding(10.0, "10.0.0.1", "10.0.0.2", 1));
+    let early = book.all()[0].id;
+    let late = 50_000 * 1024;
+    let changed = book.remember_acknowledged([early, late, 7]);
+    assert_eq!(changed.iter().map(|a| a.id).collect::<Vec<_>>(), [early]);
+    assert!(book.all()[0].acknowledged);
+    book.apply(finding(50.0, "10.0.0.3", "10.0.0.2", 1));
+    let opened = book.all()[1].clone();
+    assert_eq!(opened.id, late);
+    assert!(
+        opened.acknowledged,
+        "opened acknowledged, as the store had it"
+    );
+    // An id the store never acknowledged opens unacknowledged.
+    book.apply(finding(60.0, "10.0.0.4", "10.0.0.2", 1));
+    assert!(!book.all()[2].acknowledged);
+    // Nothing is announced twice.
+    assert!(book.remember_acknowledged([early]).is_empty());
+}

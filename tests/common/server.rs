@@ -240,6 +240,14 @@ impl Server {
         self.stop()
     }
 
+    /// SIGKILL (a crash or a power cut, as far as the process can tell), keeping the
+    /// database directory for another server.
+    pub fn kill_keeping_db(mut self) {
+        self.keep_dir = true;
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// SIGTERM, then the exit status and what it printed on stderr.
     pub fn stop(mut self) -> (Option<i32>, String) {
         // SAFETY: signalling our own child process.
