@@ -597,19 +597,27 @@ fn db_command(
                 Some(p) => Box::new(std::io::BufWriter::new(std::fs::File::create(p)?)),
                 None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
             };
-            let n = match kind {
-                ExportKind::Flows => store.export_flows(&mut sink)?,
-                ExportKind::Alerts => store.export_alerts(&mut sink)?,
-                ExportKind::Snapshots => {
-                    let all = store.snapshots(None, None, usize::MAX)?;
+            let written = match kind {
+                ExportKind::Flows => store.export_flows(&mut sink),
+                ExportKind::Alerts => store.export_alerts(&mut sink),
+                ExportKind::Snapshots => store.snapshots(None, None, usize::MAX).and_then(|all| {
                     for s in &all {
                         serde_json::to_writer(&mut sink, s).map_err(std::io::Error::from)?;
                         sink.write_all(b"\n")?;
                     }
-                    all.len() as u64
+                    Ok(all.len() as u64)
+                }),
+            }
+            .and_then(|n| Ok(sink.flush().map(|()| n)?));
+            let n = match written {
+                // The reader went away (`tapir db export | head`): done, quietly, as other
+                // command-line tools end.
+                Err(StoreError::Io(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+                    drop(sink);
+                    return Ok(ExitCode::SUCCESS);
                 }
+                other => other?,
             };
-            sink.flush()?;
             if out.is_some() {
                 eprintln!("tapir: exported {n} records");
             }

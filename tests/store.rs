@@ -309,3 +309,30 @@ fn writing_resumes_by_itself_when_space_returns() {
         assert_eq!(status.database.unwrap().flows.records, 40_000);
     });
 }
+
+#[test]
+fn an_export_into_a_closed_pipe_ends_quietly() {
+    // `tapir db export | head -1`: 243 flows of ~600 bytes are more than one line, and more
+    // than a pipe holds once the reader has gone.
+    let dir = tempdir();
+    let path = dir.join("db");
+    let file = pcap("bruteforce/traceshare_hydra_4_tasks.pcap");
+    let (code, _, err) = common::analyze(&file, &["--db-path", path.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{err}");
+    let mut child = tapir()
+        .args(["db", "export", "--kind", "flows", "--db-path"])
+        .arg(&path)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    // The reader is gone now (its end of the pipe closed when dropped above).
+    let out = child.wait_with_output().unwrap();
+    assert!(first.contains("\"src_ip\""), "{first}");
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "");
+}
