@@ -170,8 +170,15 @@ pub struct Engine {
     /// The base source should resume once its capture thread has ended.
     resume_pending: bool,
     shutting_down: bool,
+    /// `StopReplay`s waiting for the upload's capture to end (they answer then, so that an
+    /// upload right after a stop finds the engine free).
+    stop_waiters: Vec<tokio::sync::oneshot::Sender<()>>,
     log: Box<dyn Fn(String) + Send>,
 }
+
+/// The longest a `StopReplay` waits for the upload's capture to end (within the API's
+/// actor timeout).
+const STOP_WAIT: Duration = Duration::from_secs(3);
 
 /// Seconds between attempts to reopen a failed interface.
 const LIVE_RETRY: Duration = Duration::from_secs(5);
@@ -202,6 +209,7 @@ impl Engine {
             uploads_replayed: 0,
             resume_pending: false,
             shutting_down: false,
+            stop_waiters: Vec::new(),
             log,
         }
     }
@@ -361,6 +369,9 @@ impl Handler<CaptureEnded> for Engine {
             .is_some_and(|u| u.stage.id == msg.stage)
         {
             let upload = self.upload.take().expect("upload");
+            for waiter in self.stop_waiters.drain(..) {
+                let _ = waiter.send(());
+            }
             self.uploads_replayed += 1;
             (self.log)(format!(
                 "replay of {} ended after {} frames",
@@ -486,20 +497,25 @@ impl Handler<StartUpload> for Engine {
 }
 
 impl Handler<StopReplay> for Engine {
-    type Result = bool;
+    type Result = actix::ResponseFuture<bool>;
 
-    fn handle(&mut self, _: StopReplay, _: &mut Self::Context) -> bool {
+    fn handle(&mut self, _: StopReplay, _: &mut Self::Context) -> Self::Result {
         if let Some(u) = &self.upload {
             u.stage.stop.store(true, Ordering::Relaxed);
-            return true;
+            // Answered once the upload's capture has ended and the engine is free.
+            let (done, ended) = tokio::sync::oneshot::channel();
+            self.stop_waiters.push(done);
+            return Box::pin(async move {
+                let _ = tokio::time::timeout(STOP_WAIT, ended).await;
+                true
+            });
         }
-        if matches!(self.base_spec, BaseSource::File { .. })
-            && self.base.state == CaptureState::Running
-        {
+        let stopped = matches!(self.base_spec, BaseSource::File { .. })
+            && self.base.state == CaptureState::Running;
+        if stopped {
             self.base.stop.store(true, Ordering::Relaxed);
-            return true;
         }
-        false
+        Box::pin(async move { stopped })
     }
 }
 

@@ -311,6 +311,27 @@ fn bad_requests_get_a_json_error_and_the_server_keeps_serving() {
 
 /// Sends raw bytes (padding the declared body with `pad` more bytes if given) and returns
 /// what the server answered.
+/// A whole `POST /pcap/upload` of `capture` at its recorded pace, closing the connection.
+fn multipart_upload(auth: &str, capture: &[u8]) -> Vec<u8> {
+    let mut body =
+        b"--zz\r\nContent-Disposition: form-data; name=\"file\"; filename=\"c.pcap\"\r\n\
+                     Content-Type: application/octet-stream\r\n\r\n"
+            .to_vec();
+    body.extend_from_slice(capture);
+    body.extend_from_slice(
+        b"\r\n--zz\r\nContent-Disposition: form-data; name=\"speed\"\r\n\r\n1\r\n--zz--\r\n",
+    );
+    let mut request = format!(
+        "POST /pcap/upload HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: {auth}\r\n\
+         Content-Type: multipart/form-data; boundary=zz\r\nContent-Length: {}\r\n\
+         Connection: close\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    request.extend_from_slice(&body);
+    request
+}
+
 fn raw_request(server: &Server, bytes: &[u8], pad: Option<usize>) -> String {
     let addr = server.base.trim_start_matches("http://");
     let mut s = TcpStream::connect(addr).unwrap();
@@ -432,6 +453,31 @@ fn websockets_stream_metrics_flows_and_an_uploads_alerts_and_stop_stops() {
         server.upload(&scan, "1").status,
         409,
         "a second upload while one replays"
+    );
+    // The stop answers once the upload has stopped: an upload sent the moment the answer
+    // arrives is taken (both requests written in advance, on connections already open).
+    let addr = server.base.trim_start_matches("http://").to_string();
+    let (mut stop, mut next) = (
+        TcpStream::connect(&addr).unwrap(),
+        TcpStream::connect(&addr).unwrap(),
+    );
+    let auth = server.bearer();
+    let upload = multipart_upload(&auth, &std::fs::read(pcap(HYDRA)).unwrap());
+    write!(
+        stop,
+        "POST /pcap/replay/stop HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: {auth}\r\n\
+         Connection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut stopped = String::new();
+    stop.read_to_string(&mut stopped).unwrap();
+    assert!(stopped.starts_with("HTTP/1.1 200"), "{stopped}");
+    next.write_all(&upload).unwrap();
+    let mut answer = String::new();
+    next.read_to_string(&mut answer).unwrap();
+    assert!(
+        answer.starts_with("HTTP/1.1 200"),
+        "an upload right after a stop: {answer}"
     );
     assert_eq!(server.post("/pcap/replay/stop").status, 200);
     server.wait_debug(Duration::from_secs(10), "the upload to stop", |d| {
