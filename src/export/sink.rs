@@ -23,14 +23,20 @@ fn resolve(target: &str) -> Result<std::net::SocketAddr, ExportError> {
         .ok_or_else(|| err(std::io::Error::other("the name has no address")))
 }
 
-/// A UDP socket connected to one collector, non-blocking.
+/// A UDP socket connected to one collector, non-blocking, paced.
 pub struct IpfixSocket {
     socket: UdpSocket,
     stats: Arc<TargetStats>,
+    pace: Pace,
 }
 
 impl IpfixSocket {
-    pub fn connect(target: &str, stats: Arc<TargetStats>) -> Result<IpfixSocket, ExportError> {
+    /// `per_sec`: messages a second at most (0: unpaced).
+    pub fn connect(
+        target: &str,
+        per_sec: u32,
+        stats: Arc<TargetStats>,
+    ) -> Result<IpfixSocket, ExportError> {
         let addr = resolve(target)?;
         let err = |source| ExportError::Target {
             target: target.into(),
@@ -44,18 +50,68 @@ impl IpfixSocket {
         let socket = UdpSocket::bind(local).map_err(err)?;
         socket.connect(addr).map_err(err)?;
         socket.set_nonblocking(true).map_err(err)?;
-        Ok(IpfixSocket { socket, stats })
+        Ok(IpfixSocket {
+            socket,
+            stats,
+            pace: Pace::new(per_sec, PACE_BURST),
+        })
     }
 
-    /// Sends one message of `records` data records; a full buffer or a refusal (the
-    /// collector is down: ICMP port unreachable) drops it, counted.
-    pub fn send(&self, message: &[u8], records: u64) {
+    /// Sends one message of `records` data records, waiting for its turn under the pace; a
+    /// full buffer or a refusal (the collector is down: ICMP port unreachable) drops it,
+    /// counted.
+    pub fn send(&mut self, message: &[u8], records: u64) {
+        let wait = self.pace.take(std::time::Instant::now());
+        if !wait.is_zero() {
+            std::thread::sleep(wait);
+        }
         match self.socket.send(message) {
             Ok(n) => self.stats.sent(records, n),
             Err(e) => self
                 .stats
                 .drop_records(records, e.kind() != std::io::ErrorKind::WouldBlock),
         }
+    }
+}
+
+/// Messages that may go back to back before the pace applies: well within what a
+/// collector's default socket buffer (about 200 KiB on Linux) holds.
+const PACE_BURST: u32 = 32;
+
+/// A rate limit with a burst (GCRA): each message is due one interval after the previous,
+/// and up to `burst` may go early.
+#[derive(Debug)]
+pub struct Pace {
+    interval: std::time::Duration,
+    burst: std::time::Duration,
+    /// When the next message would be due at the steady rate.
+    due: Option<std::time::Instant>,
+}
+
+impl Pace {
+    /// `per_sec` messages a second (0: no limit), bursts of `burst`.
+    pub fn new(per_sec: u32, burst: u32) -> Pace {
+        let interval = if per_sec == 0 {
+            std::time::Duration::ZERO
+        } else {
+            std::time::Duration::from_secs(1) / per_sec
+        };
+        Pace {
+            interval,
+            burst: interval * burst,
+            due: None,
+        }
+    }
+
+    /// Takes a turn at `now`: how long to wait before sending.
+    pub fn take(&mut self, now: std::time::Instant) -> std::time::Duration {
+        if self.interval.is_zero() {
+            return std::time::Duration::ZERO;
+        }
+        let due = self.due.map_or(now, |d| d.max(now));
+        self.due = Some(due + self.interval);
+        // Early by up to the burst: free now; later: wait for it.
+        due.saturating_duration_since(now + self.burst)
     }
 }
 
@@ -178,7 +234,7 @@ impl Syslog {
                 })?;
             Transport::Tcp(tx)
         } else {
-            let socket = IpfixSocket::connect(target, Arc::clone(&stats))?.socket;
+            let socket = IpfixSocket::connect(target, 0, Arc::clone(&stats))?.socket;
             Transport::Udp(socket)
         };
         Ok(Syslog {
@@ -251,5 +307,30 @@ fn tcp_sender(addr: std::net::SocketAddr, rx: &Receiver<String>, stats: &TargetS
                 stream = None;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn the_pace_lets_a_burst_go_then_one_message_per_interval() {
+        // 1,000 a second, bursts of 4.
+        let mut pace = Pace::new(1000, 4);
+        let t0 = Instant::now();
+        let waits: Vec<Duration> = (0..8).map(|_| pace.take(t0)).collect();
+        let ms = Duration::from_millis;
+        assert_eq!(waits[..5], [Duration::ZERO; 5]);
+        assert_eq!(waits[5..], [ms(1), ms(2), ms(3)]);
+        // After a quiet second, a full burst again (no credit saved beyond it).
+        let later = t0 + Duration::from_secs(1);
+        let waits: Vec<Duration> = (0..6).map(|_| pace.take(later)).collect();
+        assert_eq!(waits[..5], [Duration::ZERO; 5]);
+        assert_eq!(waits[5], ms(1));
+        // 0: no limit.
+        let mut free = Pace::new(0, 4);
+        assert!((0..100).all(|_| free.take(t0).is_zero()));
     }
 }
