@@ -3,8 +3,9 @@
 //! leaves the namespaces: all traffic goes between the pair's own addresses (10.77.0.1 sends,
 //! 10.77.0.2 captures).
 //!
-//! Needs root (or CAP_NET_ADMIN + CAP_NET_RAW) and the tools; skipped with a message
-//! otherwise. `scripts/install-deps.sh` installs the tools.
+//! Needs root (or CAP_NET_ADMIN + CAP_NET_RAW) and the tools: in CI (`CI=true`, as root) a
+//! test that cannot run fails with the reason; elsewhere it is skipped with the reason.
+//! `scripts/install-deps.sh` installs the tools.
 
 mod common;
 
@@ -100,13 +101,13 @@ fn have(tool: &str) -> bool {
 #[test]
 fn live_capture_on_a_veth_pair_sees_every_replayed_frame() {
     if !have("ip") || !have("tcpreplay") {
-        eprintln!(
-            "SKIPPED: live capture test needs `ip` and `tcpreplay` (scripts/install-deps.sh installs them)"
+        common::cannot_run(
+            "live capture test needs `ip` and `tcpreplay` (scripts/install-deps.sh installs them)",
         );
         return;
     }
     let Some(ns) = Namespaces::create("replay") else {
-        eprintln!("SKIPPED: cannot create network namespaces here (needs root or CAP_NET_ADMIN)");
+        common::cannot_run("cannot create network namespaces here (needs root or CAP_NET_ADMIN)");
         return;
     };
     let dir = tempdir();
@@ -259,14 +260,14 @@ fn find<'a>(
 
 fn live_ready(tools: &[&str], tag: &str) -> Option<Namespaces> {
     if let Some(missing) = tools.iter().find(|t| !have(t)) {
-        eprintln!(
-            "SKIPPED: live detector test needs `{missing}` (scripts/install-deps.sh installs it)"
-        );
+        common::cannot_run(&format!(
+            "live detector test needs `{missing}` (scripts/install-deps.sh installs it)"
+        ));
         return None;
     }
     let ns = Namespaces::create(tag);
     if ns.is_none() {
-        eprintln!("SKIPPED: cannot create network namespaces here (needs root or CAP_NET_ADMIN)");
+        common::cannot_run("cannot create network namespaces here (needs root or CAP_NET_ADMIN)");
     }
     ns
 }

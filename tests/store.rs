@@ -222,7 +222,7 @@ impl Drop for TinyDisk {
 #[test]
 fn a_full_disk_costs_records_not_the_analysis() {
     let Some(disk) = TinyDisk::mount(3) else {
-        eprintln!("SKIPPED: cannot mount a tmpfs here (needs root or CAP_SYS_ADMIN)");
+        common::cannot_run("cannot mount a tmpfs here (needs root or CAP_SYS_ADMIN)");
         return;
     };
     // Many small flows: far more than 3 MB of database.
@@ -269,7 +269,7 @@ fn writing_resumes_by_itself_when_space_returns() {
     use tapir::store::load::synthetic_flow;
 
     let Some(disk) = TinyDisk::mount(1) else {
-        eprintln!("SKIPPED: cannot mount a tmpfs here (needs root or CAP_SYS_ADMIN)");
+        common::cannot_run("cannot mount a tmpfs here (needs root or CAP_SYS_ADMIN)");
         return;
     };
     let path = disk.0.join("db");

@@ -9,6 +9,16 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+/// A test that cannot run here (no root, no namespaces, a tool missing): in CI (`CI=true`,
+/// which runs as root with every tool installed) that is a failure with the reason; elsewhere
+/// the test is skipped with the reason printed.
+pub fn cannot_run(reason: &str) {
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("this test must run in CI: {reason}");
+    }
+    eprintln!("SKIPPED: {reason}");
+}
+
 /// `../shared/pcaps`, beside the checkout.
 pub fn pcaps() -> PathBuf {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/pcaps");
