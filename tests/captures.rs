@@ -156,12 +156,34 @@ fn formats_are_recognised_by_magic_number() {
 }
 
 #[test]
-fn nanosecond_timestamps_are_kept() {
-    // tshark -r sll/tcpdump_tcp_handshake_nano_sll.pcap -T fields -e frame.time_epoch
-    // (first frame): 1418145369.924505488
+fn nanosecond_timestamps_are_kept_to_the_nanosecond() {
+    use tapir::capture::PacketSource;
+    // tshark -T fields -e frame.time_epoch, first two frames of each: a little-endian
+    // nanosecond pcap and a big-endian one. Cut to microseconds, every one would differ.
+    for (file, expected) in [
+        (
+            "sll/tcpdump_tcp_handshake_nano_sll.pcap",
+            [1_418_145_369_924_505_488i64, 1_418_145_370_052_027_262],
+        ),
+        (
+            "malformed/pcpp_nanosecs_big_endian.pcap",
+            [1_766_361_926_167_647_291, 1_766_361_926_167_658_091],
+        ),
+    ] {
+        let mut source = tapir::capture::file::FileSource::open(&pcap(file)).unwrap();
+        let mut got = Vec::new();
+        while got.len() < 2 {
+            let status = source.read_some(2, &mut |f| got.push(f.ts.0)).unwrap();
+            if status.end {
+                break;
+            }
+        }
+        assert_eq!(got[..2], expected, "{file}");
+    }
+    // And through the whole pipeline, as far as an f64 of seconds carries (238 ns here).
     let (_, json, _) = analyze(&pcap("sll/tcpdump_tcp_handshake_nano_sll.pcap"), &[]);
     let first = json.unwrap()["first_seen"].as_f64().unwrap();
-    assert!((first - 1_418_145_369.924_505_5).abs() < 1e-6, "{first}");
+    assert!((first - 1_418_145_369.924_505_488).abs() < 3e-7, "{first}");
 }
 
 /// One conversation from `tshark -q -z conv,tcp -z conv,udp`: A → B frames and bytes,
