@@ -462,8 +462,11 @@ impl<K: Hash, T: Copy> FirstSight<K, T> {
 }
 
 /// Counts over a sliding window of packet time, kept inline in ten buckets (no allocation per
-/// key): one second each for windows up to ten seconds (exact to the second, as the published
-/// 10 s rule needs), `window / 10` seconds each, rounded up, for longer ones.
+/// key): one second each for windows up to ten seconds, `window / 10` seconds each, rounded
+/// up, for longer ones. The window is whole buckets: an event counts those of its own bucket
+/// and the nine before, so two events of a 10 s window count together when they are less
+/// than 9 s apart, never when they are 10 s or more apart, and in between depending on where
+/// in its second each falls (a 60 s window of 6 s buckets: 54 to 60 s).
 #[derive(Clone, Debug)]
 pub struct SecondCounts<const N: usize> {
     /// Seconds per bucket.

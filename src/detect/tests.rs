@@ -118,6 +118,19 @@ mod port_scan {
     }
 
     #[test]
+    fn ten_ports_within_sixty_seconds_alert_and_spread_wider_do_not() {
+        // Ten ports, the first at 0 s and the tenth at 59 s: inside the 60 s window.
+        let inside = (0..10u16).map(|i| (f64::from(i) * 59.0 / 9.0, 100 + i));
+        let mut d = PortScan::new(PortScanConfig::default());
+        assert_eq!(run(&mut d, vec![batch(scan(inside, SYN))]).len(), 1);
+        // The first port 70 s before the nine others: nine in the window.
+        let outside = std::iter::once((0.0, 100))
+            .chain((1..10u16).map(|i| (70.0 + f64::from(i) * 0.1, 100 + i)));
+        let mut d = PortScan::new(PortScanConfig::default());
+        assert!(run(&mut d, vec![batch(scan(outside, SYN))]).is_empty());
+    }
+
+    #[test]
     fn repeated_probes_of_one_port_wait_for_a_second_port_and_are_all_counted() {
         // Five connections to port 22 (new source ports), then nine more ports.
         let mut packets: Vec<_> = (0..5)
@@ -506,6 +519,40 @@ mod syn_flood {
         assert_eq!(f[0].severity, Severity::Critical);
         assert_eq!(f[0].source, Some(ip("10.0.0.66")));
         assert_eq!(f[0].evidence["completion_ratio"], 0.0);
+    }
+
+    /// 100 uncompleted SYNs from one source: the first at `first`, the other 99 spread over
+    /// the tenth of a second from `rest`.
+    fn syns_at(first: f64, rest: f64) -> Vec<PacketMeta> {
+        let mut packets = vec![tcp(first, "10.0.0.66", 9_999, "10.0.0.80", 80, SYN)];
+        packets.extend((0..99u16).map(|i| {
+            tcp(
+                rest + f64::from(i) * 0.001,
+                "10.0.0.66",
+                10_000 + i,
+                "10.0.0.80",
+                80,
+                SYN,
+            )
+        }));
+        packets
+    }
+
+    #[test]
+    fn the_window_holds_a_hundred_syns_inside_ten_seconds_and_not_outside() {
+        // 100 SYNs within 9.2 s (the first at 0.0, the rest at 9.1 to 9.2): a flood.
+        let mut d = SynFlood::new(SynFloodConfig::default());
+        assert_eq!(run(&mut d, vec![batch(syns_at(0.0, 9.1))]).len(), 1);
+        // The first one 10.5 s before the others: 99 in the window, no flood.
+        let mut d = SynFlood::new(SynFloodConfig::default());
+        assert!(run(&mut d, vec![batch(syns_at(0.0, 10.5))]).is_empty());
+        // The window is ten whole seconds of packet time (the event's own and the nine
+        // before), so its true length is 9 to 10 s: 9.94 s apart is inside when the first
+        // falls early in its second, 9.3 s apart is outside when it falls late.
+        let mut d = SynFlood::new(SynFloodConfig::default());
+        assert_eq!(run(&mut d, vec![batch(syns_at(0.01, 9.85))]).len(), 1);
+        let mut d = SynFlood::new(SynFloodConfig::default());
+        assert!(run(&mut d, vec![batch(syns_at(0.9, 10.2))]).is_empty());
     }
 
     #[test]
