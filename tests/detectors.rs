@@ -623,22 +623,38 @@ fn the_ad_lab_download_is_a_spike_and_its_udp_sweep_a_scan() {
 fn alerts_carry_the_published_fields() {
     let got = alerts("portscan/nmap_tcp_syn_scan.pcap");
     let a = &got[0];
-    for field in [
-        "id",
-        "timestamp",
-        "last_seen",
-        "alert_type",
-        "severity",
-        "source_ip",
-        "target",
-        "description",
-        "evidence",
-        "count",
-        "acknowledged",
-        "community_id",
-    ] {
-        assert!(a.get(field).is_some(), "missing {field}: {a}");
+    // Present is not enough: each published field has its type and a value (null fails).
+    assert!(a["id"].as_u64().is_some_and(|id| id > 0), "id: {a}");
+    for field in ["timestamp", "last_seen"] {
+        assert!(a[field].as_f64().is_some_and(|t| t > 1e9), "{field}: {a}");
     }
+    assert_eq!(a["alert_type"], "port_scan");
+    assert_eq!(a["severity"], "high", "the published severity of port_scan");
+    assert!(
+        a["source_ip"]
+            .as_str()
+            .is_some_and(|s| s.parse::<std::net::IpAddr>().is_ok()),
+        "source_ip: {a}"
+    );
+    assert!(
+        a["target"].as_str().is_some_and(|t| !t.is_empty()),
+        "target: {a}"
+    );
+    assert!(
+        a["description"].as_str().is_some_and(|d| d.len() > 10),
+        "description: {a}"
+    );
+    assert!(
+        a["evidence"].as_object().is_some_and(|e| !e.is_empty()),
+        "evidence: {a}"
+    );
+    assert!(a["count"].as_u64().is_some(), "count: {a}");
+    assert!(a["acknowledged"].is_boolean(), "acknowledged: {a}");
+    // A scan spans a thousand flows: no one flow's Community ID applies (README).
+    assert!(
+        a.get("community_id").is_some_and(|c| c.is_null()),
+        "community_id: {a}"
+    );
     assert_eq!(a["acknowledged"], false);
     // 1,002 SYNs in 1.24 s (MANIFEST): one alert whose count is every probe.
     assert_eq!(a["count"], 1002);

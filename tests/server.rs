@@ -98,36 +98,53 @@ fn every_endpoint_answers_in_the_published_shape_and_filters_filter() {
         .find(|a| a["alert_type"] == "brute_force" && a["source_ip"] == ATTACKER)
         .unwrap_or_else(|| panic!("no brute force alert: {alerts}"))
         .clone();
-    for key in [
-        "timestamp",
-        "alert_type",
-        "severity",
-        "source_ip",
-        "description",
-        "evidence",
-        "acknowledged",
-        "id",
-    ] {
-        assert!(!brute[key].is_null(), "alert field {key}: {brute}");
-    }
+    // Typed, with values: a field that exists but is null fails.
+    // The hydra capture is stamped from the epoch on (tshark: the alert's first attempt at
+    // 54.6 s).
+    assert!(
+        brute["timestamp"].as_f64().is_some_and(|t| t > 0.0),
+        "{brute}"
+    );
+    assert_eq!(brute["alert_type"], "brute_force");
+    assert_eq!(
+        brute["severity"], "high",
+        "the published severity of brute_force"
+    );
+    assert_eq!(brute["source_ip"], ATTACKER);
+    assert!(
+        brute["description"].as_str().is_some_and(|d| !d.is_empty()),
+        "{brute}"
+    );
+    assert!(brute["evidence"].is_object(), "{brute}");
+    assert!(brute["acknowledged"].is_boolean(), "{brute}");
+    assert!(brute["id"].as_u64().is_some(), "{brute}");
+    // Brute force points at the flow of the attempt that crossed the threshold: its
+    // Community ID v1 ("1:" and a base64 SHA-1 of 28 characters).
+    assert!(
+        brute["community_id"]
+            .as_str()
+            .is_some_and(|c| c.starts_with("1:") && c.len() == 30),
+        "{brute}"
+    );
     assert_eq!(brute["acknowledged"], false);
 
     // /packets and /packets/{id}: the recent ring, the published Packet fields.
     let packets = server.get("/packets?limit=5").json();
     assert_eq!(packets["count"], 5);
     let p = &packets["packets"][0];
-    for key in [
-        "id",
-        "timestamp_ms",
-        "src_ip",
-        "dst_ip",
-        "protocol",
-        "size_bytes",
-        "data_length",
-        "info",
-    ] {
-        assert!(!p[key].is_null(), "packet field {key}: {p}");
+    for key in ["id", "timestamp_ms", "size_bytes", "data_length"] {
+        assert!(p[key].as_u64().is_some(), "packet field {key}: {p}");
     }
+    for key in ["src_ip", "dst_ip"] {
+        assert!(
+            p[key]
+                .as_str()
+                .is_some_and(|s| s.parse::<std::net::IpAddr>().is_ok()),
+            "packet field {key}: {p}"
+        );
+    }
+    assert!(p["protocol"].as_str().is_some_and(|s| !s.is_empty()), "{p}");
+    assert!(p["info"].is_string(), "{p}");
     let one = server.get(&format!("/packets/{}", p["id"]));
     assert_eq!(one.status, 200);
     assert_eq!(one.json()["id"], p["id"]);
@@ -386,15 +403,11 @@ fn websockets_stream_metrics_flows_and_an_uploads_alerts_and_stop_stops() {
     );
     let mut metrics = ws_connect(&server, "/ws/metrics");
     let m = ws_next(&mut metrics);
-    for key in [
-        "protocol_counts",
-        "bandwidth_series",
-        "top_talkers",
-        "packets_per_sec",
-        "active_sessions",
-    ] {
-        assert!(m.get(key).is_some(), "/ws/metrics lacks {key}: {m}");
-    }
+    assert!(m["protocol_counts"].is_object(), "/ws/metrics: {m}");
+    assert!(m["bandwidth_series"].is_array(), "/ws/metrics: {m}");
+    assert!(m["top_talkers"].is_array(), "/ws/metrics: {m}");
+    assert!(m["packets_per_sec"].is_number(), "/ws/metrics: {m}");
+    assert!(m["active_sessions"].as_u64().is_some(), "/ws/metrics: {m}");
     let started = Instant::now();
     let m2 = ws_next(&mut metrics);
     let gap = started.elapsed();
