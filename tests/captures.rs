@@ -183,7 +183,8 @@ fn nanosecond_timestamps_are_kept_to_the_nanosecond() {
     // And through the whole pipeline, as far as an f64 of seconds carries (238 ns here).
     let (_, json, _) = analyze(&pcap("sll/tcpdump_tcp_handshake_nano_sll.pcap"), &[]);
     let first = json.unwrap()["first_seen"].as_f64().unwrap();
-    assert!((first - 1_418_145_369.924_505_488).abs() < 3e-7, "{first}");
+    let expected = 1_418_145_369.0 + 924_505_488.0 / 1e9;
+    assert!((first - expected).abs() < 3e-7, "{first}");
 }
 
 /// One conversation from `tshark -q -z conv,tcp -z conv,udp`: A → B frames and bytes,
