@@ -737,10 +737,31 @@ async fn upgrade<R, W>(
     if uwr.write_all(buffered).await.is_err() {
         return;
     }
-    // From here on bytes pass unchanged, until either side closes.
+    // From here on bytes pass unchanged, until either side closes. A client may be quiet
+    // for as long as it likes, but one that takes nothing of the stream for `io_timeout` is
+    // cut off: otherwise a client that vanished would hold its WebSocket slot until TCP
+    // gives up on it (a quarter of an hour).
     tokio::select! {
         _ = tokio::io::copy(rd, &mut uwr) => {}
-        _ = tokio::io::copy(&mut urd, wr) => {}
+        _ = pass_down(&mut urd, wr, limits.io_timeout) => {}
+    }
+}
+
+/// Copies tiny_http's side of a raw connection to the client, each write within `limit`.
+async fn pass_down<R, W>(from: &mut R, to: &mut W, limit: Duration)
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let mut chunk = vec![0u8; 16 * 1024];
+    loop {
+        let n = match from.read(&mut chunk).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        if send(to, &[&chunk[..n]], limit).await.is_err() {
+            return;
+        }
     }
 }
 

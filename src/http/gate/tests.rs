@@ -62,20 +62,7 @@ impl Rig {
         }
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
-        let limits = Limits {
-            max_connections,
-            max_header: 2048,
-            header_timeout: Duration::from_millis(400),
-            io_timeout: Duration::from_millis(400),
-            max_body: 4096,
-            max_upload: 8192,
-            body_timeout: Duration::from_millis(400),
-            upload_timeout: Duration::from_millis(400),
-            upload_dir: dir.path().to_path_buf(),
-            upstream_connections: 2,
-            max_upgrades: 2,
-            answer_timeout: Duration::from_secs(2),
-        };
+        let limits = test_limits(max_connections, dir.path());
         let gate = Gate::start(listener, socket, None, limits, Arc::default()).unwrap();
         Rig {
             gate: Some(gate),
@@ -117,6 +104,24 @@ impl Drop for Rig {
         }
         self.server.unblock();
         self.server.unblock();
+    }
+}
+
+/// Small limits and short deadlines, for tests.
+fn test_limits(max_connections: usize, upload_dir: &std::path::Path) -> Limits {
+    Limits {
+        max_connections,
+        max_header: 2048,
+        header_timeout: Duration::from_millis(400),
+        io_timeout: Duration::from_millis(400),
+        max_body: 4096,
+        max_upload: 8192,
+        body_timeout: Duration::from_millis(400),
+        upload_timeout: Duration::from_millis(400),
+        upload_dir: upload_dir.to_path_buf(),
+        upstream_connections: 2,
+        max_upgrades: 2,
+        answer_timeout: Duration::from_secs(2),
     }
 }
 
@@ -405,4 +410,56 @@ fn orphaned_uploads_are_removed_and_live_ones_kept() {
         .collect();
     left.sort();
     assert_eq!(left, [files[3].clone(), files[4].clone()]);
+}
+
+#[test]
+fn a_websocket_client_that_takes_nothing_is_cut_off_and_frees_its_slot() {
+    // An upstream that switches protocols and then streams without end, as the hub does.
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("ws.sock");
+    let upstream = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+    let (closed_tx, closed_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for stream in upstream.incoming() {
+            let Ok(mut stream) = stream else { return };
+            let closed = closed_tx.clone();
+            std::thread::spawn(move || {
+                let mut head = [0u8; 1024];
+                let _ = stream.read(&mut head);
+                let _ = stream.write_all(
+                    b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
+                );
+                let frame = [b'x'; 16 * 1024];
+                let started = std::time::Instant::now();
+                while stream.write_all(&frame).is_ok() {}
+                let _ = closed.send(started.elapsed());
+            });
+        }
+    });
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let gate = Gate::start(
+        listener,
+        socket,
+        None,
+        test_limits(8, dir.path()),
+        Arc::default(),
+    )
+    .unwrap();
+    let mut client = TcpStream::connect(addr).unwrap();
+    client
+        .write_all(
+            b"GET /ws/metrics HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
+        )
+        .unwrap();
+    // The client reads the 101 and then nothing more.
+    let mut head = [0u8; 64];
+    client.read_exact(&mut head[..12]).unwrap();
+    assert_eq!(&head[..12], b"HTTP/1.1 101");
+    let held = closed_rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the gate let go of the stream");
+    assert!(held < Duration::from_secs(10), "{held:?}");
+    drop(client);
+    gate.stop();
 }
