@@ -176,22 +176,18 @@ impl Api {
         let route = match route {
             Ok(r) => r,
             Err(e) => {
-                // Any body is read and dropped first: tiny_http does not skip an unread
-                // chunked body, and its bytes would be taken for the next request.
+                // Any body is read and dropped first, so that the pooled connection to the
+                // gate stays in step (the gate has read it whole and bounded it).
                 let _ = read_body(&mut request, MAX_JSON_BODY);
                 return respond_error(request, e);
             }
         };
-        // Who is asking comes before reading any body: an upload from a stranger is refused
-        // before a byte of it is stored.
+        // Who is asking comes before the body is used (an upload's is not even received: the
+        // gate asks first, see `preflight` below).
         let principal = match self.authorize(&info, &route) {
             Ok(p) => p,
             Err(e) => {
-                // The body is read and dropped unstored (the gate bounds it), so that the
-                // connection stays usable; tiny_http would take its bytes for a request.
-                if has_body(&request) {
-                    let _ = std::io::copy(request.as_reader(), &mut std::io::sink());
-                }
+                let _ = read_body(&mut request, MAX_JSON_BODY);
                 return respond_error(request, e);
             }
         };
@@ -953,13 +949,9 @@ fn read_body(request: &mut Request, limit: u64) -> Result<Vec<u8>, ApiError> {
     }
 }
 
-/// Whether a request declares a body (a length above zero, or chunked).
+/// Whether a request declares a body (the gate always sends a `Content-Length`).
 fn has_body(request: &Request) -> bool {
     request.body_length().unwrap_or(0) > 0
-        || request
-            .headers()
-            .iter()
-            .any(|h| h.field.equiv("Transfer-Encoding"))
 }
 
 /// Reads the whole upload as a capture: frames counted, or why it is not a usable capture.
