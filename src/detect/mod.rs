@@ -96,6 +96,8 @@ pub enum Target {
         proto: u8,
         port: u16,
     },
+    /// ARP requests for many addresses of the local segment.
+    ArpSweep,
     /// The whole monitored link.
     Link,
 }
@@ -116,6 +118,7 @@ impl fmt::Display for Target {
                     crate::flow::protocol_name(proto).to_lowercase()
                 ),
             },
+            Target::ArpSweep => write!(f, "*:arp"),
             Target::Link => write!(f, "link"),
         }
     }

@@ -1,5 +1,6 @@
-//! `port_scan`: one source probing many ports of one host (vertical), or one port on many
-//! hosts (horizontal sweep).
+//! `port_scan`: one source probing many ports of one host (vertical), many IP protocols of
+//! one host (nmap -sO), or one port on many hosts (horizontal sweep, including ARP sweeps of
+//! the local segment).
 //!
 //! Only the packets that open a flow, and each responder's first packet, are looked at (the
 //! flow table marks them): the rest of a connection can be neither a probe nor the first
@@ -18,6 +19,12 @@
 //!   not. A browser's connections to 20 web servers are all accepted; a sweep's are not.
 //! - ICMP errors are never probes. They quote the packet that caused them (nmap -sU draws
 //!   1,000 "port unreachable"s that quote UDP headers) but the quoting host is answering.
+//!
+//! Two sweeps are seen without an answer to count by: an opening bare ACK without payload to
+//! a host that never answers it (nmap -PA; a connection picked up mid-way soon shows its other
+//! side, which forgets the host again), and ARP requests for addresses that never reply (an
+//! ARP scan; hosts that reply are in use). A protocol scan sends IP datagrams of protocols
+//! other than TCP, UDP and ICMP; ten distinct ones to one host is a scan, as ten ports are.
 
 use std::net::IpAddr;
 
@@ -29,7 +36,7 @@ use super::state::{
 };
 use super::{AllowList, Detector, DetectorStats, Finding, Rule, Severity, Target, secs};
 use crate::flow::FlowMark;
-use crate::packet::{PacketBatch, PacketMeta, TcpFlags, Timestamp, ip_proto};
+use crate::packet::{Network, PacketBatch, PacketMeta, TcpFlags, Timestamp, ip_proto};
 
 /// Settings of the `port_scan` rule.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -39,7 +46,8 @@ pub struct PortScanConfig {
     pub allow: AllowList,
     /// Distinct ports of one target within the window (published: 10).
     pub ports_threshold: usize,
-    /// Distinct hosts probed on one port within the window.
+    /// Distinct hosts probed on one port within the window (also ARP requests for distinct
+    /// addresses).
     pub hosts_threshold: usize,
     pub window_secs: u64,
     /// Cap on tracked (source, target) pairs, and separately on (source, port) sweeps.
@@ -70,10 +78,14 @@ pub enum ProbeKind {
     OtherTcp,
     Udp,
     Echo,
+    /// A datagram of an IP protocol other than TCP, UDP and ICMP.
+    Protocol,
+    /// An ARP request.
+    Arp,
 }
 
 impl ProbeKind {
-    const ALL: [ProbeKind; 8] = [
+    const ALL: [ProbeKind; 10] = [
         ProbeKind::Syn,
         ProbeKind::Fin,
         ProbeKind::Null,
@@ -82,6 +94,8 @@ impl ProbeKind {
         ProbeKind::OtherTcp,
         ProbeKind::Udp,
         ProbeKind::Echo,
+        ProbeKind::Protocol,
+        ProbeKind::Arp,
     ];
 
     fn name(self) -> &'static str {
@@ -94,6 +108,8 @@ impl ProbeKind {
             ProbeKind::OtherTcp => "TCP",
             ProbeKind::Udp => "UDP",
             ProbeKind::Echo => "ICMP echo",
+            ProbeKind::Protocol => "IP protocol",
+            ProbeKind::Arp => "ARP",
         }
     }
 }
@@ -135,6 +151,31 @@ pub fn probe_kind(p: &PacketMeta) -> Option<ProbeKind> {
     }
 }
 
+/// Whether `p` is a bare ACK without payload: nmap's ACK ping, or a connection's last packet.
+fn bare_ack(p: &PacketMeta) -> bool {
+    p.ip_proto == ip_proto::TCP
+        && p.has_ports
+        && p.tcp_flags.0 & !(TcpFlags::PSH | TcpFlags::URG | TcpFlags::ECE | TcpFlags::CWR)
+            == TcpFlags::ACK
+        && p.payload_len == 0
+        && unicast(p.dst)
+}
+
+/// Whether `p` is an IP datagram of a protocol that `probe_kind` does not look into.
+fn other_protocol(p: &PacketMeta) -> bool {
+    !matches!(
+        p.ip_proto,
+        ip_proto::TCP | ip_proto::UDP | ip_proto::ICMP | ip_proto::ICMPV6
+    ) && unicast(p.dst)
+}
+
+/// The horizontal key's protocol for ARP sweeps: no probe travels in IP protocol 0 (HOPOPT is
+/// an IPv6 extension header the decoder walks past, and `other_protocol` probes are vertical).
+const ARP_SWEEP: u8 = 0;
+/// ARP opcodes, which the decoder keeps in `PacketMeta::icmp_type`.
+const ARP_REQUEST: u8 = 1;
+const ARP_REPLY: u8 = 2;
+
 /// A RST without ACK from `target:port` answers an ACK probe from `prober`: returns
 /// (prober, target, port).
 pub fn answered_ack_probe(p: &PacketMeta) -> Option<(IpAddr, IpAddr, u16)> {
@@ -171,7 +212,7 @@ fn unicast(ip: IpAddr) -> bool {
 struct Probed<T> {
     /// Items probed recently and not accepted.
     recent: Spread<T>,
-    kinds: [u32; 8],
+    kinds: [u32; ProbeKind::ALL.len()],
     probes: u64,
     first: Timestamp,
     /// Every item probed since the key first crossed the threshold (for evidence).
@@ -183,7 +224,7 @@ impl<T: Copy + PartialEq + std::hash::Hash + Eq> Probed<T> {
     fn new(cap: usize, now: Timestamp) -> Self {
         Probed {
             recent: Spread::new(cap),
-            kinds: [0; 8],
+            kinds: [0; ProbeKind::ALL.len()],
             probes: 0,
             first: now,
             episode: None,
@@ -232,7 +273,9 @@ impl<T: Copy + PartialEq + std::hash::Hash + Eq> Probed<T> {
     }
 
     fn main_kind(&self) -> ProbeKind {
-        let i = (0..8).max_by_key(|&i| self.kinds[i]).unwrap_or(0);
+        let i = (0..self.kinds.len())
+            .max_by_key(|&i| self.kinds[i])
+            .unwrap_or(0);
         ProbeKind::ALL[i]
     }
 
@@ -255,7 +298,11 @@ pub struct PortScan {
     /// (source, target) → ports probed, from the second probe on.
     vertical: Tracker<(IpAddr, IpAddr), Probed<u16>>,
     first_vertical: FirstSight<(IpAddr, IpAddr), (u16, ProbeKind)>,
-    /// (source, protocol, port) → hosts probed, from the second probe on.
+    /// (source, target) → IP protocols other than TCP, UDP and ICMP sent.
+    protocols: Tracker<(IpAddr, IpAddr), Probed<u16>>,
+    first_protocols: FirstSight<(IpAddr, IpAddr), (u16, ProbeKind)>,
+    /// (source, protocol, port) → hosts probed, from the second probe on; ARP sweeps are
+    /// (source, `ARP_SWEEP`, 0).
     horizontal: Tracker<(IpAddr, u8, u16), Probed<IpAddr>>,
     first_horizontal: FirstSight<(IpAddr, u8, u16), (IpAddr, ProbeKind)>,
     /// (sender, sender port, receiver) of the first datagram of each side of recent UDP
@@ -270,6 +317,8 @@ impl PortScan {
         PortScan {
             vertical: Tracker::new(config.max_tracked, window),
             first_vertical: FirstSight::new(config.max_tracked / 16),
+            protocols: Tracker::new(config.max_tracked / 16, window),
+            first_protocols: FirstSight::new(config.max_tracked / 16),
             horizontal: Tracker::new(config.max_tracked, window),
             first_horizontal: FirstSight::new(config.max_tracked / 16),
             udp_senders: Conversations::new(config.max_tracked, window),
@@ -327,6 +376,20 @@ impl PortScan {
             Some(kind) => (p.src, p.dst, p.dst_port, kind),
             None => match answered_ack_probe(p) {
                 Some((prober, target, port)) if answer => (prober, target, port, ProbeKind::Ack),
+                // An ACK ping: only a sweep says more than one connection seen mid-way.
+                _ if !answer && bare_ack(p) => {
+                    if !self.config.allow.allows(p.src, p.dst) {
+                        let key = (p.src, p.ip_proto, p.dst_port);
+                        self.sweep(key, p.dst, ProbeKind::Ack, now, observed, out);
+                    }
+                    return;
+                }
+                _ if !answer && other_protocol(p) => {
+                    if !self.config.allow.allows(p.src, p.dst) {
+                        self.protocol_probe(p.src, p.dst, p.ip_proto, now, observed, out);
+                    }
+                    return;
+                }
                 _ => return,
             },
         };
@@ -350,18 +413,73 @@ impl PortScan {
             ) && let Some(count) = pair.probe(port, kind, now, window, cfg.ports_threshold)
             {
                 out.push(vertical_finding(
-                    cfg, prober, target, pair, now, count, observed,
+                    cfg,
+                    prober,
+                    target,
+                    VerticalKind::Ports,
+                    pair,
+                    now,
+                    count,
+                    observed,
                 ));
             }
         }
-        let (proto, port) = match kind {
-            ProbeKind::Echo => (ip_proto::ICMP, 0),
-            _ => (p.ip_proto, port),
+        let key = match kind {
+            ProbeKind::Echo => (prober, ip_proto::ICMP, 0),
+            _ => (prober, p.ip_proto, port),
         };
+        self.sweep(key, target, kind, now, observed, out);
+    }
+
+    /// An ARP request or reply: requests for addresses that never reply are a sweep.
+    fn arp(
+        &mut self,
+        p: &PacketMeta,
+        observed: Option<std::time::Instant>,
+        out: &mut Vec<Finding>,
+    ) {
+        let now = self.clock.advance(p.ts);
+        // Sender 0.0.0.0 is an address probe (RFC 5227) and sender == target an announcement:
+        // neither looks for other hosts.
+        if p.src == p.dst || !unicast(p.src) || !unicast(p.dst) {
+            return;
+        }
+        match p.icmp_type {
+            ARP_REPLY => {
+                if let Some(sweep) = self.horizontal.peek_mut(&(p.dst, ARP_SWEEP, 0)) {
+                    sweep.recent.forget(p.src);
+                }
+            }
+            ARP_REQUEST if !self.config.allow.allows(p.src, p.dst) => {
+                self.sweep(
+                    (p.src, ARP_SWEEP, 0),
+                    p.dst,
+                    ProbeKind::Arp,
+                    now,
+                    observed,
+                    out,
+                );
+            }
+            _ => {}
+        }
+    }
+
+    /// Counts a probe of `target` in the sweep `key` = (prober, protocol, port).
+    fn sweep(
+        &mut self,
+        key: (IpAddr, u8, u16),
+        target: IpAddr,
+        kind: ProbeKind,
+        now: Timestamp,
+        observed: Option<std::time::Instant>,
+        out: &mut Vec<Finding>,
+    ) {
+        let window = secs(self.config.window_secs);
+        let cfg = &self.config;
         let cap = cfg.hosts_threshold * 2;
         if let Some(sweep) = self.horizontal.second_sight(
             &mut self.first_horizontal,
-            (prober, proto, port),
+            key,
             (target, kind),
             now,
             window,
@@ -370,19 +488,65 @@ impl PortScan {
             |sweep, first| sweep.replay(first, window, cfg.hosts_threshold),
         ) && let Some(count) = sweep.probe(target, kind, now, window, cfg.hosts_threshold)
         {
+            let (src, proto, port) = key;
             out.push(horizontal_finding(
-                cfg, prober, proto, port, sweep, now, count, observed,
+                cfg, src, proto, port, sweep, now, count, observed,
+            ));
+        }
+    }
+
+    /// Counts a datagram of IP protocol `proto` sent from `prober` to `target`.
+    fn protocol_probe(
+        &mut self,
+        prober: IpAddr,
+        target: IpAddr,
+        proto: u8,
+        now: Timestamp,
+        observed: Option<std::time::Instant>,
+        out: &mut Vec<Finding>,
+    ) {
+        let window = secs(self.config.window_secs);
+        let cfg = &self.config;
+        let cap = cfg.ports_threshold * 2;
+        let item = (u16::from(proto), ProbeKind::Protocol);
+        if let Some(pair) = self.protocols.second_sight(
+            &mut self.first_protocols,
+            (prober, target),
+            item,
+            now,
+            window,
+            |probe, earlier| probe == earlier,
+            || Probed::new(cap, now),
+            |pair, first| pair.replay(first, window, cfg.ports_threshold),
+        ) && let Some(count) = pair.probe(item.0, item.1, now, window, cfg.ports_threshold)
+        {
+            out.push(vertical_finding(
+                cfg,
+                prober,
+                target,
+                VerticalKind::Protocols,
+                pair,
+                now,
+                count,
+                observed,
             ));
         }
     }
 
     fn expire(&mut self, now: Timestamp, out: &mut Vec<Finding>) {
         let cfg = &self.config;
-        self.vertical.maintain(now, |&(src, dst), last, pair| {
-            if let Some(count) = pair.reporter.take_final() {
-                out.push(vertical_finding(cfg, src, dst, pair, last, count, None));
-            }
-        });
+        for (tracker, kind) in [
+            (&mut self.vertical, VerticalKind::Ports),
+            (&mut self.protocols, VerticalKind::Protocols),
+        ] {
+            tracker.maintain(now, |&(src, dst), last, pair| {
+                if let Some(count) = pair.reporter.take_final() {
+                    out.push(vertical_finding(
+                        cfg, src, dst, kind, pair, last, count, None,
+                    ));
+                }
+            });
+        }
         self.horizontal
             .maintain(now, |&(src, proto, port), last, sweep| {
                 if let Some(count) = sweep.reporter.take_final() {
@@ -405,45 +569,75 @@ fn smallest<T: Ord>(mut items: Vec<T>, n: usize) -> Vec<T> {
     items
 }
 
+/// What a vertical scan went through on its target.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum VerticalKind {
+    Ports,
+    Protocols,
+}
+
+#[allow(clippy::too_many_arguments)]
 fn vertical_finding(
     cfg: &PortScanConfig,
     src: IpAddr,
     dst: IpAddr,
+    what: VerticalKind,
     pair: &Probed<u16>,
     now: Timestamp,
     count: u64,
     observed: Option<std::time::Instant>,
 ) -> Finding {
     let window = secs(cfg.window_secs);
-    let ports: Vec<u16> = match &pair.episode {
+    let items: Vec<u16> = match &pair.episode {
         Some(all) => all.iter().copied().collect(),
         None => pair.recent.recent(now, window).collect(),
     };
-    let distinct = ports.len();
-    let ports = smallest(ports, 20);
-    let kind = pair.main_kind();
+    let distinct = items.len();
+    let sample = smallest(items, 20);
+    let in_window = pair.recent.count(now, window);
+    let (description, evidence) = match what {
+        VerticalKind::Ports => (
+            format!(
+                "{src} probed {distinct} ports on {dst} ({} scan)",
+                pair.main_kind().name()
+            ),
+            json!({
+                "kind": "vertical",
+                "distinct_ports": distinct,
+                "ports_sample": sample,
+                "ports_in_window": in_window,
+            }),
+        ),
+        VerticalKind::Protocols => (
+            format!("{src} sent {distinct} IP protocols to {dst} (IP protocol scan)"),
+            json!({
+                "kind": "protocol",
+                "distinct_protocols": distinct,
+                "protocols_sample": sample,
+                "protocols_in_window": in_window,
+            }),
+        ),
+    };
+    let mut evidence = evidence;
+    let common = json!({
+        "target": dst.to_string(),
+        "probes": pair.probes,
+        "probe_types": pair.kinds_json(),
+        "window_secs": cfg.window_secs,
+        "threshold": cfg.ports_threshold,
+        "first_probe": super::unix(pair.first),
+    });
+    if let (Some(map), serde_json::Value::Object(rest)) = (evidence.as_object_mut(), common) {
+        map.extend(rest);
+    }
     Finding {
         rule: Rule::PortScan,
         severity: Severity::High,
         source: Some(src),
         target: Target::Host(dst),
         ts: now,
-        description: format!(
-            "{src} probed {distinct} ports on {dst} ({} scan)",
-            kind.name()
-        ),
-        evidence: json!({
-            "kind": "vertical",
-            "target": dst.to_string(),
-            "distinct_ports": distinct,
-            "ports_sample": ports,
-            "ports_in_window": pair.recent.count(now, window),
-            "probes": pair.probes,
-            "probe_types": pair.kinds_json(),
-            "window_secs": cfg.window_secs,
-            "threshold": cfg.ports_threshold,
-            "first_probe": super::unix(pair.first),
-        }),
+        description,
+        evidence,
         count,
         community_id: None,
         observed,
@@ -468,7 +662,10 @@ fn horizontal_finding(
     };
     let distinct = hosts.len();
     let hosts = smallest(hosts, 20);
-    let target = Target::Sweep { proto, port };
+    let target = match proto {
+        ARP_SWEEP => Target::ArpSweep,
+        _ => Target::Sweep { proto, port },
+    };
     Finding {
         rule: Rule::PortScan,
         severity: Severity::High,
@@ -482,7 +679,10 @@ fn horizontal_finding(
         evidence: json!({
             "kind": "horizontal",
             "port": port,
-            "protocol": crate::flow::protocol_name(proto),
+            "protocol": match proto {
+                ARP_SWEEP => "ARP",
+                _ => crate::flow::protocol_name(proto),
+            },
             "distinct_hosts": distinct,
             "hosts_sample": hosts.iter().map(ToString::to_string).collect::<Vec<_>>(),
             "hosts_in_window": sweep.recent.count(now, window),
@@ -508,6 +708,8 @@ impl Detector for PortScan {
         for (p, &mark) in batch.packets.iter().zip(marks) {
             if p.is_ip() {
                 self.packet(p, mark, batch.started, out);
+            } else if p.network == Network::Arp {
+                self.arp(p, batch.started, out);
             }
         }
         if let Some(now) = self.clock.now() {
@@ -518,9 +720,16 @@ impl Detector for PortScan {
 
     fn flush(&mut self, out: &mut Vec<Finding>) {
         let cfg = &self.config;
-        for (&(src, dst), last, pair) in self.vertical.iter_mut() {
-            if let Some(count) = pair.reporter.take_final() {
-                out.push(vertical_finding(cfg, src, dst, pair, last, count, None));
+        for (tracker, kind) in [
+            (&mut self.vertical, VerticalKind::Ports),
+            (&mut self.protocols, VerticalKind::Protocols),
+        ] {
+            for (&(src, dst), last, pair) in tracker.iter_mut() {
+                if let Some(count) = pair.reporter.take_final() {
+                    out.push(vertical_finding(
+                        cfg, src, dst, kind, pair, last, count, None,
+                    ));
+                }
             }
         }
         for (&(src, proto, port), last, sweep) in self.horizontal.iter_mut() {
@@ -534,8 +743,11 @@ impl Detector for PortScan {
 
     fn stats(&self) -> DetectorStats {
         DetectorStats {
-            tracked: self.vertical.len() + self.horizontal.len() + self.udp_senders.len(),
-            refused: self.vertical.refused + self.horizontal.refused,
+            tracked: self.vertical.len()
+                + self.protocols.len()
+                + self.horizontal.len()
+                + self.udp_senders.len(),
+            refused: self.vertical.refused + self.protocols.refused + self.horizontal.refused,
             findings: self.findings,
         }
     }

@@ -3,7 +3,13 @@
 //! Both count per target port: SYNs spread over many ports or hosts are a scan, which
 //! `port_scan` reports, not a flood.
 //!
-//! Both variants also require a low handshake-completion ratio: completed handshakes (the
+//! A third variant is reflection: SYN-ACKs that answer no SYN seen on the link (they open
+//! their flow), from many sources to one host. An attacker spoofing the victim's address
+//! sends SYNs to thousands of servers, and each one's SYN-ACK lands on the victim. They are
+//! counted per host, as the victim's ports are the attacker's choice; a DoS victim's own
+//! backscatter (SYN-ACKs to the many addresses spoofed at it) spreads over its destinations.
+//!
+//! The first two variants also require a low handshake-completion ratio: completed handshakes (the
 //! client's ACK that follows its SYN, as the flow table marks it) over SYNs in the window. A NAT gateway, a load test
 //! or Zeek's echo trace (500 connections in 6.5 s) open connections fast but complete them;
 //! a flood does not. SYN-ACKs are never counted as SYNs (backscatter and reflection are
@@ -125,6 +131,9 @@ pub struct SynFlood {
     /// Target ports with SYNs from a single source so far, and that source.
     first_victims: FirstSight<VictimKey, IpAddr>,
     victims: Tracker<VictimKey, Victim>,
+    /// Hosts receiving unsolicited SYN-ACKs, from the second source on.
+    first_reflected: FirstSight<Ip, IpAddr>,
+    reflected: Tracker<Ip, Victim>,
     findings: u64,
 }
 
@@ -136,6 +145,8 @@ impl SynFlood {
             first_victims: FirstSight::new(config.max_tracked / 32),
             senders: Tracker::new(config.max_tracked, window),
             victims: Tracker::new(config.max_tracked, window),
+            first_reflected: FirstSight::new(config.max_tracked / 32),
+            reflected: Tracker::new(config.max_tracked / 4, window),
             clock: Clock::default(),
             config,
             findings: 0,
@@ -156,6 +167,14 @@ impl SynFlood {
                 return;
             }
             self.syn(p, mark, now, observed, out);
+        } else if f.has(TcpFlags::SYN)
+            && f.has(TcpFlags::ACK)
+            && !f.has(TcpFlags::RST)
+            && mark.has(FlowMark::OPENS)
+        {
+            if !self.config.allow.allows(p.src, p.dst) {
+                self.reflected_syn_ack(p, now, observed, out);
+            }
         } else if mark.has(FlowMark::COMPLETES_HANDSHAKE) {
             if let Some(s) = self.senders.peek_mut(&(Ip(p.src), Ip(p.dst), p.dst_port)) {
                 s.counts.add(now, DONE, 1);
@@ -217,6 +236,41 @@ impl SynFlood {
             }
             if let Some(count) = v.reporter.due(now, holds) {
                 out.push(victim_finding(cfg, target, v, now, count, observed));
+            }
+        }
+    }
+}
+
+impl SynFlood {
+    /// A SYN-ACK to `p.dst` whose SYN was never seen.
+    fn reflected_syn_ack(
+        &mut self,
+        p: &PacketMeta,
+        now: Timestamp,
+        observed: Option<std::time::Instant>,
+        out: &mut Vec<Finding>,
+    ) {
+        let cfg = &self.config;
+        let window = cfg.window_secs;
+        let key = Ip(p.dst);
+        if let Some(v) = self.reflected.second_sight(
+            &mut self.first_reflected,
+            key,
+            p.src,
+            now,
+            secs(window),
+            |source, earlier| source == earlier,
+            || Victim::new(window),
+            |v, first| v.syns(first.item, true, first.at, first.times),
+        ) {
+            v.syns(p.src, true, now, 1);
+            let [syn_acks, _] = v.counts.totals(now);
+            let holds = syn_acks >= cfg.target_threshold && v.sources.len() >= cfg.min_sources;
+            if holds {
+                v.sources.raise_cap(1 << 20);
+            }
+            if let Some(count) = v.reporter.due(now, holds) {
+                out.push(reflection_finding(cfg, key, v, now, count, observed));
             }
         }
     }
@@ -313,6 +367,45 @@ fn victim_finding(
     }
 }
 
+fn reflection_finding(
+    cfg: &SynFloodConfig,
+    Ip(ip): Ip,
+    v: &Victim,
+    now: Timestamp,
+    count: u64,
+    observed: Option<std::time::Instant>,
+) -> Finding {
+    let [syn_acks, _] = v.counts.totals(now);
+    let sample: Vec<String> = v.sample.iter().map(ToString::to_string).collect();
+    let sources = v.sources.len();
+    Finding {
+        rule: Rule::SynFlood,
+        severity: Severity::Critical,
+        source: None,
+        target: Target::Host(ip),
+        ts: now,
+        description: format!(
+            "{ip} received {syn_acks} SYN-ACKs it never asked for in {} s from {sources}{} \
+             sources (reflected SYN flood)",
+            cfg.window_secs,
+            if v.sources.saturated() { "+" } else { "" }
+        ),
+        evidence: json!({
+            "variant": "reflection",
+            "syn_ack_count": syn_acks,
+            "syn_ack_rate_per_sec": syn_acks as f64 / cfg.window_secs as f64,
+            "distinct_sources": sources,
+            "sources_sample": sample,
+            "window_secs": cfg.window_secs,
+            "threshold": cfg.target_threshold,
+            "total_syn_acks": v.total,
+        }),
+        count,
+        community_id: None,
+        observed,
+    }
+}
+
 impl Detector for SynFlood {
     fn rule(&self) -> Rule {
         Rule::SynFlood
@@ -337,6 +430,11 @@ impl Detector for SynFlood {
                     out.push(victim_finding(cfg, key, v, last, count, None));
                 }
             });
+            self.reflected.maintain(now, |&key, last, v| {
+                if let Some(count) = v.reporter.take_final() {
+                    out.push(reflection_finding(cfg, key, v, last, count, None));
+                }
+            });
         }
         self.findings += (out.len() - before) as u64;
     }
@@ -353,12 +451,17 @@ impl Detector for SynFlood {
                 out.push(victim_finding(cfg, key, v, last, count, None));
             }
         }
+        for (&key, last, v) in self.reflected.iter_mut() {
+            if let Some(count) = v.reporter.take_final() {
+                out.push(reflection_finding(cfg, key, v, last, count, None));
+            }
+        }
     }
 
     fn stats(&self) -> DetectorStats {
         DetectorStats {
-            tracked: self.senders.len() + self.victims.len(),
-            refused: self.senders.refused + self.victims.refused,
+            tracked: self.senders.len() + self.victims.len() + self.reflected.len(),
+            refused: self.senders.refused + self.victims.refused + self.reflected.refused,
             findings: self.findings,
         }
     }

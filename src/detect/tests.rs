@@ -344,6 +344,109 @@ mod port_scan {
         let sample: Vec<u64> = (1..=20).collect();
         assert_eq!(out[1].evidence["ports_sample"], serde_json::json!(sample));
     }
+
+    fn arp(t: f64, op: u8, sender: &str, target: &str) -> PacketMeta {
+        let mut p = PacketMeta::blank(Timestamp::from_secs_f64(t), 60);
+        p.network = Network::Arp;
+        p.src = ip(sender);
+        p.dst = ip(target);
+        p.icmp_type = op;
+        p
+    }
+
+    #[test]
+    fn arp_requests_for_twenty_silent_addresses_are_a_sweep() {
+        let requests = |hosts: u8| {
+            (1..=hosts)
+                .map(|h| arp(0.01 * f64::from(h), 1, "10.0.0.66", &format!("10.0.0.{h}")))
+                .collect::<Vec<_>>()
+        };
+        let mut d = PortScan::new(PortScanConfig::default());
+        assert!(run(&mut d, vec![batch(requests(19))]).is_empty());
+        let mut d = PortScan::new(PortScanConfig::default());
+        let f = run(&mut d, vec![batch(requests(20))]);
+        assert_eq!(f.len(), 1);
+        assert_eq!(f[0].target, Target::ArpSweep);
+        assert_eq!(f[0].target.to_string(), "*:arp");
+        // Hosts that reply are in use: a gateway refreshing 30 live neighbours is no sweep.
+        let mut packets = Vec::new();
+        for h in 1..=30u8 {
+            let host = format!("10.0.0.{h}");
+            packets.push(arp(f64::from(h), 1, "10.0.0.1", &host));
+            packets.push(arp(f64::from(h) + 0.001, 2, &host, "10.0.0.1"));
+        }
+        let mut d = PortScan::new(PortScanConfig::default());
+        assert!(run(&mut d, vec![batch(packets)]).is_empty());
+        // Address probes (sender 0.0.0.0) and announcements (sender = target) look for no one.
+        let mut packets = Vec::new();
+        for h in 1..=30u8 {
+            let host = format!("10.0.0.{h}");
+            packets.push(arp(0.0, 1, "0.0.0.0", &host));
+            packets.push(arp(0.0, 1, &host, &host));
+        }
+        let mut d = PortScan::new(PortScanConfig::default());
+        assert!(run(&mut d, vec![batch(packets)]).is_empty());
+    }
+
+    #[test]
+    fn ten_ip_protocols_to_one_host_are_a_protocol_scan() {
+        let protocols = |n: u8| {
+            (0..n)
+                .map(|i| {
+                    let mut p = tcp(0.0, "10.0.0.66", 0, "10.0.0.1", 0, 0);
+                    p.has_ports = false;
+                    // Skips TCP (6) and UDP (17), which are not "other" protocols.
+                    p.ip_proto = [2, 3, 4, 5, 7, 8, 9, 10, 11, 12, 13][usize::from(i)];
+                    p
+                })
+                .collect::<Vec<_>>()
+        };
+        let mut d = PortScan::new(PortScanConfig::default());
+        assert!(run(&mut d, vec![batch(protocols(9))]).is_empty());
+        let mut d = PortScan::new(PortScanConfig::default());
+        let f = run(&mut d, vec![batch(protocols(10))]);
+        assert_eq!(f.len(), 1);
+        assert_eq!(f[0].target, Target::Host(ip("10.0.0.1")));
+        assert_eq!(f[0].evidence["kind"], "protocol");
+        assert_eq!(f[0].evidence["distinct_protocols"], 10);
+    }
+
+    #[test]
+    fn unanswered_bare_acks_to_twenty_hosts_are_a_sweep_answered_ones_are_not() {
+        let acks = |answered: bool| {
+            let mut packets = Vec::new();
+            for h in 1..=30u8 {
+                let host = format!("10.0.1.{h}");
+                packets.push(tcp(0.0, "10.0.0.66", 40_000, &host, 443, ACK));
+                if answered {
+                    // The other side of a connection picked up mid-way.
+                    packets.push(tcp(0.0, &host, 443, "10.0.0.66", 40_000, ACK));
+                }
+            }
+            packets
+        };
+        let mut d = PortScan::new(PortScanConfig::default());
+        let f = run(&mut d, vec![batch(acks(false))]);
+        let sweep = Target::Sweep {
+            proto: ip_proto::TCP,
+            port: 443,
+        };
+        assert!(
+            !f.is_empty() && f.iter().all(|f| f.target == sweep),
+            "{f:?}"
+        );
+        // The crossing at 20 hosts, then the episode's final count.
+        assert_eq!(f.last().unwrap().evidence["probe_types"]["ack"], 30);
+        let mut d = PortScan::new(PortScanConfig::default());
+        assert!(run(&mut d, vec![batch(acks(true))]).is_empty());
+        // With payload it is data of a connection, not a ping.
+        let mut with_data = acks(false);
+        for p in &mut with_data {
+            p.payload_len = 100;
+        }
+        let mut d = PortScan::new(PortScanConfig::default());
+        assert!(run(&mut d, vec![batch(with_data)]).is_empty());
+    }
 }
 
 mod brute_force {
@@ -626,6 +729,62 @@ mod syn_flood {
         let mut d = SynFlood::new(SynFloodConfig::default());
         assert!(run(&mut d, vec![batch(packets)]).is_empty());
         assert_eq!(d.stats().tracked, 0);
+    }
+
+    /// SYN-ACKs from `n` reflectors to one victim, which sent no SYN.
+    fn reflected(n: u32, victim_fixed: bool) -> Vec<PacketMeta> {
+        (0..n)
+            .map(|i| {
+                let reflector = format!("11.0.{}.{}", i >> 8, i & 255);
+                let victim = if victim_fixed {
+                    "10.0.0.80".to_string()
+                } else {
+                    format!("12.0.{}.{}", i >> 8, i & 255)
+                };
+                let t = f64::from(i) * 0.001;
+                tcp(t, &reflector, 80, &victim, 10_000 + i as u16, SYN | ACK)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn unsolicited_syn_acks_from_many_reflectors_are_a_reflected_flood() {
+        let mut d = SynFlood::new(SynFloodConfig::default());
+        assert!(run(&mut d, vec![batch(reflected(499, true))]).is_empty());
+        let mut d = SynFlood::new(SynFloodConfig::default());
+        let f = run(&mut d, vec![batch(reflected(500, true))]);
+        assert_eq!(f.len(), 1);
+        assert_eq!(f[0].source, None);
+        assert_eq!(f[0].target, Target::Host(ip("10.0.0.80")));
+        assert_eq!(f[0].evidence["variant"], "reflection");
+        assert_eq!(f[0].evidence["distinct_sources"], 500);
+        // Backscatter: one DoS victim's SYN-ACKs spread over the addresses spoofed at it.
+        let mut d = SynFlood::new(SynFloodConfig::default());
+        assert!(run(&mut d, vec![batch(reflected(2000, false))]).is_empty());
+        // SYN-ACKs that answer SYNs the host sent are its own connections.
+        let mut packets = Vec::new();
+        for i in 0..600u32 {
+            let server = format!("11.0.{}.{}", i >> 8, i & 255);
+            let t = f64::from(i) * 0.001;
+            packets.push(tcp(t, "10.0.0.80", 10_000 + i as u16, &server, 80, SYN));
+            packets.push(tcp(
+                t,
+                &server,
+                80,
+                "10.0.0.80",
+                10_000 + i as u16,
+                SYN | ACK,
+            ));
+        }
+        let mut d = SynFlood::new(SynFloodConfig::default());
+        assert!(run(&mut d, vec![batch(packets)]).is_empty());
+        // A bare ACK opening a flow is not a SYN-ACK.
+        let mut acks = reflected(600, true);
+        for p in &mut acks {
+            p.tcp_flags = TcpFlags(ACK);
+        }
+        let mut d = SynFlood::new(SynFloodConfig::default());
+        assert!(run(&mut d, vec![batch(acks)]).is_empty());
     }
 }
 

@@ -126,7 +126,10 @@ enum Body {
         id: u16,
         seq: u16,
     },
-    ArpRequest,
+    /// An ARP request (broadcast) or the target's reply (unicast to the asker).
+    Arp {
+        reply: bool,
+    },
 }
 
 /// One frame to build at `at`.
@@ -405,24 +408,29 @@ fn build_frame(spec: &Spec, out: &mut Vec<u8>) {
             };
             b.write(out, &zeros[..56])
         }
-        Body::ArpRequest => {
-            build_arp_request(spec.src, spec.dst, out);
+        Body::Arp { reply } => {
+            build_arp(*reply, spec.src, spec.dst, out);
             Ok(())
         }
     };
     debug_assert!(result.is_ok(), "building a synthetic frame cannot fail");
 }
 
-fn build_arp_request(sender: Ipv4Addr, target: Ipv4Addr, out: &mut Vec<u8>) {
+fn build_arp(reply: bool, sender: Ipv4Addr, target: Ipv4Addr, out: &mut Vec<u8>) {
     use smoltcp::wire::{ArpOperation, ArpPacket, ArpRepr, EthernetAddress};
-    out.extend_from_slice(&[0xff; 6]);
+    let (operation, to, target_mac) = if reply {
+        (ArpOperation::Reply, mac_of(target), mac_of(target))
+    } else {
+        (ArpOperation::Request, [0xff; 6], [0; 6])
+    };
+    out.extend_from_slice(&to);
     out.extend_from_slice(&mac_of(sender));
     out.extend_from_slice(&[0x08, 0x06]);
     let repr = ArpRepr::EthernetIpv4 {
-        operation: ArpOperation::Request,
+        operation,
         source_hardware_addr: EthernetAddress(mac_of(sender)),
         source_protocol_addr: sender,
-        target_hardware_addr: EthernetAddress([0; 6]),
+        target_hardware_addr: EthernetAddress(target_mac),
         target_protocol_addr: target,
     };
     let start = out.len();

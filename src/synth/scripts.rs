@@ -234,14 +234,25 @@ pub(super) fn benign_session(rng: &mut ChaCha8Rng, at: i64) -> Frames {
                 },
             ),
         ],
-        93..=96 => vec![(
-            at,
-            Spec {
-                src: GATEWAY,
-                dst: c,
-                body: Body::ArpRequest,
-            },
-        )],
+        // The gateway asks for a client, which answers (as a live host does).
+        93..=96 => vec![
+            (
+                at,
+                Spec {
+                    src: GATEWAY,
+                    dst: c,
+                    body: Body::Arp { reply: false },
+                },
+            ),
+            (
+                at + MS / 5,
+                Spec {
+                    src: c,
+                    dst: GATEWAY,
+                    body: Body::Arp { reply: true },
+                },
+            ),
+        ],
         _ => {
             // LAN file share: SMB between two clients.
             let other = client(rng);
