@@ -271,12 +271,9 @@ fn main() -> ExitCode {
             match analyze::run(options, &mut warn) {
                 Ok((summary, outcome)) => {
                     if json {
-                        println!(
-                            "{}",
-                            serde_json::to_string(&summary).expect("summary serializes")
-                        );
+                        say(&serde_json::to_string(&summary).expect("summary serializes"));
                     } else {
-                        print!("{}", analyze::render_text(&summary));
+                        say(analyze::render_text(&summary).trim_end_matches('\n'));
                     }
                     match outcome {
                         Outcome::Complete => ExitCode::SUCCESS,
@@ -477,7 +474,7 @@ fn token_command(auth: &mut tapir::auth::Auth, action: TokenAction) -> ExitCode 
                     record.name,
                     record.role.name()
                 );
-                println!("{token}");
+                say(&token);
                 ExitCode::SUCCESS
             }
             Err(e) => {
@@ -487,7 +484,13 @@ fn token_command(auth: &mut tapir::auth::Auth, action: TokenAction) -> ExitCode 
         },
         TokenAction::List => {
             for t in &auth.credentials().tokens {
-                println!("{}\t{}\t{}\t{}", t.id, t.role.name(), t.created, t.name);
+                say(&format!(
+                    "{}\t{}\t{}\t{}",
+                    t.id,
+                    t.role.name(),
+                    t.created,
+                    t.name
+                ));
             }
             ExitCode::SUCCESS
         }
@@ -554,10 +557,10 @@ fn serve_command(
         } else {
             format!("{scheme}://{addr}")
         };
-        println!(
+        say(&format!(
             "tapir {mode}: serving on {shown} (database {})",
             db_path.display()
-        );
+        ));
     };
     let result = tapir::serve::run(options, ready);
     drop(scratch);
@@ -568,6 +571,15 @@ fn serve_command(
             ExitCode::from(1)
         }
     }
+}
+
+/// Writes `line` and a newline to stdout. A reader that has gone away (`tapir … | head`)
+/// is not an error: the command finishes its work and ends as it would have, quietly, where
+/// `println!` would panic.
+fn say(line: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}").and_then(|()| out.flush());
 }
 
 /// Runs one `tapir db` action on the database at `path`.
@@ -587,10 +599,7 @@ fn db_command(
     let mut store = Store::open(path, config)?;
     match action {
         DbAction::Stats => {
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&store.stats()).expect("stats serialize")
-            );
+            say(&serde_json::to_string_pretty(&store.stats()).expect("stats serialize"));
         }
         DbAction::Export { kind, out } => {
             let mut sink: Box<dyn Write> = match &out {
@@ -623,9 +632,9 @@ fn db_command(
             }
         }
         DbAction::Check => match store.verify() {
-            Ok(n) => println!("ok: {n} records readable, flow index complete"),
+            Ok(n) => say(&format!("ok: {n} records readable, flow index complete")),
             Err(e) => {
-                println!("damaged: {e}");
+                say(&format!("damaged: {e}"));
                 return Ok(ExitCode::from(1));
             }
         },
@@ -644,10 +653,7 @@ fn db_command(
                     let _ = stdout.flush();
                 }
             })?;
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&report).expect("report serializes")
-            );
+            say(&serde_json::to_string_pretty(&report).expect("report serializes"));
         }
     }
     Ok(ExitCode::SUCCESS)

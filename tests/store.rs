@@ -336,3 +336,186 @@ fn an_export_into_a_closed_pipe_ends_quietly() {
     assert_eq!(out.status.code(), Some(0));
     assert_eq!(String::from_utf8_lossy(&out.stderr), "");
 }
+
+/// Fills the filesystem holding `dir` to the last byte with a file there.
+fn fill(dir: &Path) -> std::path::PathBuf {
+    use std::io::Write;
+    let path = dir.join("filler");
+    let mut f = std::fs::File::create(&path).unwrap();
+    let chunk = vec![0u8; 64 * 1024];
+    // Whole chunks, then single bytes, until the disk refuses.
+    while f.write_all(&chunk).is_ok() {}
+    while f.write_all(&[0]).is_ok() {}
+    let _ = f.sync_all();
+    path
+}
+
+fn free_bytes(dir: &Path) -> u64 {
+    let out = std::process::Command::new("df")
+        .args(["--output=avail", "-B1"])
+        .arg(dir)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .nth(1)
+        .and_then(|l| l.trim().parse().ok())
+        .unwrap()
+}
+
+#[test]
+fn a_full_disk_still_opens_for_reading_and_never_corrupts_the_database() {
+    let Some(disk) = TinyDisk::mount(48) else {
+        common::cannot_run("cannot mount a tmpfs here (needs root or CAP_SYS_ADMIN)");
+        return;
+    };
+    let path = disk.0.join("db");
+    let config = disk.0.join("tapir.toml");
+    std::fs::write(&config, "[store]\nmin_free_mb = 8\n").unwrap();
+    let cfg = config.to_str().unwrap();
+    let (code, _, err) = common::analyze(
+        &pcap("portscan/nfpuzzle4_mr_x_scan.pcap"),
+        &["--db-path", path.to_str().unwrap(), "--config", cfg],
+    );
+    assert_eq!(code, Some(0), "{err}");
+    let flows = export(&path, "flows").len();
+    assert!(flows > 0);
+
+    // The disk fills to the last byte (another program's files): the database still opens
+    // for `db check`, `db stats` and `db export` (the store's reserve makes the room).
+    let filler = fill(&disk.0);
+    assert_eq!(free_bytes(&disk.0), 0);
+    let (code, out, err) = db(&["check", "--config", cfg], &path);
+    assert_eq!(code, 0, "db check on a full disk: {out}{err}");
+    let (code, out, err) = db(&["stats", "--config", cfg], &path);
+    assert_eq!(code, 0, "{err}");
+    let stats: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(stats["flows"]["records"], flows as u64);
+    assert_eq!(export(&path, "flows").len(), flows);
+
+    // With the reserve spent and the disk full again, opening is refused up front, in one
+    // sentence that says what to do, and the database is left as it was: sled, opened
+    // without room, can leave it unreadable for good.
+    fill(&disk.0);
+    let (code, _, err) = db(&["check", "--config", cfg], &path);
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("disk is full") && err.contains("free some space"),
+        "{err}"
+    );
+    assert_eq!(err.matches("cannot open").count(), 1, "{err}");
+    std::fs::remove_file(&filler).unwrap();
+    let (code, out, err) = db(&["check", "--config", cfg], &path);
+    assert_eq!(code, 0, "the database survived: {out}{err}");
+    assert_eq!(export(&path, "flows").len(), flows);
+}
+
+#[test]
+fn the_store_leaves_room_on_a_filling_disk() {
+    let Some(disk) = TinyDisk::mount(128) else {
+        common::cannot_run("cannot mount a tmpfs here (needs root or CAP_SYS_ADMIN)");
+        return;
+    };
+    // Other files take all but 48 MiB; the cap (512 MiB) is far beyond the disk.
+    std::fs::write(disk.0.join("others"), vec![0u8; 80 << 20]).unwrap();
+    let config = disk.0.join("tapir.toml");
+    std::fs::write(&config, "[store]\nmin_free_mb = 16\n").unwrap();
+    let path = disk.0.join("db");
+    let out = run_with_limit(
+        tapir()
+            .args(["db", "bench", "--flows", "600000", "--config"])
+            .arg(&config)
+            .arg("--db-path")
+            .arg(&path),
+        Duration::from_secs(300),
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    // Retention made room inside the database, then writing stopped short of the floor.
+    assert!(
+        report["deleted_for_space"].as_u64().unwrap() > 0,
+        "{report:#}"
+    );
+    assert!(
+        report["flows_refused_for_space"].as_u64().unwrap() > 0,
+        "{report:#}"
+    );
+    let free = free_bytes(&disk.0);
+    assert!(free >= 4 << 20, "only {free} bytes left free: {report:#}");
+    // And the database opens as it is.
+    let (code, out, err) = db(&["check", "--config", config.to_str().unwrap()], &path);
+    assert_eq!(code, 0, "{out}{err}");
+}
+
+#[test]
+fn storage_errors_are_reported_once_not_nested() {
+    use actix::Actor;
+    use tapir::messages::{FlowRecordsMsg, FlushStore};
+    use tapir::store::StoreConfig;
+    use tapir::store::actor::StoreActor;
+    use tapir::store::load::synthetic_flow;
+
+    // A database path under a regular file can never be opened.
+    let dir = tempdir();
+    std::fs::write(dir.join("file"), b"").unwrap();
+    let path = dir.join("file").join("db");
+    let system = actix::System::new();
+    system.block_on(async {
+        let store = StoreActor::new(path.clone(), StoreConfig::default())
+            .with_log(|_| {})
+            .start();
+        let records: std::sync::Arc<[_]> = (0..10).map(synthetic_flow).collect();
+        store.do_send(FlowRecordsMsg(records));
+        let mut status = store.send(FlushStore).await.unwrap();
+        for _ in 0..3 {
+            status = store.send(FlushStore).await.unwrap();
+        }
+        assert!(status.errors >= 2, "{status:?}");
+        let error = status.last_error.unwrap();
+        assert_eq!(error.matches("cannot open").count(), 1, "{error}");
+        assert!(!error.contains("not available"), "{error}");
+    });
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn every_command_ends_quietly_when_its_reader_has_gone() {
+    // `tapir analyze … | head -c 0`, `tapir db stats | true`: the reader closes before
+    // tapir writes. The command ends with its own status and no panic.
+    let dir = tempdir();
+    let path = dir.join("db");
+    let file = pcap("bruteforce/traceshare_hydra_4_tasks.pcap");
+    let (code, _, err) = common::analyze(&file, &["--db-path", path.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{err}");
+    let runs: [Vec<&std::ffi::OsStr>; 4] = [
+        vec!["analyze".as_ref(), "--json".as_ref(), file.as_os_str()],
+        vec!["analyze".as_ref(), file.as_os_str()],
+        vec![
+            "db".as_ref(),
+            "stats".as_ref(),
+            "--db-path".as_ref(),
+            path.as_os_str(),
+        ],
+        vec![
+            "db".as_ref(),
+            "check".as_ref(),
+            "--db-path".as_ref(),
+            path.as_os_str(),
+        ],
+    ];
+    for args in runs {
+        let mut child = tapir()
+            .args(&args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

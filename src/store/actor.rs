@@ -191,6 +191,11 @@ impl StoreActor {
             ));
         }
         let store = self.store.as_mut().expect("opened above");
+        if let Err(full) = store.check_headroom() {
+            // Room inside the database may still be made: retention deletes the oldest.
+            let _ = store.enforce_retention();
+            return Err(full);
+        }
         let n = self.pending.flows.len().min(max_flows);
         store.insert_flows(&self.pending.flows.make_contiguous()[..n])?;
         // Written; a later failure retries only what is left (flow keys make a retry
@@ -255,7 +260,10 @@ impl StoreActor {
     /// after an I/O error).
     fn fail(&mut self, e: &StoreError) {
         self.record_error(e);
-        if !matches!(e, StoreError::Unavailable(_) | StoreError::Corrupt { .. }) {
+        if !matches!(
+            e,
+            StoreError::Unavailable(_) | StoreError::Corrupt { .. } | StoreError::DiskFull { .. }
+        ) {
             self.store = None;
             self.last_open_attempt = Some(Instant::now());
         }

@@ -90,6 +90,9 @@ pub struct LoadReport {
     pub flows_stored: u64,
     pub disk_bytes_per_stored_flow: f64,
     pub deleted_for_space: u64,
+    /// Flows not written because the disk had less than half of `min_free_mb` free (the
+    /// store actor keeps such records in memory and writes them when room returns).
+    pub flows_refused_for_space: u64,
     pub peak_rss_bytes: u64,
 }
 
@@ -118,6 +121,12 @@ pub fn run(
             .filter(|i| alert_every > 0 && i % alert_every == 0)
             .map(|i| synthetic_alert(i / alert_every.max(1)))
             .collect();
+        if let Err(StoreError::DiskFull { .. }) = store.check_headroom() {
+            report.flows_refused_for_space += upto - next;
+            next = upto;
+            store.enforce_retention()?;
+            continue;
+        }
         store.insert_flows(&records)?;
         store.upsert_alerts(&alerts)?;
         store.flush()?;

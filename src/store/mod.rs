@@ -19,6 +19,7 @@ pub mod actor;
 pub mod codec;
 pub mod flows;
 pub mod load;
+pub mod space;
 
 use std::io::Write;
 use std::net::IpAddr;
@@ -53,6 +54,10 @@ pub struct StoreConfig {
     pub retention_interval_secs: u64,
     /// Records buffered while the disk is unavailable; past this the oldest are dropped.
     pub max_pending: usize,
+    /// Room, in MiB, the store leaves free on its filesystem for the system and logs: it
+    /// keeps its records within what that leaves (and under `max_disk_mb`), and stops
+    /// writing while less than half of it is free. 0: only `max_disk_mb` counts.
+    pub min_free_mb: u64,
 }
 
 impl Default for StoreConfig {
@@ -68,6 +73,7 @@ impl Default for StoreConfig {
             alerts_retention_days: 365,
             retention_interval_secs: 10,
             max_pending: 100_000,
+            min_free_mb: 64,
         }
     }
 }
@@ -108,7 +114,20 @@ pub enum StoreError {
     Db(#[from] sled::Error),
     #[error("stored record {key} is unreadable: {source}")]
     Corrupt { key: String, source: DecodeError },
-    #[error("the database is not available ({0})")]
+    #[error(
+        "cannot open the database at {path}: its disk is full ({free} bytes free), and opening a database, even to read it, needs 4 MiB; free some space on that disk (tapir keeps an 8 MiB reserve file, `tapir-reserve`, in the database directory for this, and makes it again once there is room)"
+    )]
+    NoSpace { path: PathBuf, free: u64 },
+    #[error(
+        "the disk holding {path} is nearly full: {free} bytes free, less than half of the {min_free} tapir leaves free (`[store] min_free_mb`); new records wait in memory until there is room again"
+    )]
+    DiskFull {
+        path: PathBuf,
+        free: u64,
+        min_free: u64,
+    },
+    /// The database is closed after an earlier error, which the message repeats.
+    #[error("{0}")]
     Unavailable(String),
     #[error("export failed: {0}")]
     Io(#[from] std::io::Error),
@@ -165,6 +184,9 @@ pub struct StoreStats {
     pub path: PathBuf,
     pub size_on_disk: u64,
     pub max_disk_bytes: u64,
+    /// Free bytes on the database's filesystem, and what the store leaves free there.
+    pub disk_free_bytes: Option<u64>,
+    pub min_free_bytes: u64,
     pub alerts: TreeCounts,
     pub flows: TreeCounts,
     pub flow_index: TreeCounts,
@@ -221,20 +243,45 @@ impl Store {
             path: path.to_path_buf(),
             source,
         };
-        let db = sled::Config::new()
+        let sled_config = sled::Config::new()
             .path(path)
             .cache_capacity(config.cache_mb.saturating_mul(1024 * 1024))
             // sled's flusher thread is also its garbage collector (it rewrites pages out of
             // mostly-empty segments so they can be reused); without it the file only grows.
             // The store actor syncs its own batches on the same interval.
             .flush_every_ms(Some(config.flush_interval_ms))
-            .mode(sled::Mode::LowSpace)
-            .open()
-            .map_err(open_err)?;
+            .mode(sled::Mode::LowSpace);
+        // sled writes even to open a database (it pads its last segment, zeroes free ones
+        // and writes a snapshot), and an open that runs out of room half-way leaves the
+        // database unreadable for good (sled 0.34; see tests/store.rs). So an existing
+        // database is opened only with room for that, taking the reserve if need be.
+        let no_space = |free| StoreError::NoSpace {
+            path: path.to_path_buf(),
+            free,
+        };
+        if path.join("db").exists() {
+            let room = || space::free_bytes(path).unwrap_or(u64::MAX);
+            if room() < space::OPEN_NEEDS_BYTES {
+                space::release_reserve(path);
+                if room() < space::OPEN_NEEDS_BYTES {
+                    return Err(no_space(room()));
+                }
+            }
+        }
+        let db = sled_config.open().map_err(|e| match &e {
+            sled::Error::Io(io) if space::is_no_space(io) => {
+                no_space(space::free_bytes(path).unwrap_or(0))
+            }
+            _ => open_err(e),
+        })?;
+        space::ensure_reserve(path, min_free_bytes(config));
         let tree = |name: &str| db.open_tree(name).map_err(open_err);
         let (alerts, snapshots, settings) =
             (tree("alerts")?, tree("snapshots")?, tree("settings")?);
-        let budget = (cap_bytes(config) as f64 * LIVE_SHARE) as u64;
+        // Partitions sized for the room there is now: on a small or crowded disk, retention
+        // must be able to drop a partition long before the disk fills.
+        let cap = effective_cap(config, path, db.size_on_disk().unwrap_or(0));
+        let budget = (cap as f64 * LIVE_SHARE) as u64;
         let flows = FlowPartitions::open(&db, budget / PARTITIONS_PER_BUDGET)?;
         let mut counts = [TreeCounts::default(); 2];
         for (i, t) in [&alerts, &snapshots].into_iter().enumerate() {
@@ -437,6 +484,8 @@ impl Store {
             path: self.path.clone(),
             size_on_disk: self.db.size_on_disk().unwrap_or(0),
             max_disk_bytes: cap_bytes(&self.config),
+            disk_free_bytes: space::free_bytes(&self.path).ok(),
+            min_free_bytes: min_free_bytes(&self.config),
             logical_budget: self.budget(),
             alerts: self.counts[ALERTS],
             flows,
@@ -485,7 +534,33 @@ impl Store {
 
     /// The logical bytes (keys and values) the records may fill.
     fn budget(&self) -> u64 {
-        (cap_bytes(&self.config) as f64 * LIVE_SHARE) as u64
+        (self.effective_cap() as f64 * LIVE_SHARE) as u64
+    }
+
+    /// The size cap, lowered to what the filesystem can hold while keeping `min_free_mb`
+    /// free: when other files fill the disk, retention makes room inside the database
+    /// (which sled reuses) instead of growing it into the last free bytes.
+    fn effective_cap(&self) -> u64 {
+        effective_cap(
+            &self.config,
+            &self.path,
+            self.db.size_on_disk().unwrap_or(0),
+        )
+    }
+
+    /// Refuses new records while less than half of `min_free_mb` is free on the disk, so
+    /// that the store never takes the last bytes the system needs (nor refills at once
+    /// what an operator just freed).
+    pub fn check_headroom(&self) -> Result<(), StoreError> {
+        let min_free = min_free_bytes(&self.config);
+        match space::free_bytes(&self.path) {
+            Ok(free) if free < min_free / 2 => Err(StoreError::DiskFull {
+                path: self.path.clone(),
+                free,
+                min_free,
+            }),
+            _ => Ok(()),
+        }
     }
 
     /// Keeps the stored records' logical bytes under a budget derived from the cap,
@@ -594,6 +669,19 @@ impl Store {
 
 fn cap_bytes(config: &StoreConfig) -> u64 {
     config.max_disk_mb.saturating_mul(1024 * 1024)
+}
+
+/// `max_disk_mb`, or less: the database's `size` plus the free space beyond `min_free_mb`.
+fn effective_cap(config: &StoreConfig, path: &Path, size: u64) -> u64 {
+    let cap = cap_bytes(config);
+    match space::free_bytes(path) {
+        Ok(free) => cap.min(size.saturating_add(free.saturating_sub(min_free_bytes(config)))),
+        Err(_) => cap,
+    }
+}
+
+fn min_free_bytes(config: &StoreConfig) -> u64 {
+    config.min_free_mb.saturating_mul(1024 * 1024)
 }
 
 fn days(d: u64, unit: i64) -> i64 {
