@@ -231,6 +231,9 @@ const LIVE_SHARE: f64 = 0.1;
 /// Flow partitions per logical budget: retention frees about a quarter of it at a time.
 const PARTITIONS_PER_BUDGET: u64 = 4;
 
+/// Attempts, 50 ms apart, to take the lock of a database another handle is releasing.
+const LOCK_RETRIES: usize = 20;
+
 /// Indexes into `Store::counts`.
 const ALERTS: usize = 0;
 const SNAPSHOTS: usize = 1;
@@ -268,7 +271,19 @@ impl Store {
                 }
             }
         }
-        let db = sled_config.open().map_err(|e| match &e {
+        // A database closed a moment ago may still be locked while sled's background
+        // threads wind down: wait for them briefly rather than fail.
+        let mut opened = sled_config.open();
+        for _ in 0..LOCK_RETRIES {
+            match &opened {
+                Err(e) if e.to_string().contains("could not acquire lock") => {
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                    opened = sled_config.open();
+                }
+                _ => break,
+            }
+        }
+        let db = opened.map_err(|e| match &e {
             sled::Error::Io(io) if space::is_no_space(io) => {
                 no_space(space::free_bytes(path).unwrap_or(0))
             }
