@@ -308,6 +308,10 @@ pub struct PortScan {
     /// (sender, sender port, receiver) of the first datagram of each side of recent UDP
     /// conversations: a datagram to that address and port from that receiver is a reply.
     udp_senders: Conversations,
+    /// (prober, its port, target, port) of recent conversations opened by a bare ACK: a RST
+    /// answers an ACK probe only there. A FIN-ACK of a connection picked up mid-way that
+    /// the other side has already forgotten draws the same RST, and is no probe.
+    ack_openers: Conversations,
     findings: u64,
 }
 
@@ -322,6 +326,7 @@ impl PortScan {
             horizontal: Tracker::new(config.max_tracked, window),
             first_horizontal: FirstSight::new(config.max_tracked / 16),
             udp_senders: Conversations::new(config.max_tracked, window),
+            ack_openers: Conversations::new(config.max_tracked, window),
             clock: Clock::default(),
             config,
             findings: 0,
@@ -375,9 +380,18 @@ impl PortScan {
         let (prober, target, port, kind) = match probe_kind(p) {
             Some(kind) => (p.src, p.dst, p.dst_port, kind),
             None => match answered_ack_probe(p) {
-                Some((prober, target, port)) if answer => (prober, target, port, ProbeKind::Ack),
+                Some((prober, target, port))
+                    if answer
+                        && self
+                            .ack_openers
+                            .contains(stable_hash(&(prober, p.dst_port, target, port))) =>
+                {
+                    (prober, target, port, ProbeKind::Ack)
+                }
                 // An ACK ping: only a sweep says more than one connection seen mid-way.
                 _ if !answer && bare_ack(p) => {
+                    self.ack_openers
+                        .first_sight(stable_hash(&(p.src, p.src_port, p.dst, p.dst_port)), now);
                     if !self.config.allow.allows(p.src, p.dst) {
                         let key = (p.src, p.ip_proto, p.dst_port);
                         self.sweep(key, p.dst, ProbeKind::Ack, now, observed, out);

@@ -374,6 +374,11 @@ impl Conversations {
         self.current.insert(key) && !known
     }
 
+    /// Whether `key` was recorded recently.
+    pub fn contains(&self, key: u64) -> bool {
+        self.current.contains(&key) || self.previous.contains(&key)
+    }
+
     pub fn len(&self) -> usize {
         self.current.len() + self.previous.len()
     }
