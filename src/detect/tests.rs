@@ -204,7 +204,13 @@ mod port_scan {
         assert_eq!(f[0].evidence["probe_types"]["ack"], 10);
         // RSTs that answer nothing seen (they open their flows) are not answers.
         let mut d = PortScan::new(PortScanConfig::default());
-        assert!(run(&mut d, vec![batch(rsts)]).is_empty());
+        assert!(run(&mut d, vec![batch(rsts.clone())]).is_empty());
+        // Nor are RSTs to FIN-ACKs of connections picked up mid-way that the other side
+        // has already forgotten: the probe of an ACK scan is a bare ACK.
+        let mut closing = scan((1..=10).map(|p| (0.0, p)), ACK | FIN);
+        closing.extend(rsts);
+        let mut d = PortScan::new(PortScanConfig::default());
+        assert!(run(&mut d, vec![batch(closing)]).is_empty());
     }
 
     #[test]
