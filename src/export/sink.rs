@@ -6,7 +6,7 @@ use std::io::{BufWriter, Write};
 use std::net::{ToSocketAddrs, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
+use std::sync::mpsc::{Receiver, SyncSender};
 use std::time::Duration;
 
 use super::{ExportError, TargetStats};
@@ -208,8 +208,17 @@ pub struct Syslog {
 
 enum Transport {
     Udp(UdpSocket),
-    Tcp(SyncSender<String>),
+    /// The queue to the sender thread, and word from it that it has written everything.
+    Tcp {
+        queue: Option<SyncSender<String>>,
+        done: Receiver<()>,
+    },
 }
+
+/// How long closing a TCP syslog target waits for its queue to be written: an analysis that
+/// ends right after its last alert still delivers it (the process would otherwise exit
+/// before the sender thread ran), and a receiver that stopped reading cannot hold it up.
+const TCP_DRAIN: Duration = Duration::from_secs(5);
 
 /// Messages waiting for the TCP sender; beyond this they are dropped.
 const TCP_QUEUE: usize = 16_384;
@@ -224,15 +233,22 @@ impl Syslog {
         let addr = resolve(target)?;
         let transport = if tcp {
             let (tx, rx) = std::sync::mpsc::sync_channel(TCP_QUEUE);
+            let (done_tx, done) = std::sync::mpsc::channel();
             let thread_stats = Arc::clone(&stats);
             std::thread::Builder::new()
                 .name("tapir-syslog".into())
-                .spawn(move || tcp_sender(addr, &rx, &thread_stats))
+                .spawn(move || {
+                    tcp_sender(addr, &rx, &thread_stats);
+                    let _ = done_tx.send(());
+                })
                 .map_err(|source| ExportError::Target {
                     target: target.into(),
                     source,
                 })?;
-            Transport::Tcp(tx)
+            Transport::Tcp {
+                queue: Some(tx),
+                done,
+            }
         } else {
             let socket = IpfixSocket::connect(target, 0, Arc::clone(&stats))?.socket;
             Transport::Udp(socket)
@@ -253,12 +269,20 @@ impl Syslog {
                     .stats
                     .drop_records(1, e.kind() != std::io::ErrorKind::WouldBlock),
             },
-            Transport::Tcp(tx) => match tx.try_send(line) {
-                Ok(()) => {}
-                Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
-                    self.stats.drop_records(1, false)
-                }
+            Transport::Tcp { queue, .. } => match queue.as_ref().map(|tx| tx.try_send(line)) {
+                Some(Ok(())) => {}
+                _ => self.stats.drop_records(1, false),
             },
+        }
+    }
+}
+
+impl Drop for Syslog {
+    /// Closes the queue and waits (at most `TCP_DRAIN`) for the sender to write it out.
+    fn drop(&mut self) {
+        if let Transport::Tcp { queue, done } = &mut self.transport {
+            drop(queue.take());
+            let _ = done.recv_timeout(TCP_DRAIN);
         }
     }
 }
