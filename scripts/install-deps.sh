@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what building and testing tapir needs on Debian 12: libpcap (host and arm64), the
-# aarch64 cross toolchain and qemu-user, and the tools the live-capture test drives.
+# aarch64 cross toolchain and qemu-user, the tools the live-capture test drives, and podman
+# with runc for the container test.
 # Idempotent: installed packages are skipped, so a second run costs a few seconds.
 set -euo pipefail
 
@@ -8,7 +9,7 @@ SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 export DEBIAN_FRONTEND=noninteractive
 
-want=(libpcap-dev pkg-config gcc iproute2 tcpreplay tcpdump tshark nfdump python3 python3-pip file nmap hping3 curl bind9-dnsutils mmdb-bin iso-codes chromium systemd)
+want=(libpcap-dev pkg-config gcc binutils iproute2 tcpreplay tcpdump tshark nfdump python3 python3-pip file nmap hping3 curl bind9-dnsutils mmdb-bin iso-codes chromium systemd podman runc libcap2-bin)
 if [ "${TAPIR_SKIP_CROSS:-0}" != "1" ]; then
     want+=(gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user libpcap-dev:arm64 libc6:arm64)
 fi

@@ -13,6 +13,7 @@ pub mod engine;
 pub mod export;
 pub mod flow;
 pub mod geo;
+pub mod healthcheck;
 pub mod http;
 pub mod messages;
 pub mod metrics;

@@ -118,6 +118,16 @@ enum Command {
         #[arg(long, default_value_t = 1)]
         seed: u64,
     },
+    /// Ask a running server's /healthz on this host (a container's HEALTHCHECK); exit 0 when
+    /// it answers 200, 1 otherwise.
+    Healthcheck {
+        /// The server's port.
+        #[arg(long, default_value_t = 8000)]
+        port: u16,
+        /// Seconds to wait for the answer.
+        #[arg(long, default_value_t = 5)]
+        timeout: u64,
+    },
     /// Write a synthetic, deterministic capture.
     Gen {
         #[arg(long, value_enum)]
@@ -399,6 +409,16 @@ fn main() -> ExitCode {
             Ok(mut auth) => token_command(&mut auth, action),
             Err(code) => code,
         },
+        Command::Healthcheck { port, timeout } => {
+            let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+            match tapir::healthcheck::probe(addr, std::time::Duration::from_secs(timeout)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("tapir: {addr}: {e}");
+                    ExitCode::from(1)
+                }
+            }
+        }
         Command::Gen {
             scenario,
             packets,

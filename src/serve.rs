@@ -77,6 +77,8 @@ pub fn run(options: ServeOptions, ready: impl FnOnce(SocketAddr, bool)) -> Resul
     let log = |m: String| eprintln!("tapir: {m}");
     let auth_on = auth_required(&options)?;
     let config = options.config;
+    // The port first: a taken one fails before anything else starts.
+    let bound = HttpServer::bind(&config.server)?;
     let store = Store::open(&options.db_path, &config.store)?;
     let geo = Arc::new(GeoIp::open(&config.geoip)?);
     let source = options.base.open()?;
@@ -179,7 +181,16 @@ pub fn run(options: ServeOptions, ready: impl FnOnce(SocketAddr, bool)) -> Resul
         // Listening for SIGTERM before saying it serves: a stop right after the start must
         // shut down cleanly too, not end the process by the signal's default action.
         let signals = stop_signals();
-        let http = HttpServer::start(&config.server, tls.map(|t| t.config), Arc::clone(&api))?;
+        let http = match bound.start(tls.map(|t| t.config), Arc::clone(&api)) {
+            Ok(http) => http,
+            Err(e) => {
+                // Stop what started before answering: the actors end inside the system.
+                let _ = engine.send(Shutdown).await;
+                let _ = store.addr.send(FlushStore).await;
+                store.stop();
+                return Err(StartError::Serve(e));
+            }
+        };
         ready(http.addr, tls_on);
 
         let listener_died = wait_for_signal_or(signals, &http.listener_dead).await;

@@ -9,7 +9,7 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use common::server::Server;
-use common::{pcap, tempdir};
+use common::{pcap, run_with_limit, tapir, tempdir};
 use serde_json::Value;
 
 const HYDRA: &str = "bruteforce/traceshare_hydra_4_tasks.pcap";
@@ -630,5 +630,30 @@ fn start_errors_are_one_clear_line_and_nothing_serves() {
             String::from_utf8_lossy(&out.stdout)
         );
     }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_taken_port_is_a_clear_error_before_anything_starts() {
+    // It panicked inside the actor system once the other parts had started.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port().to_string();
+    let dir = tempdir();
+    let db = dir.join("db");
+    let out = run_with_limit(
+        tapir()
+            .args(["demo", "--port", &port, "--db-path"])
+            .arg(&db),
+        Duration::from_secs(30),
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&format!("cannot listen on 127.0.0.1:{port}")),
+        "{err}"
+    );
+    assert!(err.contains("choose one with --port"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(!db.exists(), "nothing was created");
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -185,14 +185,23 @@ pub struct HttpServer {
     _private: tempfile::TempDir,
 }
 
+/// An HTTP server that has bound its port, its private socket and its upload directory but
+/// serves nothing yet. Binding comes first so that a taken port or an unwritable directory
+/// fails before capture, the store and the actors start.
+pub struct BoundServer {
+    listener: TcpListener,
+    addr: SocketAddr,
+    server: Arc<tiny_http::Server>,
+    socket: std::path::PathBuf,
+    limits: Limits,
+    workers: usize,
+    private: tempfile::TempDir,
+}
+
 impl HttpServer {
-    /// Binds `host:port` (port 0 picks a free one), with TLS when `tls` is given, and starts
-    /// the gate and the workers.
-    pub fn start(
-        config: &ServerConfig,
-        tls: Option<Arc<rustls::ServerConfig>>,
-        api: Arc<Api>,
-    ) -> Result<HttpServer, ServeError> {
+    /// Binds `host:port` (port 0 picks a free one), tiny_http's private socket and the upload
+    /// directory.
+    pub fn bind(config: &ServerConfig) -> Result<BoundServer, ServeError> {
         let addr = format!("{}:{}", config.host, config.port);
         let bind = |source| ServeError::Bind {
             addr: addr.clone(),
@@ -200,12 +209,17 @@ impl HttpServer {
         };
         let listener = TcpListener::bind(&addr).map_err(bind)?;
         let local = listener.local_addr().map_err(bind)?;
-        let start_err = |e: std::io::Error| ServeError::Start(e.to_string());
         // Only this process may reach tiny_http: its socket is in a directory of mode 0700.
         let private = tempfile::Builder::new()
             .prefix("tapir-http-")
             .tempdir()
-            .map_err(start_err)?;
+            .map_err(|e| {
+                ServeError::Start(format!(
+                    "cannot make a private directory in {}: {e}; make it writable for tapir, or set TMPDIR (a binary with file capabilities ignores TMPDIR and uses /tmp)",
+                    std::env::temp_dir().display()
+                ))
+            })?;
+        let start_err = |e: std::io::Error| ServeError::Start(e.to_string());
         let socket = private.path().join("http.sock");
         let inner = UnixListener::bind(&socket).map_err(start_err)?;
         let server = Arc::new(
@@ -241,9 +255,53 @@ impl HttpServer {
             max_upgrades: config.websocket.max_clients,
             answer_timeout: ANSWER_TIMEOUT,
         };
+        Ok(BoundServer {
+            listener,
+            addr: local,
+            server,
+            socket,
+            limits,
+            workers: config.workers,
+            private,
+        })
+    }
+    /// Stops accepting requests and waits for the workers to finish the ones they have.
+    pub fn stop(self) {
+        self.stopping.store(true, Ordering::Relaxed);
+        self.gate.stop();
+        for _ in &self.workers {
+            self.server.unblock();
+        }
+        for w in self.workers {
+            let _ = w.join();
+        }
+    }
+}
+
+impl BoundServer {
+    /// Where it listens.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Starts the gate (with TLS when `tls` is given), the workers and the watchdog.
+    pub fn start(
+        self,
+        tls: Option<Arc<rustls::ServerConfig>>,
+        api: Arc<Api>,
+    ) -> Result<HttpServer, ServeError> {
+        let BoundServer {
+            listener,
+            addr,
+            server,
+            socket,
+            limits,
+            workers,
+            private,
+        } = self;
         let gate = Gate::start(listener, socket.clone(), tls, limits, Arc::clone(&api.gate))
-            .map_err(start_err)?;
-        let workers = (0..config.workers)
+            .map_err(|e| ServeError::Start(e.to_string()))?;
+        let workers = (0..workers)
             .map(|i| {
                 let server = Arc::clone(&server);
                 let api = Arc::clone(&api);
@@ -261,7 +319,7 @@ impl HttpServer {
             .spawn(move || watchdog(&socket, &dead, &stop))
             .expect("spawning the HTTP watchdog");
         Ok(HttpServer {
-            addr: local,
+            addr,
             server,
             gate,
             workers,
@@ -269,18 +327,6 @@ impl HttpServer {
             stopping,
             _private: private,
         })
-    }
-
-    /// Stops accepting requests and waits for the workers to finish the ones they have.
-    pub fn stop(self) {
-        self.stopping.store(true, Ordering::Relaxed);
-        self.gate.stop();
-        for _ in &self.workers {
-            self.server.unblock();
-        }
-        for w in self.workers {
-            let _ = w.join();
-        }
     }
 }
 
