@@ -77,8 +77,45 @@ fn compose() -> serde_yaml::Value {
     serde_yaml::from_str(&text).unwrap()
 }
 
+/// A YAML list of strings.
+fn strings(list: &serde_yaml::Value) -> Vec<&str> {
+    let items = list.as_sequence().expect("a list");
+    items
+        .iter()
+        .map(|v| v.as_str().expect("a string"))
+        .collect()
+}
+
 #[test]
 fn the_containerfile_and_the_compose_file_agree() {
+    // Syntax: every instruction is one the Dockerfile reference defines, exec forms are JSON.
+    const KNOWN: [&str; 18] = [
+        "FROM",
+        "RUN",
+        "CMD",
+        "LABEL",
+        "EXPOSE",
+        "ENV",
+        "ADD",
+        "COPY",
+        "ENTRYPOINT",
+        "VOLUME",
+        "USER",
+        "WORKDIR",
+        "ARG",
+        "ONBUILD",
+        "STOPSIGNAL",
+        "HEALTHCHECK",
+        "SHELL",
+        "MAINTAINER",
+    ];
+    for (word, rest) in instructions() {
+        assert!(KNOWN.contains(&word.as_str()), "unknown instruction {word}");
+        if ["CMD", "ENTRYPOINT", "VOLUME"].contains(&word.as_str()) {
+            serde_json::from_str::<Vec<String>>(&rest)
+                .unwrap_or_else(|e| panic!("{word} {rest}: not a JSON array: {e}"));
+        }
+    }
     let stages = instructions().iter().filter(|(w, _)| w == "FROM").count();
     assert_eq!(stages, 2, "a build stage and a runtime stage");
     let stage = runtime_stage();
@@ -118,12 +155,7 @@ fn the_containerfile_and_the_compose_file_agree() {
         service["network_mode"], "host",
         "capture sees the host's interfaces"
     );
-    let caps: Vec<&str> = service["cap_add"]
-        .as_sequence()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_str().unwrap())
-        .collect();
+    let caps = strings(&service["cap_add"]);
     assert!(
         caps.contains(&"NET_RAW") && caps.contains(&"NET_ADMIN"),
         "{caps:?}"
@@ -155,12 +187,7 @@ fn the_containerfile_and_the_compose_file_agree() {
     }
     // The published ./data and ./uploads land in the state directory and its uploads folder
     // (the server's default upload_dir is $STATE_DIRECTORY/uploads).
-    let volumes: Vec<&str> = service["volumes"]
-        .as_sequence()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_str().unwrap())
-        .collect();
+    let volumes = strings(&service["volumes"]);
     assert!(
         volumes.contains(&format!("./data:{state}").as_str()),
         "{volumes:?}"
