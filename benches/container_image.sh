@@ -33,11 +33,17 @@ podman "${P[@]}" build -q -t localhost/tapir-bench "$work/ctx" >/dev/null
 size=$(podman "${P[@]}" image inspect localhost/tapir-bench --format '{{.Size}}')
 echo "image (runtime layout, release binary): $((size / 1000000)) MB; binary $(($(stat -c %s "$root/usr/bin/tapir") / 1000)) kB"
 lim=(--ulimit nofile=4096:4096 --ulimit nproc=4096:4096)
+install -d -o 10001 -g 10001 "$work/data"
 podman "${P[@]}" run -d --name bench --network host --cap-add NET_RAW "${lim[@]}" \
-    localhost/tapir-bench demo --port 18991 >/dev/null
+    -v "$work/data:/var/lib/tapir" localhost/tapir-bench demo --port 18991 >/dev/null
 "$bin" demo --port 18990 >/dev/null 2>&1 &
 sleep 60
 pid=$(podman "${P[@]}" inspect bench --format '{{.State.Pid}}')
+if [ "$pid" = 0 ]; then
+    echo "the container's demo is not running:" >&2
+    podman "${P[@]}" logs bench >&2
+    exit 1
+fi
 inside=$(awk '/VmRSS/ {print $2}' "/proc/$pid/status")
 outside=$(awk '/VmRSS/ {print $2}' "/proc/$(pgrep -f 'tapir demo --port 18990' | head -1)/status")
 echo "tapir demo RSS after 60 s: in the container ${inside} kB, outside ${outside} kB"
