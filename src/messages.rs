@@ -103,11 +103,6 @@ pub struct FindingsMsg(pub Vec<Finding>);
 #[rtype(result = "(Rule, DetectorStats)")]
 pub struct FlushDetectors;
 
-/// A detector's counters.
-#[derive(Message)]
-#[rtype(result = "(Rule, DetectorStats)")]
-pub struct GetDetectorStats;
-
 /// Alerts newest first matching the query, or every alert oldest first with `None`.
 #[derive(Message)]
 #[rtype(result = "Vec<Alert>")]
@@ -191,15 +186,6 @@ pub struct QueryAlerts(pub AlertQuery);
 #[derive(Message)]
 #[rtype(result = "Result<Vec<FlowRecord>, StoreUnavailable>")]
 pub struct QueryFlows(pub FlowQuery);
-
-/// Stored minute snapshots starting within `[start, end]` (Unix seconds), oldest first.
-#[derive(Message)]
-#[rtype(result = "Result<Vec<MinuteSnapshot>, StoreUnavailable>")]
-pub struct QuerySnapshots {
-    pub start: Option<i64>,
-    pub end: Option<i64>,
-    pub limit: usize,
-}
 
 /// Acknowledge a stored alert by id (persisted at once).
 #[derive(Message)]

@@ -261,14 +261,6 @@ impl PacketMeta {
         self.is_ip() && self.ip_proto == ip_proto::TCP
     }
 
-    pub fn is_udp(&self) -> bool {
-        self.is_ip() && self.ip_proto == ip_proto::UDP
-    }
-
-    pub fn is_icmp(&self) -> bool {
-        self.is_ip() && (self.ip_proto == ip_proto::ICMP || self.ip_proto == ip_proto::ICMPV6)
-    }
-
     /// The label this packet is counted under.
     pub fn protocol(&self) -> Protocol {
         match self.network {

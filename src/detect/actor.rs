@@ -4,7 +4,7 @@ use actix::{Actor, Context, Handler, MessageResult, Recipient};
 
 use super::Detector;
 use crate::messages::{
-    FindingsMsg, FlowRecordsMsg, FlushDetectors, GetDetectorStats, MarkedBatchMsg,
+    FindingsMsg, FlowRecordsMsg, FlushDetectors, MarkedBatchMsg,
 };
 
 pub struct DetectorActor {
@@ -76,10 +76,4 @@ impl Handler<FlushDetectors> for DetectorActor {
     }
 }
 
-impl Handler<GetDetectorStats> for DetectorActor {
-    type Result = MessageResult<GetDetectorStats>;
 
-    fn handle(&mut self, _: GetDetectorStats, _: &mut Self::Context) -> Self::Result {
-        MessageResult((self.detector.rule(), self.detector.stats()))
-    }
-}

@@ -19,7 +19,7 @@ use crate::alert::Alert;
 use crate::flow::FlowRecord;
 use crate::messages::{
     AlertsChanged, FlowRecordsMsg, FlushStore, GetStoreStatus, MinuteSnapshots, QueryAlerts,
-    QueryFlows, QuerySnapshots, StoreAcknowledge, StoreAcknowledgeMatching, StoreUnavailable,
+    QueryFlows, StoreAcknowledge, StoreAcknowledgeMatching, StoreUnavailable,
     WriteMore,
 };
 use crate::metrics::MinuteSnapshot;
@@ -407,13 +407,7 @@ impl Handler<QueryFlows> for StoreActor {
     }
 }
 
-impl Handler<QuerySnapshots> for StoreActor {
-    type Result = MessageResult<QuerySnapshots>;
 
-    fn handle(&mut self, msg: QuerySnapshots, _: &mut Self::Context) -> Self::Result {
-        MessageResult(self.query(|s| s.snapshots(msg.start, msg.end, msg.limit)))
-    }
-}
 
 impl Handler<StoreAcknowledge> for StoreActor {
     type Result = MessageResult<StoreAcknowledge>;

@@ -1,5 +1,5 @@
-//! Storage on the device: one sled database holding alerts, flow records, per-minute metric
-//! snapshots and settings. Every sled call of the program lives in this module.
+//! Storage on the device: one sled database holding alerts, flow records and per-minute metric
+//! snapshots. Every sled call of the program lives in this module.
 //!
 //! Trees and keys (big-endian, so that a time range is one range scan):
 //! - `alerts`: alert id (time-ordered) → alert JSON; acknowledgement is part of the value.
@@ -8,7 +8,6 @@
 //!   bytes IPv4-mapped, ‖ flow key → nothing); both ends of a flow are indexed, so one
 //!   prefix scan finds a host's flows whichever side it was on. `flow_partitions` lists them.
 //! - `snapshots`: minute start → snapshot JSON.
-//! - `settings`: name → value.
 //!
 //! The store never syncs per record: the actor collects records and writes them in one
 //! batch per flush interval, then calls [`Store::flush`]. Retention deletes by age (per kind)
@@ -217,7 +216,6 @@ pub struct Store {
     alerts: sled::Tree,
     flows: FlowPartitions,
     snapshots: sled::Tree,
-    settings: sled::Tree,
     /// Alerts and snapshots (flows count themselves).
     counts: [TreeCounts; 2],
     deleted_by_age: u64,
@@ -291,8 +289,7 @@ impl Store {
         })?;
         space::ensure_reserve(path, min_free_bytes(config));
         let tree = |name: &str| db.open_tree(name).map_err(open_err);
-        let (alerts, snapshots, settings) =
-            (tree("alerts")?, tree("snapshots")?, tree("settings")?);
+        let (alerts, snapshots) = (tree("alerts")?, tree("snapshots")?);
         // Partitions sized for the room there is now: on a small or crowded disk, retention
         // must be able to drop a partition long before the disk fills.
         let cap = effective_cap(config, path, db.size_on_disk().unwrap_or(0));
@@ -313,7 +310,6 @@ impl Store {
             alerts,
             flows,
             snapshots,
-            settings,
             counts,
             deleted_by_age: 0,
             deleted_for_space: 0,
@@ -474,18 +470,6 @@ impl Store {
             })?);
         }
         Ok(out)
-    }
-
-    pub fn setting(&self, name: &str) -> Result<Option<String>, StoreError> {
-        Ok(self
-            .settings
-            .get(name)?
-            .map(|v| String::from_utf8_lossy(&v).into_owned()))
-    }
-
-    pub fn set_setting(&self, name: &str, value: &str) -> Result<(), StoreError> {
-        self.settings.insert(name, value.as_bytes())?;
-        Ok(())
     }
 
     pub fn size_on_disk(&self) -> Result<u64, StoreError> {
