@@ -3,9 +3,7 @@
 use actix::{Actor, Context, Handler, MessageResult, Recipient};
 
 use super::Detector;
-use crate::messages::{
-    FindingsMsg, FlowRecordsMsg, FlushDetectors, MarkedBatchMsg,
-};
+use crate::messages::{FindingsMsg, FlowRecordsMsg, FlushDetectors, MarkedBatchMsg};
 
 pub struct DetectorActor {
     detector: Box<dyn Detector>,
@@ -75,5 +73,3 @@ impl Handler<FlushDetectors> for DetectorActor {
         MessageResult((self.detector.rule(), self.detector.stats()))
     }
 }
-
-

@@ -19,8 +19,7 @@ use crate::alert::Alert;
 use crate::flow::FlowRecord;
 use crate::messages::{
     AlertsChanged, FlowRecordsMsg, FlushStore, GetStoreStatus, MinuteSnapshots, QueryAlerts,
-    QueryFlows, StoreAcknowledge, StoreAcknowledgeMatching, StoreUnavailable,
-    WriteMore,
+    QueryFlows, StoreAcknowledge, StoreAcknowledgeMatching, StoreUnavailable, WriteMore,
 };
 use crate::metrics::MinuteSnapshot;
 
@@ -406,8 +405,6 @@ impl Handler<QueryFlows> for StoreActor {
         MessageResult(self.query(|s| s.flows(&msg.0)))
     }
 }
-
-
 
 impl Handler<StoreAcknowledge> for StoreActor {
     type Result = MessageResult<StoreAcknowledge>;
