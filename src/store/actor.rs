@@ -5,23 +5,22 @@
 //! the pipeline: records stay buffered (up to `max_pending`, then the oldest are dropped and
 //! counted), errors are counted and logged at most once a minute, the database is reopened
 //! every few seconds, and writing resumes when it works again. Rewriting a buffered record
-//! is harmless because keys are derived from the record (see `Store::insert_flows`).
+//! is harmless because keys are derived from the record (see `Store::insert_flows`). The
+//! buffer, the reopen schedule and the error-report limit are plain values in `buffer`,
+//! tested there; this actor is the shell that applies them to the database.
 
-use std::collections::{BTreeMap, VecDeque};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use actix::{Actor, AsyncContext, Context, Handler, MessageResult};
 use serde::Serialize;
 
+use super::buffer::{Pending, ReportLimit, Retry};
 use super::{Store, StoreConfig, StoreError, StoreStats};
-use crate::alert::Alert;
-use crate::flow::FlowRecord;
 use crate::messages::{
     AlertsChanged, FlowRecordsMsg, FlushStore, GetStoreStatus, MinuteSnapshots, QueryAlerts,
     QueryFlows, StoreAcknowledge, StoreAcknowledgeMatching, StoreUnavailable, WriteMore,
 };
-use crate::metrics::MinuteSnapshot;
 
 /// How often a database that failed is opened again.
 const REOPEN_EVERY: Duration = Duration::from_secs(5);
@@ -49,30 +48,14 @@ pub struct StoreStatus {
     pub database: Option<StoreStats>,
 }
 
-/// Records waiting to be written.
-#[derive(Default)]
-struct Pending {
-    flows: VecDeque<FlowRecord>,
-    /// By id: an alert updated many times within one interval is written once.
-    alerts: BTreeMap<u64, Alert>,
-    snapshots: VecDeque<MinuteSnapshot>,
-}
-
-impl Pending {
-    fn len(&self) -> usize {
-        self.flows.len() + self.alerts.len() + self.snapshots.len()
-    }
-}
-
 pub struct StoreActor {
     config: StoreConfig,
     path: PathBuf,
     store: Option<Store>,
-    last_open_attempt: Option<Instant>,
+    reopen: Retry,
     pending: Pending,
     status: StoreStatus,
-    last_logged: Option<Instant>,
-    errors_since_log: u64,
+    reports: ReportLimit,
     log: Box<dyn FnMut(String) + Send>,
     /// A periodic write is under way in slices.
     writing: bool,
@@ -83,14 +66,13 @@ impl StoreActor {
     /// reopened every few seconds while that fails.
     pub fn new(path: PathBuf, config: StoreConfig) -> Self {
         StoreActor {
+            pending: Pending::new(config.max_pending),
             config,
             path,
             store: None,
-            last_open_attempt: None,
-            pending: Pending::default(),
+            reopen: Retry::new(REOPEN_EVERY),
             status: StoreStatus::default(),
-            last_logged: None,
-            errors_since_log: 0,
+            reports: ReportLimit::new(LOG_EVERY),
             log: Box::new(|m| eprintln!("tapir: {m}")),
             writing: false,
         }
@@ -111,12 +93,7 @@ impl StoreActor {
     }
 
     fn ensure_open(&mut self) -> Option<&mut Store> {
-        if self.store.is_none()
-            && self
-                .last_open_attempt
-                .is_none_or(|t| t.elapsed() >= REOPEN_EVERY)
-        {
-            self.last_open_attempt = Some(Instant::now());
+        if self.store.is_none() && self.reopen.take(Instant::now()) {
             if let Some(parent) = self.path.parent()
                 && !parent.as_os_str().is_empty()
             {
@@ -140,9 +117,7 @@ impl StoreActor {
         self.status.errors += 1;
         self.status.available = false;
         self.status.last_error = Some(e.to_string());
-        self.errors_since_log += 1;
-        if self.last_logged.is_none_or(|t| t.elapsed() >= LOG_EVERY) {
-            let more = self.errors_since_log - 1;
+        if let Some(more) = self.reports.note(Instant::now()) {
             let suffix = if more > 0 {
                 format!(" ({more} more storage errors since the last report)")
             } else {
@@ -151,22 +126,6 @@ impl StoreActor {
             (self.log)(format!(
                 "storage error, records are kept in memory and written when it works again: {e}{suffix}"
             ));
-            self.last_logged = Some(Instant::now());
-            self.errors_since_log = 0;
-        }
-    }
-
-    /// Past the buffer cap, drops the oldest flows, then snapshots, then alerts.
-    fn bound_pending(&mut self) {
-        let p = &mut self.pending;
-        while p.len() > self.config.max_pending {
-            if p.flows.pop_front().is_none()
-                && p.snapshots.pop_front().is_none()
-                && p.alerts.pop_first().is_none()
-            {
-                break;
-            }
-            self.status.dropped += 1;
         }
     }
 
@@ -181,7 +140,7 @@ impl StoreActor {
     /// records remain. Writing in slices lets queries in between: one sync of a busy
     /// second's flows takes long enough to hold up an HTTP request.
     fn write_some(&mut self, max_flows: usize) -> Result<bool, StoreError> {
-        if self.pending.len() == 0 {
+        if self.pending.is_empty() {
             return Ok(false);
         }
         if self.ensure_open().is_none() {
@@ -195,23 +154,26 @@ impl StoreActor {
             let _ = store.enforce_retention();
             return Err(full);
         }
-        let n = self.pending.flows.len().min(max_flows);
-        store.insert_flows(&self.pending.flows.make_contiguous()[..n])?;
+        let flows = self.pending.oldest_flows(max_flows);
+        let n = flows.len();
+        store.insert_flows(flows)?;
         // Written; a later failure retries only what is left (flow keys make a retry
         // harmless anyway).
-        self.pending.flows.drain(..n);
+        self.pending.flows_written(n);
         self.status.flows_written += n as u64;
-        if !self.pending.flows.is_empty() {
+        if self.pending.has_flows() {
             return Ok(true);
         }
-        let alerts: Vec<Alert> = self.pending.alerts.values().cloned().collect();
+        let alerts = self.pending.alerts();
         store.upsert_alerts(&alerts)?;
-        store.insert_snapshots(self.pending.snapshots.make_contiguous())?;
+        let snapshots = self.pending.snapshots();
+        let written = snapshots.len() as u64;
+        store.insert_snapshots(snapshots)?;
         store.flush()?;
         self.status.flushes += 1;
-        self.status.alerts_written += self.pending.alerts.len() as u64;
-        self.status.snapshots_written += self.pending.snapshots.len() as u64;
-        self.pending = Pending::default();
+        self.status.alerts_written += alerts.len() as u64;
+        self.status.snapshots_written += written;
+        self.pending.rest_written();
         self.status.available = true;
         Ok(false)
     }
@@ -219,15 +181,15 @@ impl StoreActor {
     /// Writes the pending alerts (not synced: reads see them at once, the next periodic
     /// write syncs them).
     fn write_pending_alerts(&mut self) {
-        if self.pending.alerts.is_empty() || self.ensure_open().is_none() {
+        if self.pending.alert_count() == 0 || self.ensure_open().is_none() {
             return;
         }
         let store = self.store.as_mut().expect("opened above");
-        let alerts: Vec<Alert> = self.pending.alerts.values().cloned().collect();
+        let alerts = self.pending.alerts();
         match store.upsert_alerts(&alerts) {
             Ok(()) => {
                 self.status.alerts_written += alerts.len() as u64;
-                self.pending.alerts.clear();
+                self.pending.alerts_written();
             }
             Err(e) => self.fail(&e),
         }
@@ -264,7 +226,7 @@ impl StoreActor {
             StoreError::Unavailable(_) | StoreError::Corrupt { .. } | StoreError::DiskFull { .. }
         ) {
             self.store = None;
-            self.last_open_attempt = Some(Instant::now());
+            self.reopen.failed(Instant::now());
         }
     }
 
@@ -281,6 +243,7 @@ impl StoreActor {
     fn status(&self) -> StoreStatus {
         StoreStatus {
             pending: self.pending.len(),
+            dropped: self.pending.dropped(),
             database: self.store.as_ref().map(Store::stats),
             ..self.status.clone()
         }
@@ -342,8 +305,7 @@ impl Handler<FlowRecordsMsg> for StoreActor {
     type Result = ();
 
     fn handle(&mut self, msg: FlowRecordsMsg, _: &mut Self::Context) {
-        self.pending.flows.extend(msg.0.iter().cloned());
-        self.bound_pending();
+        self.pending.push_flows(msg.0.iter().cloned());
     }
 }
 
@@ -351,10 +313,7 @@ impl Handler<AlertsChanged> for StoreActor {
     type Result = ();
 
     fn handle(&mut self, msg: AlertsChanged, _: &mut Self::Context) {
-        for alert in msg.0 {
-            self.pending.alerts.insert(alert.id, alert);
-        }
-        self.bound_pending();
+        self.pending.push_alerts(msg.0);
     }
 }
 
@@ -362,8 +321,7 @@ impl Handler<MinuteSnapshots> for StoreActor {
     type Result = ();
 
     fn handle(&mut self, msg: MinuteSnapshots, _: &mut Self::Context) {
-        self.pending.snapshots.extend(msg.0);
-        self.bound_pending();
+        self.pending.push_snapshots(msg.0);
     }
 }
 

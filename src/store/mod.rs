@@ -15,6 +15,7 @@
 //! partitions), then snapshots, then alerts.
 
 pub mod actor;
+pub mod buffer;
 pub mod codec;
 pub mod flows;
 pub mod load;
