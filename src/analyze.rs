@@ -128,29 +128,6 @@ pub enum AnalyzeError {
     Actors(String),
 }
 
-/// The process's peak resident set size (VmHWM), in bytes.
-pub fn peak_rss_bytes() -> u64 {
-    proc_status_bytes("VmHWM:")
-}
-
-/// The process's current resident set size (VmRSS), in bytes.
-pub fn rss_bytes() -> u64 {
-    proc_status_bytes("VmRSS:")
-}
-
-/// A kB field of /proc/self/status, in bytes (0 where there is no /proc).
-fn proc_status_bytes(field: &str) -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with(field))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse::<u64>().ok())
-        })
-        .map_or(0, |kb| kb * 1024)
-}
-
 /// Runs the analysis; warnings (cut-short files, unsupported link types) go to `warn`.
 pub fn run(
     options: AnalyzeOptions,
@@ -470,7 +447,7 @@ pub fn run(
         } else {
             0.0
         },
-        peak_rss_bytes: peak_rss_bytes(),
+        peak_rss_bytes: crate::process::peak_rss_bytes(),
         first_seen: first.map(|t| t.as_secs_f64()),
         last_seen: last.map(|t| t.as_secs_f64()),
         flow_table: flow_stats,

@@ -294,7 +294,7 @@ pub struct PacketBatch {
     /// When capture began filling the batch: the start of the alert-latency clock.
     pub started: Option<std::time::Instant>,
     /// The batch's room in the pipeline, given back when its last reader drops it.
-    pub credit: Option<crate::capture::Credit>,
+    pub credit: Option<crate::credit::Credit>,
 }
 
 impl PacketBatch {

@@ -129,7 +129,7 @@ pub fn run(options: ServeOptions, ready: impl FnOnce(SocketAddr, bool)) -> Resul
             .and_then(|a| a.credentials().settings.ip_masking)
             .unwrap_or(config.privacy.ip_masking),
     ));
-    crate::http::raise_file_limit();
+    crate::process::raise_file_limit();
 
     let system = actix::System::new();
     let result = system.block_on(async move {

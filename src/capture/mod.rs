@@ -2,11 +2,10 @@
 //! hand `Arc`ed batches to every consumer.
 //!
 //! Capture runs on its own thread because libpcap and file reads block. The batches in flight
-//! are bounded by credits (see `credit`). Reading a file waits for a credit (nothing is lost,
+//! are bounded by credits (see `crate::credit`). Reading a file waits for a credit (nothing is lost,
 //! results are deterministic); live capture never waits: a batch without a credit is dropped
 //! and counted, as a full capture ring would drop it.
 
-pub mod credit;
 pub mod file;
 pub mod live;
 pub mod paced;
@@ -19,7 +18,7 @@ use std::time::{Duration, Instant};
 use actix::Recipient;
 use serde::Serialize;
 
-pub use credit::{Credit, Credits};
+pub use crate::credit::{Credit, Credits};
 
 use crate::decode::{DecodeCounters, Decoder};
 use crate::messages::PacketBatchMsg;

@@ -8,13 +8,7 @@ use hashbrown::{HashMap, HashSet};
 
 use crate::packet::Timestamp;
 
-/// A hash that is the same on every run and architecture, for state whose contents (not just
-/// whose speed) depend on hash values.
-#[inline]
-pub fn stable_hash<T: Hash + ?Sized>(value: &T) -> u64 {
-    use std::hash::BuildHasher;
-    rustc_hash::FxBuildHasher.hash_one(value)
-}
+pub use crate::hash::stable_hash;
 
 /// An address as part of a map key, hashed as one integer: several times cheaper than
 /// `IpAddr`'s own `Hash` (a discriminant, a length and a byte slice) on the per-packet path.

@@ -696,8 +696,8 @@ impl Api {
             },
             "export": crate::export::snapshot(&self.export),
             "geoip": self.geo.status(),
-            "peak_rss_bytes": crate::analyze::peak_rss_bytes(),
-            "rss_bytes": crate::analyze::rss_bytes(),
+            "peak_rss_bytes": crate::process::peak_rss_bytes(),
+            "rss_bytes": crate::process::rss_bytes(),
         }))
     }
 
@@ -869,7 +869,7 @@ impl Api {
                 "tapir_rss_bytes",
                 "gauge",
                 "Resident memory.",
-                crate::analyze::rss_bytes() as f64,
+                crate::process::rss_bytes() as f64,
             ),
         ];
         families.extend(export_families);

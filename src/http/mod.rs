@@ -357,20 +357,3 @@ const ANSWER_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// How often the watchdog connects (see `watchdog`).
 const WATCHDOG_EVERY: Duration = Duration::from_millis(250);
-
-/// Raises the open-file limit to its hard maximum: every connection the gate holds is a
-/// descriptor, and the default soft limit (1,024) is below what `max_connections` allows.
-pub fn raise_file_limit() {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: plain system calls on a struct of the right type.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max
-        {
-            limit.rlim_cur = limit.rlim_max.min(65_536);
-            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
-        }
-    }
-}

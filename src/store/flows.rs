@@ -399,7 +399,7 @@ impl PartitionMeta {
 /// again (a retry after a disk error, or the same capture analysed twice) replaces it
 /// instead of storing it twice.
 fn record_hash(r: &FlowRecord) -> u64 {
-    crate::detect::state::stable_hash(&(
+    crate::hash::stable_hash(&(
         r.first_seen.0,
         r.id,
         r.src,

@@ -156,6 +156,6 @@ pub fn run(
     report.disk_bytes_per_stored_flow =
         stats.size_on_disk as f64 / stats.flows.records.max(1) as f64;
     report.deleted_for_space = stats.deleted_for_space;
-    report.peak_rss_bytes = crate::analyze::peak_rss_bytes();
+    report.peak_rss_bytes = crate::process::peak_rss_bytes();
     Ok(report)
 }

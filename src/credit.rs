@@ -1,4 +1,4 @@
-//! Room in the pipeline, counted in batches. Capture takes a credit for every batch it sends;
+//! Room in the pipeline, counted in batches. A leaf: nothing of the system. Capture takes a credit for every batch it sends;
 //! the credit rides inside the batch and comes back when the last actor holding the batch
 //! drops it. So the batches in flight, and the memory they hold, are bounded end to end,
 //! however many actors read each batch and however they pass it on.

@@ -1,0 +1,53 @@
+//! The process's own resources: its memory (for `/debug`, `/metrics`, `analyze` and the
+//! store benchmark) and its open-file limit. A leaf: nothing of the system.
+
+/// The process's peak resident set size (VmHWM), in bytes.
+pub fn peak_rss_bytes() -> u64 {
+    proc_status_bytes("VmHWM:")
+}
+
+/// The process's current resident set size (VmRSS), in bytes.
+pub fn rss_bytes() -> u64 {
+    proc_status_bytes("VmRSS:")
+}
+
+/// A kB field of /proc/self/status, in bytes (0 where there is no /proc).
+fn proc_status_bytes(field: &str) -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with(field))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<u64>().ok())
+        })
+        .map_or(0, |kb| kb * 1024)
+}
+
+/// Raises the open-file limit to its hard maximum (at most 65,536): every connection the
+/// HTTP gate holds is a descriptor, and the default soft limit (1,024) is below what
+/// `max_connections` allows.
+pub fn raise_file_limit() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: plain system calls on a struct of the right type.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max
+        {
+            limit.rlim_cur = limit.rlim_max.min(65_536);
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn rss_is_read_and_the_peak_is_at_least_the_current() {
+        let now = super::rss_bytes();
+        assert!(now > 0);
+        assert!(super::peak_rss_bytes() >= now);
+    }
+}
