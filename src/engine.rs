@@ -25,13 +25,19 @@ use crate::capture::{self, BatchConfig, CaptureCounters, CaptureError, PacketSou
 use crate::config::Config;
 use crate::export::ExportActor;
 use crate::http::hub::HubActor;
+use crate::http::hub::PipelineChanged;
 use crate::messages::{
-    CaptureEnded, FinishMinute, FlushDetectors, FlushFlows, FlushStore, GetEngineStatus,
-    GetPipeline, PipelineAddrs, PipelineChanged, Shutdown, StartUpload, StopReplay, UploadRejected,
+    CaptureEnded, FinishMinute, FlushDetectors, FlushFlows, FlushStore, GetEngineStatus, Shutdown,
+    StartUpload, StopReplay, UploadRejected,
 };
-use crate::pipeline::Pipeline;
+use crate::pipeline::{Pipeline, PipelineAddrs};
 use crate::store::actor::StoreActor;
 use crate::synth::{Generator, Scenario};
+
+/// Server → engine: the current pipeline (a query handled here, beside its handler).
+#[derive(actix::Message)]
+#[rtype(result = "PipelineAddrs")]
+pub struct GetPipeline;
 
 /// What the server captures from when no upload is replaying.
 #[derive(Clone, Debug)]

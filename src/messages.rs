@@ -1,31 +1,32 @@
-//! Every message actors exchange. Reading this file gives the whole protocol of the system.
+//! The messages of the data plane, and the queries several parts send to the flows, metrics,
+//! alerts and store actors. Imports no actor.
 //!
 //! Capture → flows and metrics: `PacketBatchMsg`. Flows → the detectors that read packets:
 //! `MarkedBatchMsg` (the same batch, marked by the flow table). Flows → sinks:
-//! `FlowRecordsMsg`; flows → metrics: `FlowTableStatus`. Detectors → alerts: `FindingsMsg`. Alerts → store: `AlertsChanged`;
-//! metrics → store: `MinuteSnapshots`; flows → store: `FlowRecordsMsg`. Queries (from the
-//! CLI and the HTTP workers) return values. Server: HTTP → engine (`GetPipeline`,
-//! `StartUpload`, `StopReplay`, `GetEngineStatus`, `Shutdown`), engine → hub
-//! (`PipelineChanged`), alerts → hub (`AlertsChanged`), HTTP → hub (`Subscribe`).
+//! `FlowRecordsMsg`; flows → metrics: `FlowTableStatus`. Detectors → alerts: `FindingsMsg`.
+//! Alerts → store: `AlertsChanged`; metrics → store: `MinuteSnapshots`; flows → store:
+//! `FlowRecordsMsg`. Queries (from the CLI and the HTTP workers) return values. Server: HTTP
+//! → engine (`StartUpload`, `StopReplay`, `GetEngineStatus`, `Shutdown`), alerts → hub
+//! (`AlertsChanged`), HTTP → hub (`Subscribe`).
+//!
+//! Control messages live beside the actor that handles them: `engine::GetPipeline` (which
+//! answers a `pipeline::PipelineAddrs`), `http::hub::PipelineChanged` (engine → hub) and
+//! `export::FlushExport`.
 
 use std::sync::Arc;
 
 use actix::Message;
 
-use crate::alert::actor::AlertsActor;
 use crate::alert::{Alert, AlertQuery, LatencyStats};
-use crate::capture::CaptureCounters;
 use crate::detect::{DetectorStats, Finding, Rule};
 use crate::engine::EngineStatus;
-use crate::flow::actor::FlowsActor;
 use crate::flow::{FlowMark, FlowRecord, FlowTableStats};
 use crate::http::hub::HubStatus;
 use crate::http::route::Stream;
-use crate::metrics::actor::MetricsActor;
 use crate::metrics::{MinuteSnapshot, PacketView, StatsSnapshot};
 use crate::packet::PacketBatch;
 use crate::store::FlowQuery;
-use crate::store::actor::StoreStatus;
+use crate::store::StoreStatus;
 
 /// A batch of decoded packets; every consumer gets the same `Arc`.
 #[derive(Message, Clone)]
@@ -202,17 +203,6 @@ pub struct StoreAcknowledgeMatching {
     pub source_ip: String,
 }
 
-/// The actors of the pipeline the server currently shows (an upload's while it replays).
-#[derive(Clone)]
-pub struct PipelineAddrs {
-    /// Changes whenever the engine switches pipelines.
-    pub stage: u64,
-    pub flows: actix::Addr<FlowsActor>,
-    pub metrics: actix::Addr<MetricsActor>,
-    pub alerts: actix::Addr<AlertsActor>,
-    pub counters: Arc<CaptureCounters>,
-}
-
 /// Capture thread → engine: the thread of `stage` ended; here is its source and report.
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -221,16 +211,6 @@ pub struct CaptureEnded {
     pub source: Box<dyn crate::capture::PacketSource>,
     pub report: crate::capture::CaptureReport,
 }
-
-/// Server → engine: the current pipeline.
-#[derive(Message)]
-#[rtype(result = "PipelineAddrs")]
-pub struct GetPipeline;
-
-/// Engine → hub: the pipeline to stream from changed.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct PipelineChanged(pub PipelineAddrs);
 
 /// Server → engine: which sources run, for `/debug`.
 #[derive(Message)]

@@ -21,6 +21,17 @@ use crate::messages::{
 use crate::metrics::actor::MetricsActor;
 use crate::store::actor::StoreActor;
 
+/// The actors of the pipeline the server currently shows (an upload's while it replays).
+#[derive(Clone)]
+pub struct PipelineAddrs {
+    /// Changes whenever the engine switches pipelines.
+    pub stage: u64,
+    pub flows: Addr<FlowsActor>,
+    pub metrics: Addr<MetricsActor>,
+    pub alerts: Addr<AlertsActor>,
+    pub counters: std::sync::Arc<crate::capture::CaptureCounters>,
+}
+
 /// The running consumer actors of one pipeline.
 pub struct Pipeline {
     pub flows: Addr<FlowsActor>,

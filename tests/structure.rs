@@ -1,6 +1,6 @@
 //! The import structure, read from the sources' `crate::…` paths: the leaf modules import
-//! nothing of the system, the value types below every component import only leaves, and no
-//! component borrows from a command (`analyze`).
+//! nothing of the system, the value types below every component import only leaves, the
+//! data-plane messages name no actor, and no component borrows from a command (`analyze`).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -106,6 +106,14 @@ fn leaf_modules_import_nothing_of_the_system() {
     };
     below("packet", &[]);
     below("wire", &["packet"]);
+    // The data-plane messages name no actor (control messages live beside their actors).
+    let messages =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("src/messages.rs"))
+            .unwrap();
+    assert!(
+        !messages.contains("::actor::") && !messages.contains("Actor>"),
+        "messages.rs names an actor"
+    );
     // Commands are the top: no component borrows from `analyze`.
     for (module, named) in &edges {
         assert!(

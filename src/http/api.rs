@@ -22,16 +22,17 @@ use crate::alert::{Alert, AlertQuery};
 use crate::auth::{Auth, Principal};
 use crate::capture::file::FileSource;
 use crate::capture::{CaptureError, PacketSource};
-use crate::engine::Engine;
+use crate::engine::{Engine, GetPipeline};
 use crate::flow::FlowRecord;
 use crate::geo::{GeoIp, Place};
 use crate::messages::{
     AcknowledgeAlert, AcknowledgeMatching, GetActiveFlows, GetAlerts, GetEngineStatus,
-    GetFlowStats, GetHubStatus, GetPacket, GetPackets, GetPipeline, GetStats, GetStoreStatus,
-    PipelineAddrs, QueryAlerts, QueryFlows, StartUpload, StopReplay, StoreAcknowledge,
-    StoreAcknowledgeMatching, Subscribe, UploadRejected,
+    GetFlowStats, GetHubStatus, GetPacket, GetPackets, GetStats, GetStoreStatus, QueryAlerts,
+    QueryFlows, StartUpload, StopReplay, StoreAcknowledge, StoreAcknowledgeMatching, Subscribe,
+    UploadRejected,
 };
 use crate::metrics::TopTalker;
+use crate::pipeline::PipelineAddrs;
 use crate::store::actor::StoreActor;
 use crate::store::{FlowQuery, StoreConfig};
 

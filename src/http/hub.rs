@@ -17,10 +17,13 @@ use tungstenite::Message;
 
 use super::route::Stream;
 use crate::alert::Alert;
-use crate::messages::{
-    AlertsChanged, CloseAll, GetActiveFlows, GetHubStatus, GetStats, PipelineAddrs,
-    PipelineChanged, Subscribe,
-};
+use crate::messages::{AlertsChanged, CloseAll, GetActiveFlows, GetHubStatus, GetStats, Subscribe};
+use crate::pipeline::PipelineAddrs;
+
+/// Engine → hub: the pipeline to stream from changed (handled here, beside the hub).
+#[derive(actix::Message)]
+#[rtype(result = "()")]
+pub struct PipelineChanged(pub PipelineAddrs);
 use crate::store::FlowQuery;
 
 /// WebSocket settings (part of the `[server]` section).

@@ -13,10 +13,10 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use actix::{Actor, AsyncContext, Context, Handler, MessageResult};
-use serde::Serialize;
 
+pub use super::StoreStatus;
 use super::buffer::{Pending, ReportLimit, Retry};
-use super::{Store, StoreConfig, StoreError, StoreStats};
+use super::{Store, StoreConfig, StoreError};
 use crate::messages::{
     AlertsChanged, FlowRecordsMsg, FlushStore, GetStoreStatus, MinuteSnapshots, QueryAlerts,
     QueryFlows, StoreAcknowledge, StoreAcknowledgeMatching, StoreUnavailable, WriteMore,
@@ -28,25 +28,6 @@ const REOPEN_EVERY: Duration = Duration::from_secs(5);
 const LOG_EVERY: Duration = Duration::from_secs(60);
 /// Flow records written per slice of a periodic write (a few milliseconds of sled work).
 const WRITE_SLICE: usize = 2000;
-
-/// The store actor's counters, for `/debug` and `analyze`.
-#[derive(Clone, Debug, Default, Serialize)]
-pub struct StoreStatus {
-    /// The database is open and the last write worked.
-    pub available: bool,
-    pub flushes: u64,
-    pub flows_written: u64,
-    pub alerts_written: u64,
-    pub snapshots_written: u64,
-    /// Records waiting for the next write.
-    pub pending: usize,
-    /// Records dropped because the buffer was full while the disk was unavailable.
-    pub dropped: u64,
-    pub errors: u64,
-    pub last_error: Option<String>,
-    /// Sizes and counts of the database (absent while it is unavailable).
-    pub database: Option<StoreStats>,
-}
 
 pub struct StoreActor {
     config: StoreConfig,

@@ -202,6 +202,25 @@ pub struct StoreStats {
     pub deleted_for_space: u64,
 }
 
+/// The store actor's counters, for `/debug` and `analyze`.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct StoreStatus {
+    /// The database is open and the last write worked.
+    pub available: bool,
+    pub flushes: u64,
+    pub flows_written: u64,
+    pub alerts_written: u64,
+    pub snapshots_written: u64,
+    /// Records waiting for the next write.
+    pub pending: usize,
+    /// Records dropped because the buffer was full while the disk was unavailable.
+    pub dropped: u64,
+    pub errors: u64,
+    pub last_error: Option<String>,
+    /// Sizes and counts of the database (absent while it is unavailable).
+    pub database: Option<StoreStats>,
+}
+
 /// What one retention pass deleted.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct RetentionReport {
