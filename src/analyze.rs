@@ -28,7 +28,7 @@ use crate::messages::{
 };
 use crate::metrics::TopTalker;
 use crate::output::JsonLinesWriter;
-use crate::pipeline::{Pipeline, StoreService};
+use crate::pipeline::{ExportService, Pipeline, StoreService};
 use crate::store::actor::{StoreActor, StoreStatus};
 use crate::store::{Store, StoreError};
 use crate::wire::link::LinkType;
@@ -200,16 +200,10 @@ pub fn run(
         let writer = writer.map(Actor::start);
         let mut sinks: Vec<_> = writer.iter().map(|w| w.clone().recipient()).collect();
         let mut alert_sinks = Vec::new();
-        let export = exporter.map(|e| {
-            let arbiter = actix::Arbiter::new();
-            let addr = crate::export::ExportActor::start_in_arbiter(&arbiter.handle(), move |_| {
-                crate::export::ExportActor::new(e)
-            });
-            (addr, arbiter)
-        });
-        if let Some((addr, _)) = &export {
-            sinks.push(addr.clone().recipient());
-            alert_sinks.push(addr.clone().recipient());
+        let export = exporter.map(ExportService::start);
+        if let Some(export) = &export {
+            sinks.push(export.addr.clone().recipient());
+            alert_sinks.push(export.addr.clone().recipient());
         }
         let store = store.map(StoreService::start);
         let pipeline = Pipeline::start(
@@ -320,11 +314,11 @@ pub fn run(
             ),
             None => None,
         };
-        if let Some((addr, arbiter)) = export {
-            addr.send(crate::export::FlushExport)
+        if let Some(export) = export {
+            export
+                .stop()
                 .await
                 .map_err(|e| AnalyzeError::Actors(e.to_string()))?;
-            arbiter.stop();
         }
         pipeline.stop();
         if let Some(store) = store {

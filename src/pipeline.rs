@@ -14,6 +14,7 @@ use crate::alert::AlertQuery;
 use crate::alert::actor::AlertsActor;
 use crate::config::Config;
 use crate::detect::actor::DetectorActor;
+use crate::export::{ExportActor, Exporter, FlushExport};
 use crate::flow::actor::FlowsActor;
 use crate::messages::{
     AlertsChanged, FlowRecordsMsg, KnownAcknowledged, PacketBatchMsg, QueryAlerts,
@@ -61,6 +62,30 @@ impl StoreService {
     /// Stops the store's thread (after a `FlushStore`, nothing is lost).
     pub fn stop(self) {
         self.arbiter.stop();
+    }
+}
+
+/// The export actor on its own thread (its UDP and file writes must not hold up the
+/// pipeline); outlives pipelines like the store.
+pub struct ExportService {
+    pub addr: Addr<ExportActor>,
+    arbiter: Arbiter,
+}
+
+impl ExportService {
+    /// Starts an exporter's actor on a new arbiter. Must run inside an actix system.
+    pub fn start(exporter: Exporter) -> ExportService {
+        let arbiter = Arbiter::new();
+        let addr =
+            ExportActor::start_in_arbiter(&arbiter.handle(), move |_| ExportActor::new(exporter));
+        ExportService { addr, arbiter }
+    }
+
+    /// Sends what is buffered and stops the exporter's thread.
+    pub async fn stop(self) -> Result<(), actix::MailboxError> {
+        let flushed = self.addr.send(FlushExport).await;
+        self.arbiter.stop();
+        flushed
     }
 }
 

@@ -20,7 +20,7 @@ use crate::http::hub::HubActor;
 use crate::http::tls::{Tls, TlsError};
 use crate::http::{Api, HttpServer, ServeError};
 use crate::messages::{CloseAll, FlushStore, Shutdown};
-use crate::pipeline::StoreService;
+use crate::pipeline::{ExportService, StoreService};
 use crate::store::actor::StoreActor;
 use crate::store::{Store, StoreError};
 
@@ -135,13 +135,7 @@ pub fn run(options: ServeOptions, ready: impl FnOnce(SocketAddr, bool)) -> Resul
     let result = system.block_on(async move {
         let store =
             StoreService::start(StoreActor::from_store(store, config.store.clone()).with_log(log));
-        let export = exporter.map(|e| {
-            let arbiter = actix::Arbiter::new();
-            let addr = crate::export::ExportActor::start_in_arbiter(&arbiter.handle(), move |_| {
-                crate::export::ExportActor::new(e)
-            });
-            (addr, arbiter)
-        });
+        let export = exporter.map(ExportService::start);
         let hub = HubActor::new(config.server.websocket.clone())
             .with_mask(Arc::clone(&ip_masking))
             .start();
@@ -151,7 +145,7 @@ pub fn run(options: ServeOptions, ready: impl FnOnce(SocketAddr, bool)) -> Resul
             source,
             Some(store.addr.clone()),
             hub.clone(),
-            export.as_ref().map(|(addr, _)| addr.clone()),
+            export.as_ref().map(|e| e.addr.clone()),
             Box::new(log),
         )
         .start();
@@ -186,6 +180,9 @@ pub fn run(options: ServeOptions, ready: impl FnOnce(SocketAddr, bool)) -> Resul
             Err(e) => {
                 // Stop what started before answering: the actors end inside the system.
                 let _ = engine.send(Shutdown).await;
+                if let Some(export) = export {
+                    let _ = export.stop().await;
+                }
                 let _ = store.addr.send(FlushStore).await;
                 store.stop();
                 return Err(StartError::Serve(e));
@@ -201,9 +198,8 @@ pub fn run(options: ServeOptions, ready: impl FnOnce(SocketAddr, bool)) -> Resul
         api.stopping.store(true, Ordering::Relaxed);
         hub.do_send(CloseAll);
         let _ = engine.send(Shutdown).await;
-        if let Some((addr, arbiter)) = export {
-            let _ = addr.send(crate::export::FlushExport).await;
-            arbiter.stop();
+        if let Some(export) = export {
+            let _ = export.stop().await;
         }
         match store.addr.send(FlushStore).await {
             Ok(status) if status.pending > 0 => log(format!(
