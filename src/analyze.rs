@@ -22,10 +22,7 @@ use crate::config::Config;
 use crate::decode::DecodeCounters;
 use crate::detect::DetectorStats;
 use crate::flow::FlowTableStats;
-use crate::messages::{
-    FinishMinute, FlushDetectors, FlushFlows, FlushOutput, FlushStore, GetAlertStats, GetAlerts,
-    GetStats,
-};
+use crate::messages::{FlushOutput, GetAlertStats, GetAlerts, GetStats};
 use crate::metrics::TopTalker;
 use crate::output::JsonLinesWriter;
 use crate::pipeline::{ExportService, Pipeline, StoreService};
@@ -258,27 +255,20 @@ pub fn run(
             stop.store(true, Ordering::Relaxed);
             let _ = handle.join();
         }
-        let flow_stats = pipeline
-            .flows
-            .send(FlushFlows)
-            .await
-            .map_err(|e| AnalyzeError::Actors(e.to_string()))?;
+        let drained = crate::pipeline::drain(
+            &pipeline.flows,
+            &pipeline.detectors,
+            &pipeline.metrics,
+            pipeline.store.as_ref(),
+        )
+        .await
+        .map_err(|e| AnalyzeError::Actors(e.to_string()))?;
+        let (flow_stats, detectors, stored) = (drained.flows, drained.detectors, drained.store);
         let stats = pipeline
             .metrics
             .send(GetStats { top_talkers: top_n })
             .await
             .map_err(|e| AnalyzeError::Actors(e.to_string()))?;
-        // Flows have been flushed to the detectors that judge connections; now each detector
-        // reports what is pending, and the alerts actor (which got those findings first)
-        // answers with the alerts.
-        let mut detectors = BTreeMap::new();
-        for d in &pipeline.detectors {
-            let (rule, stats) = d
-                .send(FlushDetectors)
-                .await
-                .map_err(|e| AnalyzeError::Actors(e.to_string()))?;
-            detectors.insert(rule.name(), stats);
-        }
         let alerts = pipeline
             .alerts
             .send(GetAlerts(None))
@@ -289,23 +279,6 @@ pub fn run(
             .send(GetAlertStats)
             .await
             .map_err(|e| AnalyzeError::Actors(e.to_string()))?;
-        let stored = match &pipeline.store {
-            Some(store) => {
-                // The last, partial minute goes to the store too; then everything is synced.
-                pipeline
-                    .metrics
-                    .send(FinishMinute)
-                    .await
-                    .map_err(|e| AnalyzeError::Actors(e.to_string()))?;
-                Some(
-                    store
-                        .send(FlushStore)
-                        .await
-                        .map_err(|e| AnalyzeError::Actors(e.to_string()))?,
-                )
-            }
-            None => None,
-        };
         let written = match &writer {
             Some(w) => Some(
                 w.send(FlushOutput)

@@ -27,8 +27,7 @@ use crate::export::ExportActor;
 use crate::http::hub::HubActor;
 use crate::http::hub::PipelineChanged;
 use crate::messages::{
-    CaptureEnded, FinishMinute, FlushDetectors, FlushFlows, FlushStore, GetEngineStatus, Shutdown,
-    StartUpload, StopReplay, UploadRejected,
+    CaptureEnded, GetEngineStatus, Shutdown, StartUpload, StopReplay, UploadRejected,
 };
 use crate::pipeline::{Pipeline, PipelineAddrs};
 use crate::store::actor::StoreActor;
@@ -331,23 +330,14 @@ fn new_stage(
     }
 }
 
-/// Ends a pipeline's input: every flow becomes a record (to the store), detectors report what
-/// is pending, the last minute is closed, and the store writes it all. The actors stay up
-/// for queries.
+/// Ends a pipeline's input (`pipeline::drain`); an actor gone meanwhile (a shutdown) ends
+/// it early.
 async fn drain(
     addrs: PipelineAddrs,
     detectors: Vec<Addr<crate::detect::actor::DetectorActor>>,
     store: Option<Addr<StoreActor>>,
 ) {
-    // Each on a fresh sender (see `Api::ask`).
-    let _ = addrs.flows.clone().send(FlushFlows).await;
-    for d in detectors {
-        let _ = d.clone().send(FlushDetectors).await;
-    }
-    let _ = addrs.metrics.clone().send(FinishMinute).await;
-    if let Some(store) = store {
-        let _ = store.clone().send(FlushStore).await;
-    }
+    let _ = crate::pipeline::drain(&addrs.flows, &detectors, &addrs.metrics, store.as_ref()).await;
 }
 
 impl Actor for Engine {

@@ -13,13 +13,17 @@ use actix::{Actor, Addr, Arbiter, Recipient};
 use crate::alert::AlertQuery;
 use crate::alert::actor::AlertsActor;
 use crate::config::Config;
+use crate::detect::DetectorStats;
 use crate::detect::actor::DetectorActor;
 use crate::export::{ExportActor, Exporter, FlushExport};
+use crate::flow::FlowTableStats;
 use crate::flow::actor::FlowsActor;
 use crate::messages::{
-    AlertsChanged, FlowRecordsMsg, KnownAcknowledged, PacketBatchMsg, QueryAlerts,
+    AlertsChanged, FinishMinute, FlowRecordsMsg, FlushDetectors, FlushFlows, FlushStore,
+    KnownAcknowledged, PacketBatchMsg, QueryAlerts,
 };
 use crate::metrics::actor::MetricsActor;
+use crate::store::StoreStatus;
 use crate::store::actor::StoreActor;
 
 /// The actors of the pipeline the server currently shows (an upload's while it replays).
@@ -31,6 +35,46 @@ pub struct PipelineAddrs {
     pub metrics: Addr<MetricsActor>,
     pub alerts: Addr<AlertsActor>,
     pub counters: std::sync::Arc<crate::capture::CaptureCounters>,
+}
+
+/// What ending a pipeline's input reported.
+pub struct Drained {
+    pub flows: FlowTableStats,
+    /// Each detector's counters, by rule name.
+    pub detectors: std::collections::BTreeMap<&'static str, DetectorStats>,
+    /// The store's status after the last write, when the pipeline keeps a database.
+    pub store: Option<StoreStatus>,
+}
+
+/// Ends a pipeline's input, in the one order that loses nothing: every open flow becomes a
+/// record (to the detectors that judge connections, the sinks and the store), each detector
+/// reports what is pending (the alerts actor gets those findings before the detector
+/// answers), the last, partial minute is closed, and the store writes and syncs it all. The
+/// actors stay up for queries. `analyze`, the server's pipelines and uploads all end here.
+pub async fn drain(
+    flows: &Addr<FlowsActor>,
+    detectors: &[Addr<DetectorActor>],
+    metrics: &Addr<MetricsActor>,
+    store: Option<&Addr<StoreActor>>,
+) -> Result<Drained, actix::MailboxError> {
+    // Each on a fresh sender: actix parks a sender whose message found a mailbox over
+    // capacity (a busy pipeline's), and a shared parked sender would hold up the rest.
+    let flows = flows.clone().send(FlushFlows).await?;
+    let mut by_rule = std::collections::BTreeMap::new();
+    for d in detectors {
+        let (rule, stats) = d.clone().send(FlushDetectors).await?;
+        by_rule.insert(rule.name(), stats);
+    }
+    metrics.clone().send(FinishMinute).await?;
+    let store = match store {
+        Some(store) => Some(store.clone().send(FlushStore).await?),
+        None => None,
+    };
+    Ok(Drained {
+        flows,
+        detectors: by_rule,
+        store,
+    })
 }
 
 /// The running consumer actors of one pipeline.
