@@ -308,9 +308,7 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
-            let path = db_path
-                .or(config.store.db_path.clone())
-                .unwrap_or_else(StoreConfig::default_db_path);
+            let path = inspected_db_path(db_path, &config.store);
             match db_command(action, &path, &config.store) {
                 Ok(code) => code,
                 Err(e) => {
@@ -434,28 +432,33 @@ fn main() -> ExitCode {
     }
 }
 
+/// The database an inspecting command (`db`, `passwd`, `token`) means: `--db-path` (or
+/// DB_PATH), else the config's, else the service's: `$STATE_DIRECTORY/db`, or on an installed
+/// appliance (no STATE_DIRECTORY, but the package's /var/lib/tapir) `/var/lib/tapir/db`, so
+/// that `sudo tapir db stats` reads the service's database; else `./tapir-data`.
+fn inspected_db_path(given: Option<PathBuf>, config: &StoreConfig) -> PathBuf {
+    const PACKAGED_STATE: &str = "/var/lib/tapir";
+    let packaged = std::env::var_os("STATE_DIRECTORY").is_none()
+        && std::path::Path::new(PACKAGED_STATE).is_dir();
+    given
+        .or_else(|| config.db_path.clone())
+        .or_else(|| packaged.then(|| PathBuf::from(PACKAGED_STATE).join("db")))
+        .unwrap_or_else(StoreConfig::default_db_path)
+}
+
 /// Opens the credentials file the server would use. On an installed appliance (the package's
 /// config and state directory exist) that is the service's, so `sudo tapir passwd` just works.
 fn open_auth(place: &CredentialsArgs) -> Result<tapir::auth::Auth, ExitCode> {
     const PACKAGED_CONFIG: &str = "/etc/tapir/tapir.toml";
-    const PACKAGED_STATE: &str = "/var/lib/tapir";
     let config_path = place.config.clone().or_else(|| {
         Some(PathBuf::from(PACKAGED_CONFIG)).filter(|p| p.is_file() && place.db_path.is_none())
     });
     let config = load_config(config_path.as_deref())?;
     let path = match &place.auth_file {
         Some(p) => p.clone(),
-        None => {
-            let packaged = std::env::var_os("STATE_DIRECTORY").is_none()
-                && std::path::Path::new(PACKAGED_STATE).is_dir();
-            let db = place
-                .db_path
-                .clone()
-                .or_else(|| config.store.db_path.clone())
-                .or_else(|| packaged.then(|| PathBuf::from(PACKAGED_STATE).join("db")))
-                .unwrap_or_else(StoreConfig::default_db_path);
-            config.auth.file_for(&db)
-        }
+        None => config
+            .auth
+            .file_for(&inspected_db_path(place.db_path.clone(), &config.store)),
     };
     tapir::auth::Auth::open(config.auth, path).map_err(|e| {
         eprintln!("tapir: {e}");
