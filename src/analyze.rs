@@ -134,14 +134,7 @@ pub fn run(
     // Open live sources up front so that a missing interface is an immediate, clear error.
     let live = match &options.input {
         Input::Live { iface, duration } => {
-            let c = &options.config.capture;
-            let opts = LiveOptions {
-                bpf: c.bpf.clone(),
-                promiscuous: c.promiscuous,
-                snaplen: c.snaplen,
-                buffer_bytes: c.buffer_mb.saturating_mul(1024 * 1024),
-                ..LiveOptions::default()
-            };
+            let opts = LiveOptions::from_config(&options.config.capture, None);
             Some((LiveSource::open(iface, &opts)?, *duration))
         }
         Input::Files(_) => None,

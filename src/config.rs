@@ -3,6 +3,7 @@
 //! Precedence: command line > environment (`NET_IFACE`, `DB_PATH`, ...) > file > defaults.
 //! Unknown keys are errors, so a typo never silently falls back to a default.
 
+pub use crate::capture::CaptureConfig;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -17,42 +18,6 @@ use crate::http::ServerConfig;
 use crate::metrics::MetricsConfig;
 use crate::privacy::PrivacyConfig;
 use crate::store::StoreConfig;
-
-/// Capture settings (the `[capture]` section).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct CaptureConfig {
-    /// Interface for live capture.
-    pub iface: Option<String>,
-    /// BPF filter for live capture.
-    pub bpf: Option<String>,
-    pub promiscuous: bool,
-    pub snaplen: i32,
-    /// libpcap's kernel buffer, in MiB.
-    pub buffer_mb: i32,
-    /// Packets per batch handed to the consumers.
-    pub batch_packets: usize,
-    /// A live batch is sent once this old, full or not.
-    pub batch_max_age_ms: u64,
-    /// Batches in flight between capture and the last actor to read them, all actors
-    /// together; beyond that capture waits (files) or drops batches (live).
-    pub queue_batches: usize,
-}
-
-impl Default for CaptureConfig {
-    fn default() -> Self {
-        CaptureConfig {
-            iface: None,
-            bpf: None,
-            promiscuous: true,
-            snaplen: 262_144,
-            buffer_mb: 32,
-            batch_packets: 256,
-            batch_max_age_ms: 5,
-            queue_batches: 64,
-        }
-    }
-}
 
 /// The whole configuration.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]

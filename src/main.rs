@@ -328,14 +328,7 @@ fn main() -> ExitCode {
                 );
                 return ExitCode::from(2);
             };
-            let c = &config.capture;
-            let options = LiveOptions {
-                bpf: bpf.or_else(|| c.bpf.clone()),
-                promiscuous: c.promiscuous,
-                snaplen: c.snaplen,
-                buffer_bytes: c.buffer_mb.saturating_mul(1024 * 1024),
-                ..LiveOptions::default()
-            };
+            let options = LiveOptions::from_config(&config.capture, bpf);
             serve_command(
                 "run",
                 BaseSource::Live { iface, options },

@@ -114,6 +114,12 @@ fn leaf_modules_import_nothing_of_the_system() {
         !messages.contains("::actor::") && !messages.contains("Actor>"),
         "messages.rs names an actor"
     );
+    // A component's settings sit beside it; the aggregate config imports them, not the
+    // other way round.
+    assert!(
+        !edges["capture"].contains("config"),
+        "capture imports config"
+    );
     // Commands are the top: no component borrows from `analyze`.
     for (module, named) in &edges {
         assert!(

@@ -32,6 +32,20 @@ impl Default for LiveOptions {
     }
 }
 
+impl LiveOptions {
+    /// The `[capture]` settings, with `bpf` given on the command line taking the place of
+    /// the config's.
+    pub fn from_config(c: &super::CaptureConfig, bpf: Option<String>) -> Self {
+        LiveOptions {
+            bpf: bpf.or_else(|| c.bpf.clone()),
+            promiscuous: c.promiscuous,
+            snaplen: c.snaplen,
+            buffer_bytes: c.buffer_mb.saturating_mul(1024 * 1024),
+            ..LiveOptions::default()
+        }
+    }
+}
+
 /// An open live capture.
 pub struct LiveSource {
     iface: String,

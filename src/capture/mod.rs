@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use actix::Recipient;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 pub use crate::credit::{Credit, Credits};
 
@@ -139,8 +139,44 @@ pub struct BatchConfig {
     pub in_flight: usize,
 }
 
-impl From<&crate::config::CaptureConfig> for BatchConfig {
-    fn from(c: &crate::config::CaptureConfig) -> Self {
+/// Capture settings (the `[capture]` section).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CaptureConfig {
+    /// Interface for live capture.
+    pub iface: Option<String>,
+    /// BPF filter for live capture.
+    pub bpf: Option<String>,
+    pub promiscuous: bool,
+    pub snaplen: i32,
+    /// libpcap's kernel buffer, in MiB.
+    pub buffer_mb: i32,
+    /// Packets per batch handed to the consumers.
+    pub batch_packets: usize,
+    /// A live batch is sent once this old, full or not.
+    pub batch_max_age_ms: u64,
+    /// Batches in flight between capture and the last actor to read them, all actors
+    /// together; beyond that capture waits (files) or drops batches (live).
+    pub queue_batches: usize,
+}
+
+impl Default for CaptureConfig {
+    fn default() -> Self {
+        CaptureConfig {
+            iface: None,
+            bpf: None,
+            promiscuous: true,
+            snaplen: 262_144,
+            buffer_mb: 32,
+            batch_packets: 256,
+            batch_max_age_ms: 5,
+            queue_batches: 64,
+        }
+    }
+}
+
+impl From<&CaptureConfig> for BatchConfig {
+    fn from(c: &CaptureConfig) -> Self {
         BatchConfig {
             packets: c.batch_packets,
             max_age: Duration::from_millis(c.batch_max_age_ms),
