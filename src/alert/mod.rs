@@ -58,7 +58,7 @@ pub struct Alert {
 }
 
 /// Which alerts a query wants.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct AlertQuery {
     pub limit: usize,
     pub unacknowledged_only: bool,

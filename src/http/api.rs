@@ -17,7 +17,7 @@ use super::gate::GateStats;
 use super::hub::HubActor;
 use super::multipart::{self, MultipartError, MultipartReader};
 use super::prometheus::{self, Family};
-use super::route::{self, AckTarget, AlertParams, ApiError, FlowParams, Route};
+use super::route::{self, AckTarget, ApiError, Route};
 use crate::alert::{Alert, AlertQuery};
 use crate::auth::{Auth, Principal};
 use crate::capture::file::FileSource;
@@ -334,15 +334,7 @@ impl Api {
         Reply::ok(talkers)
     }
 
-    fn flows(&self, rt: &tokio::runtime::Runtime, p: FlowParams) -> Result<Reply, ApiError> {
-        let query = FlowQuery {
-            limit: p.limit,
-            protocol: p.protocol,
-            src_ip: p.src_ip,
-            ip: p.ip,
-            start: p.start_time,
-            end: p.end_time,
-        };
+    fn flows(&self, rt: &tokio::runtime::Runtime, query: FlowQuery) -> Result<Reply, ApiError> {
         let pipeline = self.pipeline(rt)?;
         let mut flows: Vec<FlowRecord> =
             self.ask(rt, "flows", &pipeline.flows, GetActiveFlows(query.clone()))?;
@@ -363,13 +355,7 @@ impl Api {
         }))
     }
 
-    fn alerts(&self, rt: &tokio::runtime::Runtime, p: AlertParams) -> Result<Reply, ApiError> {
-        let query = AlertQuery {
-            limit: p.limit,
-            unacknowledged_only: p.unacknowledged_only,
-            start: p.start_time,
-            end: p.end_time,
-        };
+    fn alerts(&self, rt: &tokio::runtime::Runtime, query: AlertQuery) -> Result<Reply, ApiError> {
         let pipeline = self.pipeline(rt)?;
         // The alerts actor has the freshest state (an acknowledgement reaches the store
         // within a flush interval), so ask it without the acknowledged filter and let its

@@ -6,6 +6,9 @@ use std::net::IpAddr;
 use serde::Serialize;
 use serde_json::{Value, json};
 
+use crate::alert::AlertQuery;
+use crate::store::FlowQuery;
+
 /// The published limits' defaults and the largest accepted values.
 pub const DEFAULT_LIMIT: usize = 100;
 pub const DEFAULT_TALKERS: usize = 50;
@@ -33,27 +36,6 @@ impl Stream {
     }
 }
 
-/// `/flows` parameters.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct FlowParams {
-    pub limit: usize,
-    pub protocol: Option<String>,
-    pub src_ip: Option<IpAddr>,
-    /// Either end (an addition to the published parameters).
-    pub ip: Option<IpAddr>,
-    pub start_time: Option<f64>,
-    pub end_time: Option<f64>,
-}
-
-/// `/alerts` parameters.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct AlertParams {
-    pub limit: usize,
-    pub unacknowledged_only: bool,
-    pub start_time: Option<f64>,
-    pub end_time: Option<f64>,
-}
-
 /// How an alert to acknowledge is named.
 #[derive(Clone, Debug, PartialEq)]
 pub enum AckTarget {
@@ -69,13 +51,24 @@ pub enum AckTarget {
 #[derive(Clone, Debug, PartialEq)]
 pub enum Route {
     Stats,
-    TopTalkers { limit: usize, with_geo: bool },
-    Flows(FlowParams),
-    Alerts(AlertParams),
+    TopTalkers {
+        limit: usize,
+        with_geo: bool,
+    },
+    /// `/flows`: its parameters parse straight into the store's (and flow table's) query.
+    Flows(FlowQuery),
+    /// `/alerts`, likewise.
+    Alerts(AlertQuery),
     Acknowledge(AckTarget),
-    Packets { limit: usize },
-    Packet { id: u64 },
-    Geo { ip: IpAddr },
+    Packets {
+        limit: usize,
+    },
+    Packet {
+        id: u64,
+    },
+    Geo {
+        ip: IpAddr,
+    },
     Upload,
     StopReplay,
     Debug,
@@ -88,7 +81,9 @@ pub enum Route {
     ChangePassword,
     ListTokens,
     CreateToken,
-    RevokeToken { id: String },
+    RevokeToken {
+        id: String,
+    },
     Settings,
     UpdateSettings,
 }
@@ -482,13 +477,13 @@ fn flows(query: &str) -> Result<Route, ApiError> {
         }
     };
     let (start_time, end_time) = q.time_range()?;
-    Ok(Route::Flows(FlowParams {
+    Ok(Route::Flows(FlowQuery {
         limit: q.limit("limit", DEFAULT_LIMIT, MAX_LIMIT)?,
         protocol,
         src_ip: q.ip("src_ip")?,
         ip: q.ip("ip")?,
-        start_time,
-        end_time,
+        start: start_time,
+        end: end_time,
     }))
 }
 
@@ -498,11 +493,11 @@ fn alerts(query: &str) -> Result<Route, ApiError> {
         &["limit", "unacknowledged_only", "start_time", "end_time"],
     )?;
     let (start_time, end_time) = q.time_range()?;
-    Ok(Route::Alerts(AlertParams {
+    Ok(Route::Alerts(AlertQuery {
         limit: q.limit("limit", DEFAULT_LIMIT, MAX_LIMIT)?,
         unacknowledged_only: q.flag("unacknowledged_only")?,
-        start_time,
-        end_time,
+        start: start_time,
+        end: end_time,
     }))
 }
 
@@ -586,7 +581,7 @@ mod tests {
         );
         assert_eq!(
             parse("GET", "/flows"),
-            Ok(Route::Flows(FlowParams {
+            Ok(Route::Flows(FlowQuery {
                 limit: 100,
                 ..Default::default()
             }))
@@ -596,18 +591,18 @@ mod tests {
                 "GET",
                 "/flows?limit=5&protocol=tcp&src_ip=192.168.1.1&start_time=1.5&end_time=2"
             ),
-            Ok(Route::Flows(FlowParams {
+            Ok(Route::Flows(FlowQuery {
                 limit: 5,
                 protocol: Some("TCP".into()),
                 src_ip: Some("192.168.1.1".parse().unwrap()),
                 ip: None,
-                start_time: Some(1.5),
-                end_time: Some(2.0),
+                start: Some(1.5),
+                end: Some(2.0),
             }))
         );
         assert_eq!(
             parse("GET", "/alerts?unacknowledged_only=true"),
-            Ok(Route::Alerts(AlertParams {
+            Ok(Route::Alerts(AlertQuery {
                 limit: 100,
                 unacknowledged_only: true,
                 ..Default::default()

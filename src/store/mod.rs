@@ -134,7 +134,7 @@ pub enum StoreError {
 }
 
 /// Which flows a query wants (the published `/flows` parameters).
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct FlowQuery {
     pub limit: usize,
     /// Published protocol name (`TCP`, `UDP`, `ICMP`, ...), case-insensitive.
