@@ -497,35 +497,27 @@ fn an_image_of_the_runtime_layout_serves_stores_and_runs_as_its_user() {
     assert_eq!(code, "0", "SIGTERM ends it cleanly");
 
     // 2. Capture as the unprivileged user: the file capability and --cap-add NET_RAW suffice.
-    let mut args: Vec<&str> = vec!["run", "--rm"];
-    args.extend(base);
-    args.extend([
-        "localhost/tapir-test",
-        "analyze",
-        "--iface",
-        "lo",
-        "--duration",
-        "1",
-        "--json",
-    ]);
-    podman.ok(&args);
+    // A one-off container of the image with the compose file's settings, `extra` first.
+    let once = |extra: &[&str], command: &[&str]| {
+        let mut args: Vec<&str> = vec!["run", "--rm"];
+        args.extend(base);
+        args.extend(extra);
+        args.push("localhost/tapir-test");
+        args.extend(command);
+        podman.ok(&args)
+    };
+    once(
+        &[],
+        &["analyze", "--iface", "lo", "--duration", "1", "--json"],
+    );
 
     // 3. A replay stores into the mounted volume; the records outlive the container. MANIFEST:
     // nmap -sS from 192.168.1.10 against 1,000 ports of 192.168.1.25. A viewer token, made
     // in the volume by the image's own `tapir token create`, reads the API.
-    let mut args: Vec<&str> = vec!["run", "--rm"];
-    args.extend(base);
-    args.extend([
-        "-v",
-        &volume,
-        "localhost/tapir-test",
-        "token",
-        "create",
-        "test",
-        "--role",
-        "viewer",
-    ]);
-    let token = podman.ok(&args);
+    let token = once(
+        &["-v", &volume],
+        &["token", "create", "test", "--role", "viewer"],
+    );
     let port = free_port();
     let port_s = port.to_string();
     let mut args: Vec<&str> = vec!["run", "-d", "--name", "replay"];
@@ -553,18 +545,7 @@ fn an_image_of_the_runtime_layout_serves_stores_and_runs_as_its_user() {
         get(port, "/healthz").is_some_and(|(s, _)| s == 200)
     });
     podman.ok(&["stop", "-t", "20", "replay"]);
-    let mut args: Vec<&str> = vec!["run", "--rm"];
-    args.extend(base);
-    args.extend([
-        "-v",
-        &volume,
-        "localhost/tapir-test",
-        "db",
-        "export",
-        "--kind",
-        "alerts",
-    ]);
-    let alerts = podman.ok(&args);
+    let alerts = once(&["-v", &volume], &["db", "export", "--kind", "alerts"]);
     let scans: Vec<serde_json::Value> = alerts
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
