@@ -332,6 +332,15 @@ impl Exporter {
 
     /// Sends what is buffered (the IPFIX message being filled, the file's buffer; the TCP
     /// syslog thread flushes by itself when its queue is quiet).
+    /// At the end of the input: flushes, and waits (bounded) for the syslog sender to write
+    /// what is queued, so that nothing is lost to the process exiting.
+    pub fn finish(&mut self) {
+        self.flush();
+        if let Some(syslog) = &mut self.syslog {
+            syslog.drain();
+        }
+    }
+
     pub fn flush(&mut self) {
         if let Some(encoder) = &mut self.encoder
             && let Some((message, n)) = encoder.finish()
@@ -405,7 +414,7 @@ impl Handler<AlertsChanged> for ExportActor {
 impl Handler<FlushExport> for ExportActor {
     type Result = ();
     fn handle(&mut self, _: FlushExport, _: &mut Context<Self>) {
-        self.exporter.flush();
+        self.exporter.finish();
     }
 }
 

@@ -210,9 +210,16 @@ enum Transport {
     Udp(UdpSocket),
     /// The queue to the sender thread, and word from it that it has written everything.
     Tcp {
-        queue: Option<SyncSender<String>>,
+        queue: Option<SyncSender<Queued>>,
         done: Receiver<()>,
     },
+}
+
+/// What the TCP sender thread is handed.
+enum Queued {
+    Line(String),
+    /// Write out everything queued before this, then answer.
+    Drain(std::sync::mpsc::Sender<()>),
 }
 
 /// How long closing a TCP syslog target waits for its queue to be written: an analysis that
@@ -269,10 +276,28 @@ impl Syslog {
                     .stats
                     .drop_records(1, e.kind() != std::io::ErrorKind::WouldBlock),
             },
-            Transport::Tcp { queue, .. } => match queue.as_ref().map(|tx| tx.try_send(line)) {
-                Some(Ok(())) => {}
-                _ => self.stats.drop_records(1, false),
-            },
+            Transport::Tcp { queue, .. } => {
+                match queue.as_ref().map(|tx| tx.try_send(Queued::Line(line))) {
+                    Some(Ok(())) => {}
+                    _ => self.stats.drop_records(1, false),
+                }
+            }
+        }
+    }
+}
+
+impl Syslog {
+    /// Waits (at most `TCP_DRAIN`) until every message queued so far is written to the
+    /// receiver: the end of an analysis must not exit with its last alerts still queued.
+    pub fn drain(&mut self) {
+        if let Transport::Tcp {
+            queue: Some(queue), ..
+        } = &self.transport
+        {
+            let (tx, rx) = std::sync::mpsc::channel();
+            if queue.send(Queued::Drain(tx)).is_ok() {
+                let _ = rx.recv_timeout(TCP_DRAIN);
+            }
         }
     }
 }
@@ -289,12 +314,21 @@ impl Drop for Syslog {
 
 /// Writes queued messages to the receiver, octet-counted; reconnects every 5 s while it is
 /// down, dropping (and counting) what arrives meanwhile.
-fn tcp_sender(addr: std::net::SocketAddr, rx: &Receiver<String>, stats: &TargetStats) {
+fn tcp_sender(addr: std::net::SocketAddr, rx: &Receiver<Queued>, stats: &TargetStats) {
     let mut stream: Option<BufWriter<std::net::TcpStream>> = None;
     let mut next_try = std::time::Instant::now();
     loop {
         let line = match rx.recv_timeout(Duration::from_millis(200)) {
-            Ok(line) => line,
+            Ok(Queued::Line(line)) => line,
+            Ok(Queued::Drain(done)) => {
+                if let Some(s) = &mut stream
+                    && s.flush().is_err()
+                {
+                    stream = None;
+                }
+                let _ = done.send(());
+                continue;
+            }
             // Quiet: push out what is buffered.
             Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
                 if let Some(s) = &mut stream
