@@ -33,11 +33,6 @@ use crate::pipeline::{Pipeline, PipelineAddrs};
 use crate::store::actor::StoreActor;
 use crate::synth::{Generator, Scenario};
 
-/// Server → engine: the current pipeline (a query handled here, beside its handler).
-#[derive(actix::Message)]
-#[rtype(result = "PipelineAddrs")]
-pub struct GetPipeline;
-
 /// What the server captures from when no upload is replaying.
 #[derive(Clone, Debug)]
 pub enum BaseSource {
@@ -179,6 +174,8 @@ pub struct Engine {
     /// upload right after a stop finds the engine free).
     stop_waiters: Vec<tokio::sync::oneshot::Sender<()>>,
     log: Box<dyn Fn(String) + Send>,
+    /// The current pipeline, for the HTTP workers (see `pipeline_watch`).
+    pipeline: tokio::sync::watch::Sender<PipelineAddrs>,
 }
 
 /// The longest a `StopReplay` waits for the upload's capture to end (within the API's
@@ -201,6 +198,7 @@ impl Engine {
         log: Box<dyn Fn(String) + Send>,
     ) -> Engine {
         let base = new_stage(1, &config, &store, &hub, &export, source.describe());
+        let (pipeline, _) = tokio::sync::watch::channel(base.addrs());
         Engine {
             config,
             base_spec,
@@ -216,7 +214,19 @@ impl Engine {
             shutting_down: false,
             stop_waiters: Vec::new(),
             log,
+            pipeline,
         }
+    }
+
+    /// The pipeline the server shows, kept current as uploads come and go: the HTTP
+    /// workers read it without asking the engine for each request.
+    pub fn pipeline_watch(&self) -> tokio::sync::watch::Receiver<PipelineAddrs> {
+        self.pipeline.subscribe()
+    }
+
+    /// Tells the watchers which pipeline is current now.
+    fn publish(&self) {
+        self.pipeline.send_replace(self.current().addrs());
     }
 
     fn current(&self) -> &Stage {
@@ -365,6 +375,7 @@ impl Handler<CaptureEnded> for Engine {
             .is_some_and(|u| u.stage.id == msg.stage)
         {
             let upload = self.upload.take().expect("upload");
+            self.publish();
             for waiter in self.stop_waiters.drain(..) {
                 let _ = waiter.send(());
             }
@@ -431,14 +442,6 @@ impl Handler<CaptureEnded> for Engine {
     }
 }
 
-impl Handler<GetPipeline> for Engine {
-    type Result = MessageResult<GetPipeline>;
-
-    fn handle(&mut self, _: GetPipeline, _: &mut Self::Context) -> Self::Result {
-        MessageResult(self.current().addrs())
-    }
-}
-
 impl Handler<GetEngineStatus> for Engine {
     type Result = MessageResult<GetEngineStatus>;
 
@@ -488,6 +491,7 @@ impl Handler<StartUpload> for Engine {
             stage,
             file: msg.file,
         });
+        self.publish();
         Ok(describe)
     }
 }

@@ -9,9 +9,9 @@
 //! → engine (`StartUpload`, `StopReplay`, `GetEngineStatus`, `Shutdown`), alerts → hub
 //! (`AlertsChanged`), HTTP → hub (`Subscribe`).
 //!
-//! Control messages live beside the actor that handles them: `engine::GetPipeline` (which
-//! answers a `pipeline::PipelineAddrs`), `http::hub::PipelineChanged` (engine → hub) and
-//! `export::FlushExport`.
+//! Control messages live beside the actor that handles them: `http::hub::PipelineChanged`
+//! (engine → hub) and `export::FlushExport`. The HTTP workers read the current
+//! `pipeline::PipelineAddrs` from a watch channel the engine publishes to.
 
 use std::sync::Arc;
 

@@ -147,10 +147,12 @@ pub fn run(options: ServeOptions, ready: impl FnOnce(SocketAddr, bool)) -> Resul
             hub.clone(),
             export.as_ref().map(|e| e.addr.clone()),
             Box::new(log),
-        )
-        .start();
+        );
+        let pipeline = engine.pipeline_watch();
+        let engine = engine.start();
         let api = Arc::new(Api {
             engine: engine.clone(),
+            pipeline,
             store: Some(store.addr.clone()),
             hub: hub.clone(),
             geo,

@@ -22,7 +22,7 @@ use crate::alert::{Alert, AlertQuery};
 use crate::auth::{Auth, Principal};
 use crate::capture::file::FileSource;
 use crate::capture::{CaptureError, PacketSource};
-use crate::engine::{Engine, GetPipeline};
+use crate::engine::Engine;
 use crate::flow::FlowRecord;
 use crate::geo::{GeoIp, Place};
 use crate::messages::{
@@ -39,6 +39,8 @@ use crate::store::{FlowQuery, StoreConfig};
 /// What the workers share: the actors to ask and the settings.
 pub struct Api {
     pub engine: Addr<Engine>,
+    /// The pipeline the server shows (the engine publishes each change).
+    pub pipeline: tokio::sync::watch::Receiver<PipelineAddrs>,
     pub store: Option<Addr<StoreActor>>,
     pub hub: Addr<HubActor>,
     pub geo: Arc<GeoIp>,
@@ -155,8 +157,9 @@ impl Api {
         }
     }
 
-    fn pipeline(&self, rt: &tokio::runtime::Runtime) -> Result<PipelineAddrs, ApiError> {
-        self.ask(rt, "the engine", &self.engine, GetPipeline)
+    /// The current pipeline, as the engine last published it (no round trip per request).
+    fn pipeline(&self) -> PipelineAddrs {
+        self.pipeline.borrow().clone()
     }
 
     /// Answers one request; never panics on its input.
@@ -254,7 +257,8 @@ impl Api {
     fn answer(&self, rt: &tokio::runtime::Runtime, route: Route) -> Result<Reply, ApiError> {
         match route {
             Route::Health => {
-                self.pipeline(rt)?;
+                // Healthy means the engine answers, not only this worker.
+                self.ask(rt, "the engine", &self.engine, GetEngineStatus)?;
                 Reply::ok(json!({"status": "ok", "uptime_secs": self.started.elapsed().as_secs()}))
             }
             Route::Stats => self.stats(rt),
@@ -263,12 +267,12 @@ impl Api {
             Route::Alerts(p) => self.alerts(rt, p),
             Route::Acknowledge(target) => self.acknowledge(rt, target),
             Route::Packets { limit } => {
-                let p = self.pipeline(rt)?;
+                let p = self.pipeline();
                 let packets = self.ask(rt, "metrics", &p.metrics, GetPackets { limit })?;
                 Reply::ok(json!({"count": packets.len(), "packets": packets}))
             }
             Route::Packet { id } => {
-                let p = self.pipeline(rt)?;
+                let p = self.pipeline();
                 match self.ask(rt, "metrics", &p.metrics, GetPacket { id })? {
                     Some(packet) => Reply::ok(packet),
                     None => Err(ApiError::new(
@@ -293,7 +297,7 @@ impl Api {
     }
 
     fn stats(&self, rt: &tokio::runtime::Runtime) -> Result<Reply, ApiError> {
-        let p = self.pipeline(rt)?;
+        let p = self.pipeline();
         let stats = self.ask(rt, "metrics", &p.metrics, GetStats { top_talkers: 10 })?;
         let mut value = serde_json::to_value(&stats).map_err(|e| internal(e.to_string()))?;
         let c = &p.counters;
@@ -321,7 +325,7 @@ impl Api {
             #[serde(flatten)]
             place: Option<Place>,
         }
-        let p = self.pipeline(rt)?;
+        let p = self.pipeline();
         let stats = self.ask(rt, "metrics", &p.metrics, GetStats { top_talkers: limit })?;
         let talkers: Vec<TopTalkerGeo> = stats
             .top_talkers
@@ -335,7 +339,7 @@ impl Api {
     }
 
     fn flows(&self, rt: &tokio::runtime::Runtime, query: FlowQuery) -> Result<Reply, ApiError> {
-        let pipeline = self.pipeline(rt)?;
+        let pipeline = self.pipeline();
         let mut flows: Vec<FlowRecord> =
             self.ask(rt, "flows", &pipeline.flows, GetActiveFlows(query.clone()))?;
         // A time range asks for history too: finished flows from the store.
@@ -356,7 +360,7 @@ impl Api {
     }
 
     fn alerts(&self, rt: &tokio::runtime::Runtime, query: AlertQuery) -> Result<Reply, ApiError> {
-        let pipeline = self.pipeline(rt)?;
+        let pipeline = self.pipeline();
         // The alerts actor has the freshest state (an acknowledgement reaches the store
         // within a flush interval), so ask it without the acknowledged filter and let its
         // copies win.
@@ -391,7 +395,7 @@ impl Api {
         rt: &tokio::runtime::Runtime,
         target: AckTarget,
     ) -> Result<Reply, ApiError> {
-        let pipeline = self.pipeline(rt)?;
+        let pipeline = self.pipeline();
         let store_error = |e: crate::messages::StoreUnavailable| {
             ApiError::new(503, "storage unavailable", json!(e.0))
         };
@@ -639,7 +643,7 @@ impl Api {
     }
 
     fn debug(&self, rt: &tokio::runtime::Runtime) -> Result<Reply, ApiError> {
-        let p = self.pipeline(rt)?;
+        let p = self.pipeline();
         let engine = self.ask(rt, "the engine", &self.engine, GetEngineStatus)?;
         let flows = self.ask(rt, "flows", &p.flows, GetFlowStats)?;
         let hub = self.ask(rt, "the WebSocket hub", &self.hub, GetHubStatus)?;
@@ -689,7 +693,7 @@ impl Api {
     }
 
     fn metrics(&self, rt: &tokio::runtime::Runtime) -> Result<Reply, ApiError> {
-        let p = self.pipeline(rt)?;
+        let p = self.pipeline();
         let flows = self.ask(rt, "flows", &p.flows, GetFlowStats)?;
         let stats = self.ask(rt, "metrics", &p.metrics, GetStats { top_talkers: 0 })?;
         let alerts = self.ask(rt, "alerts", &p.alerts, GetAlerts(None))?;
