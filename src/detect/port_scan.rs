@@ -400,7 +400,9 @@ impl PortScan {
                 }
                 _ if !answer && other_protocol(p) => {
                     if !self.config.allow.allows(p.src, p.dst) {
-                        self.protocol_probe(p.src, p.dst, p.ip_proto, now, observed, out);
+                        let (what, proto) = (VerticalKind::Protocols, u16::from(p.ip_proto));
+                        let kind = ProbeKind::Protocol;
+                        self.vertical_probe(what, p.src, p.dst, proto, kind, now, observed, out);
                     }
                     return;
                 }
@@ -410,33 +412,9 @@ impl PortScan {
         if self.config.allow.allows(prober, target) {
             return;
         }
-        let window = secs(self.config.window_secs);
-        let cfg = &self.config;
         if kind != ProbeKind::Echo {
-            let key = (prober, target);
-            let cap = cfg.ports_threshold * 2;
-            if let Some(pair) = self.vertical.second_sight(
-                &mut self.first_vertical,
-                key,
-                (port, kind),
-                now,
-                window,
-                |probe, earlier| probe == earlier,
-                || Probed::new(cap, now),
-                |pair, first| pair.replay(first, window, cfg.ports_threshold),
-            ) && let Some(count) = pair.probe(port, kind, now, window, cfg.ports_threshold)
-            {
-                out.push(vertical_finding(
-                    cfg,
-                    prober,
-                    target,
-                    VerticalKind::Ports,
-                    pair,
-                    now,
-                    count,
-                    observed,
-                ));
-            }
+            let what = VerticalKind::Ports;
+            self.vertical_probe(what, prober, target, port, kind, now, observed, out);
         }
         let key = match kind {
             ProbeKind::Echo => (prober, ip_proto::ICMP, 0),
@@ -509,40 +487,39 @@ impl PortScan {
         }
     }
 
-    /// Counts a datagram of IP protocol `proto` sent from `prober` to `target`.
-    fn protocol_probe(
+    /// Counts a probe of `item` (a port, or an IP protocol number) of `target` by `prober`.
+    #[allow(clippy::too_many_arguments)]
+    fn vertical_probe(
         &mut self,
+        what: VerticalKind,
         prober: IpAddr,
         target: IpAddr,
-        proto: u8,
+        item: u16,
+        kind: ProbeKind,
         now: Timestamp,
         observed: Option<std::time::Instant>,
         out: &mut Vec<Finding>,
     ) {
         let window = secs(self.config.window_secs);
         let cfg = &self.config;
+        let (tracker, first) = match what {
+            VerticalKind::Ports => (&mut self.vertical, &mut self.first_vertical),
+            VerticalKind::Protocols => (&mut self.protocols, &mut self.first_protocols),
+        };
         let cap = cfg.ports_threshold * 2;
-        let item = (u16::from(proto), ProbeKind::Protocol);
-        if let Some(pair) = self.protocols.second_sight(
-            &mut self.first_protocols,
+        if let Some(pair) = tracker.second_sight(
+            first,
             (prober, target),
-            item,
+            (item, kind),
             now,
             window,
             |probe, earlier| probe == earlier,
             || Probed::new(cap, now),
             |pair, first| pair.replay(first, window, cfg.ports_threshold),
-        ) && let Some(count) = pair.probe(item.0, item.1, now, window, cfg.ports_threshold)
+        ) && let Some(count) = pair.probe(item, kind, now, window, cfg.ports_threshold)
         {
             out.push(vertical_finding(
-                cfg,
-                prober,
-                target,
-                VerticalKind::Protocols,
-                pair,
-                now,
-                count,
-                observed,
+                cfg, prober, target, what, pair, now, count, observed,
             ));
         }
     }
