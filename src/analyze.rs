@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use actix::Actor;
 use serde::Serialize;
 
+use crate::alert::actor::{GetAlertStats, GetAlerts};
 use crate::alert::{Alert, LatencyStats};
 use crate::capture::file::FileSource;
 use crate::capture::live::{LiveOptions, LiveSource};
@@ -22,8 +23,9 @@ use crate::config::Config;
 use crate::decode::DecodeCounters;
 use crate::detect::DetectorStats;
 use crate::flow::FlowTableStats;
-use crate::messages::{FlushOutput, GetAlertStats, GetAlerts, GetStats};
 use crate::metrics::TopTalker;
+use crate::metrics::actor::GetStats;
+use crate::output::FlushOutput;
 use crate::output::JsonLinesWriter;
 use crate::pipeline::{ExportService, Pipeline, StoreService};
 use crate::store::actor::{StoreActor, StoreStatus};
@@ -197,7 +199,7 @@ pub fn run(
         }
         let store = store.map(StoreService::start);
         let pipeline = Pipeline::start(
-            &config,
+            &config.pipeline(),
             sinks,
             store.as_ref().map(|s| s.addr.clone()),
             alert_sinks,

@@ -16,6 +16,7 @@ use crate::flow::FlowConfig;
 use crate::geo::GeoConfig;
 use crate::http::ServerConfig;
 use crate::metrics::MetricsConfig;
+use crate::pipeline::PipelineConfig;
 use crate::privacy::PrivacyConfig;
 use crate::store::StoreConfig;
 
@@ -49,6 +50,17 @@ pub enum ConfigError {
 }
 
 impl Config {
+    /// The settings a pipeline is built from.
+    pub fn pipeline(&self) -> PipelineConfig {
+        PipelineConfig {
+            capture: self.capture.clone(),
+            flows: self.flows.clone(),
+            metrics: self.metrics.clone(),
+            detectors: self.detectors.clone(),
+            alerts: self.alerts.clone(),
+        }
+    }
+
     /// Reads `path`, or returns the defaults when there is none.
     pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
         let Some(path) = path else {

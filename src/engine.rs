@@ -22,16 +22,55 @@ use crate::capture::file::FileSource;
 use crate::capture::live::{LiveOptions, LiveSource};
 use crate::capture::paced::{FileLoop, Paced};
 use crate::capture::{self, BatchConfig, CaptureCounters, CaptureError, PacketSource, StopWhen};
-use crate::config::Config;
 use crate::export::ExportActor;
-use crate::http::hub::HubActor;
-use crate::http::hub::PipelineChanged;
-use crate::messages::{
-    CaptureEnded, GetEngineStatus, Shutdown, StartUpload, StopReplay, UploadRejected,
-};
-use crate::pipeline::{Pipeline, PipelineAddrs};
+use crate::pipeline::{Listeners, Pipeline, PipelineAddrs, PipelineChanged, PipelineConfig};
 use crate::store::actor::StoreActor;
 use crate::synth::{Generator, Scenario};
+
+/// Capture thread → engine: the thread of `stage` ended; here is its source and report.
+#[derive(actix::Message)]
+#[rtype(result = "()")]
+pub struct CaptureEnded {
+    pub stage: u64,
+    pub source: Box<dyn crate::capture::PacketSource>,
+    pub report: crate::capture::CaptureReport,
+}
+
+/// Server → engine: which sources run, for `/debug`.
+#[derive(actix::Message)]
+#[rtype(result = "EngineStatus")]
+pub struct GetEngineStatus;
+
+/// Server → engine: replay an uploaded capture (already checked to be one) at `speed`× its
+/// pace (0 = as fast as possible). The file is deleted when the replay is over.
+#[derive(actix::Message)]
+#[rtype(result = "Result<String, UploadRejected>")]
+pub struct StartUpload {
+    pub file: tempfile::TempPath,
+    pub name: String,
+    pub speed: f64,
+}
+
+/// Why an upload was not replayed.
+#[derive(Debug, thiserror::Error)]
+pub enum UploadRejected {
+    #[error("a replay is already running ({0}); stop it first with POST /pcap/replay/stop")]
+    Busy(String),
+    #[error("{0}")]
+    NotACapture(String),
+    #[error("the server is shutting down")]
+    ShuttingDown,
+}
+
+/// Server → engine: stop the replay (an upload's, else a `replay` file's); false if none ran.
+#[derive(actix::Message)]
+#[rtype(result = "bool")]
+pub struct StopReplay;
+
+/// Stop capture and drain every pipeline into the store; replies when done.
+#[derive(actix::Message)]
+#[rtype(result = "()")]
+pub struct Shutdown;
 
 /// What the server captures from when no upload is replaying.
 #[derive(Clone, Debug)]
@@ -155,12 +194,12 @@ struct Upload {
 
 /// The engine actor.
 pub struct Engine {
-    config: Config,
+    config: PipelineConfig,
     base_spec: BaseSource,
     store: Option<Addr<StoreActor>>,
     /// Flow records and alerts of every pipeline also go here, when export is configured.
     export: Option<Addr<ExportActor>>,
-    hub: Addr<HubActor>,
+    listeners: Listeners,
     base: Stage,
     /// The base source while it is not being read (paused, finished).
     base_source: Option<Box<dyn PacketSource>>,
@@ -189,22 +228,22 @@ impl Engine {
     /// Starts the base pipeline, reading from `source` (opened by the caller so that errors
     /// surface before the server starts). Must run inside an actix system.
     pub fn new(
-        config: Config,
+        config: PipelineConfig,
         base_spec: BaseSource,
         source: Box<dyn PacketSource>,
         store: Option<Addr<StoreActor>>,
-        hub: Addr<HubActor>,
+        listeners: Listeners,
         export: Option<Addr<ExportActor>>,
         log: Box<dyn Fn(String) + Send>,
     ) -> Engine {
-        let base = new_stage(1, &config, &store, &hub, &export, source.describe());
+        let base = new_stage(1, &config, &store, &listeners, &export, source.describe());
         let (pipeline, _) = tokio::sync::watch::channel(base.addrs());
         Engine {
             config,
             base_spec,
             store,
             export,
-            hub,
+            listeners,
             base,
             base_source: Some(source),
             upload: None,
@@ -270,7 +309,9 @@ impl Engine {
         if self.shutting_down || self.upload.is_some() {
             return;
         }
-        self.hub.do_send(PipelineChanged(self.base.addrs()));
+        self.listeners
+            .pipeline
+            .do_send(PipelineChanged(self.base.addrs()));
         if matches!(
             self.base.state,
             CaptureState::Finished | CaptureState::Draining
@@ -314,13 +355,13 @@ impl Engine {
 
 fn new_stage(
     id: u64,
-    config: &Config,
+    config: &PipelineConfig,
     store: &Option<Addr<StoreActor>>,
-    hub: &Addr<HubActor>,
+    listeners: &Listeners,
     export: &Option<Addr<ExportActor>>,
     describe: String,
 ) -> Stage {
-    let mut alert_sinks = vec![hub.clone().recipient()];
+    let mut alert_sinks = vec![listeners.alerts.clone()];
     let mut record_sinks = Vec::new();
     if let Some(export) = export {
         alert_sinks.push(export.clone().recipient());
@@ -354,7 +395,9 @@ impl Actor for Engine {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        self.hub.do_send(PipelineChanged(self.base.addrs()));
+        self.listeners
+            .pipeline
+            .do_send(PipelineChanged(self.base.addrs()));
         let source = self.base_source.take().expect("base source at start");
         self.base.capturing = true;
         self.spawn_capture(ctx, &self.base, source);
@@ -473,7 +516,7 @@ impl Handler<StartUpload> for Engine {
             id,
             &self.config,
             &self.store,
-            &self.hub,
+            &self.listeners,
             &self.export,
             describe.clone(),
         );
@@ -485,7 +528,9 @@ impl Handler<StartUpload> for Engine {
         let mut stage = stage;
         stage.capturing = true;
         self.spawn_capture(ctx, &stage, source);
-        self.hub.do_send(PipelineChanged(stage.addrs()));
+        self.listeners
+            .pipeline
+            .do_send(PipelineChanged(stage.addrs()));
         (self.log)(format!("replaying {describe}"));
         self.upload = Some(Upload {
             stage,

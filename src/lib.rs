@@ -19,6 +19,7 @@ pub mod healthcheck;
 pub mod http;
 pub mod messages;
 pub mod metrics;
+pub mod model;
 pub mod output;
 pub mod packet;
 pub mod pipeline;

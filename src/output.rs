@@ -6,7 +6,12 @@ use std::path::Path;
 
 use actix::{Actor, Context, Handler};
 
-use crate::messages::{FlowRecordsMsg, FlushOutput};
+use crate::messages::FlowRecordsMsg;
+
+/// Flush any buffered output (writers) and reply when done.
+#[derive(actix::Message)]
+#[rtype(result = "std::io::Result<u64>")]
+pub struct FlushOutput;
 
 /// Writes one JSON object per line for every record it receives.
 pub struct JsonLinesWriter {

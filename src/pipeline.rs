@@ -11,20 +11,26 @@
 use actix::{Actor, Addr, Arbiter, Recipient};
 
 use crate::alert::AlertQuery;
+use crate::alert::AlertsConfig;
 use crate::alert::actor::AlertsActor;
-use crate::config::Config;
+use crate::alert::actor::KnownAcknowledged;
+use crate::capture::CaptureConfig;
 use crate::detect::DetectorStats;
+use crate::detect::DetectorsConfig;
 use crate::detect::actor::DetectorActor;
+use crate::detect::actor::FlushDetectors;
 use crate::export::{ExportActor, Exporter, FlushExport};
+use crate::flow::FlowConfig;
 use crate::flow::FlowTableStats;
 use crate::flow::actor::FlowsActor;
-use crate::messages::{
-    AlertsChanged, FinishMinute, FlowRecordsMsg, FlushDetectors, FlushFlows, FlushStore,
-    KnownAcknowledged, PacketBatchMsg, QueryAlerts,
-};
+use crate::flow::actor::FlushFlows;
+use crate::messages::{AlertsChanged, FlowRecordsMsg, PacketBatchMsg};
+use crate::metrics::MetricsConfig;
+use crate::metrics::actor::FinishMinute;
 use crate::metrics::actor::MetricsActor;
 use crate::store::StoreStatus;
 use crate::store::actor::StoreActor;
+use crate::store::actor::{FlushStore, QueryAlerts};
 
 /// The actors of the pipeline the server currently shows (an upload's while it replays).
 #[derive(Clone)]
@@ -35,6 +41,31 @@ pub struct PipelineAddrs {
     pub metrics: Addr<MetricsActor>,
     pub alerts: Addr<AlertsActor>,
     pub counters: std::sync::Arc<crate::capture::CaptureCounters>,
+}
+
+/// What a pipeline is built from: the settings of its parts (`Config::pipeline`).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct PipelineConfig {
+    /// Batching and mailbox depth.
+    pub capture: CaptureConfig,
+    pub flows: FlowConfig,
+    pub metrics: MetricsConfig,
+    pub detectors: DetectorsConfig,
+    pub alerts: AlertsConfig,
+}
+
+/// Engine → whoever shows the current pipeline (the WebSocket hub): the pipeline changed,
+/// as an upload started or ended.
+#[derive(actix::Message)]
+#[rtype(result = "()")]
+pub struct PipelineChanged(pub PipelineAddrs);
+
+/// Who hears from every pipeline the engine starts: the alert changes of each, and which
+/// one is current.
+#[derive(Clone)]
+pub struct Listeners {
+    pub alerts: actix::Recipient<AlertsChanged>,
+    pub pipeline: actix::Recipient<PipelineChanged>,
 }
 
 /// What ending a pipeline's input reported.
@@ -139,7 +170,7 @@ impl Pipeline {
     /// snapshots); opened and updated alerts also go to `alert_sinks`. Must run inside an
     /// actix system.
     pub fn start(
-        config: &Config,
+        config: &PipelineConfig,
         mut record_sinks: Vec<Recipient<FlowRecordsMsg>>,
         store: Option<Addr<StoreActor>>,
         mut alert_sinks: Vec<Recipient<AlertsChanged>>,

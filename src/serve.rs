@@ -14,13 +14,15 @@ use actix::Actor;
 use crate::auth::{Auth, FileError};
 use crate::capture::CaptureError;
 use crate::config::Config;
+use crate::engine::Shutdown;
 use crate::engine::{BaseSource, Engine};
 use crate::geo::{GeoError, GeoIp};
+use crate::http::hub::CloseAll;
 use crate::http::hub::HubActor;
 use crate::http::tls::{Tls, TlsError};
 use crate::http::{Api, HttpServer, ServeError};
-use crate::messages::{CloseAll, FlushStore, Shutdown};
-use crate::pipeline::{ExportService, StoreService};
+use crate::pipeline::{ExportService, Listeners, StoreService};
+use crate::store::actor::FlushStore;
 use crate::store::actor::StoreActor;
 use crate::store::{Store, StoreError};
 
@@ -140,11 +142,14 @@ pub fn run(options: ServeOptions, ready: impl FnOnce(SocketAddr, bool)) -> Resul
             .with_mask(Arc::clone(&ip_masking))
             .start();
         let engine = Engine::new(
-            config.clone(),
+            config.pipeline(),
             options.base,
             source,
             Some(store.addr.clone()),
-            hub.clone(),
+            Listeners {
+                alerts: hub.clone().recipient(),
+                pipeline: hub.clone().recipient(),
+            },
             export.as_ref().map(|e| e.addr.clone()),
             Box::new(log),
         );

@@ -263,8 +263,9 @@ fn a_full_disk_costs_records_not_the_analysis() {
 #[test]
 fn writing_resumes_by_itself_when_space_returns() {
     use actix::Actor;
-    use tapir::messages::{FlowRecordsMsg, FlushStore};
+    use tapir::messages::FlowRecordsMsg;
     use tapir::store::StoreConfig;
+    use tapir::store::actor::FlushStore;
     use tapir::store::actor::StoreActor;
     use tapir::store::load::synthetic_flow;
 
@@ -451,8 +452,9 @@ fn the_store_leaves_room_on_a_filling_disk() {
 #[test]
 fn storage_errors_are_reported_once_not_nested() {
     use actix::Actor;
-    use tapir::messages::{FlowRecordsMsg, FlushStore};
+    use tapir::messages::FlowRecordsMsg;
     use tapir::store::StoreConfig;
+    use tapir::store::actor::FlushStore;
     use tapir::store::actor::StoreActor;
     use tapir::store::load::synthetic_flow;
 

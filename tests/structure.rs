@@ -128,3 +128,104 @@ fn leaf_modules_import_nothing_of_the_system() {
         );
     }
 }
+
+/// The strongly connected groups of more than one module in `edges` (Tarjan's algorithm).
+fn cycles(edges: &BTreeMap<String, BTreeSet<String>>) -> Vec<BTreeSet<String>> {
+    struct Walk<'a> {
+        edges: &'a BTreeMap<String, BTreeSet<String>>,
+        index: BTreeMap<&'a str, usize>,
+        low: BTreeMap<&'a str, usize>,
+        stack: Vec<&'a str>,
+        out: Vec<BTreeSet<String>>,
+    }
+    fn visit<'a>(w: &mut Walk<'a>, v: &'a str) {
+        let at = w.index.len();
+        w.index.insert(v, at);
+        w.low.insert(v, at);
+        w.stack.push(v);
+        let edges = w.edges;
+        for next in edges.get(v).into_iter().flatten() {
+            let next = next.as_str();
+            if !edges.contains_key(next) {
+                continue;
+            }
+            if !w.index.contains_key(next) {
+                visit(w, next);
+                let low = w.low[v].min(w.low[next]);
+                w.low.insert(v, low);
+            } else if w.stack.contains(&next) {
+                let low = w.low[v].min(w.index[next]);
+                w.low.insert(v, low);
+            }
+        }
+        if w.low[v] == w.index[v] {
+            let mut group = BTreeSet::new();
+            while let Some(top) = w.stack.pop() {
+                group.insert(top.to_string());
+                if top == v {
+                    break;
+                }
+            }
+            if group.len() > 1 {
+                w.out.push(group);
+            }
+        }
+    }
+    let mut w = Walk {
+        edges,
+        index: BTreeMap::new(),
+        low: BTreeMap::new(),
+        stack: Vec::new(),
+        out: Vec::new(),
+    };
+    for v in edges.keys() {
+        if !w.index.contains_key(v.as_str()) {
+            visit(&mut w, v);
+        }
+    }
+    w.out
+}
+
+#[test]
+fn the_cycle_finder_finds_a_cycle_through_three_modules() {
+    let graph = |pairs: &[(&str, &str)]| {
+        let mut g: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        for (a, b) in pairs {
+            g.entry(a.to_string()).or_default().insert(b.to_string());
+            g.entry(b.to_string()).or_default();
+        }
+        g
+    };
+    let found = cycles(&graph(&[("a", "b"), ("b", "c"), ("c", "a"), ("c", "d")]));
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0], ["a", "b", "c"].map(String::from).into());
+    assert!(cycles(&graph(&[("a", "b"), ("b", "c"), ("a", "c")])).is_empty());
+}
+
+#[test]
+fn no_import_cycle_crosses_a_top_level_module() {
+    let edges = edges();
+    let found = cycles(&edges);
+    assert!(found.is_empty(), "modules that import each other: {found:?}");
+}
+
+#[test]
+fn messages_and_values_sit_below_every_component() {
+    let edges = edges();
+    let only = |module: &str, allowed: &[&str]| {
+        let extra: Vec<_> = edges[module]
+            .iter()
+            .filter(|m| !allowed.contains(&m.as_str()))
+            .collect();
+        assert!(extra.is_empty(), "{module} imports {extra:?}");
+    };
+    only("model", &["packet"]);
+    only("messages", &["model", "packet"]);
+    // The aggregate config is read by the commands, which hand each part its own section.
+    for (module, named) in &edges {
+        assert!(
+            ["main", "analyze", "serve"].contains(&module.as_str()) || !named.contains("config"),
+            "{module} imports config"
+        );
+    }
+}

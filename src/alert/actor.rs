@@ -2,11 +2,38 @@
 
 use actix::{Actor, Context, Handler, MessageResult, Recipient};
 
-use super::{Alert, AlertBook, AlertsConfig};
-use crate::messages::{
-    AcknowledgeAlert, AcknowledgeMatching, AlertStats, AlertsChanged, FindingsMsg, GetAlertStats,
-    GetAlerts, KnownAcknowledged,
-};
+use super::{Alert, AlertBook, AlertQuery, AlertStats, AlertsConfig};
+use crate::messages::{AlertsChanged, FindingsMsg};
+
+/// Alerts newest first matching the query, or every alert oldest first with `None`.
+#[derive(actix::Message)]
+#[rtype(result = "Vec<Alert>")]
+pub struct GetAlerts(pub Option<AlertQuery>);
+
+/// Store → alerts, at a pipeline's start: ids the store knows as acknowledged.
+#[derive(actix::Message)]
+#[rtype(result = "()")]
+pub struct KnownAcknowledged(pub Vec<u64>);
+
+/// Acknowledge one alert by id; replies with it, or `None` if unknown.
+#[derive(actix::Message)]
+#[rtype(result = "Option<Alert>")]
+pub struct AcknowledgeAlert {
+    pub id: u64,
+}
+
+/// The published form: acknowledge by first timestamp and source address.
+#[derive(actix::Message)]
+#[rtype(result = "Vec<Alert>")]
+pub struct AcknowledgeMatching {
+    pub timestamp: f64,
+    pub source_ip: String,
+}
+
+/// The alerts actor's counters.
+#[derive(actix::Message)]
+#[rtype(result = "AlertStats")]
+pub struct GetAlertStats;
 
 pub struct AlertsActor {
     book: AlertBook,

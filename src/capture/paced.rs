@@ -251,7 +251,57 @@ impl PacketSource for FileLoop {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::synth::{Generator, Scenario};
+    use crate::capture::{CaptureError, Frame, ReadStatus};
+
+    /// An endless source of minimal Ethernet frames, one every `gap_ns` of packet time
+    /// (every fourth gap three times as long, so that pacing cannot assume a steady rate).
+    struct Ticks {
+        ts: i64,
+        gap_ns: i64,
+        sent: u64,
+    }
+
+    impl Ticks {
+        fn new(gap_ns: i64) -> Ticks {
+            Ticks {
+                ts: 1_560_000_000 * Timestamp::NANOS_PER_SEC,
+                gap_ns,
+                sent: 0,
+            }
+        }
+    }
+
+    impl PacketSource for Ticks {
+        fn read_some(
+            &mut self,
+            max: usize,
+            sink: &mut dyn FnMut(Frame<'_>),
+        ) -> Result<ReadStatus, CaptureError> {
+            let frame = [0u8; 60];
+            for _ in 0..max {
+                sink(Frame {
+                    ts: Timestamp(self.ts),
+                    wire_len: 60,
+                    link: LinkType::ETHERNET,
+                    data: &frame,
+                });
+                self.sent += 1;
+                self.ts += if self.sent.is_multiple_of(4) { 3 } else { 1 } * self.gap_ns;
+            }
+            Ok(ReadStatus {
+                frames: max,
+                end: false,
+            })
+        }
+
+        fn describe(&self) -> String {
+            "ticks".into()
+        }
+
+        fn link_types(&self) -> Vec<LinkType> {
+            vec![LinkType::ETHERNET]
+        }
+    }
 
     fn collect(source: &mut dyn PacketSource, until: usize) -> Vec<i64> {
         let mut out = Vec::new();
@@ -268,9 +318,9 @@ mod tests {
 
     #[test]
     fn pacing_follows_the_recorded_gaps_divided_by_speed() {
-        // The synthetic scenario runs at ~150 packets per second of packet time; at 20× that
-        // is ~3,000 per second of wall time.
-        let mut paced = Paced::new(Generator::new(Scenario::Mixed, 3), 20.0, false);
+        // ~150 packets per second of packet time; at 20× that is ~3,000 per second of wall
+        // time.
+        let mut paced = Paced::new(Ticks::new(5_000_000), 20.0, false);
         let started = Instant::now();
         let times = collect(&mut paced, 300);
         let wall = started.elapsed().as_secs_f64();
@@ -284,7 +334,7 @@ mod tests {
 
     #[test]
     fn rebasing_stamps_the_first_frame_with_now() {
-        let mut paced = Paced::new(Generator::new(Scenario::Mixed, 3), 1.0, true);
+        let mut paced = Paced::new(Ticks::new(5_000_000), 1.0, true);
         let times = collect(&mut paced, 1);
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -351,10 +401,8 @@ mod tests {
 
     #[test]
     fn a_loop_moves_forward_in_time_on_every_pass() {
-        let mut file = std::env::temp_dir();
-        file.push(format!("tapir-loop-{}.pcap", std::process::id()));
-        let mut generator = Generator::new(Scenario::Mixed, 5);
-        crate::synth::write_pcap(&mut generator, 200, &file).unwrap();
+        let secs: Vec<u32> = (0..200).map(|i| 1_560_000_000 + i * 3 + i % 2).collect();
+        let file = pcap_at("loop", &secs);
         let mut looped = FileLoop::open(&file).unwrap();
         let times = collect(&mut looped, 650);
         std::fs::remove_file(&file).unwrap();

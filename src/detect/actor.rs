@@ -2,8 +2,14 @@
 
 use actix::{Actor, Context, Handler, MessageResult, Recipient};
 
-use super::Detector;
-use crate::messages::{FindingsMsg, FlowRecordsMsg, FlushDetectors, MarkedBatchMsg};
+use super::{Detector, DetectorStats, Rule};
+use crate::messages::{FindingsMsg, FlowRecordsMsg, MarkedBatchMsg};
+
+/// End of input: a detector reports what is pending (to the alerts actor, before replying)
+/// and replies with its counters.
+#[derive(actix::Message)]
+#[rtype(result = "(Rule, DetectorStats)")]
+pub struct FlushDetectors;
 
 pub struct DetectorActor {
     detector: Box<dyn Detector>,

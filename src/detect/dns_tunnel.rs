@@ -31,8 +31,8 @@ use serde_json::json;
 use super::state::{Clock, Reporter, Spread, Tracker};
 use super::{AllowList, Detector, DetectorStats, Finding, Rule, Severity, Target, secs};
 use crate::flow::{FlowMark, community_id::community_id};
-use crate::metrics::packets::{display_name, qtype_name};
 use crate::packet::{PacketBatch, PacketMeta, Timestamp};
+use crate::wire::dns::{display_name, qtype_name};
 
 /// Settings of the `dns_tunneling` rule.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

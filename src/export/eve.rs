@@ -5,9 +5,9 @@ use std::net::IpAddr;
 
 use serde_json::{Value, json};
 
-use crate::alert::Alert;
-use crate::detect::{Rule, Severity};
-use crate::flow::{EndReason, FlowRecord, FlowState};
+use crate::model::alert::Alert;
+use crate::model::finding::{Rule, Severity};
+use crate::model::flow::{EndReason, FlowRecord, FlowState};
 
 /// Suricata's timestamp form: `2026-01-01T00:00:05.250000+0000` (UTC).
 pub fn timestamp(unix_ns: i64) -> String {

@@ -6,7 +6,7 @@
 
 use std::net::IpAddr;
 
-use crate::flow::{EndReason, FlowRecord};
+use crate::model::flow::{EndReason, FlowRecord};
 
 /// IPFIX version number in the message header.
 const VERSION: u16 = 10;
@@ -284,7 +284,7 @@ fn write_record(out: &mut Vec<u8>, r: &FlowRecord, dir: Direction, v6: bool) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::flow::FlowState;
+    use crate::model::flow::FlowState;
     use crate::packet::{TcpFlags, Timestamp};
 
     pub(crate) fn record(src: &str, dst: &str, packets: (u64, u64)) -> FlowRecord {

@@ -17,9 +17,9 @@ use std::time::{Duration, Instant};
 use actix::{Actor, Context, Handler, Message};
 use serde::{Deserialize, Serialize};
 
-use crate::alert::Alert;
-use crate::flow::FlowRecord;
 use crate::messages::{AlertsChanged, FlowRecordsMsg};
+use crate::model::alert::Alert;
+use crate::model::flow::FlowRecord;
 use sink::{IpfixSocket, RotatingFile, Syslog};
 
 /// The `[export]` section.

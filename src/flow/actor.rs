@@ -4,11 +4,23 @@ use std::sync::Arc;
 
 use actix::{Actor, Context, Handler, Recipient};
 
-use super::{FlowConfig, FlowMark, FlowRecord, FlowTable, FlowTableStats};
-use crate::messages::{
-    FlowRecordsMsg, FlowTableStatus, FlushFlows, GetActiveFlows, GetFlowStats, MarkedBatchMsg,
-    PacketBatchMsg,
-};
+use super::{FlowConfig, FlowMark, FlowQuery, FlowRecord, FlowTable, FlowTableStats};
+use crate::messages::{FlowRecordsMsg, FlowTableStatus, MarkedBatchMsg, PacketBatchMsg};
+
+/// End of input: emit every flow as a record and reply with the table's counters.
+#[derive(actix::Message)]
+#[rtype(result = "FlowTableStats")]
+pub struct FlushFlows;
+
+/// The flow table's counters.
+#[derive(actix::Message)]
+#[rtype(result = "FlowTableStats")]
+pub struct GetFlowStats;
+
+/// Active flows matching the query, most recent first.
+#[derive(actix::Message)]
+#[rtype(result = "Vec<FlowRecord>")]
+pub struct GetActiveFlows(pub FlowQuery);
 
 /// Owns the flow table; forwards finished flows to the record sinks and marked batches to
 /// the detectors that read packets.

@@ -18,23 +18,26 @@ use super::hub::HubActor;
 use super::multipart::{self, MultipartError, MultipartReader};
 use super::prometheus::{self, Family};
 use super::route::{self, AckTarget, ApiError, Route};
+use crate::alert::actor::{AcknowledgeAlert, AcknowledgeMatching, GetAlerts};
 use crate::alert::{Alert, AlertQuery};
 use crate::auth::{Auth, Principal};
 use crate::capture::file::FileSource;
 use crate::capture::{CaptureError, PacketSource};
 use crate::engine::Engine;
+use crate::engine::{GetEngineStatus, StartUpload, StopReplay, UploadRejected};
+use crate::flow::FlowQuery;
 use crate::flow::FlowRecord;
+use crate::flow::actor::{GetActiveFlows, GetFlowStats};
 use crate::geo::{GeoIp, Place};
-use crate::messages::{
-    AcknowledgeAlert, AcknowledgeMatching, GetActiveFlows, GetAlerts, GetEngineStatus,
-    GetFlowStats, GetHubStatus, GetPacket, GetPackets, GetStats, GetStoreStatus, QueryAlerts,
-    QueryFlows, StartUpload, StopReplay, StoreAcknowledge, StoreAcknowledgeMatching, Subscribe,
-    UploadRejected,
-};
+use crate::http::hub::{GetHubStatus, Subscribe};
 use crate::metrics::TopTalker;
+use crate::metrics::actor::{GetPacket, GetPackets, GetStats};
 use crate::pipeline::PipelineAddrs;
+use crate::store::StoreConfig;
 use crate::store::actor::StoreActor;
-use crate::store::{FlowQuery, StoreConfig};
+use crate::store::actor::{
+    GetStoreStatus, QueryAlerts, QueryFlows, StoreAcknowledge, StoreAcknowledgeMatching,
+};
 
 /// What the workers share: the actors to ask and the settings.
 pub struct Api {
@@ -396,7 +399,7 @@ impl Api {
         target: AckTarget,
     ) -> Result<Reply, ApiError> {
         let pipeline = self.pipeline();
-        let store_error = |e: crate::messages::StoreUnavailable| {
+        let store_error = |e: crate::store::actor::StoreUnavailable| {
             ApiError::new(503, "storage unavailable", json!(e.0))
         };
         let acked: Vec<Alert> = match &target {

@@ -11,48 +11,41 @@ use std::sync::mpsc::{SyncSender, TrySendError};
 use std::time::Duration;
 
 use actix::{Actor, ActorFutureExt, AsyncContext, Context, Handler, MessageResult, WrapFuture};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::json;
 use tungstenite::Message;
 
 use super::route::Stream;
 use crate::alert::Alert;
-use crate::messages::{AlertsChanged, CloseAll, GetActiveFlows, GetHubStatus, GetStats, Subscribe};
-use crate::pipeline::PipelineAddrs;
+use crate::flow::actor::GetActiveFlows;
+use crate::messages::AlertsChanged;
+use crate::metrics::actor::GetStats;
+use crate::pipeline::{PipelineAddrs, PipelineChanged};
 
-/// Engine → hub: the pipeline to stream from changed (handled here, beside the hub).
+use crate::flow::FlowQuery;
+
+/// Server → hub: a WebSocket client wants `stream`; frames go to `tx`. Replies false when
+/// the client cap is reached.
+#[derive(actix::Message)]
+#[rtype(result = "bool")]
+pub struct Subscribe {
+    pub stream: Stream,
+    pub tx: std::sync::mpsc::SyncSender<tungstenite::Message>,
+    /// Set by the client's writer thread when it ends.
+    pub closed: Arc<std::sync::atomic::AtomicBool>,
+}
+
+/// Close every WebSocket (shutdown).
 #[derive(actix::Message)]
 #[rtype(result = "()")]
-pub struct PipelineChanged(pub PipelineAddrs);
-use crate::store::FlowQuery;
+pub struct CloseAll;
 
-/// WebSocket settings (part of the `[server]` section).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct HubConfig {
-    /// Concurrent WebSocket clients, all streams together.
-    pub max_clients: usize,
-    /// Messages queued per client before it counts as too slow and is dropped.
-    pub client_queue: usize,
-    /// Seconds of the bandwidth series in each `/ws/metrics` message.
-    pub series_points: usize,
-    /// Top talkers in each `/ws/metrics` message.
-    pub talkers: usize,
-    /// Active flows in each `/ws/flows` message.
-    pub flows: usize,
-}
+/// The hub's counters.
+#[derive(actix::Message)]
+#[rtype(result = "HubStatus")]
+pub struct GetHubStatus;
 
-impl Default for HubConfig {
-    fn default() -> Self {
-        HubConfig {
-            max_clients: 64,
-            client_queue: 16,
-            series_points: 30,
-            talkers: 10,
-            flows: 10,
-        }
-    }
-}
+use super::config::HubConfig;
 
 /// Client counts and what was sent, for `/debug` and `/metrics`.
 #[derive(Clone, Debug, Default, Serialize)]

@@ -7,7 +7,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::alert::AlertQuery;
-use crate::store::FlowQuery;
+use crate::flow::FlowQuery;
 
 /// The published limits' defaults and the largest accepted values.
 pub const DEFAULT_LIMIT: usize = 100;

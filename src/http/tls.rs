@@ -6,21 +6,9 @@ use std::sync::Arc;
 
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use serde::{Deserialize, Serialize};
 use sha2::Digest;
 
-/// The `[server.tls]` section.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct TlsConfig {
-    /// Serve HTTPS (and WSS) instead of HTTP.
-    pub enabled: bool,
-    /// PEM certificate chain. Unset: a self-signed certificate is generated (`tls/` beside
-    /// the credentials file) and reused.
-    pub cert: Option<PathBuf>,
-    /// PEM private key (PKCS#8, PKCS#1 or SEC1) for `cert`.
-    pub key: Option<PathBuf>,
-}
+use super::config::TlsConfig;
 
 /// Why TLS could not be set up.
 #[derive(Debug, thiserror::Error)]

@@ -2,10 +2,34 @@
 
 use actix::{Actor, Context, Handler, MessageResult, Recipient};
 
-use super::{MetricsAggregator, MetricsConfig};
-use crate::messages::{
-    FinishMinute, FlowTableStatus, GetPacket, GetPackets, GetStats, MinuteSnapshots, PacketBatchMsg,
-};
+use super::{MetricsAggregator, MetricsConfig, PacketView, StatsSnapshot};
+use crate::messages::{FlowTableStatus, MinuteSnapshots, PacketBatchMsg};
+
+/// The published statistics snapshot.
+#[derive(actix::Message)]
+#[rtype(result = "StatsSnapshot")]
+pub struct GetStats {
+    pub top_talkers: usize,
+}
+
+/// The most recent packets, newest first.
+#[derive(actix::Message)]
+#[rtype(result = "Vec<PacketView>")]
+pub struct GetPackets {
+    pub limit: usize,
+}
+
+/// One recent packet by id.
+#[derive(actix::Message)]
+#[rtype(result = "Option<PacketView>")]
+pub struct GetPacket {
+    pub id: u64,
+}
+
+/// End of input: close the current minute and send it on; replies when sent.
+#[derive(actix::Message)]
+#[rtype(result = "()")]
+pub struct FinishMinute;
 
 pub struct MetricsActor {
     metrics: MetricsAggregator,

@@ -12,6 +12,8 @@ use serde::{Deserialize, Serialize};
 
 pub use packets::{PacketRing, PacketView};
 
+pub use crate::model::traffic::{HostCounters, MinuteSnapshot, TopTalker};
+
 use crate::packet::{PacketBatch, Protocol};
 
 /// Metrics settings (the `[metrics]` section of the config file).
@@ -36,39 +38,11 @@ impl Default for MetricsConfig {
     }
 }
 
-/// Traffic of one host, both directions.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct HostCounters {
-    pub bytes_sent: u64,
-    pub bytes_received: u64,
-    pub packets_sent: u64,
-    pub packets_received: u64,
-}
-
 /// A host's counters since start and within the current minute (for the minute snapshot).
 #[derive(Clone, Copy, Debug, Default)]
 struct HostEntry {
     total: HostCounters,
     minute: HostCounters,
-}
-
-impl HostCounters {
-    pub fn bytes(&self) -> u64 {
-        self.bytes_sent + self.bytes_received
-    }
-    pub fn packets(&self) -> u64 {
-        self.packets_sent + self.packets_received
-    }
-}
-
-/// One entry of `top_talkers`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct TopTalker {
-    pub ip: IpAddr,
-    pub bytes: u64,
-    pub packets: u64,
-    #[serde(flatten)]
-    pub detail: HostCounters,
 }
 
 /// One second of the bandwidth series.
@@ -97,20 +71,6 @@ pub struct StatsSnapshot {
     pub timestamp: Option<f64>,
     /// Hosts dropped from the talker table to keep it bounded.
     pub hosts_pruned: u64,
-}
-
-/// One minute of packet time, as the store keeps it: what happened within that minute.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct MinuteSnapshot {
-    /// Start of the minute, Unix seconds.
-    pub timestamp: i64,
-    pub packets: u64,
-    pub bytes: u64,
-    pub protocol_counts: BTreeMap<String, u64>,
-    /// The busiest hosts of the minute, by bytes.
-    pub top_talkers: Vec<TopTalker>,
-    /// Flows in the table at the end of the minute.
-    pub active_sessions: u64,
 }
 
 /// Talkers kept in a minute snapshot.

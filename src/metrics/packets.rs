@@ -7,6 +7,7 @@ use std::net::IpAddr;
 use serde::Serialize;
 
 use crate::packet::{DnsMeta, Network, PacketBatch, PacketMeta, Protocol, TcpFlags};
+use crate::wire::dns::{display_name, qtype_name};
 
 /// A recent packet as kept in the ring: the decoded facts plus its DNS name, if any.
 #[derive(Clone, Debug)]
@@ -94,19 +95,6 @@ impl PacketRing {
     }
 }
 
-/// A DNS name for display: printable ASCII as is, other bytes as `\xNN`.
-pub fn display_name(raw: &[u8]) -> String {
-    let mut out = String::with_capacity(raw.len());
-    for &b in raw {
-        if (0x21..0x7f).contains(&b) && b != b'\\' {
-            out.push(b as char);
-        } else {
-            let _ = write!(out, "\\x{b:02x}");
-        }
-    }
-    out
-}
-
 fn view(r: &Recent) -> PacketView {
     let m = &r.meta;
     let protocol = m.protocol();
@@ -175,29 +163,6 @@ fn dns_info(dns: &DnsMeta, name: &str) -> String {
         let _ = write!(s, " {}", rcode_name(dns.rcode));
     }
     s
-}
-
-pub fn qtype_name(qtype: u16) -> String {
-    match qtype {
-        1 => "A".into(),
-        2 => "NS".into(),
-        5 => "CNAME".into(),
-        6 => "SOA".into(),
-        10 => "NULL".into(),
-        12 => "PTR".into(),
-        15 => "MX".into(),
-        16 => "TXT".into(),
-        28 => "AAAA".into(),
-        33 => "SRV".into(),
-        35 => "NAPTR".into(),
-        43 => "DS".into(),
-        46 => "RRSIG".into(),
-        48 => "DNSKEY".into(),
-        64 => "SVCB".into(),
-        65 => "HTTPS".into(),
-        255 => "ANY".into(),
-        other => format!("TYPE{other}"),
-    }
 }
 
 fn rcode_name(rcode: u8) -> String {

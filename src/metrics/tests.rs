@@ -103,7 +103,10 @@ fn the_packet_ring_keeps_the_newest_and_finds_by_id() {
 
 #[test]
 fn dns_names_are_escaped_for_display() {
-    assert_eq!(packets::display_name(b"a.b\x00\xff"), "a.b\\x00\\xff");
+    assert_eq!(
+        crate::wire::dns::display_name(b"a.b\x00\xff"),
+        "a.b\\x00\\xff"
+    );
 }
 
 #[test]

@@ -17,10 +17,54 @@ use actix::{Actor, AsyncContext, Context, Handler, MessageResult};
 pub use super::StoreStatus;
 use super::buffer::{Pending, ReportLimit, Retry};
 use super::{Store, StoreConfig, StoreError};
-use crate::messages::{
-    AlertsChanged, FlowRecordsMsg, FlushStore, GetStoreStatus, MinuteSnapshots, QueryAlerts,
-    QueryFlows, StoreAcknowledge, StoreAcknowledgeMatching, StoreUnavailable, WriteMore,
-};
+use crate::messages::{AlertsChanged, FlowRecordsMsg, MinuteSnapshots};
+use crate::model::alert::{Alert, AlertQuery};
+use crate::model::flow::{FlowQuery, FlowRecord};
+
+/// Store → itself: write the next slice of what is pending.
+#[derive(actix::Message)]
+#[rtype(result = "()")]
+pub struct WriteMore;
+
+/// Write and sync everything buffered now; replies with the store's status.
+#[derive(actix::Message)]
+#[rtype(result = "StoreStatus")]
+pub struct FlushStore;
+
+/// The store's status and database sizes.
+#[derive(actix::Message)]
+#[rtype(result = "StoreStatus")]
+pub struct GetStoreStatus;
+
+/// The store could not answer (its database is unavailable); the reason.
+#[derive(Clone, Debug, thiserror::Error)]
+#[error("storage unavailable: {0}")]
+pub struct StoreUnavailable(pub String);
+
+/// Stored alerts matching the query, newest first.
+#[derive(actix::Message)]
+#[rtype(result = "Result<Vec<Alert>, StoreUnavailable>")]
+pub struct QueryAlerts(pub AlertQuery);
+
+/// Stored flows matching the query, newest first.
+#[derive(actix::Message)]
+#[rtype(result = "Result<Vec<FlowRecord>, StoreUnavailable>")]
+pub struct QueryFlows(pub FlowQuery);
+
+/// Acknowledge a stored alert by id (persisted at once).
+#[derive(actix::Message)]
+#[rtype(result = "Result<Option<Alert>, StoreUnavailable>")]
+pub struct StoreAcknowledge {
+    pub id: u64,
+}
+
+/// Acknowledge stored alerts by the published timestamp + source address form.
+#[derive(actix::Message)]
+#[rtype(result = "Result<Vec<Alert>, StoreUnavailable>")]
+pub struct StoreAcknowledgeMatching {
+    pub timestamp: f64,
+    pub source_ip: String,
+}
 
 /// How often a database that failed is opened again.
 const REOPEN_EVERY: Duration = Duration::from_secs(5);

@@ -6,9 +6,9 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
-use crate::alert::Alert;
-use crate::flow::FlowRecord;
-use crate::metrics::MinuteSnapshot;
+use crate::model::alert::Alert;
+use crate::model::flow::FlowRecord;
+use crate::model::traffic::MinuteSnapshot;
 
 /// Records waiting to be written, at most `max` of them: past that the oldest flows go
 /// first (the most numerous and least valuable), then the oldest snapshots, then the oldest

@@ -4,7 +4,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use crate::flow::{EndReason, FlowRecord, FlowState};
+use crate::model::flow::{EndReason, FlowRecord, FlowState};
 use crate::packet::{TcpFlags, Timestamp};
 
 /// Version byte of the flow record encoding.

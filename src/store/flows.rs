@@ -12,7 +12,7 @@ use std::net::IpAddr;
 
 use super::codec::{self, flow_key, ip_index_key};
 use super::{StoreError, TreeCounts, decode_flow_at, hex};
-use crate::flow::FlowRecord;
+use crate::model::flow::FlowRecord;
 use crate::packet::Timestamp;
 
 /// The tree that lists partitions: sequence number → [`PartitionMeta`].

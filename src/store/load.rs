@@ -8,10 +8,10 @@ use std::time::Instant;
 use serde::Serialize;
 
 use super::{Store, StoreError};
-use crate::alert::Alert;
-use crate::detect::{Rule, Severity};
 use crate::flow::community_id::community_id;
-use crate::flow::{EndReason, FlowRecord, FlowState};
+use crate::model::alert::Alert;
+use crate::model::finding::{Rule, Severity};
+use crate::model::flow::{EndReason, FlowRecord, FlowState};
 use crate::packet::{TcpFlags, Timestamp, ip_proto};
 
 /// Packet time of the first synthetic flow: 2026-01-01T00:00:00Z.

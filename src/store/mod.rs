@@ -22,14 +22,13 @@ pub mod load;
 pub mod space;
 
 use std::io::Write;
-use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::alert::{Alert, AlertQuery};
-use crate::flow::FlowRecord;
-use crate::metrics::MinuteSnapshot;
+use crate::model::alert::{Alert, AlertQuery};
+use crate::model::flow::{FlowQuery, FlowRecord};
+use crate::model::traffic::MinuteSnapshot;
 use codec::{DecodeError, time_from_key, time_key};
 use flows::FlowPartitions;
 
@@ -131,44 +130,6 @@ pub enum StoreError {
     Unavailable(String),
     #[error("export failed: {0}")]
     Io(#[from] std::io::Error),
-}
-
-/// Which flows a query wants (the published `/flows` parameters).
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct FlowQuery {
-    pub limit: usize,
-    /// Published protocol name (`TCP`, `UDP`, `ICMP`, ...), case-insensitive.
-    pub protocol: Option<String>,
-    /// The initiator's address.
-    pub src_ip: Option<IpAddr>,
-    /// Either end's address.
-    pub ip: Option<IpAddr>,
-    /// Unix seconds, inclusive, on the flow's last packet.
-    pub start: Option<f64>,
-    pub end: Option<f64>,
-}
-
-impl FlowQuery {
-    /// The time range in nanoseconds, widened to whole nanoseconds at both ends.
-    pub fn time_bounds_ns(&self) -> (i64, i64) {
-        (
-            self.start.map_or(i64::MIN, |s| secs_to_ns(s, f64::floor)),
-            self.end.map_or(i64::MAX, |e| secs_to_ns(e, f64::ceil)),
-        )
-    }
-
-    /// Whether a record passes every filter of the query (the limit aside).
-    pub fn matches(&self, r: &FlowRecord) -> bool {
-        let (lo, hi) = self.time_bounds_ns();
-        r.last_seen.0 >= lo
-            && r.last_seen.0 <= hi
-            && self.src_ip.is_none_or(|ip| r.src == ip)
-            && self.ip.is_none_or(|ip| r.involves(ip))
-            && self
-                .protocol
-                .as_deref()
-                .is_none_or(|p| r.protocol_name().eq_ignore_ascii_case(p))
-    }
 }
 
 /// Record counts and logical bytes per tree (kept in memory, computed at open).
@@ -705,17 +666,6 @@ fn min_free_bytes(config: &StoreConfig) -> u64 {
 
 fn days(d: u64, unit: i64) -> i64 {
     i64::try_from(d).unwrap_or(i64::MAX).saturating_mul(unit)
-}
-
-fn secs_to_ns(s: f64, round: fn(f64) -> f64) -> i64 {
-    let ns = round(s * 1e9);
-    if ns >= i64::MAX as f64 {
-        i64::MAX
-    } else if ns <= i64::MIN as f64 {
-        i64::MIN
-    } else {
-        ns as i64
-    }
 }
 
 fn hex(b: &[u8]) -> String {

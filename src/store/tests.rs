@@ -1,8 +1,8 @@
 use std::net::IpAddr;
 
 use super::*;
-use crate::detect::{Rule, Severity};
-use crate::flow::{EndReason, FlowState};
+use crate::model::finding::{Rule, Severity};
+use crate::model::flow::{EndReason, FlowQuery, FlowState};
 use crate::packet::{TcpFlags, Timestamp};
 
 fn dir() -> PathBuf {

@@ -1,6 +1,8 @@
 //! The DNS message header and first question (RFC 1035 §4.1), read without allocating: the
 //! query name is appended to a caller-provided arena in dotted form.
 
+use std::fmt::Write;
+
 use crate::packet::{DnsMeta, NameRef};
 
 /// Longest name on the wire (RFC 1035 §2.3.4); longer input is malformed.
@@ -97,6 +99,42 @@ fn read_name(msg: &[u8], mut pos: usize, out: &mut Vec<u8>) -> Result<usize, Dns
             }
             _ => return Err(DnsError::BadLabel),
         }
+    }
+}
+
+/// A DNS name for display: printable ASCII as is, other bytes as `\xNN`.
+pub fn display_name(raw: &[u8]) -> String {
+    let mut out = String::with_capacity(raw.len());
+    for &b in raw {
+        if (0x21..0x7f).contains(&b) && b != b'\\' {
+            out.push(b as char);
+        } else {
+            let _ = write!(out, "\\x{b:02x}");
+        }
+    }
+    out
+}
+
+pub fn qtype_name(qtype: u16) -> String {
+    match qtype {
+        1 => "A".into(),
+        2 => "NS".into(),
+        5 => "CNAME".into(),
+        6 => "SOA".into(),
+        10 => "NULL".into(),
+        12 => "PTR".into(),
+        15 => "MX".into(),
+        16 => "TXT".into(),
+        28 => "AAAA".into(),
+        33 => "SRV".into(),
+        35 => "NAPTR".into(),
+        43 => "DS".into(),
+        46 => "RRSIG".into(),
+        48 => "DNSKEY".into(),
+        64 => "SVCB".into(),
+        65 => "HTTPS".into(),
+        255 => "ANY".into(),
+        other => format!("TYPE{other}"),
     }
 }
 

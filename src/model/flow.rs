@@ -1,0 +1,244 @@
+//! Flow values: what the flow table reports and the store keeps (records, marks, counters)
+//! and the query that selects records.
+
+use std::net::IpAddr;
+
+use serde::{Deserialize, Serialize, Serializer};
+
+use crate::packet::{TcpFlags, Timestamp, ip_proto};
+
+/// What the flow table learned from one packet, for the detectors that read packets: which
+/// packets open a conversation, first answer it, or complete a TCP handshake. Detectors use
+/// it to skip the bulk of a connection's packets without keeping connection state of their
+/// own (one per packet of a batch, in order).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FlowMark(pub u8);
+
+impl FlowMark {
+    /// The packet started a new flow (its sender is the initiator).
+    pub const OPENS: u8 = 1;
+    /// The first packet its sender sent in this flow (set together with `OPENS`).
+    pub const FIRST_FROM_SENDER: u8 = 2;
+    /// Sent by the flow's responder.
+    pub const FROM_RESPONDER: u8 = 4;
+    /// The initiator's first ACK after its SYN: the TCP handshake is complete.
+    pub const COMPLETES_HANDSHAKE: u8 = 8;
+    /// Not tracked (not IP, or a later fragment whose first fragment was never seen):
+    /// detectors must judge the packet by itself.
+    pub const UNTRACKED: u8 = 16;
+
+    #[inline]
+    pub fn has(self, bit: u8) -> bool {
+        self.0 & bit != 0
+    }
+
+    /// The packet opens a flow or is the first its sender sent in one (or is untracked):
+    /// the only packets that can be a probe or the first answer to one.
+    #[inline]
+    pub fn is_first_from_sender(self) -> bool {
+        self.0 & (Self::FIRST_FROM_SENDER | Self::UNTRACKED) != 0
+    }
+}
+
+/// Where a flow is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FlowState {
+    /// TCP: SYN seen, handshake not complete.
+    Handshake,
+    Established,
+    /// TCP: FIN from one side.
+    Closing,
+    /// TCP: FIN from both sides.
+    Closed,
+    Reset,
+    /// Not TCP.
+    Active,
+}
+
+/// Why a record was emitted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EndReason {
+    IdleTimeout,
+    /// Interim record of a long flow that continues.
+    ActiveTimeout,
+    /// A new connection reused the tuple of a finished one.
+    Closed,
+    /// The table was full.
+    Evicted,
+    /// End of input or shutdown.
+    Shutdown,
+    /// Still active (a snapshot, not an end).
+    Active,
+}
+
+/// A flow as stored and exported. `src` is the initiator.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FlowRecord {
+    pub id: u64,
+    pub src: IpAddr,
+    pub dst: IpAddr,
+    pub src_port: u16,
+    pub dst_port: u16,
+    pub ip_proto: u8,
+    pub first_seen: Timestamp,
+    pub last_seen: Timestamp,
+    pub src_packets: u64,
+    pub dst_packets: u64,
+    pub src_bytes: u64,
+    pub dst_bytes: u64,
+    pub src_flags: TcpFlags,
+    pub dst_flags: TcpFlags,
+    pub state: FlowState,
+    /// TCP: the responder sent RST before the initiator sent FIN (a refused or aborted
+    /// attempt, as opposed to a reset after the client closed).
+    pub refused: bool,
+    pub vlan: Option<u16>,
+    pub community_id: String,
+    pub end: EndReason,
+}
+
+impl FlowRecord {
+    pub fn packets(&self) -> u64 {
+        self.src_packets + self.dst_packets
+    }
+
+    pub fn bytes(&self) -> u64 {
+        self.src_bytes + self.dst_bytes
+    }
+
+    pub fn duration_secs(&self) -> f64 {
+        (self.last_seen.0.saturating_sub(self.first_seen.0)) as f64 / 1e9
+    }
+
+    /// The published protocol name of the flow's transport.
+    pub fn protocol_name(&self) -> &'static str {
+        protocol_name(self.ip_proto)
+    }
+
+    pub fn involves(&self, ip: IpAddr) -> bool {
+        self.src == ip || self.dst == ip
+    }
+}
+
+/// Published protocol name for an IP protocol number.
+pub fn protocol_name(proto: u8) -> &'static str {
+    match proto {
+        ip_proto::TCP => "TCP",
+        ip_proto::UDP => "UDP",
+        ip_proto::ICMP => "ICMP",
+        ip_proto::ICMPV6 => "ICMPv6",
+        ip_proto::SCTP => "SCTP",
+        47 => "GRE",
+        50 => "ESP",
+        51 => "AH",
+        2 => "IGMP",
+        41 => "IPv6-in-IPv4",
+        4 => "IPv4-in-IP",
+        _ => "Other",
+    }
+}
+
+/// The published Flow shape plus tapir's additions.
+impl Serialize for FlowRecord {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let duration = self.duration_secs();
+        let bytes = self.bytes();
+        let mut m = s.serialize_map(Some(22))?;
+        m.serialize_entry("src_ip", &self.src)?;
+        m.serialize_entry("dst_ip", &self.dst)?;
+        m.serialize_entry("src_port", &self.src_port)?;
+        m.serialize_entry("dst_port", &self.dst_port)?;
+        m.serialize_entry("protocol", self.protocol_name())?;
+        m.serialize_entry("first_seen", &self.first_seen.as_secs_f64())?;
+        m.serialize_entry("last_seen", &self.last_seen.as_secs_f64())?;
+        m.serialize_entry("duration", &duration)?;
+        m.serialize_entry("total_bytes", &bytes)?;
+        m.serialize_entry("packet_count", &self.packets())?;
+        let rate = if duration > 0.0 {
+            bytes as f64 / duration
+        } else {
+            0.0
+        };
+        m.serialize_entry("bytes_per_sec", &rate)?;
+        let flags = TcpFlags(self.src_flags.0 | self.dst_flags.0);
+        m.serialize_entry("tcp_flags", &flags.names().collect::<Vec<_>>())?;
+        m.serialize_entry("community_id", &self.community_id)?;
+        m.serialize_entry("flow_id", &self.id)?;
+        m.serialize_entry("ip_proto", &self.ip_proto)?;
+        m.serialize_entry("src_packets", &self.src_packets)?;
+        m.serialize_entry("dst_packets", &self.dst_packets)?;
+        m.serialize_entry("src_bytes", &self.src_bytes)?;
+        m.serialize_entry("dst_bytes", &self.dst_bytes)?;
+        m.serialize_entry("state", &self.state)?;
+        m.serialize_entry("vlan", &self.vlan)?;
+        m.serialize_entry("end_reason", &self.end)?;
+        m.end()
+    }
+}
+
+/// Counters of the flow table.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct FlowTableStats {
+    pub active: u64,
+    /// Packet batches taken in.
+    pub batches: u64,
+    pub peak_active: u64,
+    pub created: u64,
+    pub expired: u64,
+    pub evicted: u64,
+    pub active_reports: u64,
+    /// Later IP fragments whose first fragment was never seen.
+    pub unattributed_fragments: u64,
+}
+
+/// Which flows a query wants (the published `/flows` parameters).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct FlowQuery {
+    pub limit: usize,
+    /// Published protocol name (`TCP`, `UDP`, `ICMP`, ...), case-insensitive.
+    pub protocol: Option<String>,
+    /// The initiator's address.
+    pub src_ip: Option<IpAddr>,
+    /// Either end's address.
+    pub ip: Option<IpAddr>,
+    /// Unix seconds, inclusive, on the flow's last packet.
+    pub start: Option<f64>,
+    pub end: Option<f64>,
+}
+
+impl FlowQuery {
+    /// The time range in nanoseconds, widened to whole nanoseconds at both ends.
+    pub fn time_bounds_ns(&self) -> (i64, i64) {
+        (
+            self.start.map_or(i64::MIN, |s| secs_to_ns(s, f64::floor)),
+            self.end.map_or(i64::MAX, |e| secs_to_ns(e, f64::ceil)),
+        )
+    }
+
+    /// Whether a record passes every filter of the query (the limit aside).
+    pub fn matches(&self, r: &FlowRecord) -> bool {
+        let (lo, hi) = self.time_bounds_ns();
+        r.last_seen.0 >= lo
+            && r.last_seen.0 <= hi
+            && self.src_ip.is_none_or(|ip| r.src == ip)
+            && self.ip.is_none_or(|ip| r.involves(ip))
+            && self
+                .protocol
+                .as_deref()
+                .is_none_or(|p| r.protocol_name().eq_ignore_ascii_case(p))
+    }
+}
+
+fn secs_to_ns(s: f64, round: fn(f64) -> f64) -> i64 {
+    let ns = round(s * 1e9);
+    if ns >= i64::MAX as f64 {
+        i64::MAX
+    } else if ns <= i64::MIN as f64 {
+        i64::MIN
+    } else {
+        ns as i64
+    }
+}

@@ -1,0 +1,49 @@
+//! Traffic values: a host's counters, a top talker, and one minute of traffic as the store
+//! keeps it.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use serde::{Deserialize, Serialize};
+
+/// Traffic of one host, both directions.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostCounters {
+    pub bytes_sent: u64,
+    pub bytes_received: u64,
+    pub packets_sent: u64,
+    pub packets_received: u64,
+}
+
+impl HostCounters {
+    pub fn bytes(&self) -> u64 {
+        self.bytes_sent + self.bytes_received
+    }
+    pub fn packets(&self) -> u64 {
+        self.packets_sent + self.packets_received
+    }
+}
+
+/// One entry of `top_talkers`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TopTalker {
+    pub ip: IpAddr,
+    pub bytes: u64,
+    pub packets: u64,
+    #[serde(flatten)]
+    pub detail: HostCounters,
+}
+
+/// One minute of packet time, as the store keeps it: what happened within that minute.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct MinuteSnapshot {
+    /// Start of the minute, Unix seconds.
+    pub timestamp: i64,
+    pub packets: u64,
+    pub bytes: u64,
+    pub protocol_counts: BTreeMap<String, u64>,
+    /// The busiest hosts of the minute, by bytes.
+    pub top_talkers: Vec<TopTalker>,
+    /// Flows in the table at the end of the minute.
+    pub active_sessions: u64,
+}
