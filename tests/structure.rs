@@ -206,7 +206,10 @@ fn the_cycle_finder_finds_a_cycle_through_three_modules() {
 fn no_import_cycle_crosses_a_top_level_module() {
     let edges = edges();
     let found = cycles(&edges);
-    assert!(found.is_empty(), "modules that import each other: {found:?}");
+    assert!(
+        found.is_empty(),
+        "modules that import each other: {found:?}"
+    );
 }
 
 #[test]

@@ -6,6 +6,10 @@
 //! live pipeline would send its packet-time clock back and forth. Both pipelines write to the
 //! same store, so the upload's flows and alerts stay in the history; when the upload ends (or
 //! is stopped) the base source resumes, its pipeline's state intact.
+//!
+//! The decisions (which stage runs, pauses, drains or retries, and what follows from a
+//! capture ending, an upload, a stop or a shutdown) are made by the plain `stages::Stages`;
+//! the actor carries out the actions it returns: threads, drains, timers and messages.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -25,7 +29,12 @@ use crate::capture::{self, BatchConfig, CaptureCounters, CaptureError, PacketSou
 use crate::export::ExportActor;
 use crate::pipeline::{Listeners, Pipeline, PipelineAddrs, PipelineChanged, PipelineConfig};
 use crate::store::actor::StoreActor;
+
+pub mod stages;
+
 use crate::synth::{Generator, Scenario};
+pub use stages::CaptureState;
+use stages::{Action, BASE, BaseKind, Refusal, Stages, StopReply};
 
 /// Capture thread → engine: the thread of `stage` ended; here is its source and report.
 #[derive(actix::Message)]
@@ -105,6 +114,16 @@ impl BaseSource {
     }
 }
 
+impl BaseSource {
+    fn kind(&self) -> BaseKind {
+        match self {
+            BaseSource::Live { .. } => BaseKind::Live,
+            BaseSource::File { .. } => BaseKind::File,
+            BaseSource::Demo { .. } => BaseKind::Demo,
+        }
+    }
+}
+
 /// A capture file, paced unless `speed` is 0, looping if asked.
 pub fn file_source(
     path: &std::path::Path,
@@ -119,21 +138,6 @@ pub fn file_source(
     })
 }
 
-/// Where a stage's capture is.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum CaptureState {
-    Running,
-    /// The base source waits for an upload's replay to end.
-    Paused,
-    /// The source ended (a file); its flows are being written to the store.
-    Draining,
-    /// The source ended (a file) or failed; `error` says why, if it failed.
-    Finished,
-    /// A live interface failed; it is reopened every few seconds.
-    Retrying,
-}
-
 /// One source feeding one pipeline.
 struct Stage {
     id: u64,
@@ -141,11 +145,7 @@ struct Stage {
     describe: String,
     counters: Arc<CaptureCounters>,
     stop: Arc<AtomicBool>,
-    state: CaptureState,
     started: Instant,
-    error: Option<String>,
-    /// A capture thread is reading into this stage.
-    capturing: bool,
 }
 
 impl Stage {
@@ -159,12 +159,12 @@ impl Stage {
         }
     }
 
-    fn status(&self) -> StageStatus {
+    fn status(&self, state: CaptureState, error: Option<String>) -> StageStatus {
         StageStatus {
             source: self.describe.clone(),
-            state: self.state.clone(),
+            state,
             running_secs: self.started.elapsed().as_secs_f64(),
-            error: self.error.clone(),
+            error,
         }
     }
 }
@@ -186,13 +186,15 @@ pub struct EngineStatus {
     pub uploads_replayed: u64,
 }
 
-/// An upload being replayed: its stage and the file, deleted when the replay is over.
+/// An upload being replayed: its stage, its source until its capture thread starts, and
+/// the file, deleted when the replay is over.
 struct Upload {
     stage: Stage,
+    source: Option<Box<dyn PacketSource>>,
     file: tempfile::TempPath,
 }
 
-/// The engine actor.
+/// The engine actor: carries out what its stage machine (`stages`) decides.
 pub struct Engine {
     config: PipelineConfig,
     base_spec: BaseSource,
@@ -200,15 +202,11 @@ pub struct Engine {
     /// Flow records and alerts of every pipeline also go here, when export is configured.
     export: Option<Addr<ExportActor>>,
     listeners: Listeners,
+    stages: Stages,
     base: Stage,
     /// The base source while it is not being read (paused, finished).
     base_source: Option<Box<dyn PacketSource>>,
     upload: Option<Upload>,
-    next_stage: u64,
-    uploads_replayed: u64,
-    /// The base source should resume once its capture thread has ended.
-    resume_pending: bool,
-    shutting_down: bool,
     /// `StopReplay`s waiting for the upload's capture to end (they answer then, so that an
     /// upload right after a stop finds the engine free).
     stop_waiters: Vec<tokio::sync::oneshot::Sender<()>>,
@@ -236,10 +234,18 @@ impl Engine {
         export: Option<Addr<ExportActor>>,
         log: Box<dyn Fn(String) + Send>,
     ) -> Engine {
-        let base = new_stage(1, &config, &store, &listeners, &export, source.describe());
+        let base = new_stage(
+            BASE,
+            &config,
+            &store,
+            &listeners,
+            &export,
+            source.describe(),
+        );
         let (pipeline, _) = tokio::sync::watch::channel(base.addrs());
         Engine {
             config,
+            stages: Stages::new(base_spec.kind()),
             base_spec,
             store,
             export,
@@ -247,10 +253,6 @@ impl Engine {
             base,
             base_source: Some(source),
             upload: None,
-            next_stage: 2,
-            uploads_replayed: 0,
-            resume_pending: false,
-            shutting_down: false,
             stop_waiters: Vec::new(),
             log,
             pipeline,
@@ -263,35 +265,94 @@ impl Engine {
         self.pipeline.subscribe()
     }
 
-    /// Tells the watchers which pipeline is current now.
-    fn publish(&self) {
-        self.pipeline.send_replace(self.current().addrs());
+    fn stage(&self, id: u64) -> Option<&Stage> {
+        match &self.upload {
+            Some(u) if u.stage.id == id => Some(&u.stage),
+            _ if id == BASE => Some(&self.base),
+            _ => None,
+        }
     }
 
-    fn current(&self) -> &Stage {
-        self.upload.as_ref().map_or(&self.base, |u| &u.stage)
+    /// Carries out what the stage machine decided, in order.
+    fn act(&mut self, actions: Vec<Action>, ctx: &mut Context<Self>) {
+        for action in actions {
+            match action {
+                Action::Publish(id) => {
+                    if let Some(addrs) = self.stage(id).map(Stage::addrs) {
+                        self.pipeline.send_replace(addrs.clone());
+                        self.listeners.pipeline.do_send(PipelineChanged(addrs));
+                    }
+                }
+                Action::StartBase => {
+                    let source = self.base_source.take().expect("base source at start");
+                    self.spawn_capture(ctx, BASE, source);
+                }
+                Action::ResumeBase => self.resume_base(ctx),
+                Action::StartUpload(id) => {
+                    if let Some(source) = self.upload.as_mut().and_then(|u| u.source.take()) {
+                        self.spawn_capture(ctx, id, source);
+                    }
+                }
+                Action::StopCapture(id) => {
+                    if let Some(stage) = self.stage(id) {
+                        stage.stop.store(true, Ordering::Relaxed);
+                    }
+                }
+                // Taken from the `CaptureEnded` being handled (see there).
+                Action::KeepBaseSource => {}
+                Action::DrainBase => {
+                    let detectors = self.base.pipeline.detectors.clone();
+                    ctx.spawn(
+                        drain(self.base.addrs(), detectors, self.store.clone())
+                            .into_actor(self)
+                            .map(|_, engine, _| engine.stages.base_drained()),
+                    );
+                }
+                Action::DrainUpload(id) => {
+                    let Some(upload) = self.upload.take_if(|u| u.stage.id == id) else {
+                        continue;
+                    };
+                    let addrs = upload.stage.addrs();
+                    let detectors = upload.stage.pipeline.detectors.clone();
+                    // Drain the upload's pipeline into the store, then stop it; the
+                    // temporary file goes with `upload`.
+                    ctx.spawn(
+                        drain(addrs, detectors, self.store.clone())
+                            .into_actor(self)
+                            .map(move |_, _, _| {
+                                upload.stage.pipeline.stop();
+                                drop(upload.file);
+                            }),
+                    );
+                }
+                Action::WakeStopWaiters => {
+                    for waiter in self.stop_waiters.drain(..) {
+                        let _ = waiter.send(());
+                    }
+                }
+                Action::RetryLater => {
+                    ctx.run_later(LIVE_RETRY, |engine, ctx| {
+                        let actions = engine.stages.retry_due();
+                        engine.act(actions, ctx);
+                    });
+                }
+                // Answered by the `Shutdown` handler, which owns the reply.
+                Action::DrainAll(_) => {}
+            }
+        }
     }
 
-    fn batch_config(&self) -> BatchConfig {
-        BatchConfig::from(&self.config.capture)
-    }
-
-    /// Starts a capture thread reading `source` into `stage`'s pipeline.
-    fn spawn_capture(
-        &self,
-        ctx: &mut Context<Self>,
-        stage: &Stage,
-        mut source: Box<dyn PacketSource>,
-    ) {
+    /// Starts a capture thread reading `source` into stage `id`'s pipeline.
+    fn spawn_capture(&self, ctx: &mut Context<Self>, id: u64, mut source: Box<dyn PacketSource>) {
+        let Some(stage) = self.stage(id) else { return };
         let sinks = stage.pipeline.batch_sinks();
-        let batch = self.batch_config();
+        let batch = BatchConfig::from(&self.config.capture);
         let stop = StopWhen {
             flag: Some(Arc::clone(&stage.stop)),
             ..Default::default()
         };
         let counters = Arc::clone(&stage.counters);
         let engine = ctx.address();
-        let id = stage.id;
         std::thread::Builder::new()
             .name(format!("tapir-capture-{id}"))
             .spawn(move || {
@@ -305,26 +366,10 @@ impl Engine {
             .expect("spawning a capture thread");
     }
 
+    /// `ResumeBase`: the kept source, or a fresh open for an interface (frames buffered
+    /// while paused are stale) or when none is kept.
     fn resume_base(&mut self, ctx: &mut Context<Self>) {
-        if self.shutting_down || self.upload.is_some() {
-            return;
-        }
-        self.listeners
-            .pipeline
-            .do_send(PipelineChanged(self.base.addrs()));
-        if matches!(
-            self.base.state,
-            CaptureState::Finished | CaptureState::Draining
-        ) {
-            return;
-        }
-        if self.base.capturing {
-            // Its thread has not handed the source back yet (a short upload ended first).
-            self.resume_pending = true;
-            return;
-        }
         let source = match self.base_source.take() {
-            // An interface is reopened: frames buffered while paused are stale.
             Some(_) if matches!(self.base_spec, BaseSource::Live { .. }) => None,
             other => other,
         };
@@ -338,16 +383,13 @@ impl Engine {
         match source {
             Ok(source) => {
                 self.base.stop.store(false, Ordering::Relaxed);
-                self.base.state = CaptureState::Running;
-                self.base.error = None;
-                self.base.capturing = true;
-                self.spawn_capture(ctx, &self.base, source);
+                self.stages.base_opened();
+                self.spawn_capture(ctx, BASE, source);
             }
             Err(e) => {
                 (self.log)(format!("{e}; retrying in {} s", LIVE_RETRY.as_secs()));
-                self.base.state = CaptureState::Retrying;
-                self.base.error = Some(e.to_string());
-                ctx.run_later(LIVE_RETRY, |engine, ctx| engine.resume_base(ctx));
+                let actions = self.stages.base_open_failed(e.to_string());
+                self.act(actions, ctx);
             }
         }
     }
@@ -374,10 +416,7 @@ fn new_stage(
         describe,
         counters: Arc::new(CaptureCounters::default()),
         stop: Arc::new(AtomicBool::new(false)),
-        state: CaptureState::Running,
         started: Instant::now(),
-        error: None,
-        capturing: false,
     }
 }
 
@@ -395,12 +434,8 @@ impl Actor for Engine {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        self.listeners
-            .pipeline
-            .do_send(PipelineChanged(self.base.addrs()));
-        let source = self.base_source.take().expect("base source at start");
-        self.base.capturing = true;
-        self.spawn_capture(ctx, &self.base, source);
+        let actions = self.stages.start();
+        self.act(actions, ctx);
     }
 }
 
@@ -412,76 +447,17 @@ impl Handler<CaptureEnded> for Engine {
         if let Some(e) = &error {
             (self.log)(e.clone());
         }
-        if self
-            .upload
-            .as_ref()
-            .is_some_and(|u| u.stage.id == msg.stage)
-        {
-            let upload = self.upload.take().expect("upload");
-            self.publish();
-            for waiter in self.stop_waiters.drain(..) {
-                let _ = waiter.send(());
-            }
-            self.uploads_replayed += 1;
+        if let Some(upload) = self.upload.as_ref().filter(|u| u.stage.id == msg.stage) {
             (self.log)(format!(
                 "replay of {} ended after {} frames",
                 upload.stage.describe, msg.report.frames
             ));
-            let addrs = upload.stage.addrs();
-            let detectors = upload.stage.pipeline.detectors.clone();
-            // Drain the upload's pipeline into the store, then stop it; the temporary file
-            // goes with `upload`.
-            ctx.spawn(
-                drain(addrs, detectors, self.store.clone())
-                    .into_actor(self)
-                    .map(move |_, _, _| {
-                        upload.stage.pipeline.stop();
-                        drop(upload.file);
-                    }),
-            );
-            self.resume_base(ctx);
-            return;
         }
-        if msg.stage != self.base.id {
-            return;
-        }
-        self.base.capturing = false;
-        if self.upload.is_some() {
-            // Paused for an upload.
-            self.base.state = CaptureState::Paused;
+        let actions = self.stages.capture_ended(msg.stage, error);
+        if actions.contains(&Action::KeepBaseSource) {
             self.base_source = Some(msg.source);
-            return;
         }
-        if self.shutting_down {
-            return;
-        }
-        if std::mem::take(&mut self.resume_pending) {
-            // Paused for an upload that has already ended.
-            self.base_source = Some(msg.source);
-            self.resume_base(ctx);
-            return;
-        }
-        match (&self.base_spec, error) {
-            (BaseSource::Live { .. }, Some(e)) => {
-                self.base.state = CaptureState::Retrying;
-                self.base.error = Some(e);
-                ctx.run_later(LIVE_RETRY, |engine, ctx| engine.resume_base(ctx));
-            }
-            (_, error) => {
-                // A file ended (or was stopped): its flows are over; store them, and only then
-                // call the replay finished.
-                self.base.state = CaptureState::Draining;
-                self.base.error = error;
-                self.base_source = Some(msg.source);
-                let detectors = self.base.pipeline.detectors.clone();
-                let store = self.store.clone();
-                ctx.spawn(
-                    drain(self.base.addrs(), detectors, store)
-                        .into_actor(self)
-                        .map(|_, engine, _| engine.base.state = CaptureState::Finished),
-                );
-            }
-        }
+        self.act(actions, ctx);
     }
 }
 
@@ -489,10 +465,17 @@ impl Handler<GetEngineStatus> for Engine {
     type Result = MessageResult<GetEngineStatus>;
 
     fn handle(&mut self, _: GetEngineStatus, _: &mut Self::Context) -> Self::Result {
+        let base = self.base.status(
+            self.stages.base_state().clone(),
+            self.stages.base_error().map(String::from),
+        );
         MessageResult(EngineStatus {
-            base: self.base.status(),
-            upload: self.upload.as_ref().map(|u| u.stage.status()),
-            uploads_replayed: self.uploads_replayed,
+            base,
+            upload: self
+                .upload
+                .as_ref()
+                .map(|u| u.stage.status(CaptureState::Running, None)),
+            uploads_replayed: self.stages.uploads_replayed(),
         })
     }
 }
@@ -501,17 +484,14 @@ impl Handler<StartUpload> for Engine {
     type Result = Result<String, UploadRejected>;
 
     fn handle(&mut self, msg: StartUpload, ctx: &mut Self::Context) -> Self::Result {
-        if self.shutting_down {
-            return Err(UploadRejected::ShuttingDown);
-        }
-        if let Some(u) = &self.upload {
-            return Err(UploadRejected::Busy(u.stage.describe.clone()));
-        }
+        self.stages.may_upload().map_err(|r| self.rejection(r))?;
         let source = file_source(&msg.file, msg.speed, false)
             .map_err(|e| UploadRejected::NotACapture(e.to_string()))?;
+        let (id, actions) = self
+            .stages
+            .upload_started()
+            .map_err(|r| self.rejection(r))?;
         let describe = format!("upload {} at {}× pace", msg.name, msg.speed);
-        let id = self.next_stage;
-        self.next_stage += 1;
         let stage = new_stage(
             id,
             &self.config,
@@ -520,62 +500,69 @@ impl Handler<StartUpload> for Engine {
             &self.export,
             describe.clone(),
         );
-        // Pause the base source; its capture thread reports back and keeps the source.
-        self.base.stop.store(true, Ordering::Relaxed);
-        if self.base.state == CaptureState::Running {
-            self.base.state = CaptureState::Paused;
-        }
-        let mut stage = stage;
-        stage.capturing = true;
-        self.spawn_capture(ctx, &stage, source);
-        self.listeners
-            .pipeline
-            .do_send(PipelineChanged(stage.addrs()));
         (self.log)(format!("replaying {describe}"));
         self.upload = Some(Upload {
             stage,
+            source: Some(source),
             file: msg.file,
         });
-        self.publish();
+        self.act(actions, ctx);
         Ok(describe)
+    }
+}
+
+impl Engine {
+    fn rejection(&self, refusal: Refusal) -> UploadRejected {
+        match refusal {
+            Refusal::Busy(_) => UploadRejected::Busy(
+                self.upload
+                    .as_ref()
+                    .map_or_else(String::new, |u| u.stage.describe.clone()),
+            ),
+            Refusal::ShuttingDown => UploadRejected::ShuttingDown,
+        }
     }
 }
 
 impl Handler<StopReplay> for Engine {
     type Result = actix::ResponseFuture<bool>;
 
-    fn handle(&mut self, _: StopReplay, _: &mut Self::Context) -> Self::Result {
-        if let Some(u) = &self.upload {
-            u.stage.stop.store(true, Ordering::Relaxed);
-            // Answered once the upload's capture has ended and the engine is free.
-            let (done, ended) = tokio::sync::oneshot::channel();
-            self.stop_waiters.push(done);
-            return Box::pin(async move {
-                let _ = tokio::time::timeout(STOP_WAIT, ended).await;
-                true
-            });
+    fn handle(&mut self, _: StopReplay, ctx: &mut Self::Context) -> Self::Result {
+        let (reply, actions) = self.stages.stop_replay();
+        self.act(actions, ctx);
+        match reply {
+            StopReply::WaitForUpload => {
+                // Answered once the upload's capture has ended and the engine is free.
+                let (done, ended) = tokio::sync::oneshot::channel();
+                self.stop_waiters.push(done);
+                Box::pin(async move {
+                    let _ = tokio::time::timeout(STOP_WAIT, ended).await;
+                    true
+                })
+            }
+            StopReply::Stopped => Box::pin(async { true }),
+            StopReply::NothingToStop => Box::pin(async { false }),
         }
-        let stopped = matches!(self.base_spec, BaseSource::File { .. })
-            && self.base.state == CaptureState::Running;
-        if stopped {
-            self.base.stop.store(true, Ordering::Relaxed);
-        }
-        Box::pin(async move { stopped })
     }
 }
 
 impl Handler<Shutdown> for Engine {
     type Result = ResponseActFuture<Self, ()>;
 
-    /// Stops capture, drains every pipeline into the store and stops them.
-    fn handle(&mut self, _: Shutdown, _: &mut Self::Context) -> Self::Result {
-        self.shutting_down = true;
-        self.base.stop.store(true, Ordering::Relaxed);
-        let mut drains = vec![(self.base.addrs(), self.base.pipeline.detectors.clone())];
-        if let Some(u) = &self.upload {
-            u.stage.stop.store(true, Ordering::Relaxed);
-            drains.push((u.stage.addrs(), u.stage.pipeline.detectors.clone()));
-        }
+    /// Stops capture, drains every pipeline (the caller flushes the store) and replies.
+    fn handle(&mut self, _: Shutdown, ctx: &mut Self::Context) -> Self::Result {
+        let actions = self.stages.shutdown();
+        let drains: Vec<_> = actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::DrainAll(ids) => Some(ids.clone()),
+                _ => None,
+            })
+            .flatten()
+            .filter_map(|id| self.stage(id))
+            .map(|s| (s.addrs(), s.pipeline.detectors.clone()))
+            .collect();
+        self.act(actions, ctx);
         Box::pin(
             async move {
                 // Give the capture threads a moment to hand over their last batches.
