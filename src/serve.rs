@@ -178,7 +178,7 @@ pub fn run(options: ServeOptions, ready: impl FnOnce(SocketAddr, bool)) -> Resul
             hashing: Default::default(),
         });
         let tls_on = tls.is_some();
-        crate::http::api::set_tls(tls_on);
+        crate::http::set_tls(tls_on);
         // Listening for SIGTERM before saying it serves: a stop right after the start must
         // shut down cleanly too, not end the process by the signal's default action.
         let signals = stop_signals();

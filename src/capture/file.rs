@@ -328,6 +328,59 @@ fn short_error(e: &PcapError<&[u8]>) -> String {
     }
 }
 
+/// A capture file read through once and found whole: what an upload must be before the
+/// engine replays it. Only `check` makes one, so the replay trusts it.
+#[derive(Debug)]
+pub struct CheckedCapture {
+    pub file: tempfile::TempPath,
+    /// Frames in the file.
+    pub frames: u64,
+}
+
+/// Why a file is not a capture that can be replayed.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckError {
+    #[error("not a capture file; send pcap or pcapng (optionally zstd-compressed): {0}")]
+    NotACapture(String),
+    #[error(
+        "the capture is damaged after {frames_readable} frames (cut short or corrupt): {reason}"
+    )]
+    Damaged {
+        frames_readable: u64,
+        reason: String,
+    },
+    #[error("the capture holds no packets")]
+    Empty,
+    #[error("{0}")]
+    Unreadable(String),
+}
+
+/// Reads the whole file as the replay will: frames counted, or why it is not a usable
+/// capture (the file is deleted with the error).
+pub fn check(file: tempfile::TempPath) -> Result<CheckedCapture, CheckError> {
+    let mut source = FileSource::open(&file).map_err(|e| match e {
+        CaptureError::NotACapture { detail, .. } => CheckError::NotACapture(detail),
+        other => CheckError::Unreadable(other.to_string()),
+    })?;
+    let mut frames = 0u64;
+    loop {
+        match source.read_some(4096, &mut |_| frames += 1) {
+            Ok(status) if status.end => break,
+            Ok(_) => {}
+            Err(e) => {
+                return Err(CheckError::Damaged {
+                    frames_readable: frames,
+                    reason: e.to_string(),
+                });
+            }
+        }
+    }
+    if frames == 0 {
+        return Err(CheckError::Empty);
+    }
+    Ok(CheckedCapture { file, frames })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

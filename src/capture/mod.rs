@@ -212,6 +212,14 @@ pub struct CaptureCounters {
 }
 
 impl CaptureCounters {
+    /// Batches sent that a consumer which has taken in `taken` of them has not seen yet
+    /// (approximate: drops are counted over all consumers).
+    pub fn backlog(&self, taken: u64) -> u64 {
+        let sent = self.batches_sent.load(Ordering::Relaxed);
+        let dropped = self.batches_dropped.load(Ordering::Relaxed);
+        sent.saturating_sub(dropped).saturating_sub(taken)
+    }
+
     fn set_libpcap(&self, stats: LibpcapStats) {
         self.libpcap_received
             .store(stats.received, Ordering::Relaxed);

@@ -22,7 +22,7 @@ use actix::{
 };
 use serde::Serialize;
 
-use crate::capture::file::FileSource;
+use crate::capture::file::{CheckedCapture, FileSource};
 use crate::capture::live::{LiveOptions, LiveSource};
 use crate::capture::paced::{FileLoop, Paced};
 use crate::capture::{self, BatchConfig, CaptureCounters, CaptureError, PacketSource, StopWhen};
@@ -50,12 +50,12 @@ pub struct CaptureEnded {
 #[rtype(result = "EngineStatus")]
 pub struct GetEngineStatus;
 
-/// Server → engine: replay an uploaded capture (already checked to be one) at `speed`× its
-/// pace (0 = as fast as possible). The file is deleted when the replay is over.
+/// Server → engine: replay an uploaded capture (checked whole by `capture::file::check`) at
+/// `speed`× its pace (0 = as fast as possible). The file is deleted when the replay is over.
 #[derive(actix::Message)]
 #[rtype(result = "Result<String, UploadRejected>")]
 pub struct StartUpload {
-    pub file: tempfile::TempPath,
+    pub capture: CheckedCapture,
     pub name: String,
     pub speed: f64,
 }
@@ -485,7 +485,7 @@ impl Handler<StartUpload> for Engine {
 
     fn handle(&mut self, msg: StartUpload, ctx: &mut Self::Context) -> Self::Result {
         self.stages.may_upload().map_err(|r| self.rejection(r))?;
-        let source = file_source(&msg.file, msg.speed, false)
+        let source = file_source(&msg.capture.file, msg.speed, false)
             .map_err(|e| UploadRejected::NotACapture(e.to_string()))?;
         let (id, actions) = self
             .stages
@@ -504,7 +504,7 @@ impl Handler<StartUpload> for Engine {
         self.upload = Some(Upload {
             stage,
             source: Some(source),
-            file: msg.file,
+            file: msg.capture.file,
         });
         self.act(actions, ctx);
         Ok(describe)

@@ -11,15 +11,19 @@
 //! service manager to restart it.
 
 pub mod access;
+mod account;
 pub mod api;
 pub mod assets;
 pub mod config;
 pub mod gate;
+mod handlers;
 pub mod hub;
 pub mod multipart;
 pub mod prometheus;
+mod reply;
 pub mod route;
 pub mod tls;
+mod upload;
 pub mod ws;
 
 use std::net::{SocketAddr, TcpListener};
@@ -32,6 +36,7 @@ use std::time::Duration;
 pub use api::Api;
 pub use config::{HubConfig, ServerConfig, TlsConfig};
 use gate::{Gate, Limits};
+pub use reply::set_tls;
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]

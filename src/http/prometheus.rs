@@ -99,6 +99,242 @@ fn format_value(v: f64) -> String {
     }
 }
 
+use std::sync::atomic::Ordering;
+
+use super::api::Api;
+use super::reply::{Body, Reply};
+use super::route::ApiError;
+use crate::alert::actor::GetAlerts;
+use crate::flow::actor::GetFlowStats;
+use crate::http::hub::GetHubStatus;
+use crate::metrics::actor::GetStats;
+use crate::store::actor::GetStoreStatus;
+use std::collections::BTreeMap;
+
+impl Api {
+    pub(super) fn metrics(&self, rt: &tokio::runtime::Runtime) -> Result<Reply, ApiError> {
+        let p = self.pipeline();
+        let flows = self.ask(rt, "flows", &p.flows, GetFlowStats)?;
+        let stats = self.ask(rt, "metrics", &p.metrics, GetStats { top_talkers: 0 })?;
+        let alerts = self.ask(rt, "alerts", &p.alerts, GetAlerts(None))?;
+        let hub = self.ask(rt, "the WebSocket hub", &self.hub, GetHubStatus)?;
+        let store = match &self.store {
+            Some(s) => Some(self.ask(rt, "the store", s, GetStoreStatus)?),
+            None => None,
+        };
+        let c = &p.counters;
+        let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed) as f64;
+        let mut by_rule: BTreeMap<(&'static str, &'static str), u64> = BTreeMap::new();
+        for a in &alerts {
+            *by_rule
+                .entry((a.alert_type.name(), a.severity.name()))
+                .or_default() += 1;
+        }
+        let mut alert_family = Family::new(
+            "tapir_alerts",
+            "gauge",
+            "Alerts held by the current pipeline, by rule and severity.",
+        );
+        for ((rule, severity), n) in by_rule {
+            alert_family = alert_family.with(&[("rule", rule), ("severity", severity)], n as f64);
+        }
+        let protocols = Family::new(
+            "tapir_protocol_packets_total",
+            "counter",
+            "Packets by protocol.",
+        )
+        .per_label(
+            "protocol",
+            stats.protocol_counts.iter().map(|(p, n)| (p, *n as f64)),
+        );
+        let ws = Family::new(
+            "tapir_websocket_clients",
+            "gauge",
+            "Connected WebSocket clients by stream.",
+        )
+        .per_label("stream", hub.clients.iter().map(|(s, n)| (s, *n as f64)));
+        let export_families = {
+            let mut records = Family::new(
+                "tapir_export_records_total",
+                "counter",
+                "Records (IPFIX data records, EVE events) sent, by target.",
+            );
+            let mut bytes = Family::new(
+                "tapir_export_bytes_total",
+                "counter",
+                "Bytes sent, by target.",
+            );
+            let mut dropped = Family::new(
+                "tapir_export_dropped_total",
+                "counter",
+                "Records that could not be sent (target down, buffer full), by target.",
+            );
+            for t in &self.export {
+                let l = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed) as f64;
+                let labels = [("kind", t.kind), ("target", t.target.as_str())];
+                records = records.with(&labels, l(&t.records));
+                bytes = bytes.with(&labels, l(&t.bytes));
+                dropped = dropped.with(&labels, l(&t.dropped));
+            }
+            [records, bytes, dropped]
+        };
+        let mut families = vec![
+            Family::single(
+                "tapir_uptime_seconds",
+                "gauge",
+                "Seconds since start.",
+                self.started.elapsed().as_secs_f64(),
+            ),
+            Family::new(
+                "tapir_build_info",
+                "gauge",
+                "Version of the running binary.",
+            )
+            .with(
+                &[("version", env!("CARGO_PKG_VERSION")), ("mode", self.mode)],
+                1.0,
+            ),
+            Family::single(
+                "tapir_packets_total",
+                "counter",
+                "Frames captured by the current source.",
+                load(&c.frames),
+            ),
+            Family::single(
+                "tapir_bytes_total",
+                "counter",
+                "Bytes captured by the current source.",
+                load(&c.bytes),
+            ),
+            Family::single(
+                "tapir_packets_decoded_total",
+                "counter",
+                "Frames decoded to IP packets.",
+                load(&c.decoded),
+            ),
+            Family::new(
+                "tapir_packets_dropped_total",
+                "counter",
+                "Packets lost, by where they were lost.",
+            )
+            .with(&[("reason", "queue_full")], load(&c.packets_dropped))
+            .with(&[("reason", "kernel")], load(&c.libpcap_dropped))
+            .with(&[("reason", "interface")], load(&c.libpcap_if_dropped)),
+            protocols,
+            Family::single(
+                "tapir_flows_active",
+                "gauge",
+                "Flows in the flow table.",
+                flows.active as f64,
+            ),
+            Family::single(
+                "tapir_flows_created_total",
+                "counter",
+                "Flows created.",
+                flows.created as f64,
+            ),
+            Family::single(
+                "tapir_flows_evicted_total",
+                "counter",
+                "Flows evicted because the table was full.",
+                flows.evicted as f64,
+            ),
+            Family::single(
+                "tapir_queue_backlog_batches",
+                "gauge",
+                "Packet batches handed to the flow table but not yet processed.",
+                c.backlog(flows.batches) as f64,
+            ),
+            alert_family,
+            ws,
+            Family::single(
+                "tapir_websocket_dropped_slow_total",
+                "counter",
+                "WebSocket clients dropped for being too slow.",
+                hub.dropped_slow as f64,
+            ),
+            {
+                let g = self.gate.counts();
+                Family::new(
+                    "tapir_http_rejected_total",
+                    "counter",
+                    "Connections and requests the front door refused or closed, by reason.",
+                )
+                .with(&[("reason", "connection_limit")], g.refused as f64)
+                .with(&[("reason", "evicted_idle")], g.evicted as f64)
+                .with(&[("reason", "header_timeout")], g.header_timeouts as f64)
+                .with(&[("reason", "header_too_large")], g.header_too_large as f64)
+                .with(&[("reason", "body_timeout")], g.body_timeouts as f64)
+                .with(&[("reason", "body_too_large")], g.body_too_large as f64)
+                .with(&[("reason", "upstream_busy")], g.upstream_busy as f64)
+                .with(&[("reason", "bad_request")], g.bad_requests as f64)
+                .with(&[("reason", "tls_handshake")], g.tls_failures as f64)
+            },
+            Family::single(
+                "tapir_http_connections",
+                "gauge",
+                "Open client connections.",
+                self.gate.counts().open as f64,
+            ),
+            Family::single(
+                "tapir_rss_bytes",
+                "gauge",
+                "Resident memory.",
+                crate::process::rss_bytes() as f64,
+            ),
+        ];
+        families.extend(export_families);
+        if let Some(s) = store {
+            families.push(Family::single(
+                "tapir_store_available",
+                "gauge",
+                "1 if the database is writable.",
+                f64::from(u8::from(s.available)),
+            ));
+            families.push(Family::single(
+                "tapir_store_pending_records",
+                "gauge",
+                "Records waiting for the next write.",
+                s.pending as f64,
+            ));
+            families.push(Family::single(
+                "tapir_store_dropped_total",
+                "counter",
+                "Records dropped while the disk was unavailable.",
+                s.dropped as f64,
+            ));
+            families.push(Family::single(
+                "tapir_store_errors_total",
+                "counter",
+                "Failed database writes.",
+                s.errors as f64,
+            ));
+            if let Some(db) = s.database {
+                families.push(Family::single(
+                    "tapir_store_size_bytes",
+                    "gauge",
+                    "Database size on disk.",
+                    db.size_on_disk as f64,
+                ));
+                families.push(
+                    Family::new("tapir_store_records", "gauge", "Stored records by kind.")
+                        .with(&[("kind", "flows")], db.flows.records as f64)
+                        .with(&[("kind", "alerts")], db.alerts.records as f64)
+                        .with(&[("kind", "snapshots")], db.snapshots.records as f64),
+                );
+            }
+        }
+        Ok(Reply {
+            status: 200,
+            body: Body::Text(
+                render(&families),
+                "text/plain; version=0.0.4; charset=utf-8",
+            ),
+            headers: Vec::new(),
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,0 +1,301 @@
+//! The read-only data endpoints and acknowledgements: each asks the actors of the current
+//! pipeline (or the store, for history) and answers in the published shape. Also `/debug`
+//! and the WebSocket upgrade.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use serde_json::json;
+use tiny_http::Request;
+
+use super::api::Api;
+use super::reply::{Body, Reply, internal, respond_error};
+use super::route::{self, AckTarget, ApiError};
+use crate::alert::Alert;
+use crate::alert::AlertQuery;
+use crate::alert::actor::{AcknowledgeAlert, AcknowledgeMatching, GetAlerts};
+use crate::auth::Principal;
+use crate::engine::GetEngineStatus;
+use crate::flow::FlowQuery;
+use crate::flow::FlowRecord;
+use crate::flow::actor::{GetActiveFlows, GetFlowStats};
+use crate::geo::Place;
+use crate::http::hub::{GetHubStatus, Subscribe};
+use crate::metrics::TopTalker;
+use crate::metrics::actor::GetStats;
+use crate::store::actor::{
+    GetStoreStatus, QueryAlerts, QueryFlows, StoreAcknowledge, StoreAcknowledgeMatching,
+};
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+impl Api {
+    pub(super) fn stats(&self, rt: &tokio::runtime::Runtime) -> Result<Reply, ApiError> {
+        let p = self.pipeline();
+        let stats = self.ask(rt, "metrics", &p.metrics, GetStats { top_talkers: 10 })?;
+        let mut value = serde_json::to_value(&stats).map_err(|e| internal(e.to_string()))?;
+        let c = &p.counters;
+        let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+        value["packets_dropped"] = json!(
+            load(&c.packets_dropped) + load(&c.libpcap_dropped) + load(&c.libpcap_if_dropped)
+        );
+        Ok(Reply {
+            status: 200,
+            body: Body::Json(value),
+            headers: Vec::new(),
+        })
+    }
+
+    pub(super) fn top_talkers(
+        &self,
+        rt: &tokio::runtime::Runtime,
+        limit: usize,
+        with_geo: bool,
+    ) -> Result<Reply, ApiError> {
+        #[derive(Serialize)]
+        struct TopTalkerGeo {
+            #[serde(flatten)]
+            talker: TopTalker,
+            #[serde(flatten)]
+            place: Option<Place>,
+        }
+        let p = self.pipeline();
+        let stats = self.ask(rt, "metrics", &p.metrics, GetStats { top_talkers: limit })?;
+        let talkers: Vec<TopTalkerGeo> = stats
+            .top_talkers
+            .into_iter()
+            .map(|t| TopTalkerGeo {
+                place: with_geo.then(|| self.geo.lookup(t.ip).place),
+                talker: t,
+            })
+            .collect();
+        Reply::ok(talkers)
+    }
+
+    pub(super) fn flows(
+        &self,
+        rt: &tokio::runtime::Runtime,
+        query: FlowQuery,
+    ) -> Result<Reply, ApiError> {
+        let pipeline = self.pipeline();
+        let mut flows: Vec<FlowRecord> =
+            self.ask(rt, "flows", &pipeline.flows, GetActiveFlows(query.clone()))?;
+        // A time range asks for history too: finished flows from the store.
+        let historical = query.start.is_some() || query.end.is_some();
+        if historical && let Some(store) = &self.store {
+            let stored = self
+                .ask(rt, "the store", store, QueryFlows(query.clone()))?
+                .map_err(|e| ApiError::new(503, "storage unavailable", json!(e.0)))?;
+            flows.extend(stored);
+            flows.sort_by_key(|f| std::cmp::Reverse(f.last_seen));
+            flows.truncate(query.limit);
+        }
+        Reply::ok(json!({
+            "count": flows.len(),
+            "source": if historical { "active+stored" } else { "active" },
+            "flows": flows,
+        }))
+    }
+
+    pub(super) fn alerts(
+        &self,
+        rt: &tokio::runtime::Runtime,
+        query: AlertQuery,
+    ) -> Result<Reply, ApiError> {
+        let pipeline = self.pipeline();
+        // The alerts actor has the freshest state (an acknowledgement reaches the store
+        // within a flush interval), so ask it without the acknowledged filter and let its
+        // copies win.
+        let fresh = self.ask(
+            rt,
+            "alerts",
+            &pipeline.alerts,
+            GetAlerts(Some(AlertQuery {
+                unacknowledged_only: false,
+                ..query.clone()
+            })),
+        )?;
+        let mut by_id: BTreeMap<u64, Alert> = BTreeMap::new();
+        if let Some(store) = &self.store {
+            let stored = self
+                .ask(rt, "the store", store, QueryAlerts(query.clone()))?
+                .map_err(|e| ApiError::new(503, "storage unavailable", json!(e.0)))?;
+            by_id.extend(stored.into_iter().map(|a| (a.id, a)));
+        }
+        by_id.extend(fresh.into_iter().map(|a| (a.id, a)));
+        let mut alerts: Vec<Alert> = by_id
+            .into_values()
+            .filter(|a| !query.unacknowledged_only || !a.acknowledged)
+            .collect();
+        alerts.sort_by(|a, b| b.timestamp.total_cmp(&a.timestamp).then(b.id.cmp(&a.id)));
+        alerts.truncate(query.limit);
+        Reply::ok(json!({"count": alerts.len(), "alerts": alerts}))
+    }
+
+    pub(super) fn acknowledge(
+        &self,
+        rt: &tokio::runtime::Runtime,
+        target: AckTarget,
+    ) -> Result<Reply, ApiError> {
+        let pipeline = self.pipeline();
+        let store_error = |e: crate::store::actor::StoreUnavailable| {
+            ApiError::new(503, "storage unavailable", json!(e.0))
+        };
+        let acked: Vec<Alert> = match &target {
+            AckTarget::Id(id) => {
+                let mut acked: Vec<Alert> = self
+                    .ask(rt, "alerts", &pipeline.alerts, AcknowledgeAlert { id: *id })?
+                    .into_iter()
+                    .collect();
+                // Older alerts live only in the store.
+                if acked.is_empty()
+                    && let Some(store) = &self.store
+                {
+                    acked.extend(
+                        self.ask(rt, "the store", store, StoreAcknowledge { id: *id })?
+                            .map_err(store_error)?,
+                    );
+                }
+                acked
+            }
+            AckTarget::Matching {
+                timestamp,
+                source_ip,
+            } => {
+                let mut acked = self.ask(
+                    rt,
+                    "alerts",
+                    &pipeline.alerts,
+                    AcknowledgeMatching {
+                        timestamp: *timestamp,
+                        source_ip: source_ip.clone(),
+                    },
+                )?;
+                if let Some(store) = &self.store {
+                    let stored = self
+                        .ask(
+                            rt,
+                            "the store",
+                            store,
+                            StoreAcknowledgeMatching {
+                                timestamp: *timestamp,
+                                source_ip: source_ip.clone(),
+                            },
+                        )?
+                        .map_err(store_error)?;
+                    for a in stored {
+                        if !acked.iter().any(|x| x.id == a.id) {
+                            acked.push(a);
+                        }
+                    }
+                }
+                acked
+            }
+        };
+        if acked.is_empty() {
+            return Err(ApiError::new(
+                404,
+                "no such alert",
+                match target {
+                    AckTarget::Id(id) => json!({"id": id}),
+                    AckTarget::Matching {
+                        timestamp,
+                        source_ip,
+                    } => json!({"timestamp": timestamp, "source_ip": source_ip}),
+                },
+            ));
+        }
+        let ids: Vec<u64> = acked.iter().map(|a| a.id).collect();
+        Reply::ok(json!({"success": true, "acknowledged": ids}))
+    }
+
+    pub(super) fn websocket(
+        &self,
+        rt: &tokio::runtime::Runtime,
+        request: Request,
+        stream: route::Stream,
+        principal: &Principal,
+    ) {
+        let accept = match super::ws::accept_key(&request) {
+            Ok(key) => key,
+            Err(e) => return respond_error(request, e),
+        };
+        let (tx, rx) = std::sync::mpsc::sync_channel(self.config.websocket.client_queue);
+        let closed = Arc::new(AtomicBool::new(false));
+        let subscribe = Subscribe {
+            stream,
+            tx,
+            closed: Arc::clone(&closed),
+        };
+        let allowed = self.stream_allowed(principal);
+        match self.ask(rt, "the WebSocket hub", &self.hub, subscribe) {
+            Ok(true) => {
+                let spawned = std::thread::Builder::new()
+                    .name(format!("tapir-ws-{}", stream.name()))
+                    .spawn(move || super::ws::serve(request, accept, rx, closed, allowed));
+                if let Err(e) = spawned {
+                    eprintln!("tapir: cannot start a WebSocket thread: {e}");
+                }
+            }
+            Ok(false) => respond_error(
+                request,
+                ApiError::new(
+                    503,
+                    "too many WebSocket clients",
+                    json!({"max_clients": self.config.websocket.max_clients}),
+                ),
+            ),
+            Err(e) => respond_error(request, e),
+        }
+    }
+
+    pub(super) fn debug(&self, rt: &tokio::runtime::Runtime) -> Result<Reply, ApiError> {
+        let p = self.pipeline();
+        let engine = self.ask(rt, "the engine", &self.engine, GetEngineStatus)?;
+        let flows = self.ask(rt, "flows", &p.flows, GetFlowStats)?;
+        let hub = self.ask(rt, "the WebSocket hub", &self.hub, GetHubStatus)?;
+        let store = match &self.store {
+            Some(s) => Some(self.ask(rt, "the store", s, GetStoreStatus)?),
+            None => None,
+        };
+        let c = &p.counters;
+        let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+        Reply::ok(json!({
+            "version": env!("CARGO_PKG_VERSION"),
+            "mode": self.mode,
+            "uptime_secs": self.started.elapsed().as_secs_f64(),
+            "capture": {
+                "sources": engine,
+                "frames": load(&c.frames),
+                "bytes": load(&c.bytes),
+                "decoded": load(&c.decoded),
+                "batches_sent": load(&c.batches_sent),
+                "dropped": {
+                    "queue_full_batches": load(&c.batches_dropped),
+                    "queue_full_packets": load(&c.packets_dropped),
+                    "kernel": load(&c.libpcap_dropped),
+                    "interface": load(&c.libpcap_if_dropped),
+                },
+                "libpcap_received": load(&c.libpcap_received),
+            },
+            "queues": {
+                // Batches handed on but not yet through the flow table (approximate: drops
+                // are counted over all consumers).
+                "flows_backlog_batches": c.backlog(flows.batches),
+            },
+            "flows": flows,
+            "store": store,
+            "websocket": hub,
+            "http": {
+                "gate": self.gate.counts(),
+                "open_sessions": self.auth.as_ref().map(|a| a.lock().expect("auth lock").counts().0),
+                "throttled_addresses": self.auth.as_ref().map(|a| a.lock().expect("auth lock").counts().1),
+                "auth_enabled": self.auth.is_some(),
+            },
+            "export": crate::export::snapshot(&self.export),
+            "geoip": self.geo.status(),
+            "peak_rss_bytes": crate::process::peak_rss_bytes(),
+            "rss_bytes": crate::process::rss_bytes(),
+        }))
+    }
+}
