@@ -12,7 +12,7 @@ use actix::Actor;
 use serde::Serialize;
 
 use crate::alert::actor::{GetAlertStats, GetAlerts};
-use crate::alert::{Alert, LatencyStats};
+use crate::alert::{Alert, AlertStats, LatencyStats};
 use crate::capture::file::FileSource;
 use crate::capture::live::{LiveOptions, LiveSource};
 use crate::capture::{
@@ -23,11 +23,12 @@ use crate::config::Config;
 use crate::decode::DecodeCounters;
 use crate::detect::DetectorStats;
 use crate::flow::FlowTableStats;
-use crate::metrics::TopTalker;
 use crate::metrics::actor::GetStats;
+use crate::metrics::{StatsSnapshot, TopTalker};
 use crate::output::FlushOutput;
 use crate::output::JsonLinesWriter;
-use crate::pipeline::{ExportService, Pipeline, StoreService};
+use crate::packet::Timestamp;
+use crate::pipeline::{Drained, ExportService, Pipeline, StoreService};
 use crate::store::actor::{StoreActor, StoreStatus};
 use crate::store::{Store, StoreError};
 use crate::wire::link::LinkType;
@@ -127,182 +128,105 @@ pub enum AnalyzeError {
     Actors(String),
 }
 
+/// Everything `analyze` writes to or reads from, opened before any work so that a bad path,
+/// interface or collector is an error at once.
+struct Opened {
+    /// The interface and for how long, when capturing live.
+    live: Option<(LiveSource, Duration)>,
+    writer: Option<JsonLinesWriter>,
+    alerts_file: Option<(PathBuf, std::fs::File)>,
+    store: Option<StoreActor>,
+    exporter: Option<crate::export::Exporter>,
+}
+
+impl Opened {
+    fn open(options: &AnalyzeOptions) -> Result<Opened, AnalyzeError> {
+        let live = match &options.input {
+            Input::Live { iface, duration } => {
+                let opts = LiveOptions::from_config(&options.config.capture, None);
+                Some((LiveSource::open(iface, &opts)?, *duration))
+            }
+            Input::Files(_) => None,
+        };
+        let writer =
+            match &options.flows_out {
+                Some(path) => Some(JsonLinesWriter::create(path).map_err(|source| {
+                    AnalyzeError::FlowsOut {
+                        path: path.clone(),
+                        source,
+                    }
+                })?),
+                None => None,
+            };
+        let alerts_file = match &options.alerts_out {
+            Some(path) => Some((
+                path.clone(),
+                std::fs::File::create(path).map_err(|source| AnalyzeError::AlertsOut {
+                    path: path.clone(),
+                    source,
+                })?,
+            )),
+            None => None,
+        };
+        let store = match &options.config.store.db_path {
+            Some(path) => Some(StoreActor::from_store(
+                Store::open(path, &options.config.store)?,
+                options.config.store.clone(),
+            )),
+            None => None,
+        };
+        let exporter = crate::export::Exporter::open(&options.config.export)?;
+        Ok(Opened {
+            live,
+            writer,
+            alerts_file,
+            store,
+            exporter,
+        })
+    }
+}
+
+/// What the pipeline reported once its input ended.
+struct Ran {
+    reports: Vec<Result<CaptureReport, CaptureError>>,
+    drained: Drained,
+    stats: StatsSnapshot,
+    alerts: Vec<Alert>,
+    alert_stats: AlertStats,
+    /// Flow records written to `--flows-out`, or why not.
+    written: Option<std::io::Result<u64>>,
+}
+
 /// Runs the analysis; warnings (cut-short files, unsupported link types) go to `warn`.
 pub fn run(
     options: AnalyzeOptions,
     warn: &mut dyn FnMut(String),
 ) -> Result<(Summary, Outcome), AnalyzeError> {
     let started = Instant::now();
-    // Open live sources up front so that a missing interface is an immediate, clear error.
-    let live = match &options.input {
-        Input::Live { iface, duration } => {
-            let opts = LiveOptions::from_config(&options.config.capture, None);
-            Some((LiveSource::open(iface, &opts)?, *duration))
-        }
-        Input::Files(_) => None,
+    let opened = Opened::open(&options)?;
+    let export_targets = opened.exporter.as_ref().map(|e| e.targets());
+    let alerts_file = opened.alerts_file;
+    let inputs = match opened.live {
+        Some((source, duration)) => vec![Reading::Live(Box::new(source), duration)],
+        None => match &options.input {
+            Input::Files(files) => files.iter().cloned().map(Reading::File).collect(),
+            Input::Live { .. } => Vec::new(),
+        },
     };
-    let writer = match &options.flows_out {
-        Some(path) => {
-            Some(
-                JsonLinesWriter::create(path).map_err(|source| AnalyzeError::FlowsOut {
-                    path: path.clone(),
-                    source,
-                })?,
-            )
-        }
-        None => None,
-    };
-    // Create the alerts file up front too, so a bad path fails before the work.
-    let alerts_file = match &options.alerts_out {
-        Some(path) => Some((
-            path.clone(),
-            std::fs::File::create(path).map_err(|source| AnalyzeError::AlertsOut {
-                path: path.clone(),
-                source,
-            })?,
-        )),
-        None => None,
-    };
-
-    // Open the database up front too: a bad --db-path is an error before any work.
-    let store = match &options.config.store.db_path {
-        Some(path) => Some(StoreActor::from_store(
-            Store::open(path, &options.config.store)?,
-            options.config.store.clone(),
-        )),
-        None => None,
-    };
-
-    // Export targets too: a collector name that does not resolve is an error up front.
-    let exporter = crate::export::Exporter::open(&options.config.export)?;
-    let export_targets = exporter.as_ref().map(|e| e.targets());
-
-    let config = options.config.clone();
-    let batch = BatchConfig::from(&config.capture);
-    let files = match &options.input {
-        Input::Files(files) => files.clone(),
-        Input::Live { .. } => Vec::new(),
-    };
-    let top_n = options.top_talkers;
-    let counters = Arc::new(CaptureCounters::default());
-    let progress = options.progress && live.is_none() && std::io::stderr().is_terminal();
-
+    let progress = options.progress
+        && inputs.iter().all(|i| matches!(i, Reading::File(_)))
+        && std::io::stderr().is_terminal();
     let system = actix::System::new();
-    let result = system.block_on(async move {
-        let writer = writer.map(Actor::start);
-        let mut sinks: Vec<_> = writer.iter().map(|w| w.clone().recipient()).collect();
-        let mut alert_sinks = Vec::new();
-        let export = exporter.map(ExportService::start);
-        if let Some(export) = &export {
-            sinks.push(export.addr.clone().recipient());
-            alert_sinks.push(export.addr.clone().recipient());
-        }
-        let store = store.map(StoreService::start);
-        let pipeline = Pipeline::start(
-            &config.pipeline(),
-            sinks,
-            store.as_ref().map(|s| s.addr.clone()),
-            alert_sinks,
-        );
-        let batch_sinks = pipeline.batch_sinks();
-        let thread_counters = Arc::clone(&counters);
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        std::thread::Builder::new()
-            .name("tapir-capture".into())
-            .spawn(move || {
-                let mut reports: Vec<Result<CaptureReport, CaptureError>> = Vec::new();
-                match live {
-                    Some((mut source, duration)) => {
-                        let stop = StopWhen {
-                            deadline: Some(Instant::now() + duration),
-                            ..Default::default()
-                        };
-                        reports.push(Ok(capture::run(
-                            &mut source,
-                            &batch_sinks,
-                            batch,
-                            &stop,
-                            &thread_counters,
-                        )));
-                    }
-                    None => {
-                        for path in files {
-                            let report = FileSource::open(&path).map(|mut source| {
-                                capture::run(
-                                    &mut source as &mut dyn PacketSource,
-                                    &batch_sinks,
-                                    batch,
-                                    &StopWhen::default(),
-                                    &thread_counters,
-                                )
-                            });
-                            reports.push(report);
-                        }
-                    }
-                }
-                let _ = tx.send(reports);
-            })
-            .expect("spawning the capture thread");
-
-        let ticker = progress.then(|| spawn_progress(Arc::clone(&counters), started));
-        let reports = rx.await.map_err(|e| AnalyzeError::Actors(e.to_string()))?;
-        if let Some((stop, handle)) = ticker {
-            stop.store(true, Ordering::Relaxed);
-            let _ = handle.join();
-        }
-        let drained = crate::pipeline::drain(
-            &pipeline.flows,
-            &pipeline.detectors,
-            &pipeline.metrics,
-            pipeline.store.as_ref(),
-        )
-        .await
-        .map_err(|e| AnalyzeError::Actors(e.to_string()))?;
-        let (flow_stats, detectors, stored) = (drained.flows, drained.detectors, drained.store);
-        let stats = pipeline
-            .metrics
-            .send(GetStats { top_talkers: top_n })
-            .await
-            .map_err(|e| AnalyzeError::Actors(e.to_string()))?;
-        let alerts = pipeline
-            .alerts
-            .send(GetAlerts(None))
-            .await
-            .map_err(|e| AnalyzeError::Actors(e.to_string()))?;
-        let alert_stats = pipeline
-            .alerts
-            .send(GetAlertStats)
-            .await
-            .map_err(|e| AnalyzeError::Actors(e.to_string()))?;
-        let written = match &writer {
-            Some(w) => Some(
-                w.send(FlushOutput)
-                    .await
-                    .map_err(|e| AnalyzeError::Actors(e.to_string()))?,
-            ),
-            None => None,
-        };
-        if let Some(export) = export {
-            export
-                .stop()
-                .await
-                .map_err(|e| AnalyzeError::Actors(e.to_string()))?;
-        }
-        pipeline.stop();
-        if let Some(store) = store {
-            store.stop();
-        }
-        Ok::<_, AnalyzeError>((
-            reports,
-            flow_stats,
-            stats,
-            written,
-            (alerts, alert_stats, detectors),
-            stored,
-        ))
-    });
-    let (reports, flow_stats, stats, written, (alerts, alert_stats, detectors), stored) = result?;
-    if let Some(s) = &stored
+    let ran = system.block_on(run_pipeline(
+        options.config,
+        inputs,
+        opened.writer,
+        opened.store,
+        opened.exporter,
+        progress.then_some(started),
+        options.top_talkers,
+    ))?;
+    if let Some(s) = &ran.drained.store
         && s.pending > 0
     {
         warn(format!(
@@ -312,9 +236,10 @@ pub fn run(
         ));
     }
     if let Some((path, file)) = alerts_file {
-        write_alerts(file, &alerts).map_err(|source| AnalyzeError::AlertsOut { path, source })?;
+        write_alerts(file, &ran.alerts)
+            .map_err(|source| AnalyzeError::AlertsOut { path, source })?;
     }
-    let written = match written {
+    let written = match ran.written {
         Some(Ok(n)) => Some(n),
         Some(Err(e)) => {
             warn(format!("writing flow records failed: {e}"));
@@ -322,30 +247,204 @@ pub fn run(
         }
         None => None,
     };
+    let read = read_reports(ran.reports, warn);
+    let elapsed = started.elapsed().as_secs_f64();
+    let summary = Summary {
+        packets: read.packets,
+        bytes: read.bytes,
+        decoded: read.decode.decoded,
+        skipped: read.decode.skipped_by_reason().collect(),
+        dns_malformed: read.decode.dns_malformed,
+        flows: ran.drained.flows.created,
+        protocol_counts: ran.stats.protocol_counts,
+        top_talkers: ran.stats.top_talkers,
+        alerts: ran.alerts,
+        alert_latency: ran.alert_stats.latency,
+        detectors: ran.drained.detectors,
+        elapsed_s: elapsed,
+        packets_per_sec: if elapsed > 0.0 {
+            read.packets as f64 / elapsed
+        } else {
+            0.0
+        },
+        peak_rss_bytes: crate::process::peak_rss_bytes(),
+        first_seen: read.first.map(|t| t.as_secs_f64()),
+        last_seen: read.last.map(|t| t.as_secs_f64()),
+        flow_table: ran.drained.flows,
+        flow_records_written: written,
+        batches_dropped: read.batches_dropped,
+        packets_dropped: read.packets_dropped,
+        libpcap: read.libpcap,
+        inputs: read.inputs,
+        store: ran.drained.store,
+        export: export_targets.map(|t| crate::export::snapshot(&t)),
+    };
+    let outcome = if read.failed || (read.packets > 0 && read.decode.decoded == 0) {
+        Outcome::Failed
+    } else {
+        Outcome::Complete
+    };
+    Ok((summary, outcome))
+}
 
-    let mut outcome = Outcome::Complete;
-    let mut decode = DecodeCounters::default();
-    let mut inputs = Vec::new();
-    let (mut packets, mut bytes, mut dropped_batches, mut dropped_packets) = (0, 0, 0, 0);
-    let (mut first, mut last) = (None, None);
-    let mut libpcap = None;
+/// One input of `analyze`, read in turn.
+enum Reading {
+    /// A capture file, opened when its turn comes.
+    File(PathBuf),
+    /// An interface, for a while.
+    Live(Box<dyn PacketSource>, Duration),
+}
+
+/// Starts the services and the pipeline, reads every input into it, drains it and asks it
+/// for the summary's figures.
+async fn run_pipeline(
+    config: Config,
+    inputs: Vec<Reading>,
+    writer: Option<JsonLinesWriter>,
+    store: Option<StoreActor>,
+    exporter: Option<crate::export::Exporter>,
+    progress_since: Option<Instant>,
+    top_talkers: usize,
+) -> Result<Ran, AnalyzeError> {
+    let actors = |e: actix::MailboxError| AnalyzeError::Actors(e.to_string());
+    let writer = writer.map(Actor::start);
+    let mut sinks: Vec<_> = writer.iter().map(|w| w.clone().recipient()).collect();
+    let mut alert_sinks = Vec::new();
+    let export = exporter.map(ExportService::start);
+    if let Some(export) = &export {
+        sinks.push(export.addr.clone().recipient());
+        alert_sinks.push(export.addr.clone().recipient());
+    }
+    let store = store.map(StoreService::start);
+    let pipeline = Pipeline::start(
+        &config.pipeline(),
+        sinks,
+        store.as_ref().map(|s| s.addr.clone()),
+        alert_sinks,
+    );
+    let counters = Arc::new(CaptureCounters::default());
+    let ticker = progress_since.map(|since| spawn_progress(Arc::clone(&counters), since));
+    let mut reports = Vec::new();
+    for input in inputs {
+        let (source, stop) = match input {
+            Reading::Live(source, duration) => (
+                source,
+                StopWhen {
+                    deadline: Some(Instant::now() + duration),
+                    ..Default::default()
+                },
+            ),
+            Reading::File(path) => match FileSource::open(&path) {
+                Ok(source) => (
+                    Box::new(source) as Box<dyn PacketSource>,
+                    StopWhen::default(),
+                ),
+                Err(e) => {
+                    reports.push(Err(e));
+                    continue;
+                }
+            },
+        };
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        capture::spawn(
+            "tapir-capture".into(),
+            source,
+            pipeline.batch_sinks(),
+            BatchConfig::from(&config.capture),
+            stop,
+            Arc::clone(&counters),
+            move |_, report| {
+                let _ = tx.send(report);
+            },
+        )
+        .map_err(|e| AnalyzeError::Actors(format!("cannot start a capture thread: {e}")))?;
+        reports.push(Ok(rx
+            .await
+            .map_err(|e| AnalyzeError::Actors(e.to_string()))?));
+    }
+    if let Some((stop, handle)) = ticker {
+        stop.store(true, Ordering::Relaxed);
+        let _ = handle.join();
+    }
+    let drained = crate::pipeline::drain(
+        &pipeline.flows,
+        &pipeline.detectors,
+        &pipeline.metrics,
+        pipeline.store.as_ref(),
+    )
+    .await
+    .map_err(actors)?;
+    let stats = pipeline
+        .metrics
+        .send(GetStats { top_talkers })
+        .await
+        .map_err(actors)?;
+    let alerts = pipeline
+        .alerts
+        .send(GetAlerts(None))
+        .await
+        .map_err(actors)?;
+    let alert_stats = pipeline.alerts.send(GetAlertStats).await.map_err(actors)?;
+    let written = match &writer {
+        Some(w) => Some(w.send(FlushOutput).await.map_err(actors)?),
+        None => None,
+    };
+    if let Some(export) = export {
+        export.stop().await.map_err(actors)?;
+    }
+    pipeline.stop();
+    if let Some(store) = store {
+        store.stop();
+    }
+    Ok(Ran {
+        reports,
+        drained,
+        stats,
+        alerts,
+        alert_stats,
+        written,
+    })
+}
+
+/// What the inputs' capture reports add up to.
+#[derive(Default)]
+struct ReadTotals {
+    packets: u64,
+    bytes: u64,
+    batches_dropped: u64,
+    packets_dropped: u64,
+    decode: DecodeCounters,
+    first: Option<Timestamp>,
+    last: Option<Timestamp>,
+    libpcap: Option<LibpcapStats>,
+    inputs: Vec<InputSummary>,
+    /// An input could not be read (cut short is not a failure).
+    failed: bool,
+}
+
+/// Adds up the capture reports, warning about unsupported link types and read errors.
+fn read_reports(
+    reports: Vec<Result<CaptureReport, CaptureError>>,
+    warn: &mut dyn FnMut(String),
+) -> ReadTotals {
+    let mut t = ReadTotals::default();
     for report in reports {
         match report {
             Ok(r) => {
-                packets += r.frames;
-                bytes += r.bytes;
-                dropped_batches += r.batches_dropped;
-                dropped_packets += r.packets_dropped;
-                decode.add(&r.decode);
-                first = match (first, r.first_ts) {
+                t.packets += r.frames;
+                t.bytes += r.bytes;
+                t.batches_dropped += r.batches_dropped;
+                t.packets_dropped += r.packets_dropped;
+                t.decode.add(&r.decode);
+                t.first = match (t.first, r.first_ts) {
                     (Some(a), Some(b)) => Some(std::cmp::min(a, b)),
                     (a, b) => a.or(b),
                 };
-                last = match (last, r.last_ts) {
+                t.last = match (t.last, r.last_ts) {
                     (Some(a), Some(b)) => Some(std::cmp::max(a, b)),
                     (a, b) => a.or(b),
                 };
-                libpcap = libpcap.or(r.libpcap);
+                t.libpcap = t.libpcap.or(r.libpcap);
                 for link in r.link_types.iter().filter(|l| !l.is_supported()) {
                     warn(format!(
                         "{}: link type {} ({}) is not supported; its frames were counted and skipped. \
@@ -358,10 +457,10 @@ pub fn run(
                 if let Some(e) = &r.error {
                     warn(e.to_string());
                     if !e.is_partial() {
-                        outcome = Outcome::Failed;
+                        t.failed = true;
                     }
                 }
-                inputs.push(InputSummary {
+                t.inputs.push(InputSummary {
                     source: r.source.clone(),
                     packets: r.frames,
                     link_types: r.link_types.iter().map(|l| link_label(*l)).collect(),
@@ -370,8 +469,8 @@ pub fn run(
             }
             Err(e) => {
                 warn(e.to_string());
-                outcome = Outcome::Failed;
-                inputs.push(InputSummary {
+                t.failed = true;
+                t.inputs.push(InputSummary {
                     source: match &e {
                         CaptureError::Open { path, .. }
                         | CaptureError::NotACapture { path, .. } => {
@@ -386,42 +485,7 @@ pub fn run(
             }
         }
     }
-    if packets > 0 && decode.decoded == 0 {
-        outcome = Outcome::Failed;
-    }
-
-    let elapsed = started.elapsed().as_secs_f64();
-    let summary = Summary {
-        packets,
-        bytes,
-        decoded: decode.decoded,
-        skipped: decode.skipped_by_reason().collect(),
-        dns_malformed: decode.dns_malformed,
-        flows: flow_stats.created,
-        protocol_counts: stats.protocol_counts,
-        top_talkers: stats.top_talkers,
-        alerts,
-        alert_latency: alert_stats.latency,
-        detectors,
-        elapsed_s: elapsed,
-        packets_per_sec: if elapsed > 0.0 {
-            packets as f64 / elapsed
-        } else {
-            0.0
-        },
-        peak_rss_bytes: crate::process::peak_rss_bytes(),
-        first_seen: first.map(|t| t.as_secs_f64()),
-        last_seen: last.map(|t| t.as_secs_f64()),
-        flow_table: flow_stats,
-        flow_records_written: written,
-        batches_dropped: dropped_batches,
-        packets_dropped: dropped_packets,
-        libpcap,
-        inputs,
-        store: stored,
-        export: export_targets.map(|t| crate::export::snapshot(&t)),
-    };
-    Ok((summary, outcome))
+    t
 }
 
 /// One JSON line per alert.

@@ -271,6 +271,24 @@ impl StopWhen {
 }
 
 /// Reads `source` to its end (or until `stop`), decoding into batches sent to every sink.
+/// Reads `source` with `run` on a thread of its own (named `name`), then hands the source
+/// back with its report to `done` (on that thread). Every capture thread starts here.
+pub fn spawn(
+    name: String,
+    mut source: Box<dyn PacketSource>,
+    sinks: Vec<Recipient<PacketBatchMsg>>,
+    config: BatchConfig,
+    stop: StopWhen,
+    counters: Arc<CaptureCounters>,
+    done: impl FnOnce(Box<dyn PacketSource>, CaptureReport) + Send + 'static,
+) -> std::io::Result<()> {
+    std::thread::Builder::new().name(name).spawn(move || {
+        let report = run(source.as_mut(), &sinks, config, &stop, &counters);
+        done(source, report);
+    })?;
+    Ok(())
+}
+
 pub fn run(
     source: &mut dyn PacketSource,
     sinks: &[Recipient<PacketBatchMsg>],

@@ -343,27 +343,29 @@ impl Engine {
     }
 
     /// Starts a capture thread reading `source` into stage `id`'s pipeline.
-    fn spawn_capture(&self, ctx: &mut Context<Self>, id: u64, mut source: Box<dyn PacketSource>) {
+    fn spawn_capture(&self, ctx: &mut Context<Self>, id: u64, source: Box<dyn PacketSource>) {
         let Some(stage) = self.stage(id) else { return };
-        let sinks = stage.pipeline.batch_sinks();
-        let batch = BatchConfig::from(&self.config.capture);
         let stop = StopWhen {
             flag: Some(Arc::clone(&stage.stop)),
             ..Default::default()
         };
-        let counters = Arc::clone(&stage.counters);
         let engine = ctx.address();
-        std::thread::Builder::new()
-            .name(format!("tapir-capture-{id}"))
-            .spawn(move || {
-                let report = capture::run(source.as_mut(), &sinks, batch, &stop, &counters);
+        capture::spawn(
+            format!("tapir-capture-{id}"),
+            source,
+            stage.pipeline.batch_sinks(),
+            BatchConfig::from(&self.config.capture),
+            stop,
+            Arc::clone(&stage.counters),
+            move |source, report| {
                 engine.do_send(CaptureEnded {
                     stage: id,
                     source,
                     report,
-                });
-            })
-            .expect("spawning a capture thread");
+                })
+            },
+        )
+        .expect("spawning a capture thread");
     }
 
     /// `ResumeBase`: the kept source, or a fresh open for an interface (frames buffered
