@@ -1,4 +1,7 @@
-//! Wiring: starts the consumer actors and lists the recipients capture feeds.
+//! Wiring, stated once: a pipeline's actors (`Pipeline::start`, from its `PipelineConfig`), the
+//! services that outlive pipelines (`StoreService`, `ExportService`), and the drain at the end
+//! of an input (`drain`). `analyze` and the engine (`run`, `replay`, `demo`, uploads) both use
+//! these; the engine tells its `Listeners` about each pipeline.
 //!
 //! Capture feeds the flows and metrics actors; the flows actor passes each batch, marked
 //! with what each packet meant to its flow, on to the detectors that read packets.

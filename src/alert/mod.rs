@@ -1,4 +1,5 @@
-//! Alerts: identity, one alert per episode, suppression and acknowledgement.
+//! Alerts: identity, one alert per episode, suppression and acknowledgement. The alert
+//! itself and its query are values of `model::alert`, re-exported here.
 //!
 //! An alert's identity is (rule, source, target). While an alert with that identity has
 //! seen evidence within the suppression window (packet time), new findings update it

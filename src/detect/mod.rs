@@ -1,5 +1,6 @@
 //! Detectors: one plain struct per rule, each fed packet batches (and, for brute force, flow
-//! records) and emitting `Finding`s; the alerts actor turns findings into alerts.
+//! records) and emitting `Finding`s; the alerts actor turns findings into alerts. Findings,
+//! rules and severities are values of `model::finding`, re-exported here.
 //!
 //! Every detector keeps its per-source/per-target state in bounded, expiring maps (see
 //! `state`), uses packet time only (a monotonic clock that ignores time going backwards), and

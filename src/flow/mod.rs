@@ -1,4 +1,5 @@
-//! Flows: the bidirectional flow table, its records, and the actor around it.
+//! Flows: the bidirectional flow table and the actor around it. The records, marks and
+//! counters it reports are values of `model::flow`, re-exported here.
 
 pub mod actor;
 pub mod community_id;

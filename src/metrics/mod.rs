@@ -1,5 +1,6 @@
 //! Metrics: protocol counts, a per-second bandwidth series, top talkers, packets/s and a
-//! bounded ring of recent packets in the published Packet shape.
+//! bounded ring of recent packets in the published Packet shape. A minute of traffic and a
+//! top talker are values of `model::traffic`, re-exported here.
 
 pub mod actor;
 pub mod packets;
