@@ -57,7 +57,7 @@ pub fn ip_index_key(ip: IpAddr, flow_key: &[u8; 16]) -> [u8; 32] {
 }
 
 /// Appends `v` as an unsigned LEB128 varint.
-fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+pub(super) fn put_varint(out: &mut Vec<u8>, mut v: u64) {
     while v >= 0x80 {
         out.push((v as u8) | 0x80);
         v >>= 7;
@@ -66,10 +66,10 @@ fn put_varint(out: &mut Vec<u8>, mut v: u64) {
 }
 
 /// A cursor over a stored value.
-struct Reader<'a>(&'a [u8]);
+pub(super) struct Reader<'a>(pub(super) &'a [u8]);
 
 impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
+    pub(super) fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
         if self.0.len() < n {
             return Err(DecodeError::Truncated);
         }
@@ -78,23 +78,23 @@ impl<'a> Reader<'a> {
         Ok(head)
     }
 
-    fn u8(&mut self) -> Result<u8, DecodeError> {
+    pub(super) fn u8(&mut self) -> Result<u8, DecodeError> {
         Ok(self.take(1)?[0])
     }
 
-    fn u16(&mut self) -> Result<u16, DecodeError> {
+    pub(super) fn u16(&mut self) -> Result<u16, DecodeError> {
         Ok(u16::from_be_bytes(
             self.take(2)?.try_into().expect("2 bytes"),
         ))
     }
 
-    fn i64(&mut self) -> Result<i64, DecodeError> {
+    pub(super) fn i64(&mut self) -> Result<i64, DecodeError> {
         Ok(i64::from_be_bytes(
             self.take(8)?.try_into().expect("8 bytes"),
         ))
     }
 
-    fn varint(&mut self) -> Result<u64, DecodeError> {
+    pub(super) fn varint(&mut self) -> Result<u64, DecodeError> {
         let mut v = 0u64;
         for shift in (0..64).step_by(7) {
             let b = self.u8()?;
@@ -117,7 +117,7 @@ impl<'a> Reader<'a> {
     }
 }
 
-const STATES: [FlowState; 6] = [
+pub(super) const STATES: [FlowState; 6] = [
     FlowState::Handshake,
     FlowState::Established,
     FlowState::Closing,
@@ -126,7 +126,7 @@ const STATES: [FlowState; 6] = [
     FlowState::Active,
 ];
 
-const ENDS: [EndReason; 6] = [
+pub(super) const ENDS: [EndReason; 6] = [
     EndReason::IdleTimeout,
     EndReason::ActiveTimeout,
     EndReason::Closed,

@@ -15,6 +15,7 @@
 //! partitions), then snapshots, then alerts.
 
 pub mod actor;
+pub mod block;
 pub mod buffer;
 pub mod codec;
 pub mod flows;
