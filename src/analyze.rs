@@ -169,10 +169,11 @@ impl Opened {
             None => None,
         };
         let store = match &options.config.store.db_path {
-            Some(path) => Some(StoreActor::from_store(
-                Store::open(path, &options.config.store)?,
-                options.config.store.clone(),
-            )),
+            Some(path) => {
+                let mut store = Store::open(path, &options.config.store)?;
+                store.set_community_seed(options.config.flows.community_id_seed);
+                Some(StoreActor::from_store(store, options.config.store.clone()))
+            }
             None => None,
         };
         let exporter = crate::export::Exporter::open(&options.config.export)?;

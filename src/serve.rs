@@ -81,7 +81,8 @@ pub fn run(options: ServeOptions, ready: impl FnOnce(SocketAddr, bool)) -> Resul
     let config = options.config;
     // The port first: a taken one fails before anything else starts.
     let bound = HttpServer::bind(&config.server)?;
-    let store = Store::open(&options.db_path, &config.store)?;
+    let mut store = Store::open(&options.db_path, &config.store)?;
+    store.set_community_seed(config.flows.community_id_seed);
     let geo = Arc::new(GeoIp::open(&config.geoip)?);
     let source = options.base.open()?;
     if let Some(reason) = geo.status().reason {

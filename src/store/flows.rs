@@ -1,4 +1,6 @@
-//! Flow records in time partitions.
+//! Flow records in time partitions, one key per record: how releases before flow blocks
+//! (`blocks`) stored flows. Still read, queried and aged out; written only by the tests that
+//! build such a database.
 //!
 //! Flows are the bulk of the database, so their retention must be cheap and must really
 //! give the space back. Deleting records one by one in sled rewrites pages (twice the
@@ -344,6 +346,23 @@ impl FlowPartitions {
 }
 
 impl FlowPartitions {
+    /// Whether `r` is stored here already (so that a capture analysed again after an
+    /// upgrade is not stored twice).
+    pub fn contains(&self, r: &FlowRecord) -> Result<bool, StoreError> {
+        let end = r.last_seen.0;
+        let key = flow_key(r.last_seen, record_hash(r));
+        for p in &self.partitions {
+            if !p.meta.is_empty()
+                && p.meta.min_end <= end
+                && end <= p.meta.max_end
+                && p.rows.contains_key(key)?
+            {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
     /// Calls `f` with every stored record, oldest partition first.
     pub fn for_each(
         &self,

@@ -16,6 +16,7 @@
 
 pub mod actor;
 pub mod block;
+pub mod blocks;
 pub mod buffer;
 pub mod codec;
 pub mod flows;
@@ -30,6 +31,7 @@ use serde::{Deserialize, Serialize};
 use crate::model::alert::{Alert, AlertQuery};
 use crate::model::flow::{FlowQuery, FlowRecord};
 use crate::model::traffic::MinuteSnapshot;
+use blocks::FlowBlocks;
 use codec::{DecodeError, time_from_key, time_key};
 use flows::FlowPartitions;
 
@@ -152,7 +154,11 @@ pub struct StoreStats {
     pub alerts: TreeCounts,
     pub flows: TreeCounts,
     pub flow_index: TreeCounts,
+    /// Partitions of flows stored one per record by earlier releases (read, aged out).
     pub flow_partitions: usize,
+    /// Compressed blocks of flows, and how many of them reads had to skip as unreadable.
+    pub flow_blocks: usize,
+    pub unreadable_blocks: u64,
     pub snapshots: TreeCounts,
     /// Logical bytes the records may fill (a share of the cap, see `Store::make_room`).
     pub logical_budget: u64,
@@ -196,7 +202,10 @@ pub struct Store {
     config: StoreConfig,
     db: sled::Db,
     alerts: sled::Tree,
-    flows: FlowPartitions,
+    flows: FlowBlocks,
+    /// Flows written one record per key by releases before blocks: read and aged out, never
+    /// written.
+    legacy: FlowPartitions,
     snapshots: sled::Tree,
     /// Alerts and snapshots (flows count themselves).
     counts: [TreeCounts; 2],
@@ -205,9 +214,10 @@ pub struct Store {
 }
 
 /// Live (logical) bytes per byte of file that sled sustains under churn, measured with
-/// `tapir db bench`: sled 0.34 uses about 6 bytes of file per byte of flow data, more while
-/// its garbage collection lags behind a burst of writes (see the README).
-const LIVE_SHARE: f64 = 0.1;
+/// `tapir db bench`: with flows in blocks (a few large values per second) sled's file holds
+/// about 1.4 bytes per byte of data at a steady rate and up to 4 while its garbage
+/// collection lags behind an unpaced burst that retention keeps trimming (see the README).
+const LIVE_SHARE: f64 = 0.25;
 /// Flow partitions per logical budget: retention frees about a quarter of it at a time.
 const PARTITIONS_PER_BUDGET: u64 = 4;
 
@@ -276,7 +286,8 @@ impl Store {
         // must be able to drop a partition long before the disk fills.
         let cap = effective_cap(config, path, db.size_on_disk().unwrap_or(0));
         let budget = (cap as f64 * LIVE_SHARE) as u64;
-        let flows = FlowPartitions::open(&db, budget / PARTITIONS_PER_BUDGET)?;
+        let legacy = FlowPartitions::open(&db, budget / PARTITIONS_PER_BUDGET)?;
+        let flows = FlowBlocks::open(&db, 0)?;
         let mut counts = [TreeCounts::default(); 2];
         for (i, t) in [&alerts, &snapshots].into_iter().enumerate() {
             for entry in t.iter() {
@@ -291,6 +302,7 @@ impl Store {
             db,
             alerts,
             flows,
+            legacy,
             snapshots,
             counts,
             deleted_by_age: 0,
@@ -302,9 +314,25 @@ impl Store {
         &self.path
     }
 
-    /// Adds flow records and their IP index entries (not yet durable: see [`Store::flush`]).
+    /// Adds flow records as one block, leaving out any already stored (not yet durable:
+    /// see [`Store::flush`]).
     pub fn insert_flows(&mut self, records: &[FlowRecord]) -> Result<(), StoreError> {
-        self.flows.insert(&self.db, records)
+        if self.legacy.partition_count() == 0 {
+            return self.flows.insert(records).map(drop);
+        }
+        let mut fresh = Vec::with_capacity(records.len());
+        for r in records {
+            if !self.legacy.contains(r)? {
+                fresh.push(r.clone());
+            }
+        }
+        self.flows.insert(&fresh).map(drop)
+    }
+
+    /// The Community ID seed the pipeline uses (`[flows] community_id_seed`): blocks then
+    /// derive IDs instead of storing them.
+    pub fn set_community_seed(&mut self, seed: u16) {
+        self.flows.set_seed(seed);
     }
 
     /// Adds or updates alerts by id. An acknowledgement already stored is kept, so a later
@@ -427,8 +455,19 @@ impl Store {
     /// Flows matching `q`, newest (by end time) first.
     pub fn flows(&self, q: &FlowQuery) -> Result<Vec<FlowRecord>, StoreError> {
         let (lo, hi) = q.time_bounds_ns();
-        self.flows
-            .query(lo, hi, q.ip.or(q.src_ip), q.limit, &|r| q.matches(r))
+        let ip = q.ip.or(q.src_ip);
+        let keep = |r: &FlowRecord| q.matches(r);
+        let blocks = self.flows.query(lo, hi, ip, q.limit, &keep)?;
+        if self.legacy.partition_count() == 0 {
+            return Ok(blocks);
+        }
+        let legacy = self.legacy.query(lo, hi, ip, q.limit, &keep)?;
+        // Both newest first: merge, keeping the newest `limit`.
+        let mut all = blocks;
+        all.extend(legacy);
+        all.sort_by(|a, b| b.last_seen.0.cmp(&a.last_seen.0));
+        all.truncate(q.limit);
+        Ok(all)
     }
 
     /// Minute snapshots whose minute starts within `[start, end]` (Unix seconds), oldest
@@ -459,8 +498,13 @@ impl Store {
     }
 
     pub fn stats(&self) -> StoreStats {
-        let (flows, flow_index) = self.flows.counts();
-        let span = self.flows.time_span();
+        let (legacy, flow_index) = self.legacy.counts();
+        let blocks = self.flows.counts();
+        let flows = TreeCounts {
+            records: blocks.records + legacy.records,
+            bytes: blocks.bytes + legacy.bytes,
+        };
+        let span = self.flow_span();
         StoreStats {
             path: self.path.clone(),
             size_on_disk: self.db.size_on_disk().unwrap_or(0),
@@ -471,7 +515,9 @@ impl Store {
             alerts: self.counts[ALERTS],
             flows,
             flow_index,
-            flow_partitions: self.flows.partition_count(),
+            flow_partitions: self.legacy.partition_count(),
+            flow_blocks: self.flows.block_count(),
+            unreadable_blocks: self.flows.unreadable(),
             snapshots: self.counts[SNAPSHOTS],
             oldest_flow: span.map(|(lo, _)| lo as f64 / 1e9),
             newest_flow: span.map(|(_, hi)| hi as f64 / 1e9),
@@ -486,9 +532,10 @@ impl Store {
     pub fn enforce_retention(&mut self) -> Result<RetentionReport, StoreError> {
         let mut report = RetentionReport::default();
         const DAY_NS: i64 = 86_400 * 1_000_000_000;
-        if let Some((_, newest)) = self.flows.time_span() {
+        if let Some((_, newest)) = self.flow_span() {
             let cutoff = newest.saturating_sub(days(self.config.flows_retention_days, DAY_NS));
-            report.by_age += self.flows.drop_before(&self.db, cutoff)?;
+            report.by_age += self.legacy.drop_before(&self.db, cutoff)?;
+            report.by_age += self.flows.drop_before(cutoff)?;
         }
         if let Some((k, _)) = self.snapshots.last()?
             && let Some(newest) = time_from_key(&k)
@@ -511,6 +558,20 @@ impl Store {
         self.deleted_by_age += report.by_age;
         self.deleted_for_space += report.for_space;
         Ok(report)
+    }
+
+    /// Oldest and newest stored flow end time (ns), blocks and legacy partitions together.
+    fn flow_span(&self) -> Option<(i64, i64)> {
+        match (self.flows.time_span(), self.legacy.time_span()) {
+            (Some(a), Some(b)) => Some((a.0.min(b.0), a.1.max(b.1))),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Logical bytes of every flow: blocks, and legacy records with their index.
+    fn flow_bytes(&self) -> u64 {
+        let (rows, index) = self.legacy.counts();
+        self.flows.counts().bytes + rows.bytes + index.bytes
     }
 
     /// The logical bytes (keys and values) the records may fill.
@@ -554,17 +615,24 @@ impl Store {
     fn make_room(&mut self) -> Result<u64, StoreError> {
         let budget = self.budget();
         let others = self.counts[ALERTS].bytes + self.counts[SNAPSHOTS].bytes;
-        let flows = self.flows.counts();
-        if flows.0.bytes + flows.1.bytes + others <= budget {
+        if self.flow_bytes() + others <= budget {
             return Ok(0);
         }
-        // Down to 90% of the budget, so that deletes come in runs, not one per write.
+        // Down to 90% of the budget, so that deletes come in runs, not one per write. The
+        // legacy partitions hold the oldest flows: they go first.
         let target = budget / 10 * 9;
-        let mut deleted = self
-            .flows
-            .shrink_to(&self.db, target.saturating_sub(others))?;
-        let flows = self.flows.counts();
-        let mut excess = (flows.0.bytes + flows.1.bytes + others).saturating_sub(target);
+        let blocks = self.flows.counts().bytes;
+        let mut deleted = self.legacy.shrink_to(
+            &self.db,
+            target.saturating_sub(others).saturating_sub(blocks),
+        )?;
+        let (rows, index) = self.legacy.counts();
+        deleted += self.flows.shrink_to(
+            target
+                .saturating_sub(others)
+                .saturating_sub(rows.bytes + index.bytes),
+        )?;
+        let mut excess = (self.flow_bytes() + others).saturating_sub(target);
         for slot in [SNAPSHOTS, ALERTS] {
             if excess == 0 {
                 break;
@@ -625,19 +693,21 @@ impl Store {
     /// shape.
     pub fn export_flows(&self, out: &mut dyn Write) -> Result<u64, StoreError> {
         let mut n = 0;
-        self.flows.for_each(&mut |r| {
+        let mut write = |r: &FlowRecord| {
             serde_json::to_writer(&mut *out, r).map_err(std::io::Error::from)?;
             out.write_all(b"\n")?;
             n += 1;
             Ok(())
-        })?;
+        };
+        self.legacy.for_each(&mut write)?;
+        self.flows.for_each(&mut write)?;
         Ok(n)
     }
 
     /// Checks every record decodes and every flow has its index entries; returns the
     /// number of records checked.
     pub fn verify(&self) -> Result<u64, StoreError> {
-        let mut n = self.flows.verify()?;
+        let mut n = self.legacy.verify()? + self.flows.verify()?;
         for entry in self.alerts.iter() {
             let (k, v) = entry?;
             decode_alert(&k, &v)?;

@@ -23,7 +23,7 @@ fn flow(id: u64, src: &str, dst: &str, proto: u8, end_secs: f64) -> FlowRecord {
         id,
         src: src.parse().unwrap(),
         dst: dst.parse().unwrap(),
-        src_port: 40_000 + id as u16,
+        src_port: 40_000u16.wrapping_add(id as u16),
         dst_port: 443,
         ip_proto: proto,
         first_seen: Timestamp(end.0 - 1_500_000_000),
@@ -197,10 +197,19 @@ fn writing_the_same_flow_again_does_not_store_it_twice() {
     let mut s = Store::open(&d, &StoreConfig::default()).unwrap();
     let r = flow(1, "10.0.0.1", "10.0.0.2", 6, 10.0);
     s.insert_flows(std::slice::from_ref(&r)).unwrap();
-    s.insert_flows(&[r]).unwrap();
+    s.insert_flows(&[r.clone()]).unwrap();
     assert_eq!(s.flows(&all()).unwrap().len(), 1);
     assert_eq!(s.stats().flows.records, 1);
-    assert_eq!(s.stats().flow_index.records, 2);
+    // Within a session too when a write may have failed half-way, and in another session.
+    s.flows.suspect_own = true;
+    s.insert_flows(&[r.clone(), flow(2, "10.0.0.1", "10.0.0.3", 6, 10.0)])
+        .unwrap();
+    assert_eq!(s.stats().flows.records, 2);
+    drop(s);
+    let mut s = Store::open(&d, &StoreConfig::default()).unwrap();
+    s.insert_flows(&[r]).unwrap();
+    assert_eq!(s.flows(&all()).unwrap().len(), 2);
+    assert_eq!(s.stats().flows.records, 2);
     let _ = std::fs::remove_dir_all(&d);
 }
 
@@ -323,12 +332,13 @@ fn age_retention_drops_flows_older_than_the_window_counted_from_the_newest() {
 fn over_the_size_budget_the_oldest_flows_go_first_and_alerts_stay() {
     let d = dir();
     let config = StoreConfig {
-        max_disk_mb: 4,
+        max_disk_mb: 1,
         ..Default::default()
     };
     let mut s = Store::open(&d, &config).unwrap();
     s.upsert_alerts(&[alert(1_000, "10.0.0.1")]).unwrap();
-    for batch in 0..20u64 {
+    // Flows in blocks take a few dozen bytes each: 100,000 of them overflow the budget.
+    for batch in 0..100u64 {
         let records: Vec<_> = (0..1000)
             .map(|i| {
                 let id = batch * 1000 + i;
@@ -344,7 +354,7 @@ fn over_the_size_budget_the_oldest_flows_go_first_and_alerts_stay() {
     assert!(stats.deleted_for_space > 0);
     let kept = ids(&s.flows(&all()).unwrap());
     // What remains is the newest run of flows, without gaps.
-    assert_eq!(kept[0], 19_999);
+    assert_eq!(kept[0], 99_999);
     assert!(kept.windows(2).all(|w| w[0] == w[1] + 1));
     assert_eq!(
         stats.alerts.records, 1,
@@ -360,4 +370,53 @@ fn a_bad_config_is_rejected_with_the_setting_named() {
         ..Default::default()
     };
     assert!(bad.validate().unwrap_err().contains("flush_interval_ms"));
+}
+
+#[test]
+fn flows_written_before_blocks_stay_readable_and_age_out_first() {
+    let d = dir();
+    let config = StoreConfig {
+        flows_retention_days: 1,
+        ..Default::default()
+    };
+    let old: Vec<_> = (0..50)
+        .map(|i| flow(i, "10.0.0.1", "10.0.0.2", 6, 1e6 + i as f64))
+        .collect();
+    let new: Vec<_> = (50..80)
+        .map(|i| flow(i, "10.0.0.3", "10.0.0.1", 17, 1e6 + i as f64))
+        .collect();
+    {
+        // What a release before blocks wrote: one key per record, with its IP index.
+        let mut s = Store::open(&d, &config).unwrap();
+        s.legacy.insert(&s.db, &old).unwrap();
+        s.flush().unwrap();
+    }
+    let mut s = Store::open(&d, &config).unwrap();
+    assert_eq!(s.stats().flows.records, 50);
+    // The same records again (the capture analysed again after the upgrade): kept once.
+    s.insert_flows(&old[..10]).unwrap();
+    assert_eq!(s.stats().flows.records, 50);
+    s.insert_flows(&new).unwrap();
+    let all_ids = ids(&s.flows(&all()).unwrap());
+    assert_eq!(all_ids, (0..80).rev().collect::<Vec<_>>());
+    // By host, across both kinds, newest first.
+    let host = s
+        .flows(&FlowQuery {
+            ip: Some("10.0.0.1".parse().unwrap()),
+            limit: 40,
+            ..all()
+        })
+        .unwrap();
+    assert_eq!(ids(&host), (40..80).rev().collect::<Vec<_>>());
+    assert_eq!(s.stats().flows.records, 80);
+    assert_eq!(s.verify().unwrap(), 80);
+    let mut out = Vec::new();
+    assert_eq!(s.export_flows(&mut out).unwrap(), 80);
+    // A day after the newest, both kinds age out.
+    s.insert_flows(&[flow(99, "10.0.0.9", "10.0.0.1", 6, 1e6 + 86_400.0 + 100.0)])
+        .unwrap();
+    s.enforce_retention().unwrap();
+    assert_eq!(ids(&s.flows(&all()).unwrap()), [99]);
+    assert_eq!(s.stats().flow_partitions, 0);
+    let _ = std::fs::remove_dir_all(&d);
 }
