@@ -465,7 +465,7 @@ impl Store {
         // Both newest first: merge, keeping the newest `limit`.
         let mut all = blocks;
         all.extend(legacy);
-        all.sort_by(|a, b| b.last_seen.0.cmp(&a.last_seen.0));
+        all.sort_by_key(|r| std::cmp::Reverse(r.last_seen.0));
         all.truncate(q.limit);
         Ok(all)
     }
