@@ -616,7 +616,8 @@ fn stored_flows_come_back_whole_and_queries_match_a_linear_scan() {
         .unwrap()
         .to_string();
     let server = expected[10]["dst_ip"].as_str().unwrap().to_string();
-    let queries: Vec<(FlowQuery, Box<dyn Fn(&serde_json::Value) -> bool>)> = vec![
+    type Scan = Box<dyn Fn(&serde_json::Value) -> bool>;
+    let queries: Vec<(FlowQuery, Scan)> = vec![
         (
             FlowQuery {
                 start: Some(mid),
