@@ -197,7 +197,7 @@ fn writing_the_same_flow_again_does_not_store_it_twice() {
     let mut s = Store::open(&d, &StoreConfig::default()).unwrap();
     let r = flow(1, "10.0.0.1", "10.0.0.2", 6, 10.0);
     s.insert_flows(std::slice::from_ref(&r)).unwrap();
-    s.insert_flows(&[r.clone()]).unwrap();
+    s.insert_flows(std::slice::from_ref(&r)).unwrap();
     assert_eq!(s.flows(&all()).unwrap().len(), 1);
     assert_eq!(s.stats().flows.records, 1);
     // Within a session too when a write may have failed half-way, and in another session.
