@@ -699,3 +699,124 @@ fn stored_flows_come_back_whole_and_queries_match_a_linear_scan() {
     drop(store);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The history's rollups against tshark: bytes per minute of the link and bytes per host over
+/// the capture (both directions), and flows per minute against the `--flows-out` records;
+/// the hour tier holds the same sums.
+#[test]
+fn history_rollups_match_tshark_per_minute_and_per_host() {
+    use std::collections::BTreeMap;
+    use tapir::store::rollup::{By, HistoryQuery, Metric};
+    use tapir::store::{Store, StoreConfig};
+    let dir = tempdir();
+    let path = dir.join("db");
+    let file = pcap("bruteforce/traceshare_hydra_4_tasks.pcap");
+    let flows_out = dir.join("flows.jsonl");
+    let (code, _, err) = common::analyze(
+        &file,
+        &[
+            "--db-path",
+            path.to_str().unwrap(),
+            "--flows-out",
+            flows_out.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, Some(0), "{err}");
+    let out = std::process::Command::new("tshark")
+        .args(["-n", "-r"])
+        .arg(&file)
+        .args([
+            "-T",
+            "fields",
+            "-e",
+            "frame.time_epoch",
+            "-e",
+            "frame.len",
+            "-e",
+            "ip.src",
+            "-e",
+            "ip.dst",
+            "-e",
+            "ipv6.src",
+            "-e",
+            "ipv6.dst",
+        ])
+        .output()
+        .expect("tshark (wireshark's CLI) must be installed: scripts/install-deps");
+    assert!(out.status.success());
+    let mut per_minute: BTreeMap<i64, u64> = BTreeMap::new();
+    let mut per_host: BTreeMap<String, u64> = BTreeMap::new();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let f: Vec<&str> = line.split('\t').collect();
+        let t: f64 = f[0].parse().unwrap();
+        let len: u64 = f[1].parse().unwrap();
+        *per_minute
+            .entry((t as i64).div_euclid(60) * 60)
+            .or_default() += len;
+        let (src, dst) = if f[2].is_empty() {
+            (f[4], f[5])
+        } else {
+            (f[2], f[3])
+        };
+        for host in [src, dst] {
+            if !host.is_empty() {
+                *per_host.entry(host.to_string()).or_default() += len;
+            }
+        }
+    }
+    let mut flows_per_minute: BTreeMap<i64, u64> = BTreeMap::new();
+    for line in std::fs::read_to_string(&flows_out).unwrap().lines() {
+        let f: serde_json::Value = serde_json::from_str(line).unwrap();
+        let end = f["last_seen"].as_f64().unwrap() as i64;
+        *flows_per_minute.entry(end.div_euclid(60) * 60).or_default() += 1;
+    }
+    let (first, last) = (
+        *per_minute.keys().next().unwrap(),
+        *per_minute.keys().next_back().unwrap() + 59,
+    );
+    let store = Store::open(&path, &StoreConfig::default()).unwrap();
+    let query = |metric, by, key: Option<&str>, step| HistoryQuery {
+        metric,
+        by,
+        key: key.map(String::from),
+        from: Some(first),
+        to: Some(last),
+        step,
+    };
+    let series = |q: HistoryQuery| -> BTreeMap<i64, u64> {
+        let h = store.history(&q).unwrap();
+        h.series[0].points.iter().copied().collect()
+    };
+    assert_eq!(
+        series(query(Metric::Bytes, By::Total, None, None)),
+        per_minute
+    );
+    assert_eq!(
+        series(query(Metric::Flows, By::Total, None, None)),
+        flows_per_minute
+    );
+    // Hours: the same bytes, summed.
+    let hours = series(query(Metric::Bytes, By::Total, None, Some(3600)));
+    let mut want_hours: BTreeMap<i64, u64> = BTreeMap::new();
+    for (m, b) in &per_minute {
+        *want_hours.entry(m.div_euclid(3600) * 3600).or_default() += b;
+    }
+    assert_eq!(hours, want_hours);
+    for (host, bytes) in &per_host {
+        let h = store
+            .history(&query(Metric::Bytes, By::Host, Some(host), None))
+            .unwrap();
+        assert_eq!(h.series[0].total, *bytes, "{host}");
+    }
+    // Without a key: the busiest hosts, the attacker and its target first.
+    let top = store
+        .history(&query(Metric::Bytes, By::Host, None, None))
+        .unwrap();
+    let keys: Vec<&str> = top.series.iter().map(|s| s.key.as_str()).take(2).collect();
+    assert!(
+        keys.contains(&"240.0.1.3") && keys.contains(&"240.125.0.2"),
+        "{keys:?}"
+    );
+    drop(store);
+    let _ = std::fs::remove_dir_all(&dir);
+}

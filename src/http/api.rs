@@ -218,6 +218,7 @@ impl Api {
             Route::Stats => self.stats(rt),
             Route::TopTalkers { limit, with_geo } => self.top_talkers(rt, limit, with_geo),
             Route::Flows(p) => self.flows(rt, p),
+            Route::History(q) => self.history(rt, q),
             Route::Alerts(p) => self.alerts(rt, p),
             Route::Acknowledge(target) => self.acknowledge(rt, target),
             Route::Packets { limit } => {

@@ -24,8 +24,10 @@ use crate::http::hub::{GetHubStatus, Subscribe};
 use crate::metrics::TopTalker;
 use crate::metrics::actor::GetStats;
 use crate::store::actor::{
-    GetStoreStatus, QueryAlerts, QueryFlows, StoreAcknowledge, StoreAcknowledgeMatching,
+    GetStoreStatus, QueryAlerts, QueryFlows, QueryHistory, StoreAcknowledge,
+    StoreAcknowledgeMatching,
 };
+use crate::store::rollup::HistoryQuery;
 use serde::Serialize;
 use std::collections::BTreeMap;
 
@@ -70,6 +72,25 @@ impl Api {
             })
             .collect();
         Reply::ok(talkers)
+    }
+
+    /// `GET /history`: from the store's rollups.
+    pub(super) fn history(
+        &self,
+        rt: &tokio::runtime::Runtime,
+        query: HistoryQuery,
+    ) -> Result<Reply, ApiError> {
+        let Some(store) = &self.store else {
+            return Err(ApiError::new(
+                503,
+                "history needs the database; start tapir with --db-path",
+                serde_json::Value::Null,
+            ));
+        };
+        let history = self
+            .ask(rt, "the store", store, QueryHistory(query))?
+            .map_err(|e| ApiError::new(503, "storage unavailable", json!(e.0)))?;
+        Reply::ok(history)
     }
 
     pub(super) fn flows(

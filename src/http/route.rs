@@ -8,6 +8,7 @@ use serde_json::{Value, json};
 
 use crate::alert::AlertQuery;
 use crate::flow::FlowQuery;
+use crate::store::rollup::{By, HistoryQuery, Metric, OTHER};
 
 /// The published limits' defaults and the largest accepted values.
 pub const DEFAULT_LIMIT: usize = 100;
@@ -57,6 +58,7 @@ pub enum Route {
     },
     /// `/flows`: its parameters parse straight into the store's (and flow table's) query.
     Flows(FlowQuery),
+    History(HistoryQuery),
     /// `/alerts`, likewise.
     Alerts(AlertQuery),
     Acknowledge(AckTarget),
@@ -110,6 +112,7 @@ impl Route {
             Route::Stats
             | Route::TopTalkers { .. }
             | Route::Flows(_)
+            | Route::History(_)
             | Route::Alerts(_)
             | Route::Packets { .. }
             | Route::Packet { .. }
@@ -158,6 +161,7 @@ impl Route {
             Route::Stats
                 | Route::TopTalkers { .. }
                 | Route::Flows(_)
+                | Route::History(_)
                 | Route::Alerts(_)
                 | Route::Packets { .. }
                 | Route::Packet { .. }
@@ -173,6 +177,7 @@ pub const ENDPOINTS: &[(&str, &str)] = &[
     ("GET", "/stats"),
     ("GET", "/top-talkers"),
     ("GET", "/flows"),
+    ("GET", "/history?metric=bytes&by=host"),
     ("GET", "/alerts"),
     ("POST", "/alerts/1/acknowledge"),
     ("GET", "/packets"),
@@ -349,6 +354,7 @@ pub fn parse(method: &str, url: &str) -> Result<Route, ApiError> {
         ["stats"] => ("GET", Query::parse(query, &[]).map(|_| Route::Stats)),
         ["top-talkers"] => ("GET", top_talkers(query)),
         ["flows"] => ("GET", flows(query)),
+        ["history"] => ("GET", history(query)),
         ["alerts"] => ("GET", alerts(query)),
         ["alerts", key, "acknowledge"] => ("POST", acknowledge(key, query)),
         ["packets"] => (
@@ -484,6 +490,69 @@ fn flows(query: &str) -> Result<Route, ApiError> {
         ip: q.ip("ip")?,
         start: start_time,
         end: end_time,
+    }))
+}
+
+fn history(query: &str) -> Result<Route, ApiError> {
+    let q = Query::parse(query, &["metric", "by", "key", "from", "to", "step"])?;
+    let choice = |name: &str, allowed: &[&str], default: &str| -> Result<String, ApiError> {
+        let v = q.get(name).unwrap_or(default).to_ascii_lowercase();
+        if allowed.contains(&v.as_str()) {
+            Ok(v)
+        } else {
+            Err(ApiError::bad_request(
+                format!("unknown {name}"),
+                json!({"parameter": name, "value": v, "allowed": allowed}),
+            ))
+        }
+    };
+    let metric = match choice("metric", &["bytes", "packets", "flows"], "bytes")?.as_str() {
+        "packets" => Metric::Packets,
+        "flows" => Metric::Flows,
+        _ => Metric::Bytes,
+    };
+    let by = match choice("by", &["total", "host", "protocol"], "total")?.as_str() {
+        "host" => By::Host,
+        "protocol" => By::Protocol,
+        _ => By::Total,
+    };
+    let key = match (by, q.get("key")) {
+        (_, None | Some("")) | (By::Total, _) => None,
+        (By::Host, Some(k)) if k == OTHER => Some(k.to_string()),
+        (By::Host, Some(_)) => q.ip("key")?.map(|ip| ip.to_string()),
+        (By::Protocol, Some(p)) if PROTOCOLS.contains(&p.to_ascii_uppercase().as_str()) => {
+            Some(p.to_ascii_uppercase())
+        }
+        (By::Protocol, Some(p)) => {
+            return Err(ApiError::bad_request(
+                "unknown protocol",
+                json!({"parameter": "key", "value": p, "allowed": PROTOCOLS}),
+            ));
+        }
+    };
+    let secs = |name: &str| -> Result<Option<i64>, ApiError> {
+        Ok(q.time(name)?.map(|t| t.floor() as i64))
+    };
+    let (from, to) = (secs("from")?, secs("to")?);
+    if let (Some(f), Some(t)) = (from, to)
+        && f > t
+    {
+        return Err(ApiError::bad_request(
+            "from is after to",
+            json!({"from": f, "to": t}),
+        ));
+    }
+    let step = match q.get("step") {
+        None => None,
+        Some(_) => Some(q.limit("step", 60, 366 * 86_400)? as i64),
+    };
+    Ok(Route::History(HistoryQuery {
+        metric,
+        by,
+        key,
+        from,
+        to,
+        step,
     }))
 }
 

@@ -83,6 +83,7 @@ struct MinuteState {
     packets: u64,
     bytes: u64,
     protocol_counts: [u64; Protocol::ALL.len()],
+    protocol_bytes: [u64; Protocol::ALL.len()],
 }
 
 impl MinuteState {
@@ -92,6 +93,7 @@ impl MinuteState {
             packets: 0,
             bytes: 0,
             protocol_counts: [0; Protocol::ALL.len()],
+            protocol_bytes: [0; Protocol::ALL.len()],
         }
     }
 }
@@ -158,6 +160,7 @@ impl MetricsAggregator {
             minute.packets += 1;
             minute.bytes += bytes;
             minute.protocol_counts[p.protocol().index()] += 1;
+            minute.protocol_bytes[p.protocol().index()] += bytes;
             if self.newest_sec.is_none_or(|n| sec > n) {
                 self.newest_sec = Some(sec);
                 self.newest_ts = Some(p.ts.as_secs_f64());
@@ -206,6 +209,12 @@ impl MetricsAggregator {
         let Some(m) = self.minute.take() else {
             return;
         };
+        let hosts: Vec<(IpAddr, HostCounters)> = self
+            .hosts
+            .iter()
+            .filter(|(_, h)| h.minute.packets() > 0)
+            .map(|(ip, h)| (*ip, h.minute))
+            .collect();
         let top_talkers = top_by_bytes(
             self.hosts
                 .iter()
@@ -227,6 +236,12 @@ impl MetricsAggregator {
                 .collect(),
             top_talkers,
             active_sessions: self.active_sessions,
+            hosts,
+            protocol_bytes: Protocol::ALL
+                .into_iter()
+                .filter(|p| m.protocol_bytes[p.index()] > 0)
+                .map(|p| (p.name().to_string(), m.protocol_bytes[p.index()]))
+                .collect(),
         });
     }
 

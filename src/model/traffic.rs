@@ -46,4 +46,10 @@ pub struct MinuteSnapshot {
     pub top_talkers: Vec<TopTalker>,
     /// Flows in the table at the end of the minute.
     pub active_sessions: u64,
+    /// Every host of the minute with its traffic, and bytes per protocol: for the history
+    /// rollups, not kept with the snapshot.
+    #[serde(skip)]
+    pub hosts: Vec<(IpAddr, HostCounters)>,
+    #[serde(skip)]
+    pub protocol_bytes: BTreeMap<String, u64>,
 }

@@ -16,6 +16,7 @@ use actix::{Actor, AsyncContext, Context, Handler, MessageResult};
 
 pub use super::StoreStatus;
 use super::buffer::{Pending, ReportLimit, Retry};
+use super::rollup::{History, HistoryQuery};
 use super::{Store, StoreConfig, StoreError};
 use crate::messages::{AlertsChanged, FlowRecordsMsg, MinuteSnapshots};
 use crate::model::alert::{Alert, AlertQuery};
@@ -50,6 +51,11 @@ pub struct QueryAlerts(pub AlertQuery);
 #[derive(actix::Message)]
 #[rtype(result = "Result<Vec<FlowRecord>, StoreUnavailable>")]
 pub struct QueryFlows(pub FlowQuery);
+
+/// Traffic history from the rollups.
+#[derive(actix::Message)]
+#[rtype(result = "Result<History, StoreUnavailable>")]
+pub struct QueryHistory(pub HistoryQuery);
 
 /// Acknowledge a stored alert by id (persisted at once).
 #[derive(actix::Message)]
@@ -386,6 +392,14 @@ impl Handler<QueryFlows> for StoreActor {
 
     fn handle(&mut self, msg: QueryFlows, _: &mut Self::Context) -> Self::Result {
         MessageResult(self.query(|s| s.flows(&msg.0)))
+    }
+}
+
+impl Handler<QueryHistory> for StoreActor {
+    type Result = MessageResult<QueryHistory>;
+
+    fn handle(&mut self, msg: QueryHistory, _: &mut Self::Context) -> Self::Result {
+        MessageResult(self.query(|s| s.history(&msg.0)))
     }
 }
 

@@ -140,11 +140,11 @@ impl FlowBlocks {
         Some((min, max))
     }
 
-    /// Stores `records` as one block, leaving out those already stored; returns how many
-    /// were new.
-    pub fn insert(&mut self, records: &[FlowRecord]) -> Result<u64, StoreError> {
+    /// Stores `records` as one block, leaving out those already stored; returns the new
+    /// ones.
+    pub fn insert(&mut self, records: &[FlowRecord]) -> Result<Vec<FlowRecord>, StoreError> {
         if records.is_empty() {
-            return Ok(0);
+            return Ok(Vec::new());
         }
         let fresh = match self.known(records) {
             Ok(known) => known,
@@ -154,7 +154,7 @@ impl FlowBlocks {
             }
         };
         if fresh.is_empty() {
-            return Ok(0);
+            return Ok(fresh);
         }
         let encoded = block::encode(&fresh, self.seed, self.session);
         let key = key_of(encoded.meta.max_end, &encoded.value);
@@ -184,7 +184,7 @@ impl FlowBlocks {
                 session: self.session,
             },
         );
-        Ok(fresh.len() as u64)
+        Ok(fresh)
     }
 
     /// The records of `records` not stored yet (and each once).

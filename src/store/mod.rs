@@ -21,6 +21,7 @@ pub mod buffer;
 pub mod codec;
 pub mod flows;
 pub mod load;
+pub mod rollup;
 pub mod space;
 
 use std::io::Write;
@@ -34,6 +35,7 @@ use crate::model::traffic::MinuteSnapshot;
 use blocks::FlowBlocks;
 use codec::{DecodeError, time_from_key, time_key};
 use flows::FlowPartitions;
+use rollup::{History, HistoryQuery, Rollups};
 
 /// Storage settings (the `[store]` section).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -52,6 +54,10 @@ pub struct StoreConfig {
     pub flows_retention_days: u64,
     pub snapshots_retention_days: u64,
     pub alerts_retention_days: u64,
+    /// History rollups kept per tier: minutes, hours and days.
+    pub minutes_retention_days: u64,
+    pub hours_retention_days: u64,
+    pub days_retention_days: u64,
     /// How often retention runs.
     pub retention_interval_secs: u64,
     /// Records buffered while the disk is unavailable; past this the oldest are dropped.
@@ -73,6 +79,9 @@ impl Default for StoreConfig {
             flows_retention_days: 7,
             snapshots_retention_days: 90,
             alerts_retention_days: 365,
+            minutes_retention_days: 2,
+            hours_retention_days: 90,
+            days_retention_days: 3 * 365,
             retention_interval_secs: 10,
             max_pending: 100_000,
             min_free_mb: 64,
@@ -158,6 +167,8 @@ pub struct StoreStats {
     pub flow_partitions: usize,
     /// Compressed blocks of flows, and how many of them reads had to skip as unreadable.
     pub flow_blocks: usize,
+    /// History rollup buckets and their bytes, per tier.
+    pub rollups: RollupCounts,
     pub unreadable_blocks: u64,
     pub snapshots: TreeCounts,
     /// Logical bytes the records may fill (a share of the cap, see `Store::make_room`).
@@ -168,6 +179,14 @@ pub struct StoreStats {
     /// Deleted by retention since start: by age, and to stay under the size cap.
     pub deleted_by_age: u64,
     pub deleted_for_space: u64,
+}
+
+/// Buckets and bytes of each rollup tier.
+#[derive(Clone, Copy, Debug, Default, Serialize)]
+pub struct RollupCounts {
+    pub minutes: TreeCounts,
+    pub hours: TreeCounts,
+    pub days: TreeCounts,
 }
 
 /// The store actor's counters, for `/debug` and `analyze`.
@@ -206,6 +225,7 @@ pub struct Store {
     /// Flows written one record per key by releases before blocks: read and aged out, never
     /// written.
     legacy: FlowPartitions,
+    rollups: Rollups,
     snapshots: sled::Tree,
     /// Alerts and snapshots (flows count themselves).
     counts: [TreeCounts; 2],
@@ -288,6 +308,7 @@ impl Store {
         let budget = (cap as f64 * LIVE_SHARE) as u64;
         let legacy = FlowPartitions::open(&db, budget / PARTITIONS_PER_BUDGET)?;
         let flows = FlowBlocks::open(&db, 0)?;
+        let rollups = Rollups::open(&db)?;
         let mut counts = [TreeCounts::default(); 2];
         for (i, t) in [&alerts, &snapshots].into_iter().enumerate() {
             for entry in t.iter() {
@@ -303,6 +324,7 @@ impl Store {
             alerts,
             flows,
             legacy,
+            rollups,
             snapshots,
             counts,
             deleted_by_age: 0,
@@ -317,16 +339,20 @@ impl Store {
     /// Adds flow records as one block, leaving out any already stored (not yet durable:
     /// see [`Store::flush`]).
     pub fn insert_flows(&mut self, records: &[FlowRecord]) -> Result<(), StoreError> {
-        if self.legacy.partition_count() == 0 {
-            return self.flows.insert(records).map(drop);
-        }
-        let mut fresh = Vec::with_capacity(records.len());
-        for r in records {
-            if !self.legacy.contains(r)? {
-                fresh.push(r.clone());
+        let stored = if self.legacy.partition_count() == 0 {
+            self.flows.insert(records)?
+        } else {
+            let mut fresh = Vec::with_capacity(records.len());
+            for r in records {
+                if !self.legacy.contains(r)? {
+                    fresh.push(r.clone());
+                }
             }
-        }
-        self.flows.insert(&fresh).map(drop)
+            self.flows.insert(&fresh)?
+        };
+        // Counted in the history once, as stored.
+        self.rollups.add_flows(&stored)?;
+        self.rollups.write()
     }
 
     /// The Community ID seed the pipeline uses (`[flows] community_id_seed`): blocks then
@@ -368,7 +394,8 @@ impl Store {
             let key = time_key(s.timestamp);
             let value = serde_json::to_vec(s).expect("snapshots serialize");
             let c = &mut self.counts[SNAPSHOTS];
-            match self.snapshots.insert(key, value.as_slice())? {
+            let old = self.snapshots.insert(key, value.as_slice())?;
+            match &old {
                 Some(old) => c.bytes = c.bytes.saturating_sub(old.len() as u64),
                 None => {
                     c.records += 1;
@@ -376,8 +403,13 @@ impl Store {
                 }
             }
             c.bytes += value.len() as u64;
+            // The same minute again, unchanged (a capture analysed again), is in the history
+            // already; a minute closed again with more (after a restart) adds what it saw.
+            if old.is_none_or(|old| *old != *value) {
+                self.rollups.add_minute(s)?;
+            }
         }
-        Ok(())
+        self.rollups.write()
     }
 
     /// Makes everything written so far durable; returns the bytes sled wrote.
@@ -470,6 +502,11 @@ impl Store {
         Ok(all)
     }
 
+    /// Traffic history from the rollups (`GET /history`).
+    pub fn history(&self, q: &HistoryQuery) -> Result<History, StoreError> {
+        self.rollups.history(q)
+    }
+
     /// Minute snapshots whose minute starts within `[start, end]` (Unix seconds), oldest
     /// first, at most `limit`.
     pub fn snapshots(
@@ -517,6 +554,15 @@ impl Store {
             flow_index,
             flow_partitions: self.legacy.partition_count(),
             flow_blocks: self.flows.block_count(),
+            rollups: {
+                let [m, h, d] = self.rollups.counts();
+                let tc = |(records, bytes)| TreeCounts { records, bytes };
+                RollupCounts {
+                    minutes: tc(m),
+                    hours: tc(h),
+                    days: tc(d),
+                }
+            },
             unreadable_blocks: self.flows.unreadable(),
             snapshots: self.counts[SNAPSHOTS],
             oldest_flow: span.map(|(lo, _)| lo as f64 / 1e9),
@@ -554,6 +600,12 @@ impl Store {
             let cutoff = newest_ms.saturating_sub(keep_ms).saturating_mul(1024);
             report.by_age += self.delete_oldest(ALERTS, Some(&cutoff.to_be_bytes()), u64::MAX)?;
         }
+        // Rollup buckets are not records: they go by their tier's age, uncounted.
+        self.rollups.drop_old([
+            days(self.config.minutes_retention_days, 86_400),
+            days(self.config.hours_retention_days, 86_400),
+            days(self.config.days_retention_days, 86_400),
+        ])?;
         report.for_space = self.make_room()?;
         self.deleted_by_age += report.by_age;
         self.deleted_for_space += report.for_space;
@@ -614,7 +666,9 @@ impl Store {
     /// sustained writes (measured, see `LIVE_SHARE`).
     fn make_room(&mut self) -> Result<u64, StoreError> {
         let budget = self.budget();
-        let others = self.counts[ALERTS].bytes + self.counts[SNAPSHOTS].bytes;
+        // The history's rollups go by age only; flows make room for them.
+        let others =
+            self.counts[ALERTS].bytes + self.counts[SNAPSHOTS].bytes + self.rollups.bytes();
         if self.flow_bytes() + others <= budget {
             return Ok(0);
         }

@@ -1,0 +1,697 @@
+//! History rollups: traffic summed per minute, hour and day, for the link as a whole, per
+//! host and per protocol, written as minutes close and as flows are stored (never recomputed
+//! from flows), each tier with its own retention.
+//!
+//! A bucket is one sled value per tier and start time (`rollup.m`, `rollup.h`, `rollup.d`:
+//! big-endian start → zstd-compressed JSON). The buckets being filled stay in memory and are
+//! written after each batch of input; a flow that ends in a bucket already written and
+//! evicted reads it back first. A bucket keeps its busiest hosts (by bytes) and folds the
+//! rest into `other`, so that a scan of the whole address space costs a bounded bucket.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use serde::{Deserialize, Serialize};
+
+use super::StoreError;
+use super::codec::{DecodeError, time_from_key, time_key};
+use crate::model::flow::FlowRecord;
+use crate::model::traffic::MinuteSnapshot;
+
+/// What is summed for one key of a bucket.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counters {
+    /// Both directions.
+    pub bytes: u64,
+    pub packets: u64,
+    /// Flows that ended in the bucket.
+    pub flows: u64,
+    /// Sent by the host (hosts only).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub bytes_out: u64,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub packets_out: u64,
+}
+
+fn is_zero(v: &u64) -> bool {
+    *v == 0
+}
+
+impl Counters {
+    fn add(&mut self, o: &Counters) {
+        self.bytes += o.bytes;
+        self.packets += o.packets;
+        self.flows += o.flows;
+        self.bytes_out += o.bytes_out;
+        self.packets_out += o.packets_out;
+    }
+
+    pub fn metric(&self, metric: Metric) -> u64 {
+        match metric {
+            Metric::Bytes => self.bytes,
+            Metric::Packets => self.packets,
+            Metric::Flows => self.flows,
+        }
+    }
+}
+
+/// One bucket of one tier.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Bucket {
+    pub total: Counters,
+    pub hosts: BTreeMap<String, Counters>,
+    pub protocols: BTreeMap<String, Counters>,
+}
+
+/// The key hosts beyond a bucket's cap are folded into.
+pub const OTHER: &str = "other";
+
+/// A rollup tier: its bucket length and what it keeps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Tier {
+    Minute,
+    Hour,
+    Day,
+}
+
+impl Tier {
+    pub const ALL: [Tier; 3] = [Tier::Minute, Tier::Hour, Tier::Day];
+
+    pub fn step_secs(self) -> i64 {
+        match self {
+            Tier::Minute => 60,
+            Tier::Hour => 3600,
+            Tier::Day => 86_400,
+        }
+    }
+
+    fn tree(self) -> &'static str {
+        match self {
+            Tier::Minute => "rollup.m",
+            Tier::Hour => "rollup.h",
+            Tier::Day => "rollup.d",
+        }
+    }
+
+    /// Hosts a bucket keeps by name.
+    fn max_hosts(self) -> usize {
+        match self {
+            Tier::Minute => 200,
+            Tier::Hour => 1000,
+            Tier::Day => 2000,
+        }
+    }
+
+    /// Buckets kept in memory after a write, counted back from the newest.
+    fn kept_in_memory(self) -> i64 {
+        match self {
+            Tier::Minute => 10,
+            Tier::Hour => 3,
+            Tier::Day => 2,
+        }
+    }
+
+    /// The tier for a range: minutes up to 6 hours, hours up to 31 days, days beyond.
+    pub fn for_span(secs: i64) -> Tier {
+        if secs <= 6 * 3600 {
+            Tier::Minute
+        } else if secs <= 31 * 86_400 {
+            Tier::Hour
+        } else {
+            Tier::Day
+        }
+    }
+}
+
+/// Which number a history series shows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Metric {
+    Bytes,
+    Packets,
+    Flows,
+}
+
+/// What a series is summed by.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum By {
+    Total,
+    Host,
+    Protocol,
+}
+
+/// A history query (`GET /history`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct HistoryQuery {
+    pub metric: Metric,
+    pub by: By,
+    /// The host or protocol; without one, the busiest keys of the range.
+    pub key: Option<String>,
+    /// Unix seconds, inclusive. Unset: up to the newest minute stored, and 24 hours back.
+    pub from: Option<i64>,
+    pub to: Option<i64>,
+    /// Seconds per point: the tier's step or a multiple of it.
+    pub step: Option<i64>,
+}
+
+/// One series of a history answer.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Series {
+    pub key: String,
+    /// Sum over the range.
+    pub total: u64,
+    /// `[start, value]`, one per step with data.
+    pub points: Vec<(i64, u64)>,
+}
+
+/// A history answer: which tier and step it used, and the series.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct History {
+    pub tier: Tier,
+    pub step: i64,
+    pub metric: Metric,
+    pub by: By,
+    pub from: i64,
+    pub to: i64,
+    pub series: Vec<Series>,
+}
+
+/// Series returned when no key is given.
+const TOP_KEYS: usize = 10;
+
+/// The rollups of one database.
+pub struct Rollups {
+    trees: [sled::Tree; 3],
+    open: [BTreeMap<i64, Bucket>; 3],
+    dirty: [std::collections::BTreeSet<i64>; 3],
+    /// Buckets and bytes per tier (kept current as buckets are written).
+    counts: [(u64, u64); 3],
+}
+
+fn corrupt(tier: Tier, start: i64, source: DecodeError) -> StoreError {
+    StoreError::Corrupt {
+        key: format!("{} rollup {start}", tier.tree()),
+        source,
+    }
+}
+
+fn encode(bucket: &Bucket) -> Vec<u8> {
+    let json = serde_json::to_vec(bucket).expect("buckets serialize");
+    ruzstd::encoding::compress_to_vec(json.as_slice(), ruzstd::encoding::CompressionLevel::Fastest)
+}
+
+fn decode(v: &[u8]) -> Result<Bucket, DecodeError> {
+    let mut json = Vec::new();
+    let mut decoder = ruzstd::decoding::StreamingDecoder::new(v)
+        .map_err(|_| DecodeError::Field("rollup compression"))?;
+    std::io::Read::read_to_end(
+        &mut std::io::Read::take(&mut decoder, 64 * 1024 * 1024),
+        &mut json,
+    )
+    .map_err(|_| DecodeError::Field("rollup compression"))?;
+    serde_json::from_slice(&json).map_err(|_| DecodeError::Field("rollup JSON"))
+}
+
+impl Rollups {
+    pub fn open(db: &sled::Db) -> Result<Rollups, StoreError> {
+        let trees = [
+            db.open_tree(Tier::Minute.tree())?,
+            db.open_tree(Tier::Hour.tree())?,
+            db.open_tree(Tier::Day.tree())?,
+        ];
+        let mut counts = [(0, 0); 3];
+        for (i, t) in trees.iter().enumerate() {
+            for entry in t.iter() {
+                let (k, v) = entry?;
+                counts[i].0 += 1;
+                counts[i].1 += (k.len() + v.len()) as u64;
+            }
+        }
+        Ok(Rollups {
+            trees,
+            open: Default::default(),
+            dirty: Default::default(),
+            counts,
+        })
+    }
+
+    /// Buckets and bytes per tier (minute, hour, day).
+    pub fn counts(&self) -> [(u64, u64); 3] {
+        self.counts
+    }
+
+    pub fn bytes(&self) -> u64 {
+        self.counts.iter().map(|c| c.1).sum()
+    }
+
+    /// The bucket of `tier` starting at `start`, read back if it was written and evicted.
+    fn bucket(&mut self, tier: Tier, start: i64) -> Result<&mut Bucket, StoreError> {
+        let i = tier as usize;
+        if !self.open[i].contains_key(&start) {
+            let stored = match self.trees[i].get(time_key(start))? {
+                Some(v) => decode(&v).map_err(|e| corrupt(tier, start, e))?,
+                None => Bucket::default(),
+            };
+            self.open[i].insert(start, stored);
+        }
+        self.dirty[i].insert(start);
+        Ok(self.open[i].get_mut(&start).expect("inserted above"))
+    }
+
+    /// Adds a closed minute of traffic to every tier.
+    pub fn add_minute(&mut self, m: &MinuteSnapshot) -> Result<(), StoreError> {
+        for tier in Tier::ALL {
+            let start = m.timestamp.div_euclid(tier.step_secs()) * tier.step_secs();
+            let b = self.bucket(tier, start)?;
+            b.total.bytes += m.bytes;
+            b.total.packets += m.packets;
+            for (name, packets) in &m.protocol_counts {
+                let c = b.protocols.entry(name.clone()).or_default();
+                c.packets += packets;
+                c.bytes += m.protocol_bytes.get(name).copied().unwrap_or(0);
+            }
+            for (ip, h) in &m.hosts {
+                b.hosts.entry(ip.to_string()).or_default().add(&Counters {
+                    bytes: h.bytes(),
+                    packets: h.packets(),
+                    flows: 0,
+                    bytes_out: h.bytes_sent,
+                    packets_out: h.packets_sent,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Counts flows in the buckets their end falls in: the link's, each end's and the
+    /// protocol's.
+    pub fn add_flows(&mut self, records: &[FlowRecord]) -> Result<(), StoreError> {
+        for r in records {
+            let secs = r.last_seen.0.div_euclid(1_000_000_000);
+            for tier in Tier::ALL {
+                let start = secs.div_euclid(tier.step_secs()) * tier.step_secs();
+                let b = self.bucket(tier, start)?;
+                b.total.flows += 1;
+                b.protocols
+                    .entry(r.protocol_name().to_string())
+                    .or_default()
+                    .flows += 1;
+                let mut count = |ip: IpAddr| b.hosts.entry(ip.to_string()).or_default().flows += 1;
+                count(r.src);
+                if r.dst != r.src {
+                    count(r.dst);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes the buckets changed since the last write, then keeps only the newest few of
+    /// each tier in memory.
+    pub fn write(&mut self) -> Result<(), StoreError> {
+        for tier in Tier::ALL {
+            let i = tier as usize;
+            for start in std::mem::take(&mut self.dirty[i]) {
+                let Some(b) = self.open[i].get_mut(&start) else {
+                    continue;
+                };
+                fold_hosts(b, tier.max_hosts());
+                let value = encode(b);
+                let key = time_key(start);
+                let old = self.trees[i].insert(key, value.as_slice())?;
+                match old {
+                    Some(old) => {
+                        self.counts[i].1 = self.counts[i].1 - old.len() as u64 + value.len() as u64
+                    }
+                    None => {
+                        self.counts[i].0 += 1;
+                        self.counts[i].1 += (key.len() + value.len()) as u64;
+                    }
+                }
+            }
+            if let Some(&newest) = self.open[i].keys().next_back() {
+                let keep_from = newest - tier.kept_in_memory() * tier.step_secs();
+                self.open[i].retain(|&start, _| start > keep_from);
+            }
+        }
+        Ok(())
+    }
+
+    /// Deletes buckets older than each tier's retention (seconds), counted back from the
+    /// tier's newest bucket; returns how many went.
+    pub fn drop_old(&mut self, keep_secs: [i64; 3]) -> Result<u64, StoreError> {
+        let mut n = 0;
+        for tier in Tier::ALL {
+            let i = tier as usize;
+            let Some((k, _)) = self.trees[i].last()? else {
+                continue;
+            };
+            let newest = time_from_key(&k).unwrap_or(0);
+            let cutoff = time_key(newest.saturating_sub(keep_secs[i]));
+            let old: Vec<_> = self.trees[i]
+                .range(..cutoff)
+                .keys()
+                .collect::<Result<_, _>>()?;
+            for key in old {
+                if let Some(v) = self.trees[i].remove(&key)? {
+                    self.counts[i].0 -= 1;
+                    self.counts[i].1 -= (key.len() + v.len()) as u64;
+                    n += 1;
+                }
+                if let Some(start) = time_from_key(&key) {
+                    self.open[i].remove(&start);
+                }
+            }
+        }
+        Ok(n)
+    }
+
+    /// Answers a history query from the tier the range calls for.
+    pub fn history(&self, q: &HistoryQuery) -> Result<History, StoreError> {
+        let newest = match self.open[0].keys().next_back() {
+            Some(&start) => Some(start),
+            None => self.trees[0].last()?.and_then(|(k, _)| time_from_key(&k)),
+        };
+        let to = q.to.or(newest.map(|s| s + 59)).unwrap_or(0);
+        let from = q.from.unwrap_or(to.saturating_sub(86_400));
+        let q = &HistoryQuery {
+            from: Some(from),
+            to: Some(to),
+            ..q.clone()
+        };
+        let tier = Tier::for_span(to.saturating_sub(from));
+        let base = tier.step_secs();
+        let step = q.step.map(|s| (s.max(base) / base) * base).unwrap_or(base);
+        let i = tier as usize;
+        let first = from.div_euclid(base) * base;
+        // Written buckets, with the ones in memory (newer) over them.
+        let mut buckets: BTreeMap<i64, Bucket> = BTreeMap::new();
+        for entry in self.trees[i].range(time_key(first)..=time_key(to)) {
+            let (k, v) = entry?;
+            let start = time_from_key(&k).unwrap_or(0);
+            buckets.insert(start, decode(&v).map_err(|e| corrupt(tier, start, e))?);
+        }
+        for (start, b) in self.open[i].range(first..=to) {
+            buckets.insert(*start, b.clone());
+        }
+        let value_of = |b: &Bucket, key: &str| -> u64 {
+            let c = match q.by {
+                By::Total => Some(&b.total),
+                By::Host => b.hosts.get(key),
+                By::Protocol => b.protocols.get(key),
+            };
+            c.map_or(0, |c| c.metric(q.metric))
+        };
+        let keys: Vec<String> = match (&q.key, q.by) {
+            (_, By::Total) => vec!["total".into()],
+            (Some(k), _) => vec![k.clone()],
+            (None, by) => {
+                let mut sums: BTreeMap<&str, u64> = BTreeMap::new();
+                for b in buckets.values() {
+                    let map = if by == By::Host {
+                        &b.hosts
+                    } else {
+                        &b.protocols
+                    };
+                    for (k, c) in map {
+                        *sums.entry(k.as_str()).or_default() += c.metric(q.metric);
+                    }
+                }
+                let mut ranked: Vec<(&str, u64)> = sums.into_iter().collect();
+                ranked.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+                ranked
+                    .into_iter()
+                    .take(TOP_KEYS)
+                    .map(|(k, _)| k.to_string())
+                    .collect()
+            }
+        };
+        let series = keys
+            .into_iter()
+            .map(|key| {
+                let mut points: BTreeMap<i64, u64> = BTreeMap::new();
+                for (start, b) in &buckets {
+                    let v = value_of(b, &key);
+                    if v > 0 {
+                        *points.entry(start.div_euclid(step) * step).or_default() += v;
+                    }
+                }
+                Series {
+                    total: points.values().sum(),
+                    points: points.into_iter().collect(),
+                    key,
+                }
+            })
+            .collect();
+        Ok(History {
+            tier,
+            step,
+            metric: q.metric,
+            by: q.by,
+            from,
+            to,
+            series,
+        })
+    }
+}
+
+/// Folds all but the `max` busiest hosts (by bytes, then flows) into `other`.
+fn fold_hosts(b: &mut Bucket, max: usize) {
+    let named = b.hosts.len() - usize::from(b.hosts.contains_key(OTHER));
+    if named <= max {
+        return;
+    }
+    let mut ranked: Vec<(String, Counters)> = std::mem::take(&mut b.hosts).into_iter().collect();
+    let mut other = Counters::default();
+    ranked.retain(|(k, c)| {
+        if k == OTHER {
+            other.add(c);
+            false
+        } else {
+            true
+        }
+    });
+    ranked.sort_by_key(|h| std::cmp::Reverse((h.1.bytes, h.1.flows)));
+    for (_, c) in ranked.drain(max..) {
+        other.add(&c);
+    }
+    b.hosts = ranked.into_iter().collect();
+    b.hosts.insert(OTHER.into(), other);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::traffic::HostCounters;
+
+    fn db() -> (sled::Db, std::path::PathBuf) {
+        let dir = std::env::temp_dir().join(format!(
+            "tapir-rollup-{}-{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        (sled::open(&dir).unwrap(), dir)
+    }
+
+    fn minute(start: i64, bytes: u64, hosts: &[(&str, u64, u64)]) -> MinuteSnapshot {
+        MinuteSnapshot {
+            timestamp: start,
+            packets: bytes / 100,
+            bytes,
+            protocol_counts: [("TCP".to_string(), bytes / 100)].into(),
+            protocol_bytes: [("TCP".to_string(), bytes)].into(),
+            hosts: hosts
+                .iter()
+                .map(|(ip, sent, received)| {
+                    (
+                        ip.parse().unwrap(),
+                        HostCounters {
+                            bytes_sent: *sent,
+                            bytes_received: *received,
+                            packets_sent: sent / 100,
+                            packets_received: received / 100,
+                        },
+                    )
+                })
+                .collect(),
+            ..Default::default()
+        }
+    }
+
+    fn query(by: By, key: Option<&str>, from: i64, to: i64) -> HistoryQuery {
+        HistoryQuery {
+            metric: Metric::Bytes,
+            by,
+            key: key.map(String::from),
+            from: Some(from),
+            to: Some(to),
+            step: None,
+        }
+    }
+
+    #[test]
+    fn hours_and_days_are_the_sums_of_their_minutes_in_memory_and_once_written() {
+        let (db, dir) = db();
+        let mut r = Rollups::open(&db).unwrap();
+        // Three hours of minutes from 23:00 on day 0, with a host that comes and goes.
+        let day0 = 86_400 * 19_000;
+        let mut want_hours: BTreeMap<i64, u64> = BTreeMap::new();
+        let mut want_host = 0;
+        for m in 0..180 {
+            let start = day0 + 23 * 3600 + m * 60;
+            let bytes = 1000 + m as u64;
+            let host_bytes = if m % 3 == 0 { 70 } else { 0 };
+            want_host += host_bytes;
+            r.add_minute(&minute(start, bytes, &[("10.0.0.1", host_bytes, 5)]))
+                .unwrap();
+            *want_hours.entry(start / 3600 * 3600).or_default() += bytes;
+            if m % 7 == 0 {
+                r.write().unwrap();
+            }
+        }
+        for written in [false, true] {
+            if written {
+                r.write().unwrap();
+                r = Rollups::open(&db).unwrap();
+            }
+            let h = r
+                .history(&query(
+                    By::Total,
+                    None,
+                    day0 + 23 * 3600,
+                    day0 + 26 * 3600 + 1,
+                ))
+                .unwrap();
+            assert_eq!(h.tier, Tier::Minute);
+            assert_eq!(h.series[0].points.len(), 180);
+            let hours = r
+                .history(&HistoryQuery {
+                    step: Some(3600),
+                    ..query(By::Total, None, day0 + 23 * 3600, day0 + 26 * 3600)
+                })
+                .unwrap();
+            assert_eq!(hours.step, 3600);
+            let got: BTreeMap<i64, u64> = hours.series[0].points.iter().copied().collect();
+            assert_eq!(got, want_hours);
+            // A week's range reads the hour tier: the same sums.
+            let week = r
+                .history(&query(By::Total, None, day0, day0 + 7 * 86_400))
+                .unwrap();
+            assert_eq!(week.tier, Tier::Hour);
+            let got: BTreeMap<i64, u64> = week.series[0].points.iter().copied().collect();
+            assert_eq!(got, want_hours);
+            // A year reads days: day 0 holds 23:00-24:00, day 1 the rest.
+            let year = r
+                .history(&query(
+                    By::Total,
+                    None,
+                    day0 - 200 * 86_400,
+                    day0 + 100 * 86_400,
+                ))
+                .unwrap();
+            assert_eq!(year.tier, Tier::Day);
+            assert_eq!(year.series[0].points.len(), 2);
+            assert_eq!(year.series[0].total, want_hours.values().sum::<u64>());
+            let host = r
+                .history(&query(By::Host, Some("10.0.0.1"), day0, day0 + 7 * 86_400))
+                .unwrap();
+            // Sent and received: 70 + 5 in the minutes it sent, 5 in the others.
+            assert_eq!(host.series[0].total, want_host + 5 * 180);
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn flows_count_in_the_bucket_of_their_end_and_late_ones_reopen_it() {
+        let (db, dir) = db();
+        let mut r = Rollups::open(&db).unwrap();
+        let flow = |end_secs: i64, src: &str| FlowRecord {
+            id: 1,
+            src: src.parse().unwrap(),
+            dst: "192.0.2.9".parse().unwrap(),
+            src_port: 1,
+            dst_port: 53,
+            ip_proto: 17,
+            first_seen: crate::packet::Timestamp(end_secs * 1_000_000_000),
+            last_seen: crate::packet::Timestamp(end_secs * 1_000_000_000),
+            src_packets: 1,
+            dst_packets: 1,
+            src_bytes: 60,
+            dst_bytes: 90,
+            src_flags: crate::packet::TcpFlags(0),
+            dst_flags: crate::packet::TcpFlags(0),
+            state: crate::model::flow::FlowState::Active,
+            refused: false,
+            vlan: None,
+            community_id: String::new(),
+            end: crate::model::flow::EndReason::IdleTimeout,
+        };
+        r.add_flows(&[flow(600, "10.0.0.1"), flow(601, "10.0.0.2")])
+            .unwrap();
+        r.write().unwrap();
+        // Much later minutes push minute 600 out of memory; then a late flow ends in it.
+        for m in 0..30 {
+            r.add_minute(&minute(7200 + m * 60, 100, &[])).unwrap();
+        }
+        r.write().unwrap();
+        r.add_flows(&[flow(610, "10.0.0.1")]).unwrap();
+        r.write().unwrap();
+        let q = HistoryQuery {
+            metric: Metric::Flows,
+            ..query(By::Total, None, 0, 3600)
+        };
+        assert_eq!(r.history(&q).unwrap().series[0].points, [(600, 3)]);
+        let by_host = r
+            .history(&HistoryQuery {
+                by: By::Host,
+                ..q.clone()
+            })
+            .unwrap();
+        let totals: Vec<(&str, u64)> = by_host
+            .series
+            .iter()
+            .map(|s| (s.key.as_str(), s.total))
+            .collect();
+        assert_eq!(totals, [("192.0.2.9", 3), ("10.0.0.1", 2), ("10.0.0.2", 1)]);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_bucket_keeps_its_busiest_hosts_and_folds_the_rest_into_other() {
+        let mut b = Bucket::default();
+        for i in 0..300u64 {
+            b.hosts.insert(
+                format!("10.0.{}.{}", i / 256, i % 256),
+                Counters {
+                    bytes: i,
+                    ..Default::default()
+                },
+            );
+        }
+        fold_hosts(&mut b, 200);
+        assert_eq!(b.hosts.len(), 201);
+        assert_eq!(b.hosts[OTHER].bytes, (0..100).sum::<u64>());
+        assert!(b.hosts.contains_key("10.0.1.43"));
+        assert!(!b.hosts.contains_key("10.0.0.99"));
+    }
+
+    #[test]
+    fn each_tier_keeps_its_own_retention() {
+        let (db, dir) = db();
+        let mut r = Rollups::open(&db).unwrap();
+        for d in 0..10 {
+            r.add_minute(&minute(d * 86_400, 100, &[])).unwrap();
+        }
+        r.write().unwrap();
+        // Minutes 2 days, hours 5 days, days forever.
+        let n = r.drop_old([2 * 86_400, 5 * 86_400, i64::MAX]).unwrap();
+        assert_eq!(n, 7 + 4);
+        assert_eq!(r.counts()[0].0, 3);
+        assert_eq!(r.counts()[1].0, 6);
+        assert_eq!(r.counts()[2].0, 10);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
