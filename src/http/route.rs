@@ -772,4 +772,56 @@ mod tests {
         assert!(body["error"].is_string());
         assert_eq!(body["detail"]["parameter"], "limit");
     }
+
+    #[test]
+    fn history_queries_parse_into_the_store_query_and_bad_ones_are_named() {
+        assert_eq!(
+            parse("GET", "/history"),
+            Ok(Route::History(HistoryQuery {
+                metric: Metric::Bytes,
+                by: By::Total,
+                key: None,
+                from: None,
+                to: None,
+                step: None,
+            }))
+        );
+        assert_eq!(
+            parse(
+                "GET",
+                "/history?metric=Flows&by=host&key=2001:db8::1&from=100.7&to=7300&step=3600"
+            ),
+            Ok(Route::History(HistoryQuery {
+                metric: Metric::Flows,
+                by: By::Host,
+                key: Some("2001:db8::1".into()),
+                from: Some(100),
+                to: Some(7300),
+                step: Some(3600),
+            }))
+        );
+        assert_eq!(
+            parse("GET", "/history?by=protocol&key=udp"),
+            Ok(Route::History(HistoryQuery {
+                metric: Metric::Bytes,
+                by: By::Protocol,
+                key: Some("UDP".into()),
+                from: None,
+                to: None,
+                step: None,
+            }))
+        );
+        for (url, error) in [
+            ("/history?metric=octets", "unknown metric"),
+            ("/history?by=country", "unknown by"),
+            ("/history?by=host&key=printer", "key is not an IP address"),
+            ("/history?by=protocol&key=SMTP", "unknown protocol"),
+            ("/history?from=50&to=10", "from is after to"),
+            ("/history?step=0", "step must be a whole number from 1 to 31622400"),
+            ("/history?window=1", "unknown parameter \"window\""),
+        ] {
+            let e = parse("GET", url).unwrap_err();
+            assert_eq!((e.status, e.error.as_str()), (400, error), "{url}");
+        }
+    }
 }
