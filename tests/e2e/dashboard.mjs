@@ -74,6 +74,15 @@ try {
   check(true, 'dashboard shows protocols and talkers with a country');
   await shot('dashboard');
 
+  // The range picker reads the stored history, at the tier the range calls for.
+  await page.click('#range-picker button[data-range="604800"]');
+  await page.waitForFunction(() => document.querySelector('#bandwidth-title').textContent.includes('hour averages'), null, { timeout: 15000 });
+  await page.click('#range-picker button[data-range="3600"]');
+  await page.waitForFunction(() => document.querySelector('#bandwidth-title').textContent.includes('minute averages'), null, { timeout: 15000 });
+  check(await page.$('#range-picker button.active[data-range="3600"]') !== null, 'the range picker reads history: hours for a week, minutes for an hour');
+  await shot('dashboard-history');
+  await page.click('#range-picker button[data-range="0"]');
+
   // Alert center: the demo's scanner (45.33.32.156) appears; acknowledging reaches the API.
   await view('alerts');
   await page.waitForFunction(() => [...document.querySelectorAll('.alert')].some((a) => a.textContent.includes('45.33.32.156') && a.textContent.includes('port scan')), null, { timeout: 30000 });

@@ -1,5 +1,5 @@
 // Dashboard: live packets/s, bandwidth, sessions and drops; protocol doughnut; bandwidth
-// line; top talkers with their country.
+// line, live or over a range of stored history; top talkers with their country.
 import { api, el, fmt, panel, subscribe } from '../app.js';
 import { doughnut, line } from '../lib/charts.js';
 
@@ -9,11 +9,41 @@ export function render(main) {
   const cards = el('div', { class: 'cards' });
   const protocols = el('div');
   const bandwidth = el('div');
+  // Live: the last 5 minutes from /ws/metrics; a range: /history from the store.
+  const RANGES = [['live', 0], ['1 h', 3600], ['24 h', 86400], ['7 d', 7 * 86400], ['30 d', 30 * 86400], ['1 y', 365 * 86400]];
+  let range = 0;
+  const bandwidthTitle = el('h2', { id: 'bandwidth-title' }, 'Bandwidth (bytes/s)');
+  const picker = el('div', { class: 'range-picker', id: 'range-picker' });
+  const showHistory = async () => {
+    try {
+      // The newest stored minute first: a replayed capture's history lies in its own time.
+      const latest = await api('/history?metric=bytes&by=total');
+      const to = latest.series[0]?.points.length ? latest.to : Math.floor(Date.now() / 1000);
+      const h = await api(`/history?metric=bytes&by=total&from=${Math.max(0, to - range)}&to=${to}`);
+      const points = (h.series[0]?.points || []).map(([x, v]) => ({ x, y: v / h.step }));
+      bandwidthTitle.textContent = `Bandwidth (bytes/s, ${h.tier} averages)`;
+      bandwidth.replaceChildren(line(points, { format: fmt.bytes }));
+      bandwidth.dataset.tier = h.tier;
+    } catch (e) {
+      bandwidth.replaceChildren(el('p', { class: 'muted' }, `no history: ${e.message}`));
+    }
+  };
+  const drawPicker = () => picker.replaceChildren(...RANGES.map(([label, secs]) => el('button', {
+    class: secs === range ? 'active' : '',
+    'data-range': secs,
+    onclick: () => {
+      range = secs;
+      drawPicker();
+      if (range) showHistory();
+      else bandwidthTitle.textContent = 'Bandwidth (bytes/s)';
+    },
+  }, label)));
+  drawPicker();
   const talkers = el('div', { class: 'scroll' });
   main.append(
     el('section', { class: 'panel wide' }, cards),
     panel('Protocols', protocols),
-    el('section', { class: 'panel span2' }, el('h2', {}, 'Bandwidth (bytes/s)'), bandwidth),
+    el('section', { class: 'panel span2' }, bandwidthTitle, picker, bandwidth),
     el('section', { class: 'panel wide' }, el('h2', {}, 'Top talkers'), talkers),
   );
   let series = new Map();
@@ -37,7 +67,10 @@ export function render(main) {
     const points = [...series.values()];
     const first = points.findIndex((p) => p.bytes > 0);
     const shown = first < 0 ? [] : points.slice(first);
-    bandwidth.replaceChildren(line(shown.map((p) => ({ x: p.timestamp, y: p.bytes })), { format: fmt.bytes }));
+    if (!range) {
+      bandwidth.replaceChildren(line(shown.map((p) => ({ x: p.timestamp, y: p.bytes })), { format: fmt.bytes }));
+      delete bandwidth.dataset.tier;
+    }
   };
   const showTalkers = (list) => {
     talkers.replaceChildren(el('table', {},
