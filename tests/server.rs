@@ -51,6 +51,18 @@ fn every_endpoint_answers_in_the_published_shape_and_filters_filter() {
     let all = "/flows?start_time=0&end_time=4000000000&limit=10000";
     let flows = server.get(all).json();
     assert_eq!(flows["count"], 243, "{}", flows["count"]);
+    // The history and the host page, from the store: the 243 flows, all between the
+    // attacker and its target over TCP.
+    let history = server.get("/history?metric=flows").json();
+    assert_eq!(history["series"][0]["total"], 243, "{history}");
+    assert_eq!(history["tier"], "hour", "24 hours by default: the hour tier");
+    let host = server.get("/hosts/240.0.1.3").json();
+    assert_eq!(host["top_peers"][0]["key"], "240.125.0.2", "{host}");
+    assert_eq!(host["top_peers"][0]["flows"], 243);
+    assert_eq!(host["protocols"][0]["key"], "TCP");
+    assert_eq!(host["protocols"].as_array().unwrap().len(), 1);
+    assert!(host["history"]["series"][0]["total"].as_u64().unwrap() > 0);
+    assert_eq!(server.get("/hosts/not-an-ip").status, 400);
     let first = &flows["flows"][0];
     for (key, check) in [
         ("src_ip", Value::is_string as fn(&Value) -> bool),

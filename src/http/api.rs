@@ -219,6 +219,7 @@ impl Api {
             Route::TopTalkers { limit, with_geo } => self.top_talkers(rt, limit, with_geo),
             Route::Flows(p) => self.flows(rt, p),
             Route::History(q) => self.history(rt, q),
+            Route::Host { ip, from, to } => self.host(rt, ip, from, to),
             Route::Alerts(p) => self.alerts(rt, p),
             Route::Acknowledge(target) => self.acknowledge(rt, target),
             Route::Packets { limit } => {

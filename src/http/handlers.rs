@@ -93,6 +93,88 @@ impl Api {
         Reply::ok(history)
     }
 
+    /// `GET /hosts/{ip}`: the host's place, its traffic history, and its busiest peers and
+    /// protocols over the range from its stored flows (at most `HOST_FLOWS`, newest first).
+    pub(super) fn host(
+        &self,
+        rt: &tokio::runtime::Runtime,
+        ip: std::net::IpAddr,
+        from: Option<i64>,
+        to: Option<i64>,
+    ) -> Result<Reply, ApiError> {
+        const HOST_FLOWS: usize = 20_000;
+        const TOP: usize = 10;
+        let Some(store) = &self.store else {
+            return Err(ApiError::new(
+                503,
+                "host history needs the database; start tapir with --db-path",
+                serde_json::Value::Null,
+            ));
+        };
+        let unavailable = |e: crate::store::actor::StoreUnavailable| {
+            ApiError::new(503, "storage unavailable", json!(e.0))
+        };
+        let history = self
+            .ask(
+                rt,
+                "the store",
+                store,
+                QueryHistory(HistoryQuery {
+                    metric: crate::store::rollup::Metric::Bytes,
+                    by: crate::store::rollup::By::Host,
+                    key: Some(ip.to_string()),
+                    from,
+                    to,
+                    step: None,
+                }),
+            )?
+            .map_err(unavailable)?;
+        let flows = self
+            .ask(
+                rt,
+                "the store",
+                store,
+                QueryFlows(FlowQuery {
+                    limit: HOST_FLOWS,
+                    ip: Some(ip),
+                    start: Some(history.from as f64),
+                    end: Some(history.to as f64 + 0.999_999_999),
+                    ..FlowQuery::default()
+                }),
+            )?
+            .map_err(unavailable)?;
+        // Per peer and per protocol: bytes both ways and flows.
+        let mut peers: BTreeMap<std::net::IpAddr, (u64, u64)> = BTreeMap::new();
+        let mut protocols: BTreeMap<&'static str, (u64, u64)> = BTreeMap::new();
+        for f in &flows {
+            let peer = if f.src == ip { f.dst } else { f.src };
+            let p = peers.entry(peer).or_default();
+            p.0 += f.bytes();
+            p.1 += 1;
+            let p = protocols.entry(f.protocol_name()).or_default();
+            p.0 += f.bytes();
+            p.1 += 1;
+        }
+        let ranked = |mut v: Vec<(String, (u64, u64))>| {
+            v.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+            v.into_iter()
+                .take(TOP)
+                .map(|(k, (bytes, flows))| json!({"key": k, "bytes": bytes, "flows": flows}))
+                .collect::<Vec<_>>()
+        };
+        Reply::ok(json!({
+            "ip": ip,
+            "place": self.geo.lookup(ip),
+            "from": history.from,
+            "to": history.to,
+            "history": history,
+            "flows_read": flows.len(),
+            "flows_truncated": flows.len() == HOST_FLOWS,
+            "top_peers": ranked(peers.into_iter().map(|(k, v)| (k.to_string(), v)).collect()),
+            "protocols": ranked(protocols.into_iter().map(|(k, v)| (k.to_string(), v)).collect()),
+        }))
+    }
+
     pub(super) fn flows(
         &self,
         rt: &tokio::runtime::Runtime,

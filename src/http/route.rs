@@ -59,6 +59,12 @@ pub enum Route {
     /// `/flows`: its parameters parse straight into the store's (and flow table's) query.
     Flows(FlowQuery),
     History(HistoryQuery),
+    /// One host over a range: its history, peers and protocols (`from`/`to` as in history).
+    Host {
+        ip: IpAddr,
+        from: Option<i64>,
+        to: Option<i64>,
+    },
     /// `/alerts`, likewise.
     Alerts(AlertQuery),
     Acknowledge(AckTarget),
@@ -113,6 +119,7 @@ impl Route {
             | Route::TopTalkers { .. }
             | Route::Flows(_)
             | Route::History(_)
+            | Route::Host { .. }
             | Route::Alerts(_)
             | Route::Packets { .. }
             | Route::Packet { .. }
@@ -162,6 +169,7 @@ impl Route {
                 | Route::TopTalkers { .. }
                 | Route::Flows(_)
                 | Route::History(_)
+                | Route::Host { .. }
                 | Route::Alerts(_)
                 | Route::Packets { .. }
                 | Route::Packet { .. }
@@ -178,6 +186,7 @@ pub const ENDPOINTS: &[(&str, &str)] = &[
     ("GET", "/top-talkers"),
     ("GET", "/flows"),
     ("GET", "/history?metric=bytes&by=host"),
+    ("GET", "/hosts/192.0.2.1"),
     ("GET", "/alerts"),
     ("POST", "/alerts/1/acknowledge"),
     ("GET", "/packets"),
@@ -355,6 +364,7 @@ pub fn parse(method: &str, url: &str) -> Result<Route, ApiError> {
         ["top-talkers"] => ("GET", top_talkers(query)),
         ["flows"] => ("GET", flows(query)),
         ["history"] => ("GET", history(query)),
+        ["hosts", ip] => ("GET", host(ip, query)),
         ["alerts"] => ("GET", alerts(query)),
         ["alerts", key, "acknowledge"] => ("POST", acknowledge(key, query)),
         ["packets"] => (
@@ -554,6 +564,21 @@ fn history(query: &str) -> Result<Route, ApiError> {
         to,
         step,
     }))
+}
+
+fn host(ip: &str, query: &str) -> Result<Route, ApiError> {
+    let q = Query::parse(query, &["from", "to"])?;
+    let ip = ip.parse().map_err(|_| {
+        ApiError::bad_request("not an IP address", json!({"path": format!("/hosts/{ip}")}))
+    })?;
+    let secs = |name: &str| -> Result<Option<i64>, ApiError> {
+        Ok(q.time(name)?.map(|t| t.floor() as i64))
+    };
+    Ok(Route::Host {
+        ip,
+        from: secs("from")?,
+        to: secs("to")?,
+    })
 }
 
 fn alerts(query: &str) -> Result<Route, ApiError> {
@@ -811,13 +836,25 @@ mod tests {
                 step: None,
             }))
         );
+        assert_eq!(
+            parse("GET", "/hosts/10.0.0.7?from=60"),
+            Ok(Route::Host {
+                ip: "10.0.0.7".parse().unwrap(),
+                from: Some(60),
+                to: None,
+            })
+        );
         for (url, error) in [
+            ("/hosts/printer", "not an IP address"),
             ("/history?metric=octets", "unknown metric"),
             ("/history?by=country", "unknown by"),
             ("/history?by=host&key=printer", "key is not an IP address"),
             ("/history?by=protocol&key=SMTP", "unknown protocol"),
             ("/history?from=50&to=10", "from is after to"),
-            ("/history?step=0", "step must be a whole number from 1 to 31622400"),
+            (
+                "/history?step=0",
+                "step must be a whole number from 1 to 31622400",
+            ),
             ("/history?window=1", "unknown parameter \"window\""),
         ] {
             let e = parse("GET", url).unwrap_err();
