@@ -28,6 +28,8 @@ use crate::model::flow::FlowRecord;
 
 const BLOCKS: &str = "flow_blocks";
 const METAS: &str = "flow_block_meta";
+/// Blocks whose record identities a write keeps at hand (a few MB at most).
+const IDENTITY_CACHE: usize = 64;
 
 /// What is kept in memory per block.
 #[derive(Clone, Copy, Debug)]
@@ -52,6 +54,9 @@ pub struct FlowBlocks {
     pub(super) suspect_own: bool,
     /// Blocks that could not be read, skipped by queries.
     unreadable: AtomicU64,
+    /// Record identities of other sessions' blocks read by recent writes (oldest first), so
+    /// that writing a long capture again reads each of its old blocks about once.
+    identities: std::collections::VecDeque<([u8; 16], HashSet<u64>)>,
 }
 
 /// Key: newest end time, then the value's FNV-1a.
@@ -104,6 +109,7 @@ impl FlowBlocks {
             seed,
             suspect_own: false,
             unreadable: AtomicU64::new(0),
+            identities: Default::default(),
         })
     }
 
@@ -201,19 +207,36 @@ impl FlowBlocks {
             })
             .map(|(k, _)| *k)
             .collect();
-        let mut seen: HashSet<u64> = HashSet::new();
-        for key in suspects {
-            match self.read(&key)? {
-                Some(stored) => seen.extend(stored.iter().map(record_identity)),
-                None => continue,
+        for key in &suspects {
+            if self.identities.iter().any(|(k, _)| k == key) {
+                continue;
             }
+            let ids = match self.read(key)? {
+                Some(stored) => stored.iter().map(record_identity).collect(),
+                None => HashSet::new(),
+            };
+            if self.identities.len() == IDENTITY_CACHE {
+                self.identities.pop_front();
+            }
+            self.identities.push_back((*key, ids));
         }
-        self.suspect_own = false;
-        Ok(records
+        let stored: Vec<&HashSet<u64>> = self
+            .identities
             .iter()
-            .filter(|r| seen.insert(record_identity(r)))
+            .filter(|(k, _)| suspects.contains(k))
+            .map(|(_, ids)| ids)
+            .collect();
+        let mut batch: HashSet<u64> = HashSet::new();
+        let fresh = records
+            .iter()
+            .filter(|r| {
+                let id = record_identity(r);
+                !stored.iter().any(|ids| ids.contains(&id)) && batch.insert(id)
+            })
             .cloned()
-            .collect())
+            .collect();
+        self.suspect_own = false;
+        Ok(fresh)
     }
 
     /// A block's records; `None` (counted) when it cannot be read.
@@ -238,6 +261,7 @@ impl FlowBlocks {
         let Some(h) = self.held.remove(&key) else {
             return Ok(0);
         };
+        self.identities.retain(|(k, _)| *k != key);
         // The meta goes first: a crash afterwards leaves an orphan value, never a meta
         // without its block.
         self.metas.remove(key)?;
