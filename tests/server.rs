@@ -55,7 +55,10 @@ fn every_endpoint_answers_in_the_published_shape_and_filters_filter() {
     // attacker and its target over TCP.
     let history = server.get("/history?metric=flows").json();
     assert_eq!(history["series"][0]["total"], 243, "{history}");
-    assert_eq!(history["tier"], "hour", "24 hours by default: the hour tier");
+    assert_eq!(
+        history["tier"], "hour",
+        "24 hours by default: the hour tier"
+    );
     let host = server.get("/hosts/240.0.1.3").json();
     assert_eq!(host["top_peers"][0]["key"], "240.125.0.2", "{host}");
     assert_eq!(host["top_peers"][0]["flows"], 243);

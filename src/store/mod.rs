@@ -308,7 +308,14 @@ impl Store {
         let budget = (cap as f64 * LIVE_SHARE) as u64;
         let legacy = FlowPartitions::open(&db, budget / PARTITIONS_PER_BUDGET)?;
         let flows = FlowBlocks::open(&db, 0)?;
-        let rollups = Rollups::open(&db)?;
+        let rollups = Rollups::open(
+            &db,
+            [
+                days(config.minutes_retention_days, 86_400),
+                days(config.hours_retention_days, 86_400),
+                days(config.days_retention_days, 86_400),
+            ],
+        )?;
         let mut counts = [TreeCounts::default(); 2];
         for (i, t) in [&alerts, &snapshots].into_iter().enumerate() {
             for entry in t.iter() {
@@ -350,9 +357,8 @@ impl Store {
             }
             self.flows.insert(&fresh)?
         };
-        // Counted in the history once, as stored.
-        self.rollups.add_flows(&stored)?;
-        self.rollups.write()
+        // Counted in the history once, as stored (written with the next flush).
+        self.rollups.add_flows(&stored)
     }
 
     /// The Community ID seed the pipeline uses (`[flows] community_id_seed`): blocks then
@@ -409,11 +415,13 @@ impl Store {
                 self.rollups.add_minute(s)?;
             }
         }
-        self.rollups.write()
+        Ok(())
     }
 
     /// Makes everything written so far durable; returns the bytes sled wrote.
-    pub fn flush(&self) -> Result<usize, StoreError> {
+    pub fn flush(&mut self) -> Result<usize, StoreError> {
+        // The history's buckets changed since the last flush, once each.
+        self.rollups.write()?;
         Ok(self.db.flush()?)
     }
 

@@ -178,6 +178,9 @@ pub struct History {
     pub series: Vec<Series>,
 }
 
+/// Buckets of one tier held in memory at most between writes.
+const MAX_OPEN: usize = 256;
+
 /// Series returned when no key is given.
 const TOP_KEYS: usize = 10;
 
@@ -188,6 +191,11 @@ pub struct Rollups {
     dirty: [std::collections::BTreeSet<i64>; 3],
     /// Buckets and bytes per tier (kept current as buckets are written).
     counts: [(u64, u64); 3],
+    /// How far back from its newest bucket each tier keeps buckets (seconds), and the newest
+    /// bucket start seen: input older than that is not rolled up at all (retention would
+    /// drop it), so that a capture spanning years costs a bounded number of buckets.
+    keep_secs: [i64; 3],
+    newest: [Option<i64>; 3],
 }
 
 fn corrupt(tier: Tier, start: i64, source: DecodeError) -> StoreError {
@@ -215,14 +223,16 @@ fn decode(v: &[u8]) -> Result<Bucket, DecodeError> {
 }
 
 impl Rollups {
-    pub fn open(db: &sled::Db) -> Result<Rollups, StoreError> {
+    pub fn open(db: &sled::Db, keep_secs: [i64; 3]) -> Result<Rollups, StoreError> {
         let trees = [
             db.open_tree(Tier::Minute.tree())?,
             db.open_tree(Tier::Hour.tree())?,
             db.open_tree(Tier::Day.tree())?,
         ];
         let mut counts = [(0, 0); 3];
+        let mut newest = [None; 3];
         for (i, t) in trees.iter().enumerate() {
+            newest[i] = t.last()?.and_then(|(k, _)| time_from_key(&k));
             for entry in t.iter() {
                 let (k, v) = entry?;
                 counts[i].0 += 1;
@@ -234,6 +244,8 @@ impl Rollups {
             open: Default::default(),
             dirty: Default::default(),
             counts,
+            keep_secs,
+            newest,
         })
     }
 
@@ -246,9 +258,15 @@ impl Rollups {
         self.counts.iter().map(|c| c.1).sum()
     }
 
-    /// The bucket of `tier` starting at `start`, read back if it was written and evicted.
-    fn bucket(&mut self, tier: Tier, start: i64) -> Result<&mut Bucket, StoreError> {
+    /// The bucket of `tier` starting at `start`, read back if it was written and evicted;
+    /// `None` when it is older than the tier keeps.
+    fn bucket(&mut self, tier: Tier, start: i64) -> Result<Option<&mut Bucket>, StoreError> {
         let i = tier as usize;
+        let newest = self.newest[i].map_or(start, |n| n.max(start));
+        self.newest[i] = Some(newest);
+        if start < newest.saturating_sub(self.keep_secs[i]) {
+            return Ok(None);
+        }
         if !self.open[i].contains_key(&start) {
             let stored = match self.trees[i].get(time_key(start))? {
                 Some(v) => decode(&v).map_err(|e| corrupt(tier, start, e))?,
@@ -257,14 +275,30 @@ impl Rollups {
             self.open[i].insert(start, stored);
         }
         self.dirty[i].insert(start);
-        Ok(self.open[i].get_mut(&start).expect("inserted above"))
+        Ok(Some(self.open[i].get_mut(&start).expect("inserted above")))
+    }
+
+    /// Writes early when input spread over many buckets (flows of a capture spanning years)
+    /// would otherwise hold them all in memory until the next flush.
+    fn bound_memory(&mut self) -> Result<(), StoreError> {
+        if self.open.iter().any(|o| o.len() > MAX_OPEN) {
+            self.write()?;
+            for o in &mut self.open {
+                if o.len() > MAX_OPEN {
+                    o.clear();
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Adds a closed minute of traffic to every tier.
     pub fn add_minute(&mut self, m: &MinuteSnapshot) -> Result<(), StoreError> {
         for tier in Tier::ALL {
             let start = m.timestamp.div_euclid(tier.step_secs()) * tier.step_secs();
-            let b = self.bucket(tier, start)?;
+            let Some(b) = self.bucket(tier, start)? else {
+                continue;
+            };
             b.total.bytes += m.bytes;
             b.total.packets += m.packets;
             for (name, packets) in &m.protocol_counts {
@@ -292,7 +326,9 @@ impl Rollups {
             let secs = r.last_seen.0.div_euclid(1_000_000_000);
             for tier in Tier::ALL {
                 let start = secs.div_euclid(tier.step_secs()) * tier.step_secs();
-                let b = self.bucket(tier, start)?;
+                let Some(b) = self.bucket(tier, start)? else {
+                    continue;
+                };
                 b.total.flows += 1;
                 b.protocols
                     .entry(r.protocol_name().to_string())
@@ -304,6 +340,7 @@ impl Rollups {
                     count(r.dst);
                 }
             }
+            self.bound_memory()?;
         }
         Ok(())
     }
@@ -535,7 +572,7 @@ mod tests {
     #[test]
     fn hours_and_days_are_the_sums_of_their_minutes_in_memory_and_once_written() {
         let (db, dir) = db();
-        let mut r = Rollups::open(&db).unwrap();
+        let mut r = Rollups::open(&db, [i64::MAX; 3]).unwrap();
         // Three hours of minutes from 23:00 on day 0, with a host that comes and goes.
         let day0 = 86_400 * 19_000;
         let mut want_hours: BTreeMap<i64, u64> = BTreeMap::new();
@@ -555,7 +592,7 @@ mod tests {
         for written in [false, true] {
             if written {
                 r.write().unwrap();
-                r = Rollups::open(&db).unwrap();
+                r = Rollups::open(&db, [i64::MAX; 3]).unwrap();
             }
             let h = r
                 .history(&query(
@@ -607,7 +644,7 @@ mod tests {
     #[test]
     fn flows_count_in_the_bucket_of_their_end_and_late_ones_reopen_it() {
         let (db, dir) = db();
-        let mut r = Rollups::open(&db).unwrap();
+        let mut r = Rollups::open(&db, [i64::MAX; 3]).unwrap();
         let flow = |end_secs: i64, src: &str| FlowRecord {
             id: 1,
             src: src.parse().unwrap(),
@@ -679,9 +716,28 @@ mod tests {
     }
 
     #[test]
+    fn input_older_than_a_tier_keeps_is_not_rolled_up() {
+        let (db, dir) = db();
+        let mut r = Rollups::open(&db, [2 * 86_400, 90 * 86_400, i64::MAX]).unwrap();
+        // A capture spanning ten years, its newest minute first (as a loop's next pass comes
+        // after the end of the previous one): minutes and hours only near the newest.
+        let end = 9 * 365 * 86_400;
+        r.add_minute(&minute(end + 7200, 100, &[])).unwrap();
+        for y in 0..10 {
+            r.add_minute(&minute(y * 365 * 86_400, 100, &[])).unwrap();
+        }
+        r.add_minute(&minute(end + 3600, 100, &[])).unwrap();
+        r.write().unwrap();
+        assert_eq!(r.counts()[0].0, 3);
+        assert_eq!(r.counts()[1].0, 3);
+        assert_eq!(r.counts()[2].0, 10);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
     fn each_tier_keeps_its_own_retention() {
         let (db, dir) = db();
-        let mut r = Rollups::open(&db).unwrap();
+        let mut r = Rollups::open(&db, [i64::MAX; 3]).unwrap();
         for d in 0..10 {
             r.add_minute(&minute(d * 86_400, 100, &[])).unwrap();
         }
