@@ -31,7 +31,28 @@ use crate::store::rollup::HistoryQuery;
 use serde::Serialize;
 use std::collections::BTreeMap;
 
+/// The store could not answer: 503 with its reason.
+impl From<crate::store::actor::StoreUnavailable> for ApiError {
+    fn from(e: crate::store::actor::StoreUnavailable) -> ApiError {
+        ApiError::new(503, "storage unavailable", json!(e.0))
+    }
+}
+
 impl Api {
+    /// The store, for endpoints that only the database can answer.
+    fn database(
+        &self,
+        what: &str,
+    ) -> Result<&actix::Addr<crate::store::actor::StoreActor>, ApiError> {
+        self.store.as_ref().ok_or_else(|| {
+            ApiError::new(
+                503,
+                format!("{what} needs the database; start tapir with --db-path"),
+                serde_json::Value::Null,
+            )
+        })
+    }
+
     pub(super) fn stats(&self, rt: &tokio::runtime::Runtime) -> Result<Reply, ApiError> {
         let p = self.pipeline();
         let stats = self.ask(rt, "metrics", &p.metrics, GetStats { top_talkers: 10 })?;
@@ -80,16 +101,8 @@ impl Api {
         rt: &tokio::runtime::Runtime,
         query: HistoryQuery,
     ) -> Result<Reply, ApiError> {
-        let Some(store) = &self.store else {
-            return Err(ApiError::new(
-                503,
-                "history needs the database; start tapir with --db-path",
-                serde_json::Value::Null,
-            ));
-        };
-        let history = self
-            .ask(rt, "the store", store, QueryHistory(query))?
-            .map_err(|e| ApiError::new(503, "storage unavailable", json!(e.0)))?;
+        let store = self.database("history")?;
+        let history = self.ask(rt, "the store", store, QueryHistory(query))??;
         Reply::ok(history)
     }
 
@@ -104,45 +117,32 @@ impl Api {
     ) -> Result<Reply, ApiError> {
         const HOST_FLOWS: usize = 20_000;
         const TOP: usize = 10;
-        let Some(store) = &self.store else {
-            return Err(ApiError::new(
-                503,
-                "host history needs the database; start tapir with --db-path",
-                serde_json::Value::Null,
-            ));
-        };
-        let unavailable = |e: crate::store::actor::StoreUnavailable| {
-            ApiError::new(503, "storage unavailable", json!(e.0))
-        };
-        let history = self
-            .ask(
-                rt,
-                "the store",
-                store,
-                QueryHistory(HistoryQuery {
-                    metric: crate::store::rollup::Metric::Bytes,
-                    by: crate::store::rollup::By::Host,
-                    key: Some(ip.to_string()),
-                    from,
-                    to,
-                    step: None,
-                }),
-            )?
-            .map_err(unavailable)?;
-        let flows = self
-            .ask(
-                rt,
-                "the store",
-                store,
-                QueryFlows(FlowQuery {
-                    limit: HOST_FLOWS,
-                    ip: Some(ip),
-                    start: Some(history.from as f64),
-                    end: Some(history.to as f64 + 0.999_999_999),
-                    ..FlowQuery::default()
-                }),
-            )?
-            .map_err(unavailable)?;
+        let store = self.database("host history")?;
+        let history = self.ask(
+            rt,
+            "the store",
+            store,
+            QueryHistory(HistoryQuery {
+                metric: crate::store::rollup::Metric::Bytes,
+                by: crate::store::rollup::By::Host,
+                key: Some(ip.to_string()),
+                from,
+                to,
+                step: None,
+            }),
+        )??;
+        let flows = self.ask(
+            rt,
+            "the store",
+            store,
+            QueryFlows(FlowQuery {
+                limit: HOST_FLOWS,
+                ip: Some(ip),
+                start: Some(history.from as f64),
+                end: Some(history.to as f64 + 0.999_999_999),
+                ..FlowQuery::default()
+            }),
+        )??;
         // Per peer and per protocol: bytes both ways and flows.
         let mut peers: BTreeMap<std::net::IpAddr, (u64, u64)> = BTreeMap::new();
         let mut protocols: BTreeMap<&'static str, (u64, u64)> = BTreeMap::new();
@@ -186,9 +186,7 @@ impl Api {
         // A time range asks for history too: finished flows from the store.
         let historical = query.start.is_some() || query.end.is_some();
         if historical && let Some(store) = &self.store {
-            let stored = self
-                .ask(rt, "the store", store, QueryFlows(query.clone()))?
-                .map_err(|e| ApiError::new(503, "storage unavailable", json!(e.0)))?;
+            let stored = self.ask(rt, "the store", store, QueryFlows(query.clone()))??;
             flows.extend(stored);
             flows.sort_by_key(|f| std::cmp::Reverse(f.last_seen));
             flows.truncate(query.limit);
@@ -220,9 +218,7 @@ impl Api {
         )?;
         let mut by_id: BTreeMap<u64, Alert> = BTreeMap::new();
         if let Some(store) = &self.store {
-            let stored = self
-                .ask(rt, "the store", store, QueryAlerts(query.clone()))?
-                .map_err(|e| ApiError::new(503, "storage unavailable", json!(e.0)))?;
+            let stored = self.ask(rt, "the store", store, QueryAlerts(query.clone()))??;
             by_id.extend(stored.into_iter().map(|a| (a.id, a)));
         }
         by_id.extend(fresh.into_iter().map(|a| (a.id, a)));
@@ -241,9 +237,6 @@ impl Api {
         target: AckTarget,
     ) -> Result<Reply, ApiError> {
         let pipeline = self.pipeline();
-        let store_error = |e: crate::store::actor::StoreUnavailable| {
-            ApiError::new(503, "storage unavailable", json!(e.0))
-        };
         let acked: Vec<Alert> = match &target {
             AckTarget::Id(id) => {
                 let mut acked: Vec<Alert> = self
@@ -254,10 +247,12 @@ impl Api {
                 if acked.is_empty()
                     && let Some(store) = &self.store
                 {
-                    acked.extend(
-                        self.ask(rt, "the store", store, StoreAcknowledge { id: *id })?
-                            .map_err(store_error)?,
-                    );
+                    acked.extend(self.ask(
+                        rt,
+                        "the store",
+                        store,
+                        StoreAcknowledge { id: *id },
+                    )??);
                 }
                 acked
             }
@@ -275,17 +270,15 @@ impl Api {
                     },
                 )?;
                 if let Some(store) = &self.store {
-                    let stored = self
-                        .ask(
-                            rt,
-                            "the store",
-                            store,
-                            StoreAcknowledgeMatching {
-                                timestamp: *timestamp,
-                                source_ip: source_ip.clone(),
-                            },
-                        )?
-                        .map_err(store_error)?;
+                    let stored = self.ask(
+                        rt,
+                        "the store",
+                        store,
+                        StoreAcknowledgeMatching {
+                            timestamp: *timestamp,
+                            source_ip: source_ip.clone(),
+                        },
+                    )??;
                     for a in stored {
                         if !acked.iter().any(|x| x.id == a.id) {
                             acked.push(a);
