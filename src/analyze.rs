@@ -70,6 +70,8 @@ pub struct Summary {
     pub bytes: u64,
     pub decoded: u64,
     pub skipped: BTreeMap<&'static str, u64>,
+    /// Decoded packets by the encapsulations they arrived in (VLAN, MPLS, VXLAN, GRE, ...).
+    pub encapsulations: BTreeMap<&'static str, u64>,
     pub dns_malformed: u64,
     pub flows: u64,
     pub protocol_counts: BTreeMap<&'static str, u64>,
@@ -255,6 +257,7 @@ pub fn run(
         bytes: read.bytes,
         decoded: read.decode.decoded,
         skipped: read.decode.skipped_by_reason().collect(),
+        encapsulations: read.decode.by_encapsulation().collect(),
         dns_malformed: read.decode.dns_malformed,
         flows: ran.drained.flows.created,
         protocol_counts: ran.stats.protocol_counts,
@@ -351,7 +354,10 @@ async fn run_pipeline(
             "tapir-capture".into(),
             source,
             pipeline.batch_sinks(),
-            BatchConfig::from(&config.capture),
+            BatchConfig {
+                decode: config.decode.clone(),
+                ..BatchConfig::from(&config.capture)
+            },
             stop,
             Arc::clone(&counters),
             move |_, report| {
@@ -552,6 +558,14 @@ pub fn render_text(s: &Summary) -> String {
         let _ = write!(out, " ({})", reasons.join(", "));
     }
     let _ = writeln!(out);
+    if !s.encapsulations.is_empty() {
+        let kinds: Vec<String> = s
+            .encapsulations
+            .iter()
+            .map(|(e, n)| format!("{e} {n}"))
+            .collect();
+        let _ = writeln!(out, "encapsulated: {}", kinds.join(", "));
+    }
     let _ = writeln!(
         out,
         "flows {} (peak {} at once, {} evicted)",

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::alert::AlertsConfig;
 use crate::auth::AuthConfig;
+use crate::decode::DecodeConfig;
 use crate::detect::DetectorsConfig;
 use crate::export::ExportConfig;
 use crate::flow::FlowConfig;
@@ -25,6 +26,7 @@ use crate::store::StoreConfig;
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     pub capture: CaptureConfig,
+    pub decode: DecodeConfig,
     pub flows: FlowConfig,
     pub metrics: MetricsConfig,
     pub detectors: DetectorsConfig,
@@ -54,6 +56,7 @@ impl Config {
     pub fn pipeline(&self) -> PipelineConfig {
         PipelineConfig {
             capture: self.capture.clone(),
+            decode: self.decode.clone(),
             flows: self.flows.clone(),
             metrics: self.metrics.clone(),
             detectors: self.detectors.clone(),
@@ -111,6 +114,7 @@ impl Config {
         if self.alerts.max_alerts == 0 {
             return Err("alerts.max_alerts must be at least 1".into());
         }
+        self.decode.validate()?;
         self.store.validate()?;
         self.server.validate()?;
         self.auth.validate()?;

@@ -201,6 +201,157 @@ pub struct DnsMeta {
     pub qname: NameRef,
 }
 
+/// An encapsulation a packet can arrive in: the IP tunnels (which give a flow its tunnel)
+/// and the link-layer wrappers (stripped and counted only).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Encapsulation {
+    Vlan,
+    Mpls,
+    Pppoe,
+    /// PPPoE discovery frames (PADI, PADO, ...): counted, nothing inside.
+    PppoeDiscovery,
+    Pbb,
+    VnTag,
+    FabricPath,
+    Gre,
+    /// PPTP's enhanced GRE (version 1) carrying PPP.
+    PptpGre,
+    ErspanI,
+    ErspanII,
+    ErspanIII,
+    Vxlan,
+    Geneve,
+    GtpU,
+    /// IPv4 in IPv4 (protocol 4).
+    Ipip,
+    /// IPv6 in IPv4 (protocol 41).
+    SixInFour,
+    /// IPv4 in IPv6.
+    FourInSix,
+    /// IPv6 in IPv6.
+    SixInSix,
+    Teredo,
+    Ayiya,
+}
+
+impl Encapsulation {
+    pub const ALL: [Encapsulation; 21] = [
+        Encapsulation::Vlan,
+        Encapsulation::Mpls,
+        Encapsulation::Pppoe,
+        Encapsulation::PppoeDiscovery,
+        Encapsulation::Pbb,
+        Encapsulation::VnTag,
+        Encapsulation::FabricPath,
+        Encapsulation::Gre,
+        Encapsulation::PptpGre,
+        Encapsulation::ErspanI,
+        Encapsulation::ErspanII,
+        Encapsulation::ErspanIII,
+        Encapsulation::Vxlan,
+        Encapsulation::Geneve,
+        Encapsulation::GtpU,
+        Encapsulation::Ipip,
+        Encapsulation::SixInFour,
+        Encapsulation::FourInSix,
+        Encapsulation::SixInSix,
+        Encapsulation::Teredo,
+        Encapsulation::Ayiya,
+    ];
+
+    /// The name reports and the API use.
+    pub fn name(self) -> &'static str {
+        match self {
+            Encapsulation::Vlan => "vlan",
+            Encapsulation::Mpls => "mpls",
+            Encapsulation::Pppoe => "pppoe",
+            Encapsulation::PppoeDiscovery => "pppoe_discovery",
+            Encapsulation::Pbb => "pbb",
+            Encapsulation::VnTag => "vntag",
+            Encapsulation::FabricPath => "fabricpath",
+            Encapsulation::Gre => "gre",
+            Encapsulation::PptpGre => "pptp_gre",
+            Encapsulation::ErspanI => "erspan_i",
+            Encapsulation::ErspanII => "erspan_ii",
+            Encapsulation::ErspanIII => "erspan_iii",
+            Encapsulation::Vxlan => "vxlan",
+            Encapsulation::Geneve => "geneve",
+            Encapsulation::GtpU => "gtp_u",
+            Encapsulation::Ipip => "ipip",
+            Encapsulation::SixInFour => "6in4",
+            Encapsulation::FourInSix => "4in6",
+            Encapsulation::SixInSix => "6in6",
+            Encapsulation::Teredo => "teredo",
+            Encapsulation::Ayiya => "ayiya",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Encapsulation> {
+        Self::ALL.into_iter().find(|e| e.name() == name)
+    }
+
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    /// Whether the tunnel's number is the same in both directions, so that it can tell
+    /// conversations apart (a VNI or an ERSPAN session is; a GTP-U TEID and a PPTP call id
+    /// are chosen by each end and differ by direction).
+    pub fn id_is_shared(self) -> bool {
+        !matches!(self, Encapsulation::GtpU | Encapsulation::PptpGre)
+    }
+}
+
+/// The tunnel around a packet: what kind, its number, and the IP header that carried it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct TunnelInfo {
+    /// The innermost tunnel (the one directly around the packet).
+    pub kind: Encapsulation,
+    /// VNI, GRE key, TEID, ERSPAN session or PPTP call id.
+    pub id: Option<u32>,
+    /// The tunnel's endpoints: the IP header in front of the tunnel header.
+    pub src: IpAddr,
+    pub dst: IpAddr,
+    /// That header's protocol (GRE, UDP, IPv4, IPv6) and, over UDP, its ports.
+    pub proto: u8,
+    pub src_port: u16,
+    pub dst_port: u16,
+    /// Encapsulation layers removed to reach the packet (tunnels, MPLS stacks, PPPoE, ...).
+    pub depth: u8,
+}
+
+impl TunnelInfo {
+    /// A number that is equal for both directions of one tunnel and differs between
+    /// tunnels (kind, shared id, endpoints in a fixed order): what keeps equal inner tuples
+    /// in different tunnels apart. Never 0.
+    pub fn identity(&self) -> u64 {
+        let (lo, hi) = if self.src <= self.dst {
+            (self.src, self.dst)
+        } else {
+            (self.dst, self.src)
+        };
+        let id = if self.kind.id_is_shared() {
+            self.id
+        } else {
+            None
+        };
+        crate::hash::stable_hash(&(self.kind as u8, id, lo, hi)).max(1)
+    }
+}
+
+/// A tunnelled packet's tunnel and its carrier: the outermost IP packet as captured, which
+/// is accounted as a flow of its own unless carriers are hidden.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Tunnel {
+    pub info: TunnelInfo,
+    pub carrier: PacketMeta,
+    pub track_carrier: bool,
+}
+
+/// Where a packet's tunnel sits in its batch's tunnel table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct TunnelRef(pub u32);
+
 /// One decoded frame.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PacketMeta {
@@ -227,6 +378,8 @@ pub struct PacketMeta {
     /// IP identification of a fragment (IPv4 16-bit, IPv6 32-bit); ties fragments together.
     pub frag_id: u32,
     pub dns: Option<DnsMeta>,
+    /// The tunnel the packet arrived in, in its batch's tunnel table.
+    pub tunnel: Option<TunnelRef>,
 }
 
 impl PacketMeta {
@@ -250,6 +403,7 @@ impl PacketMeta {
             fragment: Fragment::Whole,
             frag_id: 0,
             dns: None,
+            tunnel: None,
         }
     }
 
@@ -291,6 +445,8 @@ pub struct PacketBatch {
     pub packets: Vec<PacketMeta>,
     /// Bytes of every DNS name in the batch; `NameRef`s point into it.
     pub names: Vec<u8>,
+    /// The tunnels of the batch's tunnelled packets; `TunnelRef`s point into it.
+    pub tunnels: Vec<Tunnel>,
     /// When capture began filling the batch: the start of the alert-latency clock.
     pub started: Option<std::time::Instant>,
     /// The batch's room in the pipeline, given back when its last reader drops it.
@@ -302,6 +458,7 @@ impl PacketBatch {
         PacketBatch {
             packets: Vec::with_capacity(packets),
             names: Vec::with_capacity(packets * 8),
+            tunnels: Vec::new(),
             started: None,
             credit: None,
         }
@@ -321,6 +478,11 @@ impl PacketBatch {
         self.names
             .get(start..start + name.len as usize)
             .unwrap_or_default()
+    }
+
+    /// The tunnel `packet` arrived in, if any.
+    pub fn tunnel(&self, packet: &PacketMeta) -> Option<&Tunnel> {
+        packet.tunnel.and_then(|t| self.tunnels.get(t.0 as usize))
     }
 
     /// The DNS query name of `packet`, if it has one.

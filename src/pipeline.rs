@@ -18,6 +18,7 @@ use crate::alert::AlertsConfig;
 use crate::alert::actor::AlertsActor;
 use crate::alert::actor::KnownAcknowledged;
 use crate::capture::CaptureConfig;
+use crate::decode::DecodeConfig;
 use crate::detect::DetectorStats;
 use crate::detect::DetectorsConfig;
 use crate::detect::actor::DetectorActor;
@@ -51,6 +52,7 @@ pub struct PipelineAddrs {
 pub struct PipelineConfig {
     /// Batching and mailbox depth.
     pub capture: CaptureConfig,
+    pub decode: DecodeConfig,
     pub flows: FlowConfig,
     pub metrics: MetricsConfig,
     pub detectors: DetectorsConfig,

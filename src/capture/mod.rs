@@ -10,6 +10,7 @@ pub mod file;
 pub mod live;
 pub mod paced;
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -20,9 +21,9 @@ use serde::{Deserialize, Serialize};
 
 pub use crate::credit::{Credit, Credits};
 
-use crate::decode::{DecodeCounters, Decoder};
+use crate::decode::{DecodeConfig, DecodeCounters, Decoder, SkipReason};
 use crate::messages::PacketBatchMsg;
-use crate::packet::{PacketBatch, Timestamp};
+use crate::packet::{Encapsulation, PacketBatch, Timestamp};
 use crate::wire::link::LinkType;
 
 /// One captured frame, borrowed from the source.
@@ -128,8 +129,8 @@ impl CaptureError {
     }
 }
 
-/// Batching knobs.
-#[derive(Clone, Copy, Debug)]
+/// Batching knobs, and how the frames of a batch are decoded.
+#[derive(Clone, Debug)]
 pub struct BatchConfig {
     /// Packets per batch.
     pub packets: usize,
@@ -137,6 +138,7 @@ pub struct BatchConfig {
     pub max_age: Duration,
     /// Batches in flight between capture and the last actor to read them.
     pub in_flight: usize,
+    pub decode: DecodeConfig,
 }
 
 /// Capture settings (the `[capture]` section).
@@ -181,6 +183,7 @@ impl From<&CaptureConfig> for BatchConfig {
             packets: c.batch_packets,
             max_age: Duration::from_millis(c.batch_max_age_ms),
             in_flight: c.queue_batches,
+            decode: DecodeConfig::default(),
         }
     }
 }
@@ -191,6 +194,7 @@ impl Default for BatchConfig {
             packets: 256,
             max_age: Duration::from_millis(5),
             in_flight: 64,
+            decode: DecodeConfig::default(),
         }
     }
 }
@@ -209,9 +213,44 @@ pub struct CaptureCounters {
     pub libpcap_received: AtomicU64,
     pub libpcap_dropped: AtomicU64,
     pub libpcap_if_dropped: AtomicU64,
+    /// Frames skipped, by `SkipReason` index.
+    pub skipped: [AtomicU64; SkipReason::ALL.len()],
+    /// Decoded packets by `Encapsulation` index.
+    pub encapsulated: [AtomicU64; Encapsulation::ALL.len()],
 }
 
 impl CaptureCounters {
+    /// Publishes the decoder's running counts.
+    fn publish_decode(&self, d: &DecodeCounters) {
+        self.decoded.store(d.decoded, Ordering::Relaxed);
+        for (a, n) in self.skipped.iter().zip(d.skipped) {
+            a.store(n, Ordering::Relaxed);
+        }
+        for (a, n) in self.encapsulated.iter().zip(d.encapsulated) {
+            a.store(n, Ordering::Relaxed);
+        }
+    }
+
+    /// Non-zero skip counts by reason name.
+    pub fn skipped_by_reason(&self) -> BTreeMap<&'static str, u64> {
+        SkipReason::ALL
+            .iter()
+            .zip(&self.skipped)
+            .map(|(r, a)| (r.name(), a.load(Ordering::Relaxed)))
+            .filter(|(_, n)| *n > 0)
+            .collect()
+    }
+
+    /// Non-zero packet counts by encapsulation name.
+    pub fn by_encapsulation(&self) -> BTreeMap<&'static str, u64> {
+        Encapsulation::ALL
+            .iter()
+            .zip(&self.encapsulated)
+            .map(|(e, a)| (e.name(), a.load(Ordering::Relaxed)))
+            .filter(|(_, n)| *n > 0)
+            .collect()
+    }
+
     /// Batches sent that a consumer which has taken in `taken` of them has not seen yet
     /// (approximate: drops are counted over all consumers).
     pub fn backlog(&self, taken: u64) -> u64 {
@@ -298,7 +337,7 @@ pub fn run(
 ) -> CaptureReport {
     let live = source.is_live();
     let by_age = source.batch_by_age();
-    let mut decoder = Decoder::new();
+    let mut decoder = Decoder::with_config(config.decode.clone());
     let credits = Credits::new(config.in_flight);
     let mut report = CaptureReport {
         source: source.describe(),
@@ -355,9 +394,7 @@ pub fn run(
             batch_started = Instant::now();
             counters.frames.store(report.frames, Ordering::Relaxed);
             counters.bytes.fetch_add(pending_bytes, Ordering::Relaxed);
-            counters
-                .decoded
-                .store(decoder.counters.decoded, Ordering::Relaxed);
+            counters.publish_decode(&decoder.counters);
             counters
                 .batches_sent
                 .store(report.batches_sent, Ordering::Relaxed);
@@ -385,9 +422,7 @@ pub fn run(
     }
     report.bytes += pending_bytes;
     counters.frames.store(report.frames, Ordering::Relaxed);
-    counters
-        .decoded
-        .store(decoder.counters.decoded, Ordering::Relaxed);
+    counters.publish_decode(&decoder.counters);
     report.decode = decoder.counters;
     report.link_types = source.link_types();
     report.libpcap = source.libpcap_stats();

@@ -495,6 +495,8 @@ mod brute_force {
                 dport,
             ),
             end: EndReason::IdleTimeout,
+            tunnel: None,
+            carries: None,
         }
     }
 

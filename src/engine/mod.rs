@@ -354,7 +354,10 @@ impl Engine {
             format!("tapir-capture-{id}"),
             source,
             stage.pipeline.batch_sinks(),
-            BatchConfig::from(&self.config.capture),
+            BatchConfig {
+                decode: self.config.decode.clone(),
+                ..BatchConfig::from(&self.config.capture)
+            },
             stop,
             Arc::clone(&stage.counters),
             move |source, report| {

@@ -308,6 +308,8 @@ mod tests {
             vlan: Some(7),
             community_id: String::new(),
             end: EndReason::IdleTimeout,
+            tunnel: None,
+            carries: None,
         }
     }
 

@@ -24,6 +24,8 @@ pub struct FlowKey {
     pub a_port: u16,
     pub b_port: u16,
     pub proto: u8,
+    /// The identity of the tunnel the flow lives in (`TunnelInfo::identity`), 0 for none.
+    pub tunnel: u64,
 }
 
 /// Flow-table settings (the `[flows]` section of the config file). Timeouts are in seconds of

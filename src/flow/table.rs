@@ -13,7 +13,10 @@ use hashbrown::HashMap;
 
 use super::community_id::{community_id, icmp_ports};
 use super::{EndReason, FlowConfig, FlowKey, FlowMark, FlowRecord, FlowState, FlowTableStats};
-use crate::packet::{Fragment, PacketBatch, PacketMeta, TcpFlags, Timestamp, ip_proto};
+use crate::packet::{
+    Encapsulation, Fragment, PacketBatch, PacketMeta, TcpFlags, Timestamp, Tunnel, TunnelInfo,
+    ip_proto,
+};
 
 const NIL: u32 = u32::MAX;
 /// Fragment trains remembered at once (first fragment's ports, for the later ones).
@@ -21,8 +24,8 @@ const FRAGMENT_MEMORY: usize = 8192;
 /// How long a fragment train is remembered, in packet time.
 const FRAGMENT_TTL_SECS: u64 = 30;
 
-/// A fragment train: (source, destination, protocol, IP identification).
-type FragmentTrain = (IpAddr, IpAddr, u8, u32);
+/// A fragment train: (source, destination, protocol, IP identification, tunnel identity).
+type FragmentTrain = (IpAddr, IpAddr, u8, u32, u64);
 
 /// Timeout classes; each has its own activity-ordered list.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -80,6 +83,10 @@ struct Flow {
     /// The responder reset the connection before the initiator closed it.
     refused: bool,
     vlan: Option<u16>,
+    /// The tunnel the flow lives in (boxed: most flows have none).
+    tunnel: Option<Box<TunnelInfo>>,
+    /// The tunnel kind this flow carries, when it is a tunnel's outer flow.
+    carries: Option<Encapsulation>,
     /// Table clock at the last packet: the list order and the expiry basis.
     activity: Timestamp,
     /// When a record was last emitted for this still-active flow.
@@ -158,7 +165,7 @@ impl FlowTable {
     pub fn ingest(&mut self, batch: &PacketBatch, out: &mut Vec<FlowRecord>) {
         self.stats.batches += 1;
         for packet in &batch.packets {
-            self.observe(packet, out);
+            self.observe_in(packet, batch.tunnel(packet), out);
         }
     }
 
@@ -171,11 +178,42 @@ impl FlowTable {
     ) {
         self.stats.batches += 1;
         marks.clear();
-        marks.extend(batch.packets.iter().map(|p| self.observe(p, out)));
+        marks.extend(
+            batch
+                .packets
+                .iter()
+                .map(|p| self.observe_in(p, batch.tunnel(p), out)),
+        );
     }
 
-    /// Accounts one packet and says what it meant to its flow.
+    /// Accounts one packet captured as it is (no tunnel) and says what it meant to its flow.
     pub fn observe(&mut self, packet: &PacketMeta, out: &mut Vec<FlowRecord>) -> FlowMark {
+        self.observe_in(packet, None, out)
+    }
+
+    /// Accounts one packet that arrived in `tunnel` (if any): the inner packet to its flow
+    /// (which the tunnel's identity keeps apart from equal tuples in other tunnels), and the
+    /// carrier to the tunnel's outer flow. The mark is the inner packet's.
+    pub fn observe_in(
+        &mut self,
+        packet: &PacketMeta,
+        tunnel: Option<&Tunnel>,
+        out: &mut Vec<FlowRecord>,
+    ) -> FlowMark {
+        let mark = self.account(packet, tunnel.map(|t| &t.info), None, out);
+        if let Some(t) = tunnel.filter(|t| t.track_carrier) {
+            self.account(&t.carrier, None, Some(t.info.kind), out);
+        }
+        mark
+    }
+
+    fn account(
+        &mut self,
+        packet: &PacketMeta,
+        tunnel: Option<&TunnelInfo>,
+        carries: Option<Encapsulation>,
+        out: &mut Vec<FlowRecord>,
+    ) -> FlowMark {
         if !packet.is_ip() {
             return FlowMark(FlowMark::UNTRACKED);
         }
@@ -186,7 +224,7 @@ impl FlowTable {
             self.expire(out);
             self.next_sweep = self.clock.plus_secs(1);
         }
-        let Some(located) = self.locate(packet) else {
+        let Some(located) = self.locate(packet, tunnel.map_or(0, TunnelInfo::identity)) else {
             self.stats.unattributed_fragments += 1;
             return FlowMark(FlowMark::UNTRACKED);
         };
@@ -199,11 +237,16 @@ impl FlowTable {
                     && matches!(self.flow(slot).state, FlowState::Closed | FlowState::Reset) =>
             {
                 self.finish(slot, EndReason::Closed, out);
-                (self.insert(&located, packet, out), FlowMark::OPENS)
+                let slot = self.insert(&located, packet, tunnel, out);
+                (slot, FlowMark::OPENS)
             }
             Some(slot) => (slot, 0),
-            None => (self.insert(&located, packet, out), FlowMark::OPENS),
+            None => (self.insert(&located, packet, tunnel, out), FlowMark::OPENS),
         };
+        if carries.is_some() {
+            // A flow's first packets may predate the tunnel inside (a GTP echo, a bubble).
+            self.flow_mut(slot).carries = carries;
+        }
         FlowMark(opens | self.update(slot, &located, packet, out))
     }
 
@@ -255,7 +298,7 @@ impl FlowTable {
     }
 
     /// Builds the normalized key, using the first fragment's ports for later fragments.
-    fn locate(&mut self, p: &PacketMeta) -> Option<Located> {
+    fn locate(&mut self, p: &PacketMeta, tunnel: u64) -> Option<Located> {
         let (mut sport, mut dport, mut one_way) = (p.src_port, p.dst_port, false);
         match p.fragment {
             Fragment::First => {
@@ -270,11 +313,14 @@ impl FlowTable {
                         self.fragments.clear();
                     }
                 }
-                self.fragments
-                    .insert((p.src, p.dst, p.ip_proto, p.frag_id), (sport, dport, p.ts));
+                self.fragments.insert(
+                    (p.src, p.dst, p.ip_proto, p.frag_id, tunnel),
+                    (sport, dport, p.ts),
+                );
             }
             Fragment::Later => {
-                let (s, d, _) = *self.fragments.get(&(p.src, p.dst, p.ip_proto, p.frag_id))?;
+                let train = (p.src, p.dst, p.ip_proto, p.frag_id, tunnel);
+                let (s, d, _) = *self.fragments.get(&train)?;
                 (sport, dport) = (s, d);
             }
             Fragment::Whole => {}
@@ -297,6 +343,7 @@ impl FlowTable {
                 a_port: sport,
                 b_port: dport,
                 proto: p.ip_proto,
+                tunnel,
             }
         } else {
             FlowKey {
@@ -305,12 +352,19 @@ impl FlowTable {
                 a_port: dport,
                 b_port: sport,
                 proto: p.ip_proto,
+                tunnel,
             }
         };
         Some(Located { key, from_a })
     }
 
-    fn insert(&mut self, located: &Located, p: &PacketMeta, out: &mut Vec<FlowRecord>) -> u32 {
+    fn insert(
+        &mut self,
+        located: &Located,
+        p: &PacketMeta,
+        tunnel: Option<&TunnelInfo>,
+        out: &mut Vec<FlowRecord>,
+    ) -> u32 {
         if self.index.len() >= self.config.max_flows.max(1) {
             self.evict_oldest(out);
         }
@@ -341,6 +395,8 @@ impl FlowTable {
             state,
             refused: false,
             vlan: p.vlan,
+            tunnel: tunnel.map(|t| Box::new(*t)),
+            carries: None,
             activity: self.clock,
             last_report: p.ts,
             class,
@@ -507,6 +563,8 @@ impl FlowTable {
                 dst_port,
             ),
             end,
+            tunnel: f.tunnel.clone(),
+            carries: f.carries,
         }
     }
 

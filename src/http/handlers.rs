@@ -365,6 +365,8 @@ impl Api {
                 "frames": load(&c.frames),
                 "bytes": load(&c.bytes),
                 "decoded": load(&c.decoded),
+                "skipped": c.skipped_by_reason(),
+                "encapsulations": c.by_encapsulation(),
                 "batches_sent": load(&c.batches_sent),
                 "dropped": {
                     "queue_full_batches": load(&c.batches_dropped),

@@ -5,7 +5,7 @@ use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize, Serializer};
 
-use crate::packet::{TcpFlags, Timestamp, ip_proto};
+use crate::packet::{Encapsulation, TcpFlags, Timestamp, TunnelInfo, ip_proto};
 
 /// What the flow table learned from one packet, for the detectors that read packets: which
 /// packets open a conversation, first answer it, or complete a TCP handshake. Detectors use
@@ -97,6 +97,10 @@ pub struct FlowRecord {
     pub vlan: Option<u16>,
     pub community_id: String,
     pub end: EndReason,
+    /// The tunnel the flow was seen in (the flow itself is the inner conversation).
+    pub tunnel: Option<Box<TunnelInfo>>,
+    /// The kind of tunnel this flow carries, when it is a tunnel's outer flow.
+    pub carries: Option<Encapsulation>,
 }
 
 impl FlowRecord {
@@ -146,7 +150,8 @@ impl Serialize for FlowRecord {
         use serde::ser::SerializeMap;
         let duration = self.duration_secs();
         let bytes = self.bytes();
-        let mut m = s.serialize_map(Some(22))?;
+        let extra = usize::from(self.tunnel.is_some()) + usize::from(self.carries.is_some());
+        let mut m = s.serialize_map(Some(22 + extra))?;
         m.serialize_entry("src_ip", &self.src)?;
         m.serialize_entry("dst_ip", &self.dst)?;
         m.serialize_entry("src_port", &self.src_port)?;
@@ -175,6 +180,38 @@ impl Serialize for FlowRecord {
         m.serialize_entry("state", &self.state)?;
         m.serialize_entry("vlan", &self.vlan)?;
         m.serialize_entry("end_reason", &self.end)?;
+        if let Some(t) = &self.tunnel {
+            m.serialize_entry("tunnel", &TunnelView(t))?;
+        }
+        if let Some(kind) = self.carries {
+            m.serialize_entry("carries", kind.name())?;
+        }
+        m.end()
+    }
+}
+
+/// A flow's tunnel as published: Suricata's EVE `tunnel` object (the outer header's
+/// addresses, ports, protocol and depth) plus the tunnel's type and number.
+pub struct TunnelView<'a>(pub &'a TunnelInfo);
+
+impl Serialize for TunnelView<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let t = self.0;
+        let udp = t.proto == ip_proto::UDP;
+        let mut m = s.serialize_map(None)?;
+        m.serialize_entry("type", t.kind.name())?;
+        if let Some(id) = t.id {
+            m.serialize_entry("id", &id)?;
+        }
+        m.serialize_entry("src_ip", &t.src)?;
+        m.serialize_entry("dest_ip", &t.dst)?;
+        if udp {
+            m.serialize_entry("src_port", &t.src_port)?;
+            m.serialize_entry("dest_port", &t.dst_port)?;
+        }
+        m.serialize_entry("proto", protocol_name(t.proto))?;
+        m.serialize_entry("depth", &t.depth)?;
         m.end()
     }
 }

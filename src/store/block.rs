@@ -13,7 +13,11 @@
 //! deltas), the block's address table (v4/v6 tag, then the address) with each record's source
 //! and destination as indexes into it, ports, protocols, packet and byte counts, flags, a
 //! byte of state | end reason | refused, VLAN (0 = none), and the Community ID only where it
-//! is not the one the tuple and seed give.
+//! is not the one the tuple and seed give. Blocks with tunnelled or tunnel-carrying flows
+//! end with a tunnel section (marker byte 1): per record the kind it carries and the kind of
+//! its tunnel (0 = none, else the `Encapsulation` index + 1), and for a tunnel its id (+1,
+//! 0 = none), endpoints (address-table indexes), protocol, ports and depth. Blocks without
+//! one end after the Community IDs, as blocks written before tunnels existed do.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -22,7 +26,7 @@ use hashbrown::HashMap;
 use super::codec::{DecodeError, ENDS, Reader, STATES, ip_bytes, put_varint};
 use crate::flow::community_id::community_id;
 use crate::model::flow::FlowRecord;
-use crate::packet::{TcpFlags, Timestamp};
+use crate::packet::{Encapsulation, TcpFlags, Timestamp, TunnelInfo};
 
 /// Version byte of the block encoding.
 const BLOCK_V1: u8 = 1;
@@ -207,6 +211,14 @@ pub fn encode(records: &[FlowRecord], seed: u16, session: u64) -> EncodedBlock {
         .iter()
         .map(|r| (index_of(r.src), index_of(r.dst)))
         .collect();
+    let tunnel_ends: Vec<Option<(u64, u64)>> = order
+        .iter()
+        .map(|r| {
+            r.tunnel
+                .as_ref()
+                .map(|t| (index_of(t.src), index_of(t.dst)))
+        })
+        .collect();
     let mut protocols = [0u64; 4];
     for r in &order {
         protocols[usize::from(r.ip_proto / 64)] |= 1 << (r.ip_proto % 64);
@@ -285,6 +297,28 @@ pub fn encode(records: &[FlowRecord], seed: u16, session: u64) -> EncodedBlock {
             cols.extend_from_slice(r.community_id.as_bytes());
         }
     }
+    if order
+        .iter()
+        .any(|r| r.tunnel.is_some() || r.carries.is_some())
+    {
+        cols.push(TUNNEL_SECTION);
+        for (r, ends) in order.iter().zip(&tunnel_ends) {
+            cols.push(r.carries.map_or(0, |k| k.index() as u8 + 1));
+            match (&r.tunnel, ends) {
+                (Some(t), Some((src, dst))) => {
+                    cols.push(t.kind.index() as u8 + 1);
+                    put_varint(&mut cols, t.id.map_or(0, |id| u64::from(id) + 1));
+                    put_varint(&mut cols, *src);
+                    put_varint(&mut cols, *dst);
+                    cols.push(t.proto);
+                    put_varint(&mut cols, u64::from(t.src_port));
+                    put_varint(&mut cols, u64::from(t.dst_port));
+                    cols.push(t.depth);
+                }
+                _ => cols.push(0),
+            }
+        }
+    }
 
     let compressed = ruzstd::encoding::compress_to_vec(
         cols.as_slice(),
@@ -308,6 +342,21 @@ pub fn encode(records: &[FlowRecord], seed: u16, session: u64) -> EncodedBlock {
         addresses: filter,
     };
     EncodedBlock { value, meta }
+}
+
+/// Marks the optional tunnel section at the end of a block's columns.
+const TUNNEL_SECTION: u8 = 1;
+
+/// An `Encapsulation` stored as its index + 1 (0 is none).
+fn encapsulation(code: u8) -> Result<Option<Encapsulation>, DecodeError> {
+    match code {
+        0 => Ok(None),
+        c => Encapsulation::ALL
+            .get(usize::from(c - 1))
+            .copied()
+            .map(Some)
+            .ok_or(DecodeError::Field("encapsulation")),
+    }
 }
 
 /// The largest uncompressed column data a block may claim: far above any real block (a
@@ -452,7 +501,40 @@ pub fn decode(value: &[u8], min_end: i64) -> Result<Vec<FlowRecord>, DecodeError
             end: *ENDS
                 .get(usize::from((p >> 3) & 7))
                 .ok_or(DecodeError::Field("end reason"))?,
+            tunnel: None,
+            carries: None,
         });
+    }
+    if !c.0.is_empty() {
+        if c.u8()? != TUNNEL_SECTION {
+            return Err(DecodeError::Field("tunnel section"));
+        }
+        for record in &mut out {
+            record.carries = encapsulation(c.u8()?)?;
+            let Some(kind) = encapsulation(c.u8()?)? else {
+                continue;
+            };
+            let id = match c.varint()? {
+                0 => None,
+                v => Some(u32::try_from(v - 1).map_err(|_| DecodeError::Field("tunnel id"))?),
+            };
+            let src = address(c.varint()?)?;
+            let dst = address(c.varint()?)?;
+            let proto = c.u8()?;
+            let src_port = port(&mut c)?;
+            let dst_port = port(&mut c)?;
+            let depth = c.u8()?;
+            record.tunnel = Some(Box::new(TunnelInfo {
+                kind,
+                id,
+                src,
+                dst,
+                proto,
+                src_port,
+                dst_port,
+                depth,
+            }));
+        }
     }
     Ok(out)
 }
@@ -518,10 +600,28 @@ mod tests {
             vlan: (next() % 3 == 0).then(|| (next() % 4096) as u16),
             community_id: community_id(seed_cid, src, dst, proto, sp, dp),
             end: ENDS[(next() % 6) as usize],
+            tunnel: None,
+            carries: None,
         };
         if next() % 10 == 0 {
             // Written with another seed, or by hand: kept as it is.
             r.community_id = "1:not-derivable".into();
+        }
+        if next() % 4 == 0 {
+            let kinds = Encapsulation::ALL;
+            r.tunnel = Some(Box::new(TunnelInfo {
+                kind: kinds[(next() % kinds.len() as u64) as usize],
+                id: (next() % 2 == 0).then(|| next() as u32),
+                src: ip(next()),
+                dst: ip(next()),
+                proto: [17u8, 47, 4, 41][(next() % 4) as usize],
+                src_port: (next() % 65536) as u16,
+                dst_port: 4789,
+                depth: 1 + (next() % 4) as u8,
+            }));
+        }
+        if next() % 6 == 0 {
+            r.carries = Some(Encapsulation::ALL[(next() % 21) as usize]);
         }
         r
     }
@@ -612,6 +712,8 @@ mod tests {
             vlan: None,
             community_id: String::new(),
             end: EndReason::Closed,
+            tunnel: None,
+            carries: None,
         };
         // FNV-1a 64 of the 70 bytes listed in `record_identity`, computed independently:
         // in Python over the same bytes.

@@ -235,5 +235,7 @@ pub fn decode_flow(b: &[u8]) -> Result<FlowRecord, DecodeError> {
         vlan: (flags & F_VLAN != 0).then_some(vlan),
         community_id,
         end,
+        tunnel: None,
+        carries: None,
     })
 }

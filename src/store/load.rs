@@ -50,6 +50,8 @@ pub fn synthetic_flow(i: u64) -> FlowRecord {
         vlan: None,
         community_id: community_id(0, client, server, proto, sport, dport),
         end: EndReason::IdleTimeout,
+        tunnel: None,
+        carries: None,
     }
 }
 

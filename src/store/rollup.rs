@@ -665,6 +665,8 @@ mod tests {
             vlan: None,
             community_id: String::new(),
             end: crate::model::flow::EndReason::IdleTimeout,
+            tunnel: None,
+            carries: None,
         };
         r.add_flows(&[flow(600, "10.0.0.1"), flow(601, "10.0.0.2")])
             .unwrap();

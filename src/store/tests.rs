@@ -39,6 +39,8 @@ fn flow(id: u64, src: &str, dst: &str, proto: u8, end_secs: f64) -> FlowRecord {
         vlan: id.is_multiple_of(3).then_some(42),
         community_id: format!("1:flow{id}"),
         end: EndReason::IdleTimeout,
+        tunnel: None,
+        carries: None,
     }
 }
 

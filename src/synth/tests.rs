@@ -3,7 +3,7 @@ use std::net::IpAddr;
 
 use super::hosts::*;
 use super::*;
-use crate::decode::decode;
+use crate::decode::Decoder;
 use crate::packet::{PacketMeta, Protocol};
 
 /// Generates `n` frames and decodes each (every synthetic frame must decode).
@@ -13,9 +13,11 @@ fn decoded(scenario: Scenario, n: usize) -> Vec<(PacketMeta, Option<String>)> {
         .map(|_| {
             let (ts, data) = g.next_frame();
             let mut names = Vec::new();
-            let (meta, ok) = decode(LinkType::ETHERNET, ts, data.len() as u32, data, &mut names)
+            let d = Decoder::new()
+                .decode(LinkType::ETHERNET, ts, data.len() as u32, data, &mut names)
                 .expect("synthetic frames decode");
-            assert!(ok);
+            assert!(d.dns_ok);
+            let meta = d.meta;
             let name = meta.dns.map(|d| {
                 String::from_utf8(names[d.qname.offset as usize..][..d.qname.len as usize].to_vec())
                     .unwrap()

@@ -162,20 +162,7 @@ fn sll2(frame: &[u8]) -> Result<Inner<'_>, LinkError> {
 
 /// PPP with optional HDLC address/control bytes and optional protocol-field compression.
 fn ppp(frame: &[u8]) -> Result<Inner<'_>, LinkError> {
-    let mut rest = frame;
-    if rest.len() >= 2 && rest[0] == 0xff && rest[1] == 0x03 {
-        rest = &rest[2..];
-    }
-    let (protocol, payload) = match rest {
-        [first, tail @ ..] if first & 1 == 1 => (u16::from(*first), tail),
-        [hi, lo, tail @ ..] => (u16::from_be_bytes([*hi, *lo]), tail),
-        _ => return Err(LinkError::Truncated),
-    };
-    Ok(match protocol {
-        0x0021 => Inner::EtherType(ether_type::IPV4, payload),
-        0x0057 => Inner::EtherType(ether_type::IPV6, payload),
-        other => Inner::NonIp(other),
-    })
+    super::encap::ppp_payload(frame).map_err(|_| LinkError::Truncated)
 }
 
 /// Linux NFLOG: a 4-byte header, then TLVs (host-endian length and type, 4-byte aligned); the

@@ -1,11 +1,13 @@
 //! Wire formats that etherparse and smoltcp do not cover: capture link headers (Linux SLL
-//! and SLL2, BSD loopback, PPP, NFLOG), the few transport fields a monitor needs even from
+//! and SLL2, BSD loopback, PPP, NFLOG), the encapsulations in front of a packet (tunnels and
+//! link-layer wrappers), the few transport fields a monitor needs even from
 //! truncated headers and first fragments, and the DNS question section.
 //!
 //! Parsing only: each function reads a byte slice, checks every length before using it, and
 //! returns borrowed views or small `Copy` values. No logic, no allocation.
 
 pub mod dns;
+pub mod encap;
 pub mod ipv6;
 pub mod l4;
 pub mod link;
