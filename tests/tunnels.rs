@@ -464,3 +464,51 @@ fn hostile_encapsulations_are_counted_by_reason() {
     assert_eq!(s["skipped"]["tunnel_too_deep"], 1);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn eve_flow_events_carry_suricatas_tunnel_object() {
+    let dir = tempdir();
+    let eve = dir.join("eve.json");
+    let config = dir.join("eve.toml");
+    std::fs::write(
+        &config,
+        format!("[export.eve]\nfile = \"{}\"\n", eve.display()),
+    )
+    .unwrap();
+    let (code, _, stderr) = analyze(
+        &pcap("other/zeek_vxlan.pcap"),
+        &["--config", config.to_str().unwrap()],
+    );
+    assert_eq!(code, Some(0), "{stderr}");
+    let events: Vec<serde_json::Value> = std::fs::read_to_string(&eve)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    // tshark -V: VXLAN VNI 123 from 192.168.56.11 to 192.168.56.12:4789,
+    // carrying ICMP echo 10.0.0.1 -> 10.0.0.2.
+    let inner = events
+        .iter()
+        .find(|e| e["event_type"] == "flow" && e["proto"] == "ICMP")
+        .expect("an inner ICMP flow event");
+    assert_eq!(inner["src_ip"], "10.0.0.1");
+    let t = &inner["tunnel"];
+    assert_eq!(
+        pair(
+            t["src_ip"].as_str().unwrap(),
+            t["dest_ip"].as_str().unwrap()
+        ),
+        pair("192.168.56.11", "192.168.56.12")
+    );
+    assert_eq!(t["proto"], "UDP");
+    assert_eq!(t["dest_port"], 4789);
+    assert_eq!(t["depth"], 1);
+    assert_eq!(t["type"], "vxlan");
+    assert_eq!(t["id"], 123);
+    assert!(
+        events.iter().any(|e| e["event_type"] == "flow"
+            && e["carries"] == "vxlan"
+            && e["dest_port"] == 4789)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

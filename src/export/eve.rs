@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 
 use crate::model::alert::Alert;
 use crate::model::finding::{Rule, Severity};
-use crate::model::flow::{EndReason, FlowRecord, FlowState};
+use crate::model::flow::{EndReason, FlowRecord, FlowState, TunnelView};
 
 /// Suricata's timestamp form: `2026-01-01T00:00:05.250000+0000` (UTC).
 pub fn timestamp(unix_ns: i64) -> String {
@@ -87,6 +87,14 @@ pub fn flow_event(r: &FlowRecord, host: &str) -> Value {
     });
     if let Some(vlan) = r.vlan {
         event["vlan"] = json!([vlan]);
+    }
+    // Suricata's `tunnel` object (the outer header: addresses, ports, protocol, depth), with
+    // the tunnel's type and number besides.
+    if let Some(t) = &r.tunnel {
+        event["tunnel"] = json!(TunnelView(t));
+    }
+    if let Some(kind) = r.carries {
+        event["carries"] = json!(kind.name());
     }
     if r.ip_proto == 6 {
         event["tcp"] = json!({

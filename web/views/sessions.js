@@ -7,9 +7,18 @@ export const title = 'Sessions';
 const COLUMNS = [
   ['src_ip', 'source'], ['src_port', 'port'], ['dst_ip', 'destination'], ['dst_port', 'port'],
   ['protocol', 'proto'], ['total_bytes', 'bytes'], ['packet_count', 'packets'],
-  ['duration', 'duration'], ['last_seen', 'last seen'], ['state', 'state'],
+  ['duration', 'duration'], ['last_seen', 'last seen'], ['state', 'state'], ['tunnel_label', 'tunnel'],
 ];
 const NUMERIC = new Set(['src_port', 'dst_port', 'total_bytes', 'packet_count', 'duration', 'last_seen']);
+// A flow seen inside a tunnel names it (type and VNI, key or TEID); a tunnel's outer flow
+// says what it carries.
+const tunnelLabel = (f) => {
+  if (f.tunnel) return [f.tunnel.type, f.tunnel.id].filter((x) => x !== undefined).join(' ');
+  return f.carries ? `carries ${f.carries}` : '';
+};
+const tunnelDetail = (t) => `${t.type}${t.id !== undefined ? ` ${t.id}` : ''}: ${t.src_ip}${t.src_port !== undefined ? `:${t.src_port}` : ''}`
+  + ` → ${t.dest_ip}${t.dest_port !== undefined ? `:${t.dest_port}` : ''} ${t.proto}, depth ${t.depth}`;
+
 const WINDOWS = [['active', 'active now'], ['300', 'last 5 min'], ['3600', 'last hour'], ['86400', 'last day'], ['all', 'all stored']];
 
 export function render(main, params) {
@@ -44,7 +53,7 @@ export function render(main, params) {
         el('td', { class: 'num' }, f.dst_port), el('td', {}, f.protocol),
         el('td', { class: 'num' }, fmt.bytes(f.total_bytes)), el('td', { class: 'num' }, fmt.num(f.packet_count)),
         el('td', { class: 'num' }, fmt.dur(f.duration)), el('td', { class: 'num' }, fmt.time(f.last_seen)),
-        el('td', {}, f.state))))));
+        el('td', {}, f.state), el('td', { class: 'muted' }, f.tunnel_label))))));
   };
 
   const showDetails = (f) => {
@@ -56,6 +65,8 @@ export function render(main, params) {
       ['rate', `${fmt.bytes(f.bytes_per_sec)}/s`], ['TCP flags', (f.tcp_flags || []).join(', ') || '–'],
       ['state', `${f.state} (${f.end_reason})`], ['Community ID', f.community_id || '–'], ['VLAN', f.vlan ?? '–'],
     ];
+    if (f.tunnel) rows.push(['tunnel', tunnelDetail(f.tunnel)]);
+    if (f.carries) rows.push(['carries', `${f.carries} tunnel (this is its outer flow)`]);
     details.replaceChildren(el('h2', {}, 'Flow details'), el('dl', {}, rows.flatMap(([k, v]) => [el('dt', {}, k), el('dd', {}, v)])));
   };
 
@@ -75,7 +86,7 @@ export function render(main, params) {
     status.textContent = 'loading…';
     try {
       const body = await api(`/flows?${q}`);
-      flows = body.flows;
+      flows = body.flows.map((f) => ({ ...f, tunnel_label: tunnelLabel(f) }));
       status.textContent = `${body.count} flows (${body.source})`;
       status.className = 'muted';
       draw();
