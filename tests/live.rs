@@ -310,6 +310,80 @@ fn live_nmap_scans_are_port_scans() {
     }
 }
 
+/// A VXLAN tunnel (VNI 42) between the two namespaces, over the veth pair: 192.168.42.1 in
+/// the sender, 192.168.42.2 in the capture namespace.
+fn vxlan_over_the_pair(ns: &Namespaces) {
+    for (netns, dev, local, remote, addr) in [
+        (
+            &ns.sender,
+            "tsnd0",
+            "10.77.0.1",
+            "10.77.0.2",
+            "192.168.42.1/24",
+        ),
+        (
+            &ns.capture,
+            "tcap0",
+            "10.77.0.2",
+            "10.77.0.1",
+            "192.168.42.2/24",
+        ),
+    ] {
+        let link = [
+            "-n", netns, "link", "add", "tvx0", "type", "vxlan", "id", "42", "local", local,
+            "remote", remote, "dstport", "4789", "dev", dev,
+        ];
+        assert!(ip(&link), "cannot create a VXLAN device in {netns}");
+        assert!(ip(&["-n", netns, "addr", "add", addr, "dev", "tvx0"]));
+        assert!(ip(&["-n", netns, "link", "set", "tvx0", "up"]));
+    }
+}
+
+#[test]
+fn live_nmap_through_a_vxlan_tunnel_is_a_port_scan_of_the_inner_addresses() {
+    let Some(ns) = live_ready(&["ip", "nmap"], "vxlan") else {
+        return;
+    };
+    vxlan_over_the_pair(&ns);
+    // Captured on the underlay (tcap0): every probe arrives inside VXLAN.
+    let summary = capture_during(&ns, 7, |ns| {
+        from_sender(
+            ns,
+            &[
+                "nmap",
+                "-sS",
+                "-Pn",
+                "-n",
+                "-T5",
+                "--max-retries",
+                "0",
+                "--host-timeout",
+                "4s",
+                "-p",
+                "1-200",
+                "192.168.42.2",
+            ],
+        );
+    });
+    let scans: Vec<_> = summary["alerts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["alert_type"] == "port_scan")
+        .collect();
+    assert_eq!(scans.len(), 1, "{summary:#}");
+    assert_eq!(scans[0]["source_ip"], "192.168.42.1", "{summary:#}");
+    assert_eq!(scans[0]["target"], "192.168.42.2", "{summary:#}");
+    assert!(
+        scans[0]["evidence"]["distinct_ports"].as_u64().unwrap() >= 100,
+        "{summary:#}"
+    );
+    assert!(
+        summary["encapsulations"]["vxlan"].as_u64().unwrap() >= 200,
+        "{summary:#}"
+    );
+}
+
 #[test]
 fn live_hping3_syn_flood() {
     let Some(ns) = live_ready(&["ip", "hping3"], "hping") else {
