@@ -466,6 +466,11 @@ impl Walk<'_> {
         const IPV6_IN: u8 = 41;
         let v6 = self.meta.network == Network::Ipv6;
         let cut = |Cut| SkipReason::TruncatedTunnel;
+        // An empty payload carries nothing: a probe (nmap -sO sends bare GRE and IP-in-IP
+        // headers), seen as the packet it is.
+        if payload.is_empty() || (proto == ip_proto::UDP && udp_body.is_empty()) {
+            return Ok(None);
+        }
         Ok(match proto {
             GRE => Some(gre(payload)?),
             IPV4_IN => Some((
@@ -488,54 +493,39 @@ impl Walk<'_> {
             )),
             ip_proto::UDP if t.has_ports && t.header_len.is_some() => {
                 let c = self.config;
-                let by_port = |port: u16| -> Result<Option<_>, SkipReason> {
-                    let e = if c.vxlan_ports.contains(&port) {
-                        encap::vxlan(udp_body)
-                            .map_err(cut)?
-                            .map(|e| (Encapsulation::Vxlan, e))
-                    } else if c.geneve_ports.contains(&port) {
-                        encap::geneve(udp_body)
-                            .map_err(cut)?
-                            .map(|e| (Encapsulation::Geneve, e))
-                    } else if c.gtp_u_ports.contains(&port) {
-                        encap::gtp_u(udp_body)
-                            .map_err(cut)?
-                            .map(|e| (Encapsulation::GtpU, e))
-                    } else if port == TEREDO_PORT {
-                        encap::teredo(udp_body, false).map_err(cut)?.map(|ip| {
+                let (src, dst) = (t.src_port, t.dst_port);
+                // VXLAN, Geneve and GTP-U go to their port in both directions, so only the
+                // destination port counts (as in Suricata): a random source port that
+                // happens to be 4789 is no tunnel. AYIYA and Teredo servers answer from
+                // theirs; off its port Teredo is recognised by its shape alone.
+                let found = if c.vxlan_ports.contains(&dst) {
+                    encap::vxlan(udp_body)
+                        .map_err(cut)?
+                        .map(|e| (Encapsulation::Vxlan, e))
+                } else if c.geneve_ports.contains(&dst) {
+                    encap::geneve(udp_body)
+                        .map_err(cut)?
+                        .map(|e| (Encapsulation::Geneve, e))
+                } else if c.gtp_u_ports.contains(&dst) {
+                    encap::gtp_u(udp_body)
+                        .map_err(cut)?
+                        .map(|e| (Encapsulation::GtpU, e))
+                } else if dst == AYIYA_PORT || src == AYIYA_PORT {
+                    encap::ayiya(udp_body)
+                        .map_err(cut)?
+                        .map(|e| (Encapsulation::Ayiya, e))
+                } else {
+                    let on_port = dst == TEREDO_PORT || src == TEREDO_PORT;
+                    let by_shape = c.teredo_by_shape && !is_dns_port(src) && !is_dns_port(dst);
+                    (on_port || by_shape)
+                        .then(|| encap::teredo(udp_body, !on_port))
+                        .flatten()
+                        .map(|ip| {
                             let inner = Inner::EtherType(ether_type::IPV6, ip);
                             (Encapsulation::Teredo, encap::Encap { inner, id: None })
                         })
-                    } else if port == AYIYA_PORT {
-                        encap::ayiya(udp_body)
-                            .map_err(cut)?
-                            .map(|e| (Encapsulation::Ayiya, e))
-                    } else {
-                        None
-                    };
-                    Ok(e.map(|(k, e)| (k, e.id, e.inner)))
                 };
-                match by_port(t.dst_port)? {
-                    Some(found) => Some(found),
-                    None => match by_port(t.src_port)? {
-                        Some(found) => Some(found),
-                        None if c.teredo_by_shape
-                            && !is_dns_port(t.src_port)
-                            && !is_dns_port(t.dst_port) =>
-                        {
-                            // Teredo relays answer from ports of their own: recognise the
-                            // packet by its shape, strictly. Anything else is plain UDP.
-                            encap::teredo(udp_body, true).ok().flatten().map(|ip| {
-                                (
-                                    Encapsulation::Teredo,
-                                    None,
-                                    Inner::EtherType(ether_type::IPV6, ip),
-                                )
-                            })
-                        }
-                        None => None,
-                    },
-                }
+                found.map(|(k, e)| (k, e.id, e.inner))
             }
             _ => None,
         })

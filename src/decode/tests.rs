@@ -525,3 +525,46 @@ fn hidden_carriers_are_marked_so() {
         .unwrap();
     assert!(!d.tunnel.unwrap().track_carrier);
 }
+
+#[test]
+fn probes_and_lookalikes_stay_plain_packets() {
+    // nmap -sO: bare GRE and IP-in-IP headers with nothing after them.
+    for proto in [47u8, 4, 41] {
+        let d = decode_full(&eth(
+            0x0800,
+            &ipv4([10, 0, 0, 1], [10, 0, 0, 2], proto, &[]),
+        ))
+        .unwrap();
+        assert!(d.tunnel.is_none(), "protocol {proto}");
+        assert_eq!(d.meta.ip_proto, proto);
+    }
+    // A client whose random source port is 4789, 6081 or 2152 sends plain UDP.
+    for sport in [4789u16, 6081, 2152] {
+        let frame = eth(
+            0x0800,
+            &ipv4(
+                [10, 0, 0, 1],
+                [10, 0, 0, 2],
+                17,
+                &udp(sport, 9, &[0x08; 30]),
+            ),
+        );
+        let d = decode_full(&frame).unwrap();
+        assert!(d.tunnel.is_none(), "source port {sport}");
+        assert_eq!(d.meta.dst_port, 9);
+    }
+    // UDP to 4789 with an empty body is a packet, not a cut tunnel.
+    let d = decode_full(&eth(
+        0x0800,
+        &ipv4([10, 0, 0, 1], [10, 0, 0, 2], 17, &udp(1, 4789, &[])),
+    ))
+    .unwrap();
+    assert!(d.tunnel.is_none());
+    // Random bytes from port 3544 are not Teredo unless they are an exact IPv6 packet.
+    let d = decode_full(&eth(
+        0x0800,
+        &ipv4([10, 0, 0, 1], [10, 0, 0, 2], 17, &udp(3544, 9, &[0x60; 60])),
+    ))
+    .unwrap();
+    assert!(d.tunnel.is_none());
+}

@@ -229,34 +229,30 @@ pub fn gtp_u(b: &[u8]) -> Result<Option<Encap<'_>>, Cut> {
 }
 
 /// Teredo (RFC 4380): strips the authentication and origin indicators and returns the IPv6
-/// packet, or `None` when the payload is not IPv6. `strict` (for ports other than 3544) also
-/// asks that the IPv6 payload length match the datagram exactly and that one address be a
-/// Teredo (2001::/32) or link-local one, so that ordinary UDP is not mistaken for Teredo.
-pub fn teredo(b: &[u8], strict: bool) -> Result<Option<&[u8]>, Cut> {
+/// packet, or `None` when the payload is not one: an IPv6 header whose payload length fills
+/// the datagram exactly. `off_port` (for ports other than 3544) also asks that one address
+/// be a Teredo (2001::/32) or link-local one, so that ordinary UDP is not mistaken for
+/// Teredo. What does not parse is simply not Teredo.
+pub fn teredo(b: &[u8], off_port: bool) -> Option<&[u8]> {
     let mut at = 0;
     if be16(b, at).ok() == Some(0x0001) {
-        let id_len = usize::from(*b.get(at + 2).ok_or(Cut)?);
-        let auth_len = usize::from(*b.get(at + 3).ok_or(Cut)?);
+        let (id_len, auth_len) = (*b.get(at + 2)?, *b.get(at + 3)?);
         // Client id, authentication value, nonce (8) and confirmation byte (1).
-        at += 4 + id_len + auth_len + 9;
+        at += 4 + usize::from(id_len) + usize::from(auth_len) + 9;
     }
     if be16(b, at).ok() == Some(0x0000) {
         at += 8;
     }
-    let ip = rest(b, at)?;
-    if ip.len() < 40 || ip[0] >> 4 != 6 {
-        return Ok(None);
+    let ip = b.get(at..).filter(|ip| ip.len() >= 40 && ip[0] >> 4 == 6)?;
+    let payload_len = usize::from(u16::from_be_bytes([ip[4], ip[5]]));
+    if payload_len + 40 != ip.len() {
+        return None;
     }
-    if strict {
-        let payload_len = usize::from(u16::from_be_bytes([ip[4], ip[5]]));
-        let teredo_or_local = |a: &[u8]| a[..4] == [0x20, 0x01, 0, 0] || a[..2] == [0xfe, 0x80];
-        if payload_len + 40 != ip.len()
-            || !(teredo_or_local(&ip[8..24]) || teredo_or_local(&ip[24..40]))
-        {
-            return Ok(None);
-        }
+    let teredo_or_local = |a: &[u8]| a[..4] == [0x20, 0x01, 0, 0] || a[..2] == [0xfe, 0x80];
+    if off_port && !(teredo_or_local(&ip[8..24]) || teredo_or_local(&ip[24..40])) {
+        return None;
     }
-    Ok(Some(ip))
+    Some(ip)
 }
 
 /// AYIYA (draft-massar-v6ops-ayiya): the forwarded IPv4 or IPv6 packet, `None` for other
@@ -490,18 +486,23 @@ mod tests {
         ip6.extend_from_slice(&[0; 12]);
         let mut b = vec![0, 0, 0x0d, 0x94, 1, 2, 3, 4]; // origin indication
         b.extend_from_slice(&ip6);
-        assert_eq!(teredo(&b, true), Ok(Some(&ip6[..])));
+        assert_eq!(teredo(&b, true), Some(&ip6[..]));
         // An authentication indicator with a 1-byte id and no auth value before it.
         let mut auth = vec![0, 1, 1, 0, 0xaa];
         auth.extend_from_slice(&[0; 9]);
         auth.extend_from_slice(&b);
-        assert_eq!(teredo(&auth, true), Ok(Some(&ip6[..])));
-        // A length that does not match is not Teredo off port 3544, but is on it.
+        assert_eq!(teredo(&auth, true), Some(&ip6[..]));
+        // A length that does not match is not Teredo; nor, off port 3544, are addresses
+        // that are neither Teredo nor link-local.
         let mut longer = b.clone();
         longer.push(0);
-        assert_eq!(teredo(&longer, true), Ok(None));
-        assert!(teredo(&longer, false).unwrap().is_some());
-        assert_eq!(teredo(&[0, 0, 1], false), Err(Cut));
+        assert_eq!(teredo(&longer, false), None);
+        let mut native = b.clone();
+        native[8 + 8..8 + 12].copy_from_slice(&[0x20, 0x01, 0x0d, 0xb8]);
+        assert_eq!(teredo(&native, true), None);
+        assert_eq!(teredo(&native, false), Some(&native[8..]));
+        assert_eq!(teredo(&[0, 0, 1], false), None);
+        assert_eq!(teredo(&[0, 1], false), None);
     }
 
     #[test]
