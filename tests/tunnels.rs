@@ -11,11 +11,23 @@ use std::process::Command;
 
 use common::{analyze, cannot_run, flows_of, pcap, tempdir};
 
+/// A TCP or UDP conversation: IP protocol and both endpoints, in a fixed order.
+type Endpoints = (u8, (String, u16), (String, u16));
+
+/// One encapsulated capture and what it must show: whether tshark must look for Teredo by
+/// shape, the carrier flows (kind, outer pair, packets) and the packets per encapsulation.
+struct Case {
+    capture: &'static str,
+    teredo_by_shape: bool,
+    carriers: &'static [(&'static str, (&'static str, &'static str), u64)],
+    encapsulations: &'static [(&'static str, u64)],
+}
+
 /// Frames per conversation as tshark counts them: TCP and UDP conversations keyed by
 /// protocol and both endpoints (in a fixed order), IP conversations by both addresses.
 #[derive(Debug, Default, PartialEq)]
 struct Conversations {
-    transport: BTreeMap<(u8, (String, u16), (String, u16)), u64>,
+    transport: BTreeMap<Endpoints, u64>,
     ip: BTreeMap<(String, String), u64>,
 }
 
@@ -176,48 +188,78 @@ fn pair(a: &str, b: &str) -> (String, String) {
 
 #[test]
 fn inner_conversations_and_carriers_agree_with_tshark() {
-    // (capture, Teredo by shape, [(carrier kind, outer pair, packets)], encapsulation counts)
-    // The carrier figures are tshark's too: its conversation of the outer pair.
-    let cases: &[(&str, bool, &[(&str, (&str, &str), u64)], &[(&str, u64)])] = &[
-        (
-            "other/zeek_gre_sample.pcap",
-            false,
-            &[("gre", ("172.27.1.66", "66.59.109.137"), 40)],
-            &[("gre", 40)],
-        ),
-        ("other/zeek_vxlan.pcap", false, &[], &[("vxlan", 10)]),
-        ("other/zeek_geneve.pcap", false, &[], &[("geneve", 6)]),
+    // The carrier figures are tshark's IP conversation of the outer pair (checked below).
+    let cases = [
+        Case {
+            capture: "other/zeek_gre_sample.pcap",
+            teredo_by_shape: false,
+            carriers: &[("gre", ("172.27.1.66", "66.59.109.137"), 40)],
+            encapsulations: &[("gre", 40)],
+        },
+        Case {
+            capture: "other/zeek_vxlan.pcap",
+            teredo_by_shape: false,
+            carriers: &[("vxlan", ("192.168.56.11", "192.168.56.12"), 10)],
+            encapsulations: &[("vxlan", 10)],
+        },
+        Case {
+            capture: "other/zeek_geneve.pcap",
+            teredo_by_shape: false,
+            carriers: &[("geneve", ("20.0.0.1", "20.0.0.2"), 6)],
+            encapsulations: &[("geneve", 6)],
+        },
         // Despite its name, GRE transparent Ethernet bridging (protocol 0x6558), as tshark
         // reads it too; 39 of its frames are later IP fragments of the carrier.
-        ("other/zeek_erspan.pcap", false, &[], &[("gre", 248)]),
-        ("other/zeek_4in6.pcap", false, &[], &[("4in6", 1)]),
-        ("ipv6/tunnels_zeek_6in4.pcap", false, &[], &[("6in4", 1)]),
-        (
-            "other/zeek_gtp1_fragmentation.pcap",
-            false,
-            &[],
-            &[("gtp_u", 72)],
-        ),
-        (
-            "other/zeek_pppoe.pcap",
-            false,
-            &[],
-            &[("pppoe", 61), ("pppoe_discovery", 4)],
-        ),
-        (
-            "ipv6/tunnels_zeek_Teredo.pcap",
-            true,
-            &[
+        Case {
+            capture: "other/zeek_erspan.pcap",
+            teredo_by_shape: false,
+            carriers: &[("gre", ("10.200.0.3", "10.200.0.224"), 287)],
+            encapsulations: &[("gre", 248)],
+        },
+        Case {
+            capture: "other/zeek_4in6.pcap",
+            teredo_by_shape: false,
+            carriers: &[(
+                "4in6",
+                ("2002:4637:d5d3::4637:d5d3", "2001:4860:0:2001::68"),
+                1,
+            )],
+            encapsulations: &[("4in6", 1)],
+        },
+        Case {
+            capture: "ipv6/tunnels_zeek_6in4.pcap",
+            teredo_by_shape: false,
+            carriers: &[("6in4", ("1.2.3.4", "5.6.7.8"), 1)],
+            encapsulations: &[("6in4", 1)],
+        },
+        Case {
+            capture: "other/zeek_gtp1_fragmentation.pcap",
+            teredo_by_shape: false,
+            carriers: &[("gtp_u", ("239.114.155.111", "63.94.149.181"), 108)],
+            encapsulations: &[("gtp_u", 72)],
+        },
+        // PPPoE is a link-layer wrapper: no carrier flow.
+        Case {
+            capture: "other/zeek_pppoe.pcap",
+            teredo_by_shape: false,
+            carriers: &[],
+            encapsulations: &[("pppoe", 61), ("pppoe_discovery", 4)],
+        },
+        Case {
+            capture: "ipv6/tunnels_zeek_Teredo.pcap",
+            teredo_by_shape: true,
+            carriers: &[
                 ("teredo", ("192.168.2.16", "83.170.1.38"), 25),
                 ("teredo", ("192.168.2.16", "65.55.158.80"), 3),
                 ("teredo", ("192.168.2.16", "65.55.158.81"), 1),
             ],
-            &[("teredo", 29)],
-        ),
+            encapsulations: &[("teredo", 29)],
+        },
     ];
-    for (rel, teredo, expected_carriers, encapsulations) in cases {
+    for case in cases {
+        let rel = case.capture;
         let file = pcap(rel);
-        let Some(want) = tshark(&file, *teredo) else {
+        let Some(want) = tshark(&file, case.teredo_by_shape) else {
             return cannot_run("tshark is not installed (scripts/install-deps.sh installs it)");
         };
         let flows = flows_of(&file);
@@ -229,7 +271,7 @@ fn inner_conversations_and_carriers_agree_with_tshark() {
         assert_eq!(got.ip, want.ip, "{rel}: IP conversations");
         // Every flow inside a tunnel says which; every carrier's figures are tshark's.
         let carried = carriers(&flows);
-        for (kind, (a, b), packets) in expected_carriers.iter() {
+        for (kind, (a, b), packets) in case.carriers {
             assert_eq!(
                 carried.get(&(kind.to_string(), pair(a, b))),
                 Some(packets),
@@ -249,7 +291,8 @@ fn inner_conversations_and_carriers_agree_with_tshark() {
         let summary = summary.unwrap();
         let counted: BTreeMap<String, u64> =
             serde_json::from_value(summary["encapsulations"].clone()).unwrap();
-        let expected: BTreeMap<String, u64> = encapsulations
+        let expected: BTreeMap<String, u64> = case
+            .encapsulations
             .iter()
             .map(|(k, n)| (k.to_string(), *n))
             .collect();
