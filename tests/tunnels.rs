@@ -555,3 +555,32 @@ fn eve_flow_events_carry_suricatas_tunnel_object() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn the_server_counts_encapsulations_and_serves_tunnelled_flows() {
+    let file = pcap("other/zeek_vxlan.pcap");
+    let server =
+        common::server::Server::start(&["replay", file.to_str().unwrap(), "--speed", "0"], None);
+    server.wait_replayed();
+    // /debug: every frame decoded, all ten in VXLAN (tshark: 10 VXLAN frames).
+    let debug = server.get("/debug").json();
+    assert_eq!(debug["capture"]["encapsulations"]["vxlan"], 10, "{debug:#}");
+    assert!(
+        debug["capture"]["skipped"].as_object().unwrap().is_empty(),
+        "{debug:#}"
+    );
+    // /flows: the inner ICMP flows name their tunnel, the carriers say what they carry.
+    // Stored flows (the replay is over, so none is active any more).
+    let flows = server
+        .get("/flows?start_time=0&end_time=4000000000&limit=100")
+        .json();
+    let flows = flows["flows"].as_array().unwrap();
+    assert!(
+        flows
+            .iter()
+            .any(|f| f["protocol"] == "ICMP" && f["tunnel"]["id"] == 123),
+        "{flows:#?}"
+    );
+    assert!(flows.iter().any(|f| f["carries"] == "vxlan"), "{flows:#?}");
+    server.stop();
+}

@@ -172,10 +172,10 @@ impl Decoder {
             Ok(d) => {
                 self.counters.decoded += 1;
                 self.counters.dns_malformed += u64::from(!d.dns_ok);
-                if d.seen != 0 {
-                    for (i, n) in self.counters.encapsulated.iter_mut().enumerate() {
-                        *n += u64::from(d.seen >> i & 1);
-                    }
+                let mut seen = d.seen;
+                while seen != 0 {
+                    self.counters.encapsulated[seen.trailing_zeros() as usize] += 1;
+                    seen &= seen - 1;
                 }
                 let mut meta = d.meta;
                 if let Some(t) = d.tunnel {
