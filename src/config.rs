@@ -17,6 +17,7 @@ use crate::flow::FlowConfig;
 use crate::geo::GeoConfig;
 use crate::http::ServerConfig;
 use crate::metrics::MetricsConfig;
+use crate::names::NamesConfig;
 use crate::pipeline::PipelineConfig;
 use crate::privacy::PrivacyConfig;
 use crate::store::StoreConfig;
@@ -27,6 +28,7 @@ use crate::store::StoreConfig;
 pub struct Config {
     pub capture: CaptureConfig,
     pub decode: DecodeConfig,
+    pub names: NamesConfig,
     pub flows: FlowConfig,
     pub metrics: MetricsConfig,
     pub detectors: DetectorsConfig,
@@ -57,6 +59,7 @@ impl Config {
         PipelineConfig {
             capture: self.capture.clone(),
             decode: self.decode.clone(),
+            names: self.privacy.names.then(|| self.names.clone()),
             flows: self.flows.clone(),
             metrics: self.metrics.clone(),
             detectors: self.detectors.clone(),
@@ -115,6 +118,7 @@ impl Config {
             return Err("alerts.max_alerts must be at least 1".into());
         }
         self.decode.validate()?;
+        self.names.validate()?;
         self.store.validate()?;
         self.server.validate()?;
         self.auth.validate()?;

@@ -20,6 +20,7 @@ pub mod http;
 pub mod messages;
 pub mod metrics;
 pub mod model;
+pub mod names;
 pub mod output;
 pub mod packet;
 pub mod pipeline;

@@ -199,6 +199,22 @@ pub struct DnsMeta {
     pub answers: u16,
     /// Dotted presentation form without the trailing dot, raw label bytes kept as they are.
     pub qname: NameRef,
+    /// A response's addresses for the question, in its batch's answer arena.
+    pub addresses: AnswerRef,
+}
+
+/// Where a response's addresses sit in its batch's answer arena.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct AnswerRef {
+    pub offset: u32,
+    pub len: u16,
+}
+
+/// An address a DNS response gave for its question, and the record's TTL in seconds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct DnsAnswer {
+    pub addr: IpAddr,
+    pub ttl: u32,
 }
 
 /// An encapsulation a packet can arrive in: the IP tunnels (which give a flow its tunnel)
@@ -447,6 +463,8 @@ pub struct PacketBatch {
     pub names: Vec<u8>,
     /// The tunnels of the batch's tunnelled packets; `TunnelRef`s point into it.
     pub tunnels: Vec<Tunnel>,
+    /// The addresses of the batch's DNS responses; `AnswerRef`s point into it.
+    pub answers: Vec<DnsAnswer>,
     /// When capture began filling the batch: the start of the alert-latency clock.
     pub started: Option<std::time::Instant>,
     /// The batch's room in the pipeline, given back when its last reader drops it.
@@ -459,6 +477,7 @@ impl PacketBatch {
             packets: Vec::with_capacity(packets),
             names: Vec::with_capacity(packets * 8),
             tunnels: Vec::new(),
+            answers: Vec::new(),
             started: None,
             credit: None,
         }
@@ -483,6 +502,16 @@ impl PacketBatch {
     /// The tunnel `packet` arrived in, if any.
     pub fn tunnel(&self, packet: &PacketMeta) -> Option<&Tunnel> {
         packet.tunnel.and_then(|t| self.tunnels.get(t.0 as usize))
+    }
+
+    /// The addresses a DNS response packet gave for its question (empty for anything else).
+    pub fn answers(&self, packet: &PacketMeta) -> &[DnsAnswer] {
+        packet.dns.map_or(&[], |d| {
+            let start = d.addresses.offset as usize;
+            self.answers
+                .get(start..start + usize::from(d.addresses.len))
+                .unwrap_or_default()
+        })
     }
 
     /// The DNS query name of `packet`, if it has one.

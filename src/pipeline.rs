@@ -32,6 +32,7 @@ use crate::messages::{AlertsChanged, FlowRecordsMsg, PacketBatchMsg};
 use crate::metrics::MetricsConfig;
 use crate::metrics::actor::FinishMinute;
 use crate::metrics::actor::MetricsActor;
+use crate::names::{NamesConfig, PassiveDns};
 use crate::store::StoreStatus;
 use crate::store::actor::StoreActor;
 use crate::store::actor::{FlushStore, QueryAlerts};
@@ -54,6 +55,8 @@ pub struct PipelineConfig {
     pub capture: CaptureConfig,
     pub decode: DecodeConfig,
     pub flows: FlowConfig,
+    /// Naming (absent when `[privacy] names = false`).
+    pub names: Option<NamesConfig>,
     pub metrics: MetricsConfig,
     pub detectors: DetectorsConfig,
     pub alerts: AlertsConfig,
@@ -228,9 +231,20 @@ impl Pipeline {
 
         let status = vec![metrics.clone().recipient()];
         let flow_config = config.flows.clone();
+        let names = config
+            .names
+            .as_ref()
+            .map(|n| PassiveDns::new(n.passive_dns_entries));
         let flows_arbiter = Arbiter::new();
         let flows = FlowsActor::start_in_arbiter(&flows_arbiter.handle(), move |_| {
-            FlowsActor::new(flow_config, record_sinks, status, packet_sinks, queue)
+            FlowsActor::new(
+                flow_config,
+                record_sinks,
+                status,
+                packet_sinks,
+                queue,
+                names,
+            )
         });
         Pipeline {
             flows,

@@ -12,12 +12,24 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 /// The `[privacy]` section.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct PrivacyConfig {
     /// Show addresses as their /24 (IPv4) or /48 (IPv6) network. An admin can switch this in
     /// the dashboard's settings; that choice is saved and wins over this default.
     pub ip_masking: bool,
+    /// Name servers from the headers on the wire (DNS answers so far). Names are not
+    /// masked by `ip_masking`: they are what a person recognises.
+    pub names: bool,
+}
+
+impl Default for PrivacyConfig {
+    fn default() -> Self {
+        PrivacyConfig {
+            ip_masking: false,
+            names: true,
+        }
+    }
 }
 
 /// An address cut to its network, in CIDR form.

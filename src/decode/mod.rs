@@ -19,8 +19,8 @@ use serde::Serialize;
 pub use config::DecodeConfig;
 
 use crate::packet::{
-    Encapsulation, Fragment, Network, PacketBatch, PacketMeta, Timestamp, Tunnel, TunnelInfo,
-    TunnelRef, ip_proto,
+    AnswerRef, DnsAnswer, Encapsulation, Fragment, Network, PacketBatch, PacketMeta, Timestamp,
+    Tunnel, TunnelInfo, TunnelRef, ip_proto,
 };
 use crate::wire::encap::{self, Cut, LinkStep, kind};
 use crate::wire::link::{self, Inner, LinkError, LinkType, ether_type};
@@ -168,7 +168,11 @@ impl Decoder {
         frame: &[u8],
         batch: &mut PacketBatch,
     ) -> Result<(), SkipReason> {
-        match self.decode(link, ts, wire_len, frame, &mut batch.names) {
+        let arenas = Arenas {
+            names: &mut batch.names,
+            answers: &mut batch.answers,
+        };
+        match self.decode_to(link, ts, wire_len, frame, arenas) {
             Ok(d) => {
                 self.counters.decoded += 1;
                 self.counters.dns_malformed += u64::from(!d.dns_ok);
@@ -192,7 +196,8 @@ impl Decoder {
         }
     }
 
-    /// Decodes one frame without counting it; DNS names go into `names`.
+    /// Decodes one frame without counting it; DNS names go into `names` (a response's
+    /// addresses are dropped: `decode_into` keeps them in the batch).
     pub fn decode(
         &self,
         link: LinkType,
@@ -200,6 +205,26 @@ impl Decoder {
         wire_len: u32,
         frame: &[u8],
         names: &mut Vec<u8>,
+    ) -> Result<Decoded, SkipReason> {
+        let mut answers = Vec::new();
+        let arenas = Arenas {
+            names,
+            answers: &mut answers,
+        };
+        let mut d = self.decode_to(link, ts, wire_len, frame, arenas)?;
+        if let Some(dns) = &mut d.meta.dns {
+            dns.addresses = AnswerRef::default();
+        }
+        Ok(d)
+    }
+
+    fn decode_to(
+        &self,
+        link: LinkType,
+        ts: Timestamp,
+        wire_len: u32,
+        frame: &[u8],
+        mut arenas: Arenas<'_>,
     ) -> Result<Decoded, SkipReason> {
         let wire_len = wire_len.max(frame.len() as u32);
         let mut walk = Walk {
@@ -214,7 +239,7 @@ impl Decoder {
             LinkError::Truncated => SkipReason::TruncatedLinkHeader,
             LinkError::Unsupported => SkipReason::UnsupportedLinkType,
         })?;
-        let dns_ok = walk.run(first, names)?;
+        let dns_ok = walk.run(first, &mut arenas)?;
         let tunnel = walk.info.zip(walk.carrier).map(|(info, carrier)| Tunnel {
             info,
             carrier,
@@ -260,7 +285,7 @@ impl Walk<'_> {
     }
 
     /// Walks from the link layer's payload to the packet; the result is the DNS flag.
-    fn run(&mut self, first: Inner<'_>, names: &mut Vec<u8>) -> Result<bool, SkipReason> {
+    fn run(&mut self, first: Inner<'_>, arenas: &mut Arenas<'_>) -> Result<bool, SkipReason> {
         let mut next = first;
         // Every step consumes at least a header's bytes, so the walk ends within the frame.
         loop {
@@ -288,7 +313,7 @@ impl Walk<'_> {
                     return Ok(true);
                 }
                 Inner::EtherType(et, b) => match et {
-                    ether_type::IPV4 | ether_type::IPV6 => match self.ip(et, b, names)? {
+                    ether_type::IPV4 | ether_type::IPV6 => match self.ip(et, b, arenas)? {
                         IpOutcome::Tunnel(inner) => inner,
                         IpOutcome::Done(dns_ok) => return Ok(dns_ok),
                     },
@@ -353,7 +378,7 @@ impl Walk<'_> {
         &mut self,
         et: u16,
         b: &'a [u8],
-        names: &mut Vec<u8>,
+        arenas: &mut Arenas<'_>,
     ) -> Result<IpOutcome<'a>, SkipReason> {
         let meta = &mut self.meta;
         let (proto, payload, payload_wire_len) = if et == ether_type::IPV4 {
@@ -443,8 +468,13 @@ impl Walk<'_> {
                 _ => None,
             };
             if let Some(msg) = message.filter(|m| !m.is_empty()) {
-                match dns::parse(msg, names) {
-                    Ok(d) => meta.dns = Some(d),
+                match dns::parse(msg, arenas.names) {
+                    Ok(mut d) => {
+                        if d.is_response && d.rcode == 0 && d.answers > 0 {
+                            d.addresses = answers(msg, arenas.answers);
+                        }
+                        meta.dns = Some(d);
+                    }
                     Err(_) => dns_ok = false,
                 }
             }
@@ -584,6 +614,25 @@ impl Walk<'_> {
             }
         }
         Ok(true)
+    }
+}
+
+/// Where a frame's variable-length parts go: DNS names and a response's addresses.
+struct Arenas<'a> {
+    names: &'a mut Vec<u8>,
+    answers: &'a mut Vec<DnsAnswer>,
+}
+
+/// Appends the addresses a response gives to `arena` (none if its records do not parse: a
+/// half-read answer section is not evidence).
+fn answers(msg: &[u8], arena: &mut Vec<DnsAnswer>) -> AnswerRef {
+    let start = arena.len();
+    if dns::answers(msg, |addr, ttl| arena.push(DnsAnswer { addr, ttl })).is_err() {
+        arena.truncate(start);
+    }
+    AnswerRef {
+        offset: start as u32,
+        len: (arena.len() - start).min(usize::from(u16::MAX)) as u16,
     }
 }
 

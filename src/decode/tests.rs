@@ -483,9 +483,11 @@ fn a_frame_cut_anywhere_in_its_tunnels_is_counted_never_a_panic() {
     let frame = vxlan_frame(1, &eth(0x8100, &tagged));
     let mut decoder = Decoder::new();
     let mut batch = PacketBatch::default();
+    // Cut inside a tunnel header (a cut right before one leaves an empty payload: a plain
+    // packet).
     let tunnel_headers = [
-        42..50,                                  // VXLAN
-        50 + 14 + 4 + 20..50 + 14 + 4 + 20 + 16, // GRE + ERSPAN
+        43..50,                                  // VXLAN
+        50 + 14 + 4 + 21..50 + 14 + 4 + 20 + 16, // GRE + ERSPAN
     ];
     for cut in 0..=frame.len() {
         let r = decoder.decode_into(
@@ -567,4 +569,53 @@ fn probes_and_lookalikes_stay_plain_packets() {
     ))
     .unwrap();
     assert!(d.tunnel.is_none());
+}
+
+#[test]
+fn a_dns_responses_addresses_land_in_the_batch() {
+    // example.org A 192.0.2.10 (TTL 300), a response to 10.0.0.1.
+    let mut msg = vec![0x12, 0x34, 0x81, 0x80, 0, 1, 0, 1, 0, 0, 0, 0];
+    msg.extend_from_slice(b"\x07example\x03org\x00\x00\x01\x00\x01");
+    msg.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1, 0, 0, 1, 0x2c, 0, 4, 192, 0, 2, 10]);
+    let frame = eth(
+        0x0800,
+        &ipv4([10, 0, 0, 53], [10, 0, 0, 1], 17, &udp(53, 40000, &msg)),
+    );
+    let mut batch = PacketBatch::default();
+    Decoder::new()
+        .decode_into(
+            LinkType::ETHERNET,
+            Timestamp(0),
+            frame.len() as u32,
+            &frame,
+            &mut batch,
+        )
+        .unwrap();
+    let p = batch.packets[0];
+    assert_eq!(batch.qname(&p), Some(&b"example.org"[..]));
+    let answers = batch.answers(&p);
+    assert_eq!(answers.len(), 1);
+    assert_eq!(
+        (answers[0].addr.to_string(), answers[0].ttl),
+        ("192.0.2.10".into(), 300)
+    );
+    // A query has none.
+    let mut query = msg.clone();
+    query[2] = 0x01;
+    query[7] = 0;
+    query.truncate(12 + 17);
+    let frame = eth(
+        0x0800,
+        &ipv4([10, 0, 0, 1], [10, 0, 0, 53], 17, &udp(40000, 53, &query)),
+    );
+    Decoder::new()
+        .decode_into(
+            LinkType::ETHERNET,
+            Timestamp(0),
+            frame.len() as u32,
+            &frame,
+            &mut batch,
+        )
+        .unwrap();
+    assert!(batch.answers(&batch.packets[1]).is_empty());
 }

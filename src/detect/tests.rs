@@ -59,6 +59,7 @@ fn queries(src: &str, items: &[(f64, String, u16)]) -> PacketBatch {
                 offset,
                 len: name.len() as u16,
             },
+            addresses: Default::default(),
         });
         b.packets.push(p);
     }
@@ -497,6 +498,8 @@ mod brute_force {
             end: EndReason::IdleTimeout,
             tunnel: None,
             carries: None,
+            server_name: None,
+            name_source: None,
         }
     }
 

@@ -310,6 +310,8 @@ mod tests {
             end: EndReason::IdleTimeout,
             tunnel: None,
             carries: None,
+            server_name: None,
+            name_source: None,
         }
     }
 

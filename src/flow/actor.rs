@@ -6,6 +6,7 @@ use actix::{Actor, Context, Handler, Recipient};
 
 use super::{FlowConfig, FlowMark, FlowQuery, FlowRecord, FlowTable, FlowTableStats};
 use crate::messages::{FlowRecordsMsg, FlowTableStatus, MarkedBatchMsg, PacketBatchMsg};
+use crate::names::{AddressNames, PassiveDns};
 
 /// End of input: emit every flow as a record and reply with the table's counters.
 #[derive(actix::Message)]
@@ -41,9 +42,14 @@ impl FlowsActor {
         status_sinks: Vec<Recipient<FlowTableStatus>>,
         packet_sinks: Vec<Recipient<MarkedBatchMsg>>,
         mailbox: usize,
+        names: Option<PassiveDns>,
     ) -> Self {
+        let table = match names {
+            Some(names) => FlowTable::new(config).with_names(names),
+            None => FlowTable::new(config),
+        };
         FlowsActor {
-            table: FlowTable::new(config),
+            table,
             record_sinks,
             status_sinks,
             packet_sinks,
@@ -132,5 +138,19 @@ impl Handler<GetActiveFlows> for FlowsActor {
 
     fn handle(&mut self, msg: GetActiveFlows, _: &mut Self::Context) -> Self::Result {
         actix::MessageResult(self.table.active(msg.0.limit, |r| msg.0.matches(r)))
+    }
+}
+
+/// HTTP → flows: what the passive-DNS table knows of an address (`None` when names are
+/// off or nothing is known).
+#[derive(actix::Message)]
+#[rtype(result = "Option<AddressNames>")]
+pub struct GetAddressNames(pub std::net::IpAddr);
+
+impl Handler<GetAddressNames> for FlowsActor {
+    type Result = Option<AddressNames>;
+
+    fn handle(&mut self, msg: GetAddressNames, _: &mut Self::Context) -> Self::Result {
+        self.table.names()?.address(msg.0).cloned()
     }
 }

@@ -8,11 +8,14 @@
 //! (concatenated captures) neither expire flows nor stall expiry.
 
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use hashbrown::HashMap;
 
 use super::community_id::{community_id, icmp_ports};
 use super::{EndReason, FlowConfig, FlowKey, FlowMark, FlowRecord, FlowState, FlowTableStats};
+use crate::model::flow::NameSource;
+use crate::names::PassiveDns;
 use crate::packet::{
     Encapsulation, Fragment, PacketBatch, PacketMeta, TcpFlags, Timestamp, Tunnel, TunnelInfo,
     ip_proto,
@@ -87,6 +90,8 @@ struct Flow {
     tunnel: Option<Box<TunnelInfo>>,
     /// The tunnel kind this flow carries, when it is a tunnel's outer flow.
     carries: Option<Encapsulation>,
+    /// The server's name when the flow opened, and where it came from.
+    server_name: Option<(Arc<str>, NameSource)>,
     /// Table clock at the last packet: the list order and the expiry basis.
     activity: Timestamp,
     /// When a record was last emitted for this still-active flow.
@@ -121,6 +126,8 @@ pub struct FlowTable {
     next_id: u64,
     fragments: HashMap<FragmentTrain, (u16, u16, Timestamp)>,
     stats: FlowTableStats,
+    /// Names flows' servers as they open (absent when names are off).
+    names: Option<PassiveDns>,
 }
 
 impl FlowTable {
@@ -139,7 +146,18 @@ impl FlowTable {
             next_id: 1,
             fragments: HashMap::new(),
             stats: FlowTableStats::default(),
+            names: None,
         }
+    }
+
+    /// Names each flow's server as it opens, from the DNS answers in the batches before.
+    pub fn with_names(mut self, names: PassiveDns) -> Self {
+        self.names = Some(names);
+        self
+    }
+
+    pub fn names(&self) -> Option<&PassiveDns> {
+        self.names.as_ref()
     }
 
     pub fn config(&self) -> &FlowConfig {
@@ -165,6 +183,7 @@ impl FlowTable {
     pub fn ingest(&mut self, batch: &PacketBatch, out: &mut Vec<FlowRecord>) {
         self.stats.batches += 1;
         for packet in &batch.packets {
+            self.learn_name(batch, packet);
             self.observe_in(packet, batch.tunnel(packet), out);
         }
     }
@@ -178,12 +197,21 @@ impl FlowTable {
     ) {
         self.stats.batches += 1;
         marks.clear();
-        marks.extend(
-            batch
-                .packets
-                .iter()
-                .map(|p| self.observe_in(p, batch.tunnel(p), out)),
-        );
+        marks.extend(batch.packets.iter().map(|p| {
+            self.learn_name(batch, p);
+            self.observe_in(p, batch.tunnel(p), out)
+        }));
+    }
+
+    /// Takes in a DNS response's answers, in packet order: a flow is named by the answers
+    /// before it, not by one that comes a few packets later.
+    #[inline]
+    fn learn_name(&mut self, batch: &PacketBatch, packet: &PacketMeta) {
+        if let Some(names) = &mut self.names
+            && packet.dns.is_some_and(|d| d.addresses.len > 0)
+        {
+            names.learn_packet(batch, packet);
+        }
     }
 
     /// Accounts one packet captured as it is (no tunnel) and says what it meant to its flow.
@@ -383,10 +411,17 @@ impl FlowTable {
             FlowState::Active
         };
         let class = Class::of(p.ip_proto, state);
+        let initiator_is_a = located.from_a == sender_initiates;
+        let (client, server) = if initiator_is_a {
+            (located.key.a, located.key.b)
+        } else {
+            (located.key.b, located.key.a)
+        };
+        let server_name = self.names.as_ref().and_then(|n| n.name(client, server));
         let flow = Flow {
             key: located.key,
             id: self.next_id,
-            initiator_is_a: located.from_a == sender_initiates,
+            initiator_is_a,
             first_seen: p.ts,
             last_seen: p.ts,
             packets: [0; 2],
@@ -397,6 +432,7 @@ impl FlowTable {
             vlan: p.vlan,
             tunnel: tunnel.map(|t| Box::new(*t)),
             carries: None,
+            server_name,
             activity: self.clock,
             last_report: p.ts,
             class,
@@ -565,6 +601,8 @@ impl FlowTable {
             end,
             tunnel: f.tunnel.clone(),
             carries: f.carries,
+            server_name: f.server_name.as_ref().map(|(n, _)| Arc::clone(n)),
+            name_source: f.server_name.as_ref().map(|(_, s)| *s),
         }
     }
 

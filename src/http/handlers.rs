@@ -18,7 +18,7 @@ use crate::auth::Principal;
 use crate::engine::GetEngineStatus;
 use crate::flow::FlowQuery;
 use crate::flow::FlowRecord;
-use crate::flow::actor::{GetActiveFlows, GetFlowStats};
+use crate::flow::actor::{GetActiveFlows, GetAddressNames, GetFlowStats};
 use crate::geo::Place;
 use crate::http::hub::{GetHubStatus, Subscribe};
 use crate::metrics::TopTalker;
@@ -108,6 +108,22 @@ impl Api {
 
     /// `GET /hosts/{ip}`: the host's place, its traffic history, and its busiest peers and
     /// protocols over the range from its stored flows (at most `HOST_FLOWS`, newest first).
+    /// `/names?ip=`: the names DNS answers gave `ip`, when, and to which clients.
+    pub(super) fn names(
+        &self,
+        rt: &tokio::runtime::Runtime,
+        ip: std::net::IpAddr,
+    ) -> Result<Reply, ApiError> {
+        let p = self.pipeline();
+        let known = self.ask(rt, "flows", &p.flows, GetAddressNames(ip))?;
+        let known = known.unwrap_or_default();
+        Reply::ok(json!({
+            "ip": ip,
+            "names": known.names,
+            "clients": known.clients,
+        }))
+    }
+
     pub(super) fn host(
         &self,
         rt: &tokio::runtime::Runtime,

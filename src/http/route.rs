@@ -65,6 +65,10 @@ pub enum Route {
         from: Option<i64>,
         to: Option<i64>,
     },
+    /// What the traffic's DNS answers named an address (`/names?ip=`).
+    Names {
+        ip: IpAddr,
+    },
     /// `/alerts`, likewise.
     Alerts(AlertQuery),
     Acknowledge(AckTarget),
@@ -120,6 +124,7 @@ impl Route {
             | Route::Flows(_)
             | Route::History(_)
             | Route::Host { .. }
+            | Route::Names { .. }
             | Route::Alerts(_)
             | Route::Packets { .. }
             | Route::Packet { .. }
@@ -170,6 +175,7 @@ impl Route {
                 | Route::Flows(_)
                 | Route::History(_)
                 | Route::Host { .. }
+                | Route::Names { .. }
                 | Route::Alerts(_)
                 | Route::Packets { .. }
                 | Route::Packet { .. }
@@ -187,6 +193,7 @@ pub const ENDPOINTS: &[(&str, &str)] = &[
     ("GET", "/flows"),
     ("GET", "/history?metric=bytes&by=host"),
     ("GET", "/hosts/192.0.2.1"),
+    ("GET", "/names?ip=192.0.2.1"),
     ("GET", "/alerts"),
     ("POST", "/alerts/1/acknowledge"),
     ("GET", "/packets"),
@@ -365,6 +372,16 @@ pub fn parse(method: &str, url: &str) -> Result<Route, ApiError> {
         ["flows"] => ("GET", flows(query)),
         ["history"] => ("GET", history(query)),
         ["hosts", ip] => ("GET", host(ip, query)),
+        ["names"] => (
+            "GET",
+            Query::parse(query, &["ip"]).and_then(|q| match q.ip("ip")? {
+                Some(ip) => Ok(Route::Names { ip }),
+                None => Err(ApiError::bad_request(
+                    "names needs an address: /names?ip=192.0.2.1",
+                    json!({"parameter": "ip"}),
+                )),
+            }),
+        ),
         ["alerts"] => ("GET", alerts(query)),
         ["alerts", key, "acknowledge"] => ("POST", acknowledge(key, query)),
         ["packets"] => (

@@ -2,6 +2,7 @@
 //! and the query that selects records.
 
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize, Serializer};
 
@@ -101,6 +102,35 @@ pub struct FlowRecord {
     pub tunnel: Option<Box<TunnelInfo>>,
     /// The kind of tunnel this flow carries, when it is a tunnel's outer flow.
     pub carries: Option<Encapsulation>,
+    /// What the server (the responder) is called, and how that was learned.
+    pub server_name: Option<Arc<str>>,
+    pub name_source: Option<NameSource>,
+}
+
+/// How a flow's server name was learned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NameSource {
+    /// The TLS ClientHello's server name.
+    Sni,
+    /// The server name of a QUIC Initial's ClientHello.
+    Quic,
+    /// The HTTP request's Host.
+    Http,
+    /// A DNS answer the flow's own client received.
+    Dns,
+    /// A DNS answer another client received (a weaker guess).
+    DnsOtherClient,
+}
+
+impl NameSource {
+    pub const ALL: [NameSource; 5] = [
+        NameSource::Sni,
+        NameSource::Quic,
+        NameSource::Http,
+        NameSource::Dns,
+        NameSource::DnsOtherClient,
+    ];
 }
 
 impl FlowRecord {
@@ -150,7 +180,9 @@ impl Serialize for FlowRecord {
         use serde::ser::SerializeMap;
         let duration = self.duration_secs();
         let bytes = self.bytes();
-        let extra = usize::from(self.tunnel.is_some()) + usize::from(self.carries.is_some());
+        let extra = usize::from(self.tunnel.is_some())
+            + usize::from(self.carries.is_some())
+            + 2 * usize::from(self.server_name.is_some());
         let mut m = s.serialize_map(Some(22 + extra))?;
         m.serialize_entry("src_ip", &self.src)?;
         m.serialize_entry("dst_ip", &self.dst)?;
@@ -185,6 +217,10 @@ impl Serialize for FlowRecord {
         }
         if let Some(kind) = self.carries {
             m.serialize_entry("carries", kind.name())?;
+        }
+        if let Some(name) = &self.server_name {
+            m.serialize_entry("server_name", name)?;
+            m.serialize_entry("name_source", &self.name_source)?;
         }
         m.end()
     }

@@ -17,7 +17,9 @@
 //! end with a tunnel section (marker byte 1): per record the kind it carries and the kind of
 //! its tunnel (0 = none, else the `Encapsulation` index + 1), and for a tunnel its id (+1,
 //! 0 = none), endpoints (address-table indexes), protocol, ports and depth. Blocks without
-//! one end after the Community IDs, as blocks written before tunnels existed do.
+//! one end after the Community IDs, as blocks written before tunnels existed do. Blocks
+//! with named flows then have a names section (marker byte 2): per record the name source
+//! (0 = no name, else the `NameSource` index + 1) and, for a name, its length and bytes.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -25,7 +27,7 @@ use hashbrown::HashMap;
 
 use super::codec::{DecodeError, ENDS, Reader, STATES, ip_bytes, put_varint};
 use crate::flow::community_id::community_id;
-use crate::model::flow::FlowRecord;
+use crate::model::flow::{FlowRecord, NameSource};
 use crate::packet::{Encapsulation, TcpFlags, Timestamp, TunnelInfo};
 
 /// Version byte of the block encoding.
@@ -320,6 +322,26 @@ pub fn encode(records: &[FlowRecord], seed: u16, session: u64) -> EncodedBlock {
         }
     }
 
+    if order.iter().any(|r| r.server_name.is_some()) {
+        cols.push(NAME_SECTION);
+        for r in &order {
+            match (&r.server_name, r.name_source) {
+                (Some(name), Some(source)) => {
+                    cols.push(
+                        NameSource::ALL
+                            .iter()
+                            .position(|s| *s == source)
+                            .unwrap_or(0) as u8
+                            + 1,
+                    );
+                    put_varint(&mut cols, name.len() as u64);
+                    cols.extend_from_slice(name.as_bytes());
+                }
+                _ => cols.push(0),
+            }
+        }
+    }
+
     let compressed = ruzstd::encoding::compress_to_vec(
         cols.as_slice(),
         ruzstd::encoding::CompressionLevel::Fastest,
@@ -344,8 +366,9 @@ pub fn encode(records: &[FlowRecord], seed: u16, session: u64) -> EncodedBlock {
     EncodedBlock { value, meta }
 }
 
-/// Marks the optional tunnel section at the end of a block's columns.
+/// Mark the optional sections at the end of a block's columns (in this order).
 const TUNNEL_SECTION: u8 = 1;
+const NAME_SECTION: u8 = 2;
 
 /// An `Encapsulation` stored as its index + 1 (0 is none).
 fn encapsulation(code: u8) -> Result<Option<Encapsulation>, DecodeError> {
@@ -503,12 +526,12 @@ pub fn decode(value: &[u8], min_end: i64) -> Result<Vec<FlowRecord>, DecodeError
                 .ok_or(DecodeError::Field("end reason"))?,
             tunnel: None,
             carries: None,
+            server_name: None,
+            name_source: None,
         });
     }
-    if !c.0.is_empty() {
-        if c.u8()? != TUNNEL_SECTION {
-            return Err(DecodeError::Field("tunnel section"));
-        }
+    if c.0.first() == Some(&TUNNEL_SECTION) {
+        c.u8()?;
         for record in &mut out {
             record.carries = encapsulation(c.u8()?)?;
             let Some(kind) = encapsulation(c.u8()?)? else {
@@ -535,6 +558,26 @@ pub fn decode(value: &[u8], min_end: i64) -> Result<Vec<FlowRecord>, DecodeError
                 depth,
             }));
         }
+    }
+    if c.0.first() == Some(&NAME_SECTION) {
+        c.u8()?;
+        for record in &mut out {
+            let code = c.u8()?;
+            if code == 0 {
+                continue;
+            }
+            let source = *NameSource::ALL
+                .get(usize::from(code - 1))
+                .ok_or(DecodeError::Field("name source"))?;
+            let len = c.varint()? as usize;
+            let name =
+                std::str::from_utf8(c.take(len)?).map_err(|_| DecodeError::Field("server name"))?;
+            record.server_name = Some(name.into());
+            record.name_source = Some(source);
+        }
+    }
+    if !c.0.is_empty() {
+        return Err(DecodeError::Field("block sections"));
     }
     Ok(out)
 }
@@ -602,6 +645,8 @@ mod tests {
             end: ENDS[(next() % 6) as usize],
             tunnel: None,
             carries: None,
+            server_name: None,
+            name_source: None,
         };
         if next() % 10 == 0 {
             // Written with another seed, or by hand: kept as it is.
@@ -622,6 +667,10 @@ mod tests {
         }
         if next() % 6 == 0 {
             r.carries = Some(Encapsulation::ALL[(next() % 21) as usize]);
+        }
+        if next() % 3 == 0 {
+            r.server_name = Some(format!("host{}.example.com", next() % 50).into());
+            r.name_source = Some(NameSource::ALL[(next() % 5) as usize]);
         }
         r
     }
@@ -714,6 +763,8 @@ mod tests {
             end: EndReason::Closed,
             tunnel: None,
             carries: None,
+            server_name: None,
+            name_source: None,
         };
         // FNV-1a 64 of the 70 bytes listed in `record_identity`, computed independently:
         // in Python over the same bytes.

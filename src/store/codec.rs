@@ -237,5 +237,7 @@ pub fn decode_flow(b: &[u8]) -> Result<FlowRecord, DecodeError> {
         end,
         tunnel: None,
         carries: None,
+        server_name: None,
+        name_source: None,
     })
 }

@@ -52,6 +52,8 @@ pub fn synthetic_flow(i: u64) -> FlowRecord {
         end: EndReason::IdleTimeout,
         tunnel: None,
         carries: None,
+        server_name: None,
+        name_source: None,
     }
 }
 

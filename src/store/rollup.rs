@@ -667,6 +667,8 @@ mod tests {
             end: crate::model::flow::EndReason::IdleTimeout,
             tunnel: None,
             carries: None,
+            server_name: None,
+            name_source: None,
         };
         r.add_flows(&[flow(600, "10.0.0.1"), flow(601, "10.0.0.2")])
             .unwrap();

@@ -41,6 +41,8 @@ fn flow(id: u64, src: &str, dst: &str, proto: u8, end_secs: f64) -> FlowRecord {
         end: EndReason::IdleTimeout,
         tunnel: None,
         carries: None,
+        server_name: None,
+        name_source: None,
     }
 }
 

@@ -1,7 +1,10 @@
 //! The DNS message header and first question (RFC 1035 §4.1), read without allocating: the
-//! query name is appended to a caller-provided arena in dotted form.
+//! query name is appended to a caller-provided arena in dotted form. And the addresses a
+//! response gives: A and AAAA records, and the address hints of HTTPS and SVCB records
+//! (RFC 9460), for passive DNS.
 
 use std::fmt::Write;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use crate::packet::{DnsMeta, NameRef};
 
@@ -37,6 +40,7 @@ pub fn parse(msg: &[u8], arena: &mut Vec<u8>) -> Result<DnsMeta, DnsError> {
             offset: arena.len() as u32,
             len: 0,
         },
+        addresses: Default::default(),
     };
     if qdcount == 0 {
         return Ok(meta);
@@ -100,6 +104,96 @@ fn read_name(msg: &[u8], mut pos: usize, out: &mut Vec<u8>) -> Result<usize, Dns
             _ => return Err(DnsError::BadLabel),
         }
     }
+}
+
+/// Questions and answer records read from one message at most: a loop guard far above real
+/// responses (a CNAME chain and a few dozen addresses).
+const MAX_RECORDS: usize = 64;
+
+/// Calls `found` with each address a response gives for its question, and the record's TTL:
+/// A and AAAA records and the `ipv4hint` and `ipv6hint` of HTTPS and SVCB records. CNAME
+/// records in between are passed over (the addresses are the question's, through the
+/// chain). Stops at the first record that does not fit the message.
+pub fn answers(msg: &[u8], mut found: impl FnMut(IpAddr, u32)) -> Result<(), DnsError> {
+    if msg.len() < 12 {
+        return Err(DnsError::Truncated);
+    }
+    let count = |at: usize| usize::from(u16::from_be_bytes([msg[at], msg[at + 1]]));
+    let (questions, records) = (count(4), count(6));
+    let mut pos = 12;
+    for _ in 0..questions.min(MAX_RECORDS) {
+        pos = skip_name(msg, pos)? + 4;
+    }
+    for _ in 0..records.min(MAX_RECORDS) {
+        pos = skip_name(msg, pos)?;
+        let fixed = msg.get(pos..pos + 10).ok_or(DnsError::Truncated)?;
+        let rtype = u16::from_be_bytes([fixed[0], fixed[1]]);
+        let ttl = u32::from_be_bytes([fixed[4], fixed[5], fixed[6], fixed[7]]);
+        let len = usize::from(u16::from_be_bytes([fixed[8], fixed[9]]));
+        let data = msg
+            .get(pos + 10..pos + 10 + len)
+            .ok_or(DnsError::Truncated)?;
+        match (rtype, len) {
+            (1, 4) => found(
+                IpAddr::V4(Ipv4Addr::from(<[u8; 4]>::try_from(data).expect("4"))),
+                ttl,
+            ),
+            (28, 16) => found(
+                IpAddr::V6(Ipv6Addr::from(<[u8; 16]>::try_from(data).expect("16"))),
+                ttl,
+            ),
+            (64 | 65, _) => address_hints(data, |ip| found(ip, ttl)),
+            _ => {}
+        }
+        pos += 10 + len;
+    }
+    Ok(())
+}
+
+/// The `ipv4hint` (key 4) and `ipv6hint` (key 6) of an SVCB/HTTPS record's data: priority,
+/// target name (never compressed, RFC 9460 §2.2), then key-length-value parameters.
+fn address_hints(data: &[u8], mut found: impl FnMut(IpAddr)) {
+    let Ok(mut pos) = skip_name(data, 2) else {
+        return;
+    };
+    while let Some(head) = data.get(pos..pos + 4) {
+        let key = u16::from_be_bytes([head[0], head[1]]);
+        let len = usize::from(u16::from_be_bytes([head[2], head[3]]));
+        let Some(value) = data.get(pos + 4..pos + 4 + len) else {
+            return;
+        };
+        match key {
+            4 => value.chunks_exact(4).for_each(|a| {
+                found(IpAddr::V4(Ipv4Addr::from(
+                    <[u8; 4]>::try_from(a).expect("4"),
+                )))
+            }),
+            6 => value.chunks_exact(16).for_each(|a| {
+                found(IpAddr::V6(Ipv6Addr::from(
+                    <[u8; 16]>::try_from(a).expect("16"),
+                )))
+            }),
+            _ => {}
+        }
+        pos += 4 + len;
+    }
+}
+
+/// The offset just past the name at `pos`, without reading it (a pointer ends it).
+fn skip_name(msg: &[u8], mut pos: usize) -> Result<usize, DnsError> {
+    for _ in 0..128 {
+        let len = *msg.get(pos).ok_or(DnsError::Truncated)?;
+        match len & 0xc0 {
+            0x00 if len == 0 => return Ok(pos + 1),
+            0x00 => pos += 1 + usize::from(len),
+            0xc0 => {
+                msg.get(pos + 1).ok_or(DnsError::Truncated)?;
+                return Ok(pos + 2);
+            }
+            _ => return Err(DnsError::BadLabel),
+        }
+    }
+    Err(DnsError::NameTooLong)
 }
 
 /// A DNS name for display: printable ASCII as is, other bytes as `\xNN`.
@@ -212,5 +306,60 @@ mod tests {
         assert!(meta.is_response);
         assert_eq!(meta.rcode, 3);
         assert_eq!(meta.answers, 2);
+    }
+
+    /// A response to `name` with a CNAME, then an A and an AAAA record (compressed owners).
+    fn response() -> Vec<u8> {
+        let mut m = vec![0x12, 0x34, 0x81, 0x80, 0, 1, 0, 3, 0, 0, 0, 0];
+        m.extend_from_slice(b"\x03www\x07example\x03com\x00\x00\x01\x00\x01");
+        // CNAME www.example.com -> cdn.example.net (owner: pointer to offset 12)
+        m.extend_from_slice(&[0xc0, 12, 0, 5, 0, 1, 0, 0, 0, 60, 0, 17]);
+        m.extend_from_slice(b"\x03cdn\x07example\x03net\x00");
+        let cdn = 12 + 21 + 12;
+        m.extend_from_slice(&[
+            0xc0, cdn as u8, 0, 1, 0, 1, 0, 0, 1, 0x2c, 0, 4, 93, 184, 216, 34,
+        ]);
+        m.extend_from_slice(&[0xc0, cdn as u8, 0, 28, 0, 1, 0, 0, 0, 30, 0, 16]);
+        m.extend_from_slice(&[0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
+        m
+    }
+
+    #[test]
+    fn answers_give_every_address_through_a_cname_chain() {
+        let mut got = Vec::new();
+        answers(&response(), |ip, ttl| got.push((ip.to_string(), ttl))).unwrap();
+        assert_eq!(
+            got,
+            [
+                ("93.184.216.34".to_string(), 300),
+                ("2001:db8::1".to_string(), 30)
+            ]
+        );
+        // Cut anywhere: an error or fewer addresses, never a panic.
+        let full = response();
+        for cut in 0..full.len() {
+            let mut n = 0;
+            let _ = answers(&full[..cut], |_, _| n += 1);
+            assert!(n <= 2);
+        }
+    }
+
+    #[test]
+    fn https_records_give_their_address_hints() {
+        // RFC 9460 Appendix D.2 shape: priority 1, target ".", alpn, ipv4hint, ipv6hint.
+        let mut rdata = vec![0, 1, 0];
+        rdata.extend_from_slice(&[0, 1, 0, 3, 2, b'h', b'2']);
+        rdata.extend_from_slice(&[0, 4, 0, 8, 192, 0, 2, 1, 192, 0, 2, 2]);
+        rdata.extend_from_slice(&[
+            0, 6, 0, 16, 0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x53,
+        ]);
+        let mut m = vec![0, 1, 0x81, 0x80, 0, 1, 0, 1, 0, 0, 0, 0];
+        m.extend_from_slice(b"\x01a\x00\x00\x41\x00\x01");
+        m.extend_from_slice(&[0xc0, 12, 0, 65, 0, 1, 0, 0, 0, 10]);
+        m.extend_from_slice(&(rdata.len() as u16).to_be_bytes());
+        m.extend_from_slice(&rdata);
+        let mut got = Vec::new();
+        answers(&m, |ip, _| got.push(ip.to_string())).unwrap();
+        assert_eq!(got, ["192.0.2.1", "192.0.2.2", "2001:db8::53"]);
     }
 }

@@ -1,0 +1,192 @@
+//! Names from DNS answers, end to end: on the shared captures, every flow whose client was
+//! given its server's address in a DNS answer is named with that answer's question, as
+//! tshark reads the responses; flows to addresses no answer gave stay unnamed.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::process::Command;
+
+use common::{cannot_run, flows_of, pcap, tempdir};
+
+/// One DNS response as tshark reads it: time, the client it went to, the question, and the
+/// addresses it gave (A, AAAA, HTTPS/SVCB hints).
+struct Response {
+    at: f64,
+    client: String,
+    qname: String,
+    addresses: BTreeSet<String>,
+}
+
+fn tshark_responses(file: &Path) -> Option<Vec<Response>> {
+    let out = Command::new("tshark")
+        .arg("-n")
+        .arg("-r")
+        .arg(file)
+        .args([
+            "-Y",
+            "dns.flags.response == 1 && dns.flags.rcode == 0 && !mdns && !llmnr",
+        ])
+        .args(["-T", "fields", "-E", "occurrence=a", "-E", "aggregator=,"])
+        .args([
+            "-e",
+            "frame.time_epoch",
+            "-e",
+            "ip.dst",
+            "-e",
+            "ipv6.dst",
+            "-e",
+            "dns.qry.name",
+        ])
+        .args(["-e", "dns.a", "-e", "dns.aaaa"])
+        .args([
+            "-e",
+            "dns.svcb.svcparam.ipv4hint.ip",
+            "-e",
+            "dns.svcb.svcparam.ipv6hint.ip",
+        ])
+        .output()
+        .ok()?;
+    assert!(out.status.success(), "tshark failed on {}", file.display());
+    let text = String::from_utf8(out.stdout).unwrap();
+    Some(
+        text.lines()
+            .filter_map(|line| {
+                let f: Vec<&str> = line.split('\t').collect();
+                let client = if f[1].is_empty() { f[2] } else { f[1] };
+                let addresses: BTreeSet<String> = f[4..]
+                    .iter()
+                    .flat_map(|v| v.split(','))
+                    .filter(|a| !a.is_empty())
+                    .map(|a| a.parse::<std::net::IpAddr>().unwrap().to_string())
+                    .collect();
+                (!addresses.is_empty()).then(|| Response {
+                    at: f[0].parse().unwrap(),
+                    client: client.to_string(),
+                    qname: f[3].split(',').next().unwrap().to_ascii_lowercase(),
+                    addresses,
+                })
+            })
+            .collect(),
+    )
+}
+
+#[test]
+fn flows_are_named_by_the_dns_answers_their_clients_received() {
+    let captures = [
+        "names/ndpi_teams_cname_chains.pcap",
+        "names/mercury_chrome_mlkem_tcp_quic_dns.pcap",
+        "names/mercury_surfshark_android_aaaa.pcap",
+        "names/foxio_tls3_dns_https_echconfig.pcapng",
+        "names/foxio_latest.pcapng",
+        "names/arkime_dns_https_rr.pcap",
+    ];
+    let mut named_by_own_answer = 0;
+    for rel in captures {
+        let file = pcap(rel);
+        let Some(responses) = tshark_responses(&file) else {
+            return cannot_run("tshark is not installed (scripts/install-deps.sh installs it)");
+        };
+        for f in flows_of(&file) {
+            let proto = f["ip_proto"].as_u64().unwrap();
+            let ports = [
+                f["src_port"].as_u64().unwrap(),
+                f["dst_port"].as_u64().unwrap(),
+            ];
+            if !(proto == 6 || proto == 17) || ports.iter().any(|p| [53, 5353, 5355].contains(p)) {
+                continue;
+            }
+            let (client, server) = (f["src_ip"].as_str().unwrap(), f["dst_ip"].as_str().unwrap());
+            let first = f["first_seen"].as_f64().unwrap();
+            let own: Vec<&Response> = responses
+                .iter()
+                .filter(|r| r.client == client && r.addresses.contains(server))
+                .collect();
+            let anyone: BTreeSet<&str> = responses
+                .iter()
+                .filter(|r| r.addresses.contains(server))
+                .map(|r| r.qname.as_str())
+                .collect();
+            let got = (f["server_name"].as_str(), f["name_source"].as_str());
+            let before = own
+                .iter()
+                .filter(|r| r.at <= first)
+                .max_by(|a, b| a.at.total_cmp(&b.at));
+            if let Some(want) = before {
+                // The answer the client itself received most recently before the flow.
+                assert_eq!(got, (Some(want.qname.as_str()), Some("dns")), "{rel}: {f}");
+                named_by_own_answer += 1;
+            } else if !anyone.is_empty() {
+                // Only answers after the flow began (the client had the address from a
+                // cache), or answers to other clients: a name one of them gave, if any (an
+                // answer after the flow ended cannot name it).
+                if let Some(name) = got.0 {
+                    assert!(anyone.contains(name), "{rel}: {f}");
+                }
+            } else {
+                assert_eq!(got, (None, None), "{rel}: no answer gave {server}: {f}");
+            }
+        }
+    }
+    assert!(
+        named_by_own_answer >= 20,
+        "only {named_by_own_answer} flows checked"
+    );
+}
+
+#[test]
+fn names_off_names_nothing() {
+    let dir = tempdir();
+    let config = dir.join("off.toml");
+    std::fs::write(&config, "[privacy]\nnames = false\n").unwrap();
+    let out = dir.join("flows.jsonl");
+    let (code, _, stderr) = common::analyze(
+        &pcap("names/ndpi_teams_cname_chains.pcap"),
+        &[
+            "--config",
+            config.to_str().unwrap(),
+            "--flows-out",
+            out.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, Some(0), "{stderr}");
+    let text = std::fs::read_to_string(&out).unwrap();
+    assert!(text.lines().count() > 10);
+    assert!(!text.contains("server_name"), "{text}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn the_server_says_what_it_knows_of_an_address() {
+    // tshark: frame 665 answers 192.168.1.6's query for substrate.office.com with
+    // 13.107.18.11; frame 730 answers outlook.office.com with the same address.
+    let file = pcap("names/ndpi_teams_cname_chains.pcap");
+    let server =
+        common::server::Server::start(&["replay", file.to_str().unwrap(), "--speed", "0"], None);
+    server.wait_replayed();
+    let known = server.get("/names?ip=13.107.18.11");
+    assert_eq!(known.status, 200, "{}", known.body);
+    let known = known.json();
+    let names: Vec<&str> = known["names"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        ["substrate.office.com", "outlook.office.com"],
+        "{known}"
+    );
+    assert_eq!(known["clients"], serde_json::json!(["192.168.1.6"]));
+    let first = known["names"][0]["first_seen"].as_f64().unwrap();
+    assert!((first - 1_587_041_684.304_618).abs() < 1e-5, "{first}");
+    // Nothing known, and no address at all.
+    assert_eq!(
+        server.get("/names?ip=192.0.2.99").json()["names"],
+        serde_json::json!([])
+    );
+    assert_eq!(server.get("/names").status, 400);
+    server.stop();
+}
