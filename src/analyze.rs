@@ -356,6 +356,7 @@ async fn run_pipeline(
             pipeline.batch_sinks(),
             BatchConfig {
                 decode: config.decode.clone(),
+                hello_streams: config.privacy.names.then_some(config.names.hello_streams),
                 ..BatchConfig::from(&config.capture)
             },
             stop,

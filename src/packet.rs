@@ -210,6 +210,38 @@ pub struct AnswerRef {
     pub len: u16,
 }
 
+/// A TLS ClientHello, read when packet `packet` of its batch completed it: the server name
+/// and first ALPN protocol (in the batch's name arena, empty when absent) and the highest
+/// version offered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct TlsHello {
+    pub packet: u32,
+    pub server_name: NameRef,
+    pub alpn: NameRef,
+    pub version: u16,
+}
+
+impl TlsHello {
+    /// Copies `hello`'s names into `arena` (each cut at 255 bytes, a DNS name's limit).
+    pub fn store(packet: u32, hello: &crate::wire::tls::ClientHello, arena: &mut Vec<u8>) -> Self {
+        let mut put = |bytes: Option<&Vec<u8>>| {
+            let bytes = bytes.map_or(&[][..], |b| &b[..b.len().min(255)]);
+            let name = NameRef {
+                offset: arena.len() as u32,
+                len: bytes.len() as u16,
+            };
+            arena.extend_from_slice(bytes);
+            name
+        };
+        TlsHello {
+            packet,
+            server_name: put(hello.server_name.as_ref()),
+            alpn: put(hello.alpn.as_ref()),
+            version: hello.version,
+        }
+    }
+}
+
 /// An address a DNS response gave for its question, and the record's TTL in seconds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct DnsAnswer {
@@ -465,6 +497,8 @@ pub struct PacketBatch {
     pub tunnels: Vec<Tunnel>,
     /// The addresses of the batch's DNS responses; `AnswerRef`s point into it.
     pub answers: Vec<DnsAnswer>,
+    /// The TLS ClientHellos completed by the batch's packets, in packet order.
+    pub hellos: Vec<TlsHello>,
     /// When capture began filling the batch: the start of the alert-latency clock.
     pub started: Option<std::time::Instant>,
     /// The batch's room in the pipeline, given back when its last reader drops it.
@@ -478,6 +512,7 @@ impl PacketBatch {
             names: Vec::with_capacity(packets * 8),
             tunnels: Vec::new(),
             answers: Vec::new(),
+            hellos: Vec::new(),
             started: None,
             credit: None,
         }

@@ -109,6 +109,10 @@ fn flows_are_named_by_the_dns_answers_their_clients_received() {
                 .map(|r| r.qname.as_str())
                 .collect();
             let got = (f["server_name"].as_str(), f["name_source"].as_str());
+            if got.1 == Some("sni") {
+                // The ClientHello's own name wins over any DNS answer (checked below).
+                continue;
+            }
             let before = own
                 .iter()
                 .filter(|r| r.at <= first)
@@ -189,4 +193,82 @@ fn the_server_says_what_it_knows_of_an_address() {
     );
     assert_eq!(server.get("/names").status, 400);
     server.stop();
+}
+
+/// `(client, server, sni)` of every TLS-over-TCP ClientHello in the MANIFEST's facts (from
+/// tshark 4.0, `tls.handshake.extensions_server_name`), with whether tshark reassembled it
+/// from several segments, by capture.
+fn tcp_hellos() -> Vec<(String, Vec<(String, String, Option<String>, bool)>)> {
+    common::manifest()
+        .into_iter()
+        .filter_map(|entry| {
+            let hellos = entry["facts"]["tls_sni"].as_array()?.clone();
+            let tcp: Vec<_> = hellos
+                .iter()
+                .filter(|h| h["transport"] == "tcp")
+                .map(|h| {
+                    (
+                        h["client"].as_str().unwrap().to_string(),
+                        h["server"].as_str().unwrap().to_string(),
+                        h["sni"].as_str().map(str::to_ascii_lowercase),
+                        h["split_client_hello"].as_bool().unwrap_or(false),
+                    )
+                })
+                .collect();
+            (!tcp.is_empty()).then(|| (entry["path"].as_str().unwrap().to_string(), tcp))
+        })
+        .collect()
+}
+
+/// "a.b.c.d:port" or "[v6]:port" or "v6:port" split at the last colon.
+fn endpoint(s: &str) -> (String, u64) {
+    let (ip, port) = s.rsplit_once(':').unwrap();
+    let ip = ip.trim_start_matches('[').trim_end_matches(']');
+    (ip.parse::<std::net::IpAddr>().unwrap().to_string(), port.parse().unwrap())
+}
+
+#[test]
+fn every_tls_client_hello_names_its_flow_with_tshark_s_server_name() {
+    let captures = tcp_hellos();
+    assert!(captures.len() >= 15, "the MANIFEST's names facts are missing");
+    let (mut named, mut split) = (0, 0);
+    let with_sni: usize = captures
+        .iter()
+        .map(|(_, h)| h.iter().filter(|h| h.2.is_some()).count())
+        .sum();
+    let split_with_sni: usize = captures
+        .iter()
+        .map(|(_, h)| h.iter().filter(|h| h.2.is_some() && h.3).count())
+        .sum();
+    for (rel, hellos) in captures {
+        let flows = flows_of(&pcap(&rel));
+        for (client, server, sni, was_split) in hellos {
+            let (c, cp) = endpoint(&client);
+            let (s, sp) = endpoint(&server);
+            let flow = flows
+                .iter()
+                .find(|f| {
+                    f["src_ip"] == c.as_str()
+                        && f["src_port"] == cp
+                        && f["dst_ip"] == s.as_str()
+                        && f["dst_port"] == sp
+                        && f.get("carries").is_none()
+                })
+                .unwrap_or_else(|| panic!("{rel}: no flow {client} -> {server}"));
+            match sni {
+                Some(sni) => {
+                    assert_eq!(flow["server_name"], sni.as_str(), "{rel}: {client} -> {server}");
+                    assert_eq!(flow["name_source"], "sni", "{rel}: {client} -> {server}");
+                    named += 1;
+                    split += usize::from(was_split);
+                }
+                None => assert_ne!(flow["name_source"], "sni", "{rel}: no SNI sent"),
+            }
+        }
+    }
+    // MANIFEST: 304 ClientHellos over TCP, 46 of them split over segments; every one that
+    // sends a server name is named by it, the split ones too.
+    assert_eq!(named, with_sni);
+    assert_eq!(split, split_with_sni, "every split ClientHello is put together");
+    assert!(split >= 40, "{split}");
 }

@@ -139,6 +139,8 @@ pub struct BatchConfig {
     /// Batches in flight between capture and the last actor to read them.
     pub in_flight: usize,
     pub decode: DecodeConfig,
+    /// Read TLS ClientHellos, waiting for at most this many split ones (None: names off).
+    pub hello_streams: Option<usize>,
 }
 
 /// Capture settings (the `[capture]` section).
@@ -184,6 +186,7 @@ impl From<&CaptureConfig> for BatchConfig {
             max_age: Duration::from_millis(c.batch_max_age_ms),
             in_flight: c.queue_batches,
             decode: DecodeConfig::default(),
+            hello_streams: None,
         }
     }
 }
@@ -195,6 +198,7 @@ impl Default for BatchConfig {
             max_age: Duration::from_millis(5),
             in_flight: 64,
             decode: DecodeConfig::default(),
+            hello_streams: None,
         }
     }
 }
@@ -338,6 +342,9 @@ pub fn run(
     let live = source.is_live();
     let by_age = source.batch_by_age();
     let mut decoder = Decoder::with_config(config.decode.clone());
+    if let Some(streams) = config.hello_streams {
+        decoder = decoder.with_hellos(streams);
+    }
     let credits = Credits::new(config.in_flight);
     let mut report = CaptureReport {
         source: source.describe(),

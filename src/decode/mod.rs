@@ -10,6 +10,9 @@
 //! and allocates nothing per packet (names and tunnels go into the batch's reused arenas).
 
 mod config;
+pub mod hello;
+
+use hello::HelloAssembler;
 
 use std::net::IpAddr;
 
@@ -19,7 +22,7 @@ use serde::Serialize;
 pub use config::DecodeConfig;
 
 use crate::packet::{
-    AnswerRef, DnsAnswer, Encapsulation, Fragment, Network, PacketBatch, PacketMeta, Timestamp,
+    AnswerRef, DnsAnswer, Encapsulation, TlsHello, Fragment, Network, PacketBatch, PacketMeta, Timestamp,
     Tunnel, TunnelInfo, TunnelRef, ip_proto,
 };
 use crate::wire::encap::{self, Cut, LinkStep, kind};
@@ -134,16 +137,21 @@ fn is_dns_port(port: u16) -> bool {
 pub struct Decoder {
     pub counters: DecodeCounters,
     config: DecodeConfig,
+    /// TLS clients' first bytes, until their ClientHello is whole (absent when names are
+    /// off).
+    hellos: Option<HelloAssembler>,
 }
 
 /// One decoded frame: the packet, whether its DNS payload (if any) was readable, the
-/// encapsulations it passed through (a bit per `Encapsulation`) and its tunnel.
+/// encapsulations it passed through (a bit per `Encapsulation`), its tunnel, and a whole
+/// TCP segment's sequence number and payload.
 #[derive(Clone, Copy, Debug)]
-pub struct Decoded {
+pub struct Decoded<'f> {
     pub meta: PacketMeta,
     pub dns_ok: bool,
     pub seen: u32,
     pub tunnel: Option<Tunnel>,
+    pub segment: Option<(u32, &'f [u8])>,
 }
 
 impl Decoder {
@@ -155,7 +163,15 @@ impl Decoder {
         Decoder {
             counters: DecodeCounters::default(),
             config,
+            hellos: None,
         }
+    }
+
+    /// Also reads TLS ClientHellos (the server names flows are named by), waiting for at
+    /// most `streams` split hellos at once.
+    pub fn with_hellos(mut self, streams: usize) -> Self {
+        self.hellos = Some(HelloAssembler::new(streams));
+        self
     }
 
     /// Decodes one frame and appends it to `batch`; a frame that cannot be decoded is counted
@@ -186,6 +202,14 @@ impl Decoder {
                     meta.tunnel = Some(TunnelRef(batch.tunnels.len() as u32));
                     batch.tunnels.push(t);
                 }
+                if let (Some(hellos), Some((seq, payload))) = (&mut self.hellos, d.segment) {
+                    let tunnel = d.tunnel.map_or(0, |t| t.info.identity());
+                    let key = (meta.src, meta.dst, meta.src_port, meta.dst_port, tunnel);
+                    if let Some(hello) = hellos.segment(key, seq, payload, meta.ts) {
+                        let packet = batch.packets.len() as u32;
+                        batch.hellos.push(TlsHello::store(packet, &hello, &mut batch.names));
+                    }
+                }
                 batch.packets.push(meta);
                 Ok(())
             }
@@ -198,14 +222,14 @@ impl Decoder {
 
     /// Decodes one frame without counting it; DNS names go into `names` (a response's
     /// addresses are dropped: `decode_into` keeps them in the batch).
-    pub fn decode(
+    pub fn decode<'f>(
         &self,
         link: LinkType,
         ts: Timestamp,
         wire_len: u32,
-        frame: &[u8],
+        frame: &'f [u8],
         names: &mut Vec<u8>,
-    ) -> Result<Decoded, SkipReason> {
+    ) -> Result<Decoded<'f>, SkipReason> {
         let mut answers = Vec::new();
         let arenas = Arenas {
             names,
@@ -218,14 +242,14 @@ impl Decoder {
         Ok(d)
     }
 
-    fn decode_to(
+    fn decode_to<'f>(
         &self,
         link: LinkType,
         ts: Timestamp,
         wire_len: u32,
-        frame: &[u8],
+        frame: &'f [u8],
         mut arenas: Arenas<'_>,
-    ) -> Result<Decoded, SkipReason> {
+    ) -> Result<Decoded<'f>, SkipReason> {
         let wire_len = wire_len.max(frame.len() as u32);
         let mut walk = Walk {
             config: &self.config,
@@ -234,6 +258,7 @@ impl Decoder {
             tunnels: 0,
             info: None,
             carrier: None,
+            segment: None,
         };
         let first = link::strip(link, frame).map_err(|e| match e {
             LinkError::Truncated => SkipReason::TruncatedLinkHeader,
@@ -250,12 +275,13 @@ impl Decoder {
             dns_ok,
             seen: walk.seen,
             tunnel,
+            segment: walk.segment,
         })
     }
 }
 
 /// One frame's way down through its layers.
-struct Walk<'c> {
+struct Walk<'c, 'f> {
     config: &'c DecodeConfig,
     /// The packet being filled; reset each time a tunnel is entered.
     meta: PacketMeta,
@@ -267,9 +293,11 @@ struct Walk<'c> {
     info: Option<TunnelInfo>,
     /// The outermost IP packet, once a tunnel has been entered.
     carrier: Option<PacketMeta>,
+    /// The innermost packet's TCP segment: sequence number and payload (whole packets).
+    segment: Option<(u32, &'f [u8])>,
 }
 
-impl Walk<'_> {
+impl<'f> Walk<'_, 'f> {
     fn saw(&mut self, e: Encapsulation) {
         self.seen |= 1 << e.index();
     }
@@ -285,7 +313,7 @@ impl Walk<'_> {
     }
 
     /// Walks from the link layer's payload to the packet; the result is the DNS flag.
-    fn run(&mut self, first: Inner<'_>, arenas: &mut Arenas<'_>) -> Result<bool, SkipReason> {
+    fn run(&mut self, first: Inner<'f>, arenas: &mut Arenas<'_>) -> Result<bool, SkipReason> {
         let mut next = first;
         // Every step consumes at least a header's bytes, so the walk ends within the frame.
         loop {
@@ -374,12 +402,12 @@ impl Walk<'_> {
 
     /// Reads an IP header and what follows: the transport fields and DNS question, or the
     /// tunnel inside.
-    fn ip<'a>(
+    fn ip(
         &mut self,
         et: u16,
-        b: &'a [u8],
+        b: &'f [u8],
         arenas: &mut Arenas<'_>,
-    ) -> Result<IpOutcome<'a>, SkipReason> {
+    ) -> Result<IpOutcome<'f>, SkipReason> {
         let meta = &mut self.meta;
         let (proto, payload, payload_wire_len) = if et == ether_type::IPV4 {
             let (v4, _) = LaxIpv4Slice::from_slice(b).map_err(|_| SkipReason::MalformedIpv4)?;
@@ -449,6 +477,9 @@ impl Walk<'_> {
             .and_then(|h| payload.get(h..))
             .unwrap_or_default();
 
+        if proto == ip_proto::TCP && self.meta.fragment == Fragment::Whole && !body.is_empty() {
+            self.segment = Some((t.seq, body));
+        }
         if let Some((encapsulation, id, inner)) = self.tunnel(proto, &t, payload, body)? {
             self.enter(encapsulation, id)?;
             return Ok(IpOutcome::Tunnel(inner));

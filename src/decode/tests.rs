@@ -234,14 +234,23 @@ fn vxlan_frame(vni: u32, inner_frame: &[u8]) -> Vec<u8> {
     )
 }
 
-fn decode_full(frame: &[u8]) -> Result<Decoded, SkipReason> {
-    Decoder::new().decode(
-        LinkType::ETHERNET,
-        Timestamp(0),
-        frame.len() as u32,
-        frame,
-        &mut Vec::new(),
-    )
+/// Decodes `frame`, keeping what outlives it (not its TCP payload).
+fn decode_full(frame: &[u8]) -> Result<Decoded<'static>, SkipReason> {
+    Decoder::new()
+        .decode(
+            LinkType::ETHERNET,
+            Timestamp(0),
+            frame.len() as u32,
+            frame,
+            &mut Vec::new(),
+        )
+        .map(|d| Decoded {
+            meta: d.meta,
+            dns_ok: d.dns_ok,
+            seen: d.seen,
+            tunnel: d.tunnel,
+            segment: None,
+        })
 }
 
 fn assert_inner_syn(d: &Decoded) {

@@ -356,6 +356,7 @@ impl Engine {
             stage.pipeline.batch_sinks(),
             BatchConfig {
                 decode: self.config.decode.clone(),
+                hello_streams: self.config.names.as_ref().map(|n| n.hello_streams),
                 ..BatchConfig::from(&self.config.capture)
             },
             stop,

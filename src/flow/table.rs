@@ -182,9 +182,8 @@ impl FlowTable {
     /// Accounts every packet of `batch`, appending finished flows to `out`.
     pub fn ingest(&mut self, batch: &PacketBatch, out: &mut Vec<FlowRecord>) {
         self.stats.batches += 1;
-        for packet in &batch.packets {
-            self.learn_name(batch, packet);
-            self.observe_in(packet, batch.tunnel(packet), out);
+        for (i, packet) in batch.packets.iter().enumerate() {
+            self.observe_in_batch(batch, i, packet, out);
         }
     }
 
@@ -197,10 +196,46 @@ impl FlowTable {
     ) {
         self.stats.batches += 1;
         marks.clear();
-        marks.extend(batch.packets.iter().map(|p| {
-            self.learn_name(batch, p);
-            self.observe_in(p, batch.tunnel(p), out)
-        }));
+        marks.extend(
+            batch
+                .packets
+                .iter()
+                .enumerate()
+                .map(|(i, p)| self.observe_in_batch(batch, i, p, out)),
+        );
+    }
+
+    /// Accounts packet `i` of `batch`: its DNS answers and TLS ClientHello name flows, its
+    /// tunnel keys its flow.
+    fn observe_in_batch(
+        &mut self,
+        batch: &PacketBatch,
+        i: usize,
+        packet: &PacketMeta,
+        out: &mut Vec<FlowRecord>,
+    ) -> FlowMark {
+        self.learn_name(batch, packet);
+        let (mark, slot) = self.observe_slot(packet, batch.tunnel(packet), out);
+        if slot != NIL && !batch.hellos.is_empty() && self.names.is_some() {
+            self.name_by_hello(batch, i, slot);
+        }
+        mark
+    }
+
+    /// A ClientHello that packet `i` completed names its flow's server (over a DNS guess).
+    fn name_by_hello(&mut self, batch: &PacketBatch, i: usize, slot: u32) {
+        let Ok(at) = batch.hellos.binary_search_by_key(&(i as u32), |h| h.packet) else {
+            return;
+        };
+        let raw = batch.name(batch.hellos[at].server_name);
+        if raw.is_empty() {
+            return;
+        }
+        let flow = self.flow_mut(slot);
+        if !matches!(flow.server_name, Some((_, NameSource::Sni))) {
+            let name = crate::wire::dns::display_name(raw).to_ascii_lowercase();
+            flow.server_name = Some((name.into(), NameSource::Sni));
+        }
     }
 
     /// Takes in a DNS response's answers, in packet order: a flow is named by the answers
@@ -228,11 +263,21 @@ impl FlowTable {
         tunnel: Option<&Tunnel>,
         out: &mut Vec<FlowRecord>,
     ) -> FlowMark {
-        let mark = self.account(packet, tunnel.map(|t| &t.info), None, out);
+        self.observe_slot(packet, tunnel, out).0
+    }
+
+    /// `observe_in`, and the slot of the packet's flow (`NIL` when untracked).
+    fn observe_slot(
+        &mut self,
+        packet: &PacketMeta,
+        tunnel: Option<&Tunnel>,
+        out: &mut Vec<FlowRecord>,
+    ) -> (FlowMark, u32) {
+        let found = self.account(packet, tunnel.map(|t| &t.info), None, out);
         if let Some(t) = tunnel.filter(|t| t.track_carrier) {
             self.account(&t.carrier, None, Some(t.info.kind), out);
         }
-        mark
+        found
     }
 
     fn account(
@@ -241,9 +286,9 @@ impl FlowTable {
         tunnel: Option<&TunnelInfo>,
         carries: Option<Encapsulation>,
         out: &mut Vec<FlowRecord>,
-    ) -> FlowMark {
+    ) -> (FlowMark, u32) {
         if !packet.is_ip() {
-            return FlowMark(FlowMark::UNTRACKED);
+            return (FlowMark(FlowMark::UNTRACKED), NIL);
         }
         if packet.ts > self.clock {
             self.clock = packet.ts;
@@ -254,7 +299,7 @@ impl FlowTable {
         }
         let Some(located) = self.locate(packet, tunnel.map_or(0, TunnelInfo::identity)) else {
             self.stats.unattributed_fragments += 1;
-            return FlowMark(FlowMark::UNTRACKED);
+            return (FlowMark(FlowMark::UNTRACKED), NIL);
         };
         let flags = packet.tcp_flags;
         let (slot, opens) = match self.index.get(&located.key).copied() {
@@ -275,7 +320,7 @@ impl FlowTable {
             // A flow's first packets may predate the tunnel inside (a GTP echo, a bubble).
             self.flow_mut(slot).carries = carries;
         }
-        FlowMark(opens | self.update(slot, &located, packet, out))
+        (FlowMark(opens | self.update(slot, &located, packet, out)), slot)
     }
 
     /// Emits every flow (end of input or shutdown).

@@ -1,6 +1,6 @@
 //! Names: what the traffic says its addresses are called, learned passively from headers.
-//! So far the DNS answers clients receive (`PassiveDns`); the flows actor asks it for the
-//! name of each flow's server.
+//! So far the DNS answers clients receive (`PassiveDns`) and the server names of TLS
+//! ClientHellos (read by the decoder); the flow table names each flow's server from them.
 
 pub mod passive_dns;
 
@@ -15,12 +15,16 @@ pub struct NamesConfig {
     /// (client, address) pairs and addresses remembered from DNS answers, each; beyond this
     /// the oldest half is forgotten.
     pub passive_dns_entries: usize,
+    /// TLS ClientHellos split over several segments waited for at once (each holds at most
+    /// 16 KiB); past this the stream fed least recently is given up.
+    pub hello_streams: usize,
 }
 
 impl Default for NamesConfig {
     fn default() -> Self {
         NamesConfig {
             passive_dns_entries: 50_000,
+            hello_streams: 512,
         }
     }
 }
@@ -29,6 +33,9 @@ impl NamesConfig {
     pub fn validate(&self) -> Result<(), String> {
         if !(16..=5_000_000).contains(&self.passive_dns_entries) {
             return Err("names.passive_dns_entries must be between 16 and 5000000".into());
+        }
+        if !(1..=65_536).contains(&self.hello_streams) {
+            return Err("names.hello_streams must be between 1 and 65536".into());
         }
         Ok(())
     }

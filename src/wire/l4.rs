@@ -19,6 +19,8 @@ pub struct Transport {
     pub icmp_code: u8,
     /// Length of the transport header when it could be determined.
     pub header_len: Option<usize>,
+    /// TCP: the sequence number (of the segment's first payload byte).
+    pub seq: u32,
 }
 
 /// Reads the transport header of IP protocol `proto` from the start of `bytes`.
@@ -31,6 +33,7 @@ pub fn parse(proto: u8, bytes: &[u8]) -> Transport {
             t.has_ports = true;
             if proto == ip_proto::TCP {
                 if let Some(&flags) = bytes.get(13) {
+                    t.seq = u32::from_be_bytes([bytes[4], bytes[5], bytes[6], bytes[7]]);
                     t.flags = TcpFlags(flags);
                     let offset = usize::from(bytes[12] >> 4) * 4;
                     t.header_len = (offset >= 20).then_some(offset);

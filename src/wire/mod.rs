@@ -11,3 +11,4 @@ pub mod encap;
 pub mod ipv6;
 pub mod l4;
 pub mod link;
+pub mod tls;

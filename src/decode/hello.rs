@@ -1,0 +1,200 @@
+//! Putting together a TLS client's first bytes until its ClientHello is whole: modern
+//! browsers send hellos larger than one segment (post-quantum key shares make them ~1.8 kB),
+//! and small MTUs split even short ones. Only streams that begin like a TLS handshake are
+//! kept, in order, up to `MAX_BUFFER` bytes each and `streams` streams in all (the least
+//! recently fed goes first); a stream is dropped as soon as its hello is read, turns out
+//! not to be one, or skips ahead (a lost segment).
+
+use std::net::IpAddr;
+
+use hashbrown::HashMap;
+
+use crate::packet::Timestamp;
+use crate::wire::tls::{self, ClientHello, HelloStatus};
+
+/// Bytes kept per stream at most.
+pub const MAX_BUFFER: usize = 16 * 1024;
+
+/// A client's direction of one connection: source, destination, ports, tunnel identity.
+pub type StreamKey = (IpAddr, IpAddr, u16, u16, u64);
+
+/// One stream waiting for the rest of its hello.
+#[derive(Debug)]
+struct Pending {
+    bytes: Vec<u8>,
+    /// The sequence number of the next byte expected.
+    next_seq: u32,
+    last: Timestamp,
+}
+
+/// The streams waiting for the rest of their hello.
+#[derive(Debug)]
+pub struct HelloAssembler {
+    streams: usize,
+    pending: HashMap<StreamKey, Pending>,
+}
+
+impl HelloAssembler {
+    pub fn new(streams: usize) -> Self {
+        HelloAssembler {
+            streams: streams.max(1),
+            pending: HashMap::new(),
+        }
+    }
+
+    /// Streams waiting now.
+    pub fn waiting(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Takes a client segment (`seq`, its payload); returns the ClientHello it completes.
+    pub fn segment(
+        &mut self,
+        key: StreamKey,
+        seq: u32,
+        payload: &[u8],
+        ts: Timestamp,
+    ) -> Option<ClientHello> {
+        if payload.is_empty() {
+            return None;
+        }
+        if let Some(p) = self.pending.get_mut(&key) {
+            let ahead = seq.wrapping_sub(p.next_seq);
+            if ahead != 0 {
+                // A retransmission of bytes already held is ignored; a gap ends the wait.
+                if ahead > u32::MAX / 2 && payload.len() <= p.next_seq.wrapping_sub(seq) as usize {
+                    return None;
+                }
+                self.pending.remove(&key);
+                return None;
+            }
+            let room = MAX_BUFFER.saturating_sub(p.bytes.len());
+            p.bytes.extend_from_slice(&payload[..payload.len().min(room)]);
+            p.next_seq = seq.wrapping_add(payload.len() as u32);
+            p.last = ts;
+            let status = tls::client_hello(&p.bytes);
+            let full = p.bytes.len() >= MAX_BUFFER;
+            return match status {
+                HelloStatus::Complete(hello) => {
+                    self.pending.remove(&key);
+                    Some(hello)
+                }
+                HelloStatus::Incomplete { need } if need <= MAX_BUFFER && !full => None,
+                _ => {
+                    self.pending.remove(&key);
+                    None
+                }
+            };
+        }
+        // A stream is looked at only where it begins like a TLS handshake record.
+        if !(payload.len() >= 3 && payload[0] == 22 && payload[1] == 3) {
+            return None;
+        }
+        match tls::client_hello(payload) {
+            HelloStatus::Complete(hello) => Some(hello),
+            HelloStatus::Incomplete { need } if need <= MAX_BUFFER => {
+                if self.pending.len() >= self.streams {
+                    self.evict_oldest();
+                }
+                self.pending.insert(
+                    key,
+                    Pending {
+                        bytes: payload[..payload.len().min(MAX_BUFFER)].to_vec(),
+                        next_seq: seq.wrapping_add(payload.len() as u32),
+                        last: ts,
+                    },
+                );
+                None
+            }
+            _ => None,
+        }
+    }
+
+    fn evict_oldest(&mut self) {
+        if let Some(key) = self
+            .pending
+            .iter()
+            .min_by_key(|(_, p)| p.last)
+            .map(|(k, _)| *k)
+        {
+            self.pending.remove(&key);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(port: u16) -> StreamKey {
+        let a: IpAddr = "10.0.0.1".parse().unwrap();
+        let b: IpAddr = "10.0.0.2".parse().unwrap();
+        (a, b, port, 443, 0)
+    }
+
+    /// A ClientHello record of `pad` extra bytes (an unknown extension) naming `sni`.
+    fn hello(sni: &str, pad: usize) -> Vec<u8> {
+        let mut ext = Vec::new();
+        let name = sni.as_bytes();
+        ext.extend_from_slice(&[0, 0]);
+        ext.extend_from_slice(&((name.len() + 5) as u16).to_be_bytes());
+        ext.extend_from_slice(&((name.len() + 3) as u16).to_be_bytes());
+        ext.push(0);
+        ext.extend_from_slice(&(name.len() as u16).to_be_bytes());
+        ext.extend_from_slice(name);
+        ext.extend_from_slice(&[0xfe, 0xfe]);
+        ext.extend_from_slice(&(pad as u16).to_be_bytes());
+        ext.extend(std::iter::repeat_n(0u8, pad));
+        let mut body = vec![0x03, 0x03];
+        body.extend_from_slice(&[7; 32]);
+        body.extend_from_slice(&[0, 0, 2, 0x13, 0x01, 1, 0]);
+        body.extend_from_slice(&(ext.len() as u16).to_be_bytes());
+        body.extend_from_slice(&ext);
+        let mut rec = vec![22, 3, 1];
+        rec.extend_from_slice(&((body.len() + 4) as u16).to_be_bytes());
+        rec.extend_from_slice(&[1, 0]);
+        rec.extend_from_slice(&(body.len() as u16).to_be_bytes());
+        rec.extend_from_slice(&body);
+        rec
+    }
+
+    #[test]
+    fn a_hello_split_over_segments_is_read_once_whole() {
+        let h = hello("big.example.com", 1800);
+        let mut a = HelloAssembler::new(8);
+        let mut seq = 1000u32;
+        let mut got = None;
+        for (i, part) in h.chunks(300).enumerate() {
+            // Every segment also arrives twice (a retransmission).
+            for _ in 0..2 {
+                let r = a.segment(key(1), seq, part, Timestamp(i as i64));
+                if r.is_some() {
+                    assert!(got.is_none(), "named twice");
+                    got = r;
+                }
+            }
+            seq = seq.wrapping_add(part.len() as u32);
+        }
+        assert_eq!(got.unwrap().server_name.as_deref(), Some(&b"big.example.com"[..]));
+        assert_eq!(a.waiting(), 0);
+    }
+
+    #[test]
+    fn a_gap_ends_the_wait_and_the_table_stays_at_its_cap() {
+        let h = hello("gap.example.com", 1800);
+        let mut a = HelloAssembler::new(8);
+        assert!(a.segment(key(1), 0, &h[..300], Timestamp(0)).is_none());
+        assert_eq!(a.waiting(), 1);
+        assert!(a.segment(key(1), 600, &h[600..900], Timestamp(1)).is_none());
+        assert_eq!(a.waiting(), 0);
+        // Hellos whose rest never comes: at most 8 wait.
+        for port in 0..10_000u16 {
+            a.segment(key(port), 0, &h[..300], Timestamp(i64::from(port)));
+            assert!(a.waiting() <= 8);
+        }
+        // Not TLS: nothing kept.
+        let mut b = HelloAssembler::new(8);
+        assert!(b.segment(key(1), 0, b"GET / HTTP/1.1\r\n", Timestamp(0)).is_none());
+        assert_eq!(b.waiting(), 0);
+    }
+}
