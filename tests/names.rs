@@ -195,10 +195,19 @@ fn the_server_says_what_it_knows_of_an_address() {
     server.stop();
 }
 
+/// One ClientHello of the facts: client and server ("addr:port"), server name (lowercase),
+/// and whether tshark put it together from several segments.
+struct Hello {
+    client: String,
+    server: String,
+    sni: Option<String>,
+    split: bool,
+}
+
 /// `(client, server, sni)` of every TLS-over-TCP ClientHello in the MANIFEST's facts (from
 /// tshark 4.0, `tls.handshake.extensions_server_name`), with whether tshark reassembled it
 /// from several segments, by capture.
-fn tcp_hellos() -> Vec<(String, Vec<(String, String, Option<String>, bool)>)> {
+fn tcp_hellos() -> Vec<(String, Vec<Hello>)> {
     common::manifest()
         .into_iter()
         .filter_map(|entry| {
@@ -206,13 +215,11 @@ fn tcp_hellos() -> Vec<(String, Vec<(String, String, Option<String>, bool)>)> {
             let tcp: Vec<_> = hellos
                 .iter()
                 .filter(|h| h["transport"] == "tcp")
-                .map(|h| {
-                    (
-                        h["client"].as_str().unwrap().to_string(),
-                        h["server"].as_str().unwrap().to_string(),
-                        h["sni"].as_str().map(str::to_ascii_lowercase),
-                        h["split_client_hello"].as_bool().unwrap_or(false),
-                    )
+                .map(|h| Hello {
+                    client: h["client"].as_str().unwrap().to_string(),
+                    server: h["server"].as_str().unwrap().to_string(),
+                    sni: h["sni"].as_str().map(str::to_ascii_lowercase),
+                    split: h["split_client_hello"].as_bool().unwrap_or(false),
                 })
                 .collect();
             (!tcp.is_empty()).then(|| (entry["path"].as_str().unwrap().to_string(), tcp))
@@ -224,25 +231,37 @@ fn tcp_hellos() -> Vec<(String, Vec<(String, String, Option<String>, bool)>)> {
 fn endpoint(s: &str) -> (String, u64) {
     let (ip, port) = s.rsplit_once(':').unwrap();
     let ip = ip.trim_start_matches('[').trim_end_matches(']');
-    (ip.parse::<std::net::IpAddr>().unwrap().to_string(), port.parse().unwrap())
+    (
+        ip.parse::<std::net::IpAddr>().unwrap().to_string(),
+        port.parse().unwrap(),
+    )
 }
 
 #[test]
 fn every_tls_client_hello_names_its_flow_with_tshark_s_server_name() {
     let captures = tcp_hellos();
-    assert!(captures.len() >= 15, "the MANIFEST's names facts are missing");
+    assert!(
+        captures.len() >= 15,
+        "the MANIFEST's names facts are missing"
+    );
     let (mut named, mut split) = (0, 0);
     let with_sni: usize = captures
         .iter()
-        .map(|(_, h)| h.iter().filter(|h| h.2.is_some()).count())
+        .map(|(_, h)| h.iter().filter(|h| h.sni.is_some()).count())
         .sum();
     let split_with_sni: usize = captures
         .iter()
-        .map(|(_, h)| h.iter().filter(|h| h.2.is_some() && h.3).count())
+        .map(|(_, h)| h.iter().filter(|h| h.sni.is_some() && h.split).count())
         .sum();
     for (rel, hellos) in captures {
         let flows = flows_of(&pcap(&rel));
-        for (client, server, sni, was_split) in hellos {
+        for Hello {
+            client,
+            server,
+            sni,
+            split: was_split,
+        } in hellos
+        {
             let (c, cp) = endpoint(&client);
             let (s, sp) = endpoint(&server);
             let flow = flows
@@ -257,7 +276,11 @@ fn every_tls_client_hello_names_its_flow_with_tshark_s_server_name() {
                 .unwrap_or_else(|| panic!("{rel}: no flow {client} -> {server}"));
             match sni {
                 Some(sni) => {
-                    assert_eq!(flow["server_name"], sni.as_str(), "{rel}: {client} -> {server}");
+                    assert_eq!(
+                        flow["server_name"],
+                        sni.as_str(),
+                        "{rel}: {client} -> {server}"
+                    );
                     assert_eq!(flow["name_source"], "sni", "{rel}: {client} -> {server}");
                     named += 1;
                     split += usize::from(was_split);
@@ -269,6 +292,9 @@ fn every_tls_client_hello_names_its_flow_with_tshark_s_server_name() {
     // MANIFEST: 304 ClientHellos over TCP, 46 of them split over segments; every one that
     // sends a server name is named by it, the split ones too.
     assert_eq!(named, with_sni);
-    assert_eq!(split, split_with_sni, "every split ClientHello is put together");
+    assert_eq!(
+        split, split_with_sni,
+        "every split ClientHello is put together"
+    );
     assert!(split >= 40, "{split}");
 }

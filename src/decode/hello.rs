@@ -69,7 +69,8 @@ impl HelloAssembler {
                 return None;
             }
             let room = MAX_BUFFER.saturating_sub(p.bytes.len());
-            p.bytes.extend_from_slice(&payload[..payload.len().min(room)]);
+            p.bytes
+                .extend_from_slice(&payload[..payload.len().min(room)]);
             p.next_seq = seq.wrapping_add(payload.len() as u32);
             p.last = ts;
             let status = tls::client_hello(&p.bytes);
@@ -175,7 +176,10 @@ mod tests {
             }
             seq = seq.wrapping_add(part.len() as u32);
         }
-        assert_eq!(got.unwrap().server_name.as_deref(), Some(&b"big.example.com"[..]));
+        assert_eq!(
+            got.unwrap().server_name.as_deref(),
+            Some(&b"big.example.com"[..])
+        );
         assert_eq!(a.waiting(), 0);
     }
 
@@ -194,7 +198,10 @@ mod tests {
         }
         // Not TLS: nothing kept.
         let mut b = HelloAssembler::new(8);
-        assert!(b.segment(key(1), 0, b"GET / HTTP/1.1\r\n", Timestamp(0)).is_none());
+        assert!(
+            b.segment(key(1), 0, b"GET / HTTP/1.1\r\n", Timestamp(0))
+                .is_none()
+        );
         assert_eq!(b.waiting(), 0);
     }
 }

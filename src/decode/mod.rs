@@ -22,8 +22,8 @@ use serde::Serialize;
 pub use config::DecodeConfig;
 
 use crate::packet::{
-    AnswerRef, DnsAnswer, Encapsulation, TlsHello, Fragment, Network, PacketBatch, PacketMeta, Timestamp,
-    Tunnel, TunnelInfo, TunnelRef, ip_proto,
+    AnswerRef, DnsAnswer, Encapsulation, Fragment, Network, PacketBatch, PacketMeta, Timestamp,
+    TlsHello, Tunnel, TunnelInfo, TunnelRef, ip_proto,
 };
 use crate::wire::encap::{self, Cut, LinkStep, kind};
 use crate::wire::link::{self, Inner, LinkError, LinkType, ether_type};
@@ -207,7 +207,9 @@ impl Decoder {
                     let key = (meta.src, meta.dst, meta.src_port, meta.dst_port, tunnel);
                     if let Some(hello) = hellos.segment(key, seq, payload, meta.ts) {
                         let packet = batch.packets.len() as u32;
-                        batch.hellos.push(TlsHello::store(packet, &hello, &mut batch.names));
+                        batch
+                            .hellos
+                            .push(TlsHello::store(packet, &hello, &mut batch.names));
                     }
                 }
                 batch.packets.push(meta);

@@ -320,7 +320,10 @@ impl FlowTable {
             // A flow's first packets may predate the tunnel inside (a GTP echo, a bubble).
             self.flow_mut(slot).carries = carries;
         }
-        (FlowMark(opens | self.update(slot, &located, packet, out)), slot)
+        (
+            FlowMark(opens | self.update(slot, &located, packet, out)),
+            slot,
+        )
     }
 
     /// Emits every flow (end of input or shutdown).

@@ -62,7 +62,9 @@ pub fn client_hello(stream: &[u8]) -> HelloStatus {
                     return HelloStatus::NotTls;
                 }
             }
-            return HelloStatus::Incomplete { need: pos + 5 + len };
+            return HelloStatus::Incomplete {
+                need: pos + 5 + len,
+            };
         };
         message.extend_from_slice(body);
         pos += 5 + len;
@@ -70,7 +72,9 @@ pub fn client_hello(stream: &[u8]) -> HelloStatus {
             if message[0] != CLIENT_HELLO {
                 return HelloStatus::NotTls;
             }
-            let n = usize::from(message[1]) << 16 | usize::from(message[2]) << 8 | usize::from(message[3]);
+            let n = usize::from(message[1]) << 16
+                | usize::from(message[2]) << 8
+                | usize::from(message[3]);
             if n > MAX_HELLO {
                 return HelloStatus::NotTls;
             }
@@ -247,8 +251,14 @@ mod tests {
     #[test]
     fn other_streams_are_not_tls() {
         assert_eq!(client_hello(b"GET / HTTP/1.1\r\n"), HelloStatus::NotTls);
-        assert_eq!(client_hello(&[22, 3, 1, 0, 4, 2, 0, 0, 0]), HelloStatus::NotTls);
+        assert_eq!(
+            client_hello(&[22, 3, 1, 0, 4, 2, 0, 0, 0]),
+            HelloStatus::NotTls
+        );
         assert_eq!(client_hello(&[23, 3, 3, 0, 1, 0]), HelloStatus::NotTls);
-        assert_eq!(client_hello(&[22, 3, 3, 0, 4, 1, 0xff, 0xff, 0xff]), HelloStatus::NotTls);
+        assert_eq!(
+            client_hello(&[22, 3, 3, 0, 4, 1, 0xff, 0xff, 0xff]),
+            HelloStatus::NotTls
+        );
     }
 }
