@@ -224,22 +224,44 @@ pub struct TlsHello {
 impl TlsHello {
     /// Copies `hello`'s names into `arena` (each cut at 255 bytes, a DNS name's limit).
     pub fn store(packet: u32, hello: &crate::wire::tls::ClientHello, arena: &mut Vec<u8>) -> Self {
-        let mut put = |bytes: Option<&Vec<u8>>| {
-            let bytes = bytes.map_or(&[][..], |b| &b[..b.len().min(255)]);
-            let name = NameRef {
-                offset: arena.len() as u32,
-                len: bytes.len() as u16,
-            };
-            arena.extend_from_slice(bytes);
-            name
-        };
         TlsHello {
             packet,
-            server_name: put(hello.server_name.as_ref()),
-            alpn: put(hello.alpn.as_ref()),
+            server_name: put_name(arena, hello.server_name.as_deref(), 255),
+            alpn: put_name(arena, hello.alpn.as_deref(), 255),
             version: hello.version,
         }
     }
+}
+
+/// An HTTP/1.x request head, read when packet `packet` of its batch completed it: its Host
+/// and User-Agent (in the batch's name arena, empty when absent).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct HttpRequest {
+    pub packet: u32,
+    pub host: NameRef,
+    pub user_agent: NameRef,
+}
+
+impl HttpRequest {
+    /// Copies `head`'s fields into `arena` (the host cut at 255 bytes, the agent at 512).
+    pub fn store(packet: u32, head: &crate::wire::http::RequestHead, arena: &mut Vec<u8>) -> Self {
+        HttpRequest {
+            packet,
+            host: put_name(arena, head.host.as_deref(), 255),
+            user_agent: put_name(arena, head.user_agent.as_deref(), 512),
+        }
+    }
+}
+
+/// Appends `bytes` (at most `max` of them) to `arena`.
+fn put_name(arena: &mut Vec<u8>, bytes: Option<&[u8]>, max: usize) -> NameRef {
+    let bytes = bytes.map_or(&[][..], |b| &b[..b.len().min(max)]);
+    let name = NameRef {
+        offset: arena.len() as u32,
+        len: bytes.len() as u16,
+    };
+    arena.extend_from_slice(bytes);
+    name
 }
 
 /// An address a DNS response gave for its question, and the record's TTL in seconds.
@@ -499,6 +521,8 @@ pub struct PacketBatch {
     pub answers: Vec<DnsAnswer>,
     /// The TLS ClientHellos completed by the batch's packets, in packet order.
     pub hellos: Vec<TlsHello>,
+    /// The HTTP request heads completed by the batch's packets, in packet order.
+    pub requests: Vec<HttpRequest>,
     /// When capture began filling the batch: the start of the alert-latency clock.
     pub started: Option<std::time::Instant>,
     /// The batch's room in the pipeline, given back when its last reader drops it.
@@ -513,6 +537,7 @@ impl PacketBatch {
             tunnels: Vec::new(),
             answers: Vec::new(),
             hellos: Vec::new(),
+            requests: Vec::new(),
             started: None,
             credit: None,
         }

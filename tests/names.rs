@@ -298,3 +298,54 @@ fn every_tls_client_hello_names_its_flow_with_tshark_s_server_name() {
     );
     assert!(split >= 40, "{split}");
 }
+
+#[test]
+fn http_requests_give_their_flows_host_and_user_agent_as_tshark_reads_them() {
+    // MANIFEST facts (tshark `http.host`, `http.user_agent`): one per (client, server, Host,
+    // User-Agent), SSDP excluded; some heads span two segments.
+    let mut checked = 0;
+    for entry in common::manifest() {
+        let Some(requests) = entry["facts"]["http"].as_array() else {
+            continue;
+        };
+        let rel = entry["path"].as_str().unwrap();
+        let flows = flows_of(&pcap(rel));
+        for r in requests {
+            let client = r["client"].as_str().unwrap();
+            let (server, port) = endpoint(r["server"].as_str().unwrap());
+            let host = r["host"].as_str().unwrap();
+            let agent = r["user_agent"].as_str();
+            let matching: Vec<_> = flows
+                .iter()
+                .filter(|f| {
+                    f["src_ip"] == client && f["dst_ip"] == server.as_str() && f["dst_port"] == port
+                })
+                .collect();
+            assert!(
+                !matching.is_empty(),
+                "{rel}: no flow {client} -> {server}:{port}"
+            );
+            assert!(
+                matching
+                    .iter()
+                    .any(|f| f["http_host"] == host && f["http_user_agent"].as_str() == agent),
+                "{rel}: {host} {agent:?} on none of {matching:#?}"
+            );
+            // The Host names the server unless the Host is an address.
+            let name = host
+                .rsplit_once(':')
+                .map_or(host, |(n, _)| n)
+                .to_ascii_lowercase();
+            if name.parse::<std::net::IpAddr>().is_err() {
+                assert!(
+                    matching
+                        .iter()
+                        .any(|f| f["server_name"] == name.as_str() && f["name_source"] == "http"),
+                    "{rel}: {name}"
+                );
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked >= 15, "{checked}");
+}

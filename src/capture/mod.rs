@@ -139,7 +139,8 @@ pub struct BatchConfig {
     /// Batches in flight between capture and the last actor to read them.
     pub in_flight: usize,
     pub decode: DecodeConfig,
-    /// Read TLS ClientHellos, waiting for at most this many split ones (None: names off).
+    /// Read TLS ClientHellos and HTTP request heads, waiting for at most this many split
+    /// ones (None: names off).
     pub hello_streams: Option<usize>,
 }
 
@@ -343,7 +344,7 @@ pub fn run(
     let by_age = source.batch_by_age();
     let mut decoder = Decoder::with_config(config.decode.clone());
     if let Some(streams) = config.hello_streams {
-        decoder = decoder.with_hellos(streams);
+        decoder = decoder.with_openings(streams);
     }
     let credits = Credits::new(config.in_flight);
     let mut report = CaptureReport {

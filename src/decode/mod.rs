@@ -10,9 +10,9 @@
 //! and allocates nothing per packet (names and tunnels go into the batch's reused arenas).
 
 mod config;
-pub mod hello;
+pub mod opening;
 
-use hello::HelloAssembler;
+use opening::{Opening, OpeningAssembler};
 
 use std::net::IpAddr;
 
@@ -22,8 +22,8 @@ use serde::Serialize;
 pub use config::DecodeConfig;
 
 use crate::packet::{
-    AnswerRef, DnsAnswer, Encapsulation, Fragment, Network, PacketBatch, PacketMeta, Timestamp,
-    TlsHello, Tunnel, TunnelInfo, TunnelRef, ip_proto,
+    AnswerRef, DnsAnswer, Encapsulation, Fragment, HttpRequest, Network, PacketBatch, PacketMeta,
+    Timestamp, TlsHello, Tunnel, TunnelInfo, TunnelRef, ip_proto,
 };
 use crate::wire::encap::{self, Cut, LinkStep, kind};
 use crate::wire::link::{self, Inner, LinkError, LinkType, ether_type};
@@ -137,9 +137,9 @@ fn is_dns_port(port: u16) -> bool {
 pub struct Decoder {
     pub counters: DecodeCounters,
     config: DecodeConfig,
-    /// TLS clients' first bytes, until their ClientHello is whole (absent when names are
-    /// off).
-    hellos: Option<HelloAssembler>,
+    /// Clients' first bytes, until the TLS ClientHello or HTTP request head that opens
+    /// them is whole (absent when names are off).
+    openings: Option<OpeningAssembler>,
 }
 
 /// One decoded frame: the packet, whether its DNS payload (if any) was readable, the
@@ -163,14 +163,15 @@ impl Decoder {
         Decoder {
             counters: DecodeCounters::default(),
             config,
-            hellos: None,
+            openings: None,
         }
     }
 
-    /// Also reads TLS ClientHellos (the server names flows are named by), waiting for at
-    /// most `streams` split hellos at once.
-    pub fn with_hellos(mut self, streams: usize) -> Self {
-        self.hellos = Some(HelloAssembler::new(streams));
+    /// Also reads what opens each TCP stream, a TLS ClientHello or an HTTP request head
+    /// (the server names flows are named by), waiting for at most `streams` split ones at
+    /// once.
+    pub fn with_openings(mut self, streams: usize) -> Self {
+        self.openings = Some(OpeningAssembler::new(streams));
         self
     }
 
@@ -202,14 +203,22 @@ impl Decoder {
                     meta.tunnel = Some(TunnelRef(batch.tunnels.len() as u32));
                     batch.tunnels.push(t);
                 }
-                if let (Some(hellos), Some((seq, payload))) = (&mut self.hellos, d.segment) {
+                if let (Some(openings), Some((seq, payload))) = (&mut self.openings, d.segment) {
                     let tunnel = d.tunnel.map_or(0, |t| t.info.identity());
                     let key = (meta.src, meta.dst, meta.src_port, meta.dst_port, tunnel);
-                    if let Some(hello) = hellos.segment(key, seq, payload, meta.ts) {
-                        let packet = batch.packets.len() as u32;
-                        batch
-                            .hellos
-                            .push(TlsHello::store(packet, &hello, &mut batch.names));
+                    let packet = batch.packets.len() as u32;
+                    match openings.segment(key, seq, payload, meta.ts) {
+                        Some(Opening::Tls(hello)) => {
+                            batch
+                                .hellos
+                                .push(TlsHello::store(packet, &hello, &mut batch.names))
+                        }
+                        Some(Opening::Http(head)) => {
+                            batch
+                                .requests
+                                .push(HttpRequest::store(packet, &head, &mut batch.names))
+                        }
+                        None => {}
                     }
                 }
                 batch.packets.push(meta);

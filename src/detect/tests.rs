@@ -500,6 +500,8 @@ mod brute_force {
             carries: None,
             server_name: None,
             name_source: None,
+            http_host: None,
+            http_user_agent: None,
         }
     }
 

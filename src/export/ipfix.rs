@@ -312,6 +312,8 @@ mod tests {
             carries: None,
             server_name: None,
             name_source: None,
+            http_host: None,
+            http_user_agent: None,
         }
     }
 

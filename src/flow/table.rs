@@ -92,6 +92,8 @@ struct Flow {
     carries: Option<Encapsulation>,
     /// The server's name when the flow opened, and where it came from.
     server_name: Option<(Arc<str>, NameSource)>,
+    /// The Host and User-Agent of the first HTTP request (boxed: most flows have none).
+    http: Option<Box<(Arc<str>, Option<Arc<str>>)>>,
     /// Table clock at the last packet: the list order and the expiry basis.
     activity: Timestamp,
     /// When a record was last emitted for this still-active flow.
@@ -216,10 +218,57 @@ impl FlowTable {
     ) -> FlowMark {
         self.learn_name(batch, packet);
         let (mark, slot) = self.observe_slot(packet, batch.tunnel(packet), out);
-        if slot != NIL && !batch.hellos.is_empty() && self.names.is_some() {
-            self.name_by_hello(batch, i, slot);
+        if slot != NIL && self.names.is_some() {
+            if !batch.hellos.is_empty() {
+                self.name_by_hello(batch, i, slot);
+            }
+            if !batch.requests.is_empty() {
+                self.name_by_request(batch, i, slot);
+            }
         }
         mark
+    }
+
+    /// The first HTTP request head, completed by packet `i`, gives its flow a Host and
+    /// User-Agent, and names the server by the Host unless the TLS handshake named it.
+    fn name_by_request(&mut self, batch: &PacketBatch, i: usize, slot: u32) {
+        let Ok(at) = batch
+            .requests
+            .binary_search_by_key(&(i as u32), |r| r.packet)
+        else {
+            return;
+        };
+        let request = batch.requests[at];
+        let text = |r| Some(crate::wire::http::printable(batch.name(r))).filter(|t| !t.is_empty());
+        let Some(host) = text(request.host) else {
+            return;
+        };
+        let flow = self.flow_mut(slot);
+        if flow.http.is_some() {
+            return;
+        }
+        // The server's name is the Host without its port.
+        let name = match host.rsplit_once(':') {
+            Some((name, port))
+                if port.bytes().all(|b| b.is_ascii_digit()) && !name.contains(':') =>
+            {
+                name
+            }
+            _ => host.as_str(),
+        }
+        .to_ascii_lowercase();
+        // An address as the Host names nothing the address does not.
+        let literal = name.parse::<IpAddr>().is_ok() || name.starts_with('[');
+        if !literal
+            && !matches!(
+                flow.server_name,
+                Some((_, NameSource::Sni | NameSource::Http))
+            )
+        {
+            flow.server_name = Some((name.into(), NameSource::Http));
+        }
+        let agent = text(request.user_agent).map(Arc::from);
+        flow.http = Some(Box::new((Arc::from(host), agent)));
     }
 
     /// A ClientHello that packet `i` completed names its flow's server (over a DNS guess).
@@ -481,6 +530,7 @@ impl FlowTable {
             tunnel: tunnel.map(|t| Box::new(*t)),
             carries: None,
             server_name,
+            http: None,
             activity: self.clock,
             last_report: p.ts,
             class,
@@ -651,6 +701,8 @@ impl FlowTable {
             carries: f.carries,
             server_name: f.server_name.as_ref().map(|(n, _)| Arc::clone(n)),
             name_source: f.server_name.as_ref().map(|(_, s)| *s),
+            http_host: f.http.as_ref().map(|h| Arc::clone(&h.0)),
+            http_user_agent: f.http.as_ref().and_then(|h| h.1.clone()),
         }
     }
 

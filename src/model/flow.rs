@@ -105,6 +105,9 @@ pub struct FlowRecord {
     /// What the server (the responder) is called, and how that was learned.
     pub server_name: Option<Arc<str>>,
     pub name_source: Option<NameSource>,
+    /// The Host and User-Agent of the flow's first HTTP/1.x request.
+    pub http_host: Option<Arc<str>>,
+    pub http_user_agent: Option<Arc<str>>,
 }
 
 /// How a flow's server name was learned.
@@ -182,7 +185,9 @@ impl Serialize for FlowRecord {
         let bytes = self.bytes();
         let extra = usize::from(self.tunnel.is_some())
             + usize::from(self.carries.is_some())
-            + 2 * usize::from(self.server_name.is_some());
+            + 2 * usize::from(self.server_name.is_some())
+            + usize::from(self.http_host.is_some())
+            + usize::from(self.http_user_agent.is_some());
         let mut m = s.serialize_map(Some(22 + extra))?;
         m.serialize_entry("src_ip", &self.src)?;
         m.serialize_entry("dst_ip", &self.dst)?;
@@ -221,6 +226,12 @@ impl Serialize for FlowRecord {
         if let Some(name) = &self.server_name {
             m.serialize_entry("server_name", name)?;
             m.serialize_entry("name_source", &self.name_source)?;
+        }
+        if let Some(host) = &self.http_host {
+            m.serialize_entry("http_host", host)?;
+        }
+        if let Some(agent) = &self.http_user_agent {
+            m.serialize_entry("http_user_agent", agent)?;
         }
         m.end()
     }

@@ -1,6 +1,7 @@
 //! Names: what the traffic says its addresses are called, learned passively from headers.
-//! So far the DNS answers clients receive (`PassiveDns`) and the server names of TLS
-//! ClientHellos (read by the decoder); the flow table names each flow's server from them.
+//! So far the DNS answers clients receive (`PassiveDns`), and the server names of TLS
+//! ClientHellos and the hosts of HTTP requests (read by the decoder); the flow table names
+//! each flow's server from them.
 
 pub mod passive_dns;
 
@@ -15,8 +16,8 @@ pub struct NamesConfig {
     /// (client, address) pairs and addresses remembered from DNS answers, each; beyond this
     /// the oldest half is forgotten.
     pub passive_dns_entries: usize,
-    /// TLS ClientHellos split over several segments waited for at once (each holds at most
-    /// 16 KiB); past this the stream fed least recently is given up.
+    /// TLS ClientHellos and HTTP request heads split over several segments waited for at
+    /// once (each holds at most 16 KiB); past this the stream fed least recently is given up.
     pub hello_streams: usize,
 }
 

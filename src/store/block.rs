@@ -19,7 +19,9 @@
 //! 0 = none), endpoints (address-table indexes), protocol, ports and depth. Blocks without
 //! one end after the Community IDs, as blocks written before tunnels existed do. Blocks
 //! with named flows then have a names section (marker byte 2): per record the name source
-//! (0 = no name, else the `NameSource` index + 1) and, for a name, its length and bytes.
+//! (0 = no name, else the `NameSource` index + 1) and, for a name, its length and bytes;
+//! then, for blocks with HTTP flows, an HTTP section (marker byte 3): per record the Host
+//! and the User-Agent, each as length + 1 and bytes (0 = none).
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -342,6 +344,21 @@ pub fn encode(records: &[FlowRecord], seed: u16, session: u64) -> EncodedBlock {
         }
     }
 
+    if order.iter().any(|r| r.http_host.is_some()) {
+        cols.push(HTTP_SECTION);
+        for r in &order {
+            for field in [&r.http_host, &r.http_user_agent] {
+                match field {
+                    Some(text) => {
+                        put_varint(&mut cols, text.len() as u64 + 1);
+                        cols.extend_from_slice(text.as_bytes());
+                    }
+                    None => cols.push(0),
+                }
+            }
+        }
+    }
+
     let compressed = ruzstd::encoding::compress_to_vec(
         cols.as_slice(),
         ruzstd::encoding::CompressionLevel::Fastest,
@@ -369,6 +386,7 @@ pub fn encode(records: &[FlowRecord], seed: u16, session: u64) -> EncodedBlock {
 /// Mark the optional sections at the end of a block's columns (in this order).
 const TUNNEL_SECTION: u8 = 1;
 const NAME_SECTION: u8 = 2;
+const HTTP_SECTION: u8 = 3;
 
 /// An `Encapsulation` stored as its index + 1 (0 is none).
 fn encapsulation(code: u8) -> Result<Option<Encapsulation>, DecodeError> {
@@ -528,6 +546,8 @@ pub fn decode(value: &[u8], min_end: i64) -> Result<Vec<FlowRecord>, DecodeError
             carries: None,
             server_name: None,
             name_source: None,
+            http_host: None,
+            http_user_agent: None,
         });
     }
     if c.0.first() == Some(&TUNNEL_SECTION) {
@@ -574,6 +594,21 @@ pub fn decode(value: &[u8], min_end: i64) -> Result<Vec<FlowRecord>, DecodeError
                 std::str::from_utf8(c.take(len)?).map_err(|_| DecodeError::Field("server name"))?;
             record.server_name = Some(name.into());
             record.name_source = Some(source);
+        }
+    }
+    if c.0.first() == Some(&HTTP_SECTION) {
+        c.u8()?;
+        let text = |c: &mut Reader<'_>| -> Result<Option<std::sync::Arc<str>>, DecodeError> {
+            match c.varint()? as usize {
+                0 => Ok(None),
+                n => std::str::from_utf8(c.take(n - 1)?)
+                    .map(|t| Some(t.into()))
+                    .map_err(|_| DecodeError::Field("http field")),
+            }
+        };
+        for record in &mut out {
+            record.http_host = text(&mut c)?;
+            record.http_user_agent = text(&mut c)?;
         }
     }
     if !c.0.is_empty() {
@@ -647,6 +682,8 @@ mod tests {
             carries: None,
             server_name: None,
             name_source: None,
+            http_host: None,
+            http_user_agent: None,
         };
         if next() % 10 == 0 {
             // Written with another seed, or by hand: kept as it is.
@@ -667,6 +704,10 @@ mod tests {
         }
         if next() % 6 == 0 {
             r.carries = Some(Encapsulation::ALL[(next() % 21) as usize]);
+        }
+        if next() % 5 == 0 {
+            r.http_host = Some(format!("www{}.example.com:8080", next() % 9).into());
+            r.http_user_agent = (next() % 2 == 0).then(|| "curl/8.5.0".into());
         }
         if next() % 3 == 0 {
             r.server_name = Some(format!("host{}.example.com", next() % 50).into());
@@ -765,6 +806,8 @@ mod tests {
             carries: None,
             server_name: None,
             name_source: None,
+            http_host: None,
+            http_user_agent: None,
         };
         // FNV-1a 64 of the 70 bytes listed in `record_identity`, computed independently:
         // in Python over the same bytes.

@@ -239,5 +239,7 @@ pub fn decode_flow(b: &[u8]) -> Result<FlowRecord, DecodeError> {
         carries: None,
         server_name: None,
         name_source: None,
+        http_host: None,
+        http_user_agent: None,
     })
 }

@@ -54,6 +54,8 @@ pub fn synthetic_flow(i: u64) -> FlowRecord {
         carries: None,
         server_name: None,
         name_source: None,
+        http_host: None,
+        http_user_agent: None,
     }
 }
 

@@ -669,6 +669,8 @@ mod tests {
             carries: None,
             server_name: None,
             name_source: None,
+            http_host: None,
+            http_user_agent: None,
         };
         r.add_flows(&[flow(600, "10.0.0.1"), flow(601, "10.0.0.2")])
             .unwrap();

@@ -8,6 +8,7 @@
 
 pub mod dns;
 pub mod encap;
+pub mod http;
 pub mod ipv6;
 pub mod l4;
 pub mod link;

@@ -1,15 +1,17 @@
-//! Putting together a TLS client's first bytes until its ClientHello is whole: modern
-//! browsers send hellos larger than one segment (post-quantum key shares make them ~1.8 kB),
-//! and small MTUs split even short ones. Only streams that begin like a TLS handshake are
-//! kept, in order, up to `MAX_BUFFER` bytes each and `streams` streams in all (the least
-//! recently fed goes first); a stream is dropped as soon as its hello is read, turns out
-//! not to be one, or skips ahead (a lost segment).
+//! Putting together a client's first bytes until what opens its stream is whole: a TLS
+//! ClientHello (modern browsers send hellos larger than one segment: post-quantum key shares
+//! make them ~1.8 kB, and small MTUs split even short ones) or an HTTP/1.x request head.
+//! Only streams that begin like one of the two are kept, in order, up to `MAX_BUFFER` bytes
+//! each and `streams` streams in all (the least recently fed goes first); a stream is
+//! dropped as soon as its opening is read, turns out not to be one, or skips ahead (a lost
+//! segment).
 
 use std::net::IpAddr;
 
 use hashbrown::HashMap;
 
 use crate::packet::Timestamp;
+use crate::wire::http::{self, RequestHead, RequestStatus};
 use crate::wire::tls::{self, ClientHello, HelloStatus};
 
 /// Bytes kept per stream at most.
@@ -27,16 +29,52 @@ struct Pending {
     last: Timestamp,
 }
 
-/// The streams waiting for the rest of their hello.
+/// What opened a client's stream.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Opening {
+    Tls(ClientHello),
+    Http(RequestHead),
+}
+
+/// How far the bytes held so far go.
+enum Read {
+    Done(Opening),
+    More,
+    Neither,
+}
+
+/// Reads the opening at the start of `stream`.
+fn read(stream: &[u8]) -> Read {
+    if stream.first() == Some(&22) {
+        return match tls::client_hello(stream) {
+            HelloStatus::Complete(hello) => Read::Done(Opening::Tls(hello)),
+            HelloStatus::Incomplete { need } if need <= MAX_BUFFER => Read::More,
+            _ => Read::Neither,
+        };
+    }
+    match http::request_head(stream) {
+        RequestStatus::Complete(head) => Read::Done(Opening::Http(head)),
+        RequestStatus::Incomplete if stream.len() < MAX_BUFFER => Read::More,
+        _ => Read::Neither,
+    }
+}
+
+/// Whether a stream's first payload can begin an opening worth waiting for.
+fn begins_opening(payload: &[u8]) -> bool {
+    (payload.len() >= 3 && payload[0] == 22 && payload[1] == 3)
+        || (payload.len() >= 4 && http::starts_like_request(payload))
+}
+
+/// The streams waiting for the rest of their opening.
 #[derive(Debug)]
-pub struct HelloAssembler {
+pub struct OpeningAssembler {
     streams: usize,
     pending: HashMap<StreamKey, Pending>,
 }
 
-impl HelloAssembler {
+impl OpeningAssembler {
     pub fn new(streams: usize) -> Self {
-        HelloAssembler {
+        OpeningAssembler {
             streams: streams.max(1),
             pending: HashMap::new(),
         }
@@ -47,14 +85,14 @@ impl HelloAssembler {
         self.pending.len()
     }
 
-    /// Takes a client segment (`seq`, its payload); returns the ClientHello it completes.
+    /// Takes a segment (`seq`, its payload); returns the opening it completes.
     pub fn segment(
         &mut self,
         key: StreamKey,
         seq: u32,
         payload: &[u8],
         ts: Timestamp,
-    ) -> Option<ClientHello> {
+    ) -> Option<Opening> {
         if payload.is_empty() {
             return None;
         }
@@ -73,27 +111,28 @@ impl HelloAssembler {
                 .extend_from_slice(&payload[..payload.len().min(room)]);
             p.next_seq = seq.wrapping_add(payload.len() as u32);
             p.last = ts;
-            let status = tls::client_hello(&p.bytes);
+            let status = read(&p.bytes);
             let full = p.bytes.len() >= MAX_BUFFER;
             return match status {
-                HelloStatus::Complete(hello) => {
+                Read::Done(opening) => {
                     self.pending.remove(&key);
-                    Some(hello)
+                    Some(opening)
                 }
-                HelloStatus::Incomplete { need } if need <= MAX_BUFFER && !full => None,
+                Read::More if !full => None,
                 _ => {
                     self.pending.remove(&key);
                     None
                 }
             };
         }
-        // A stream is looked at only where it begins like a TLS handshake record.
-        if !(payload.len() >= 3 && payload[0] == 22 && payload[1] == 3) {
+        // A stream is looked at only where it begins like a TLS handshake record or an
+        // HTTP request.
+        if !begins_opening(payload) {
             return None;
         }
-        match tls::client_hello(payload) {
-            HelloStatus::Complete(hello) => Some(hello),
-            HelloStatus::Incomplete { need } if need <= MAX_BUFFER => {
+        match read(payload) {
+            Read::Done(opening) => Some(opening),
+            Read::More => {
                 if self.pending.len() >= self.streams {
                     self.evict_oldest();
                 }
@@ -162,7 +201,7 @@ mod tests {
     #[test]
     fn a_hello_split_over_segments_is_read_once_whole() {
         let h = hello("big.example.com", 1800);
-        let mut a = HelloAssembler::new(8);
+        let mut a = OpeningAssembler::new(8);
         let mut seq = 1000u32;
         let mut got = None;
         for (i, part) in h.chunks(300).enumerate() {
@@ -176,17 +215,17 @@ mod tests {
             }
             seq = seq.wrapping_add(part.len() as u32);
         }
-        assert_eq!(
-            got.unwrap().server_name.as_deref(),
-            Some(&b"big.example.com"[..])
-        );
+        let Some(Opening::Tls(hello)) = got else {
+            panic!("{got:?}")
+        };
+        assert_eq!(hello.server_name.as_deref(), Some(&b"big.example.com"[..]));
         assert_eq!(a.waiting(), 0);
     }
 
     #[test]
     fn a_gap_ends_the_wait_and_the_table_stays_at_its_cap() {
         let h = hello("gap.example.com", 1800);
-        let mut a = HelloAssembler::new(8);
+        let mut a = OpeningAssembler::new(8);
         assert!(a.segment(key(1), 0, &h[..300], Timestamp(0)).is_none());
         assert_eq!(a.waiting(), 1);
         assert!(a.segment(key(1), 600, &h[600..900], Timestamp(1)).is_none());
@@ -196,12 +235,24 @@ mod tests {
             a.segment(key(port), 0, &h[..300], Timestamp(i64::from(port)));
             assert!(a.waiting() <= 8);
         }
-        // Not TLS: nothing kept.
-        let mut b = HelloAssembler::new(8);
-        assert!(
-            b.segment(key(1), 0, b"GET / HTTP/1.1\r\n", Timestamp(0))
-                .is_none()
-        );
+        // Neither TLS nor HTTP: nothing kept.
+        let mut b = OpeningAssembler::new(8);
+        let ssh = b"SSH-2.0-OpenSSH_9.6\r\n";
+        assert!(b.segment(key(1), 0, ssh, Timestamp(0)).is_none());
         assert_eq!(b.waiting(), 0);
+    }
+
+    #[test]
+    fn a_request_head_split_over_two_segments_is_read() {
+        let req = b"GET / HTTP/1.1\r\nHost: split.example\r\nUser-Agent: Like-Android\r\n\r\n";
+        let mut a = OpeningAssembler::new(8);
+        assert!(a.segment(key(2), 7, &req[..30], Timestamp(0)).is_none());
+        assert_eq!(a.waiting(), 1);
+        let Some(Opening::Http(head)) = a.segment(key(2), 37, &req[30..], Timestamp(1)) else {
+            panic!()
+        };
+        assert_eq!(head.host.as_deref(), Some(&b"split.example"[..]));
+        assert_eq!(head.user_agent.as_deref(), Some(&b"Like-Android"[..]));
+        assert_eq!(a.waiting(), 0);
     }
 }
