@@ -69,6 +69,9 @@ impl Class {
     }
 }
 
+/// The Host and (if sent) User-Agent of a flow's first HTTP request.
+type HttpSeen = (Arc<str>, Option<Arc<str>>);
+
 /// One tracked flow.
 #[derive(Clone, Debug)]
 struct Flow {
@@ -93,7 +96,7 @@ struct Flow {
     /// The server's name when the flow opened, and where it came from.
     server_name: Option<(Arc<str>, NameSource)>,
     /// The Host and User-Agent of the first HTTP request (boxed: most flows have none).
-    http: Option<Box<(Arc<str>, Option<Arc<str>>)>>,
+    http: Option<Box<HttpSeen>>,
     /// Table clock at the last packet: the list order and the expiry basis.
     activity: Timestamp,
     /// When a record was last emitted for this still-active flow.
