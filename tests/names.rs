@@ -349,3 +349,48 @@ fn http_requests_give_their_flows_host_and_user_agent_as_tshark_reads_them() {
     }
     assert!(checked >= 15, "{checked}");
 }
+
+#[test]
+fn eve_flow_events_carry_suricatas_tls_and_http_fields() {
+    let dir = tempdir();
+    let eve = dir.join("eve.json");
+    let config = dir.join("eve.toml");
+    std::fs::write(
+        &config,
+        format!("[export.eve]\nfile = \"{}\"\n", eve.display()),
+    )
+    .unwrap();
+    for rel in [
+        "names/ndpi_teams_cname_chains.pcap",
+        "names/foxio_http1.pcapng",
+    ] {
+        let (code, _, stderr) =
+            common::analyze(&pcap(rel), &["--config", config.to_str().unwrap()]);
+        assert_eq!(code, Some(0), "{stderr}");
+    }
+    let events: Vec<serde_json::Value> = std::fs::read_to_string(&eve)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    // MANIFEST (tshark): 192.168.1.6:60533 -> 52.113.194.132:443 sends SNI teams.microsoft.com.
+    let teams = events
+        .iter()
+        .find(|e| e["src_port"] == 60533 && e["dest_ip"] == "52.113.194.132")
+        .expect("the Teams flow");
+    assert_eq!(teams["app_proto"], "tls");
+    assert_eq!(teams["tls"]["sni"], "teams.microsoft.com");
+    // tshark: 192.168.1.188 asks avpro.global.yamaha.com with User-Agent
+    // "Network_Module/1.0 (RX-A8A)".
+    let yamaha = events
+        .iter()
+        .find(|e| e["http"]["hostname"] == "avpro.global.yamaha.com")
+        .expect("the Yamaha request");
+    assert_eq!(yamaha["app_proto"], "http");
+    assert_eq!(yamaha["src_ip"], "192.168.1.188");
+    assert_eq!(
+        yamaha["http"]["http_user_agent"],
+        "Network_Module/1.0 (RX-A8A)"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

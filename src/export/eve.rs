@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 
 use crate::model::alert::Alert;
 use crate::model::finding::{Rule, Severity};
-use crate::model::flow::{EndReason, FlowRecord, FlowState, TunnelView};
+use crate::model::flow::{EndReason, FlowRecord, FlowState, NameSource, TunnelView};
 
 /// Suricata's timestamp form: `2026-01-01T00:00:05.250000+0000` (UTC).
 pub fn timestamp(unix_ns: i64) -> String {
@@ -95,6 +95,21 @@ pub fn flow_event(r: &FlowRecord, host: &str) -> Value {
     }
     if let Some(kind) = r.carries {
         event["carries"] = json!(kind.name());
+    }
+    // What named the flow, in Suricata's own fields, so that existing pipelines show it.
+    match (r.name_source, &r.server_name) {
+        (Some(NameSource::Sni), Some(name)) => {
+            event["app_proto"] = json!("tls");
+            event["tls"] = json!({ "sni": &**name });
+        }
+        (_, _) if r.http_host.is_some() => {
+            event["app_proto"] = json!("http");
+            event["http"] = json!({
+                "hostname": r.http_host.as_deref(),
+                "http_user_agent": r.http_user_agent.as_deref(),
+            });
+        }
+        _ => {}
     }
     if r.ip_proto == 6 {
         event["tcp"] = json!({
