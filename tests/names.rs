@@ -109,8 +109,9 @@ fn flows_are_named_by_the_dns_answers_their_clients_received() {
                 .map(|r| r.qname.as_str())
                 .collect();
             let got = (f["server_name"].as_str(), f["name_source"].as_str());
-            if got.1 == Some("sni") {
-                // The ClientHello's own name wins over any DNS answer (checked below).
+            if matches!(got.1, Some("sni" | "http")) {
+                // The flow's own TLS server name or HTTP Host wins over any DNS answer
+                // (checked below).
                 continue;
             }
             let before = own

@@ -16,6 +16,8 @@ use crate::wire::tls::{self, ClientHello, HelloStatus};
 
 /// Bytes kept per stream at most.
 pub const MAX_BUFFER: usize = 16 * 1024;
+/// A stream not fed for this long (packet time) is given up: its rest is not coming.
+const STALE_NANOS: i64 = 10 * Timestamp::NANOS_PER_SEC;
 
 /// A client's direction of one connection: source, destination, ports, tunnel identity.
 pub type StreamKey = (IpAddr, IpAddr, u16, u16, u64);
@@ -70,6 +72,8 @@ fn begins_opening(payload: &[u8]) -> bool {
 pub struct OpeningAssembler {
     streams: usize,
     pending: HashMap<StreamKey, Pending>,
+    /// When stale streams are next looked for.
+    next_sweep: Timestamp,
 }
 
 impl OpeningAssembler {
@@ -77,6 +81,7 @@ impl OpeningAssembler {
         OpeningAssembler {
             streams: streams.max(1),
             pending: HashMap::new(),
+            next_sweep: Timestamp(i64::MIN),
         }
     }
 
@@ -94,6 +99,16 @@ impl OpeningAssembler {
         ts: Timestamp,
     ) -> Option<Opening> {
         if payload.is_empty() {
+            return None;
+        }
+        // Streams whose rest never came go, so that most segments find the table empty and
+        // cost no lookup.
+        if !self.pending.is_empty() && ts >= self.next_sweep {
+            let horizon = Timestamp(ts.0.saturating_sub(STALE_NANOS));
+            self.pending.retain(|_, p| p.last >= horizon);
+            self.next_sweep = Timestamp(ts.0.saturating_add(Timestamp::NANOS_PER_SEC));
+        }
+        if self.pending.is_empty() && !begins_opening(payload) {
             return None;
         }
         if let Some(p) = self.pending.get_mut(&key) {
@@ -230,11 +245,14 @@ mod tests {
         assert_eq!(a.waiting(), 1);
         assert!(a.segment(key(1), 600, &h[600..900], Timestamp(1)).is_none());
         assert_eq!(a.waiting(), 0);
-        // Hellos whose rest never comes: at most 8 wait.
+        // Hellos whose rest never comes: at most 8 wait, and none for longer than 10 s.
         for port in 0..10_000u16 {
             a.segment(key(port), 0, &h[..300], Timestamp(i64::from(port)));
             assert!(a.waiting() <= 8);
         }
+        let later = Timestamp(11 * Timestamp::NANOS_PER_SEC);
+        a.segment(key(1), 0, b"SSH-2.0-x", later);
+        assert_eq!(a.waiting(), 0);
         // Neither TLS nor HTTP: nothing kept.
         let mut b = OpeningAssembler::new(8);
         let ssh = b"SSH-2.0-OpenSSH_9.6\r\n";

@@ -52,7 +52,7 @@ pub fn request_head(stream: &[u8]) -> RequestStatus {
             RequestStatus::NotHttp
         };
     };
-    let Some(end) = stream.windows(4).position(|w| w == b"\r\n\r\n") else {
+    let Some(end) = memchr::memmem::find(stream, b"\r\n\r\n") else {
         return if stream.len() >= MAX_HEAD {
             RequestStatus::NotHttp
         } else {
@@ -61,7 +61,7 @@ pub fn request_head(stream: &[u8]) -> RequestStatus {
     };
     let mut lines = stream[..end].split(|b| *b == b'\n');
     let request_line = lines.next().unwrap_or_default();
-    if !request_line.windows(6).any(|w| w == b" HTTP/") {
+    if memchr::memmem::find(request_line, b" HTTP/").is_none() {
         return RequestStatus::NotHttp;
     }
     let mut head = RequestHead {
