@@ -187,30 +187,8 @@ mod tests {
         (a, b, port, 443, 0)
     }
 
-    /// A ClientHello record of `pad` extra bytes (an unknown extension) naming `sni`.
     fn hello(sni: &str, pad: usize) -> Vec<u8> {
-        let mut ext = Vec::new();
-        let name = sni.as_bytes();
-        ext.extend_from_slice(&[0, 0]);
-        ext.extend_from_slice(&((name.len() + 5) as u16).to_be_bytes());
-        ext.extend_from_slice(&((name.len() + 3) as u16).to_be_bytes());
-        ext.push(0);
-        ext.extend_from_slice(&(name.len() as u16).to_be_bytes());
-        ext.extend_from_slice(name);
-        ext.extend_from_slice(&[0xfe, 0xfe]);
-        ext.extend_from_slice(&(pad as u16).to_be_bytes());
-        ext.extend(std::iter::repeat_n(0u8, pad));
-        let mut body = vec![0x03, 0x03];
-        body.extend_from_slice(&[7; 32]);
-        body.extend_from_slice(&[0, 0, 2, 0x13, 0x01, 1, 0]);
-        body.extend_from_slice(&(ext.len() as u16).to_be_bytes());
-        body.extend_from_slice(&ext);
-        let mut rec = vec![22, 3, 1];
-        rec.extend_from_slice(&((body.len() + 4) as u16).to_be_bytes());
-        rec.extend_from_slice(&[1, 0]);
-        rec.extend_from_slice(&(body.len() as u16).to_be_bytes());
-        rec.extend_from_slice(&body);
-        rec
+        crate::wire::tls::sample_hello(sni, pad)
     }
 
     #[test]

@@ -182,36 +182,47 @@ fn first_alpn(data: &[u8]) -> Option<Vec<u8>> {
     take(list, &mut q, len).map(<[u8]>::to_vec)
 }
 
+/// A ClientHello record for tests: TLS 1.2 legacy version, SNI `sni`, ALPN h2,
+/// supported_versions with a GREASE value and TLS 1.3, and `pad` bytes of an unknown
+/// extension (to make it as large as real ones).
+#[cfg(test)]
+pub(crate) fn sample_hello(sni: &str, pad: usize) -> Vec<u8> {
+    let mut ext = Vec::new();
+    let name = sni.as_bytes();
+    ext.extend_from_slice(&[0, 0]);
+    ext.extend_from_slice(&((name.len() + 5) as u16).to_be_bytes());
+    ext.extend_from_slice(&((name.len() + 3) as u16).to_be_bytes());
+    ext.push(0);
+    ext.extend_from_slice(&(name.len() as u16).to_be_bytes());
+    ext.extend_from_slice(name);
+    ext.extend_from_slice(&[0, 16, 0, 5, 0, 3, 2, b'h', b'2']);
+    ext.extend_from_slice(&[0, 43, 0, 5, 4, 0x7a, 0x7a, 0x03, 0x04]);
+    if pad > 0 {
+        ext.extend_from_slice(&[0xfe, 0xfe]);
+        ext.extend_from_slice(&(pad as u16).to_be_bytes());
+        ext.extend(std::iter::repeat_n(0u8, pad));
+    }
+    let mut body = vec![0x03, 0x03];
+    body.extend_from_slice(&[7; 32]);
+    body.push(0);
+    body.extend_from_slice(&[0, 2, 0x13, 0x01, 1, 0]);
+    body.extend_from_slice(&(ext.len() as u16).to_be_bytes());
+    body.extend_from_slice(&ext);
+    let mut hs = vec![1, 0];
+    hs.extend_from_slice(&(body.len() as u16).to_be_bytes());
+    hs.extend_from_slice(&body);
+    let mut rec = vec![22, 3, 1];
+    rec.extend_from_slice(&(hs.len() as u16).to_be_bytes());
+    rec.extend_from_slice(&hs);
+    rec
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// A ClientHello record: TLS 1.2 legacy version, SNI, ALPN h2, supported_versions with
-    /// a GREASE value and TLS 1.3.
     fn hello(sni: &str) -> Vec<u8> {
-        let mut ext = Vec::new();
-        let name = sni.as_bytes();
-        ext.extend_from_slice(&[0, 0]);
-        ext.extend_from_slice(&((name.len() + 5) as u16).to_be_bytes());
-        ext.extend_from_slice(&((name.len() + 3) as u16).to_be_bytes());
-        ext.push(0);
-        ext.extend_from_slice(&(name.len() as u16).to_be_bytes());
-        ext.extend_from_slice(name);
-        ext.extend_from_slice(&[0, 16, 0, 5, 0, 3, 2, b'h', b'2']);
-        ext.extend_from_slice(&[0, 43, 0, 5, 4, 0x7a, 0x7a, 0x03, 0x04]);
-        let mut body = vec![0x03, 0x03];
-        body.extend_from_slice(&[7; 32]);
-        body.push(0);
-        body.extend_from_slice(&[0, 2, 0x13, 0x01, 1, 0]);
-        body.extend_from_slice(&(ext.len() as u16).to_be_bytes());
-        body.extend_from_slice(&ext);
-        let mut hs = vec![1, 0];
-        hs.extend_from_slice(&(body.len() as u16).to_be_bytes());
-        hs.extend_from_slice(&body);
-        let mut rec = vec![22, 3, 1];
-        rec.extend_from_slice(&(hs.len() as u16).to_be_bytes());
-        rec.extend_from_slice(&hs);
-        rec
+        sample_hello(sni, 0)
     }
 
     #[test]
