@@ -221,18 +221,6 @@ pub struct TlsHello {
     pub version: u16,
 }
 
-impl TlsHello {
-    /// Copies `hello`'s names into `arena` (each cut at 255 bytes, a DNS name's limit).
-    pub fn store(packet: u32, hello: &crate::wire::tls::ClientHello, arena: &mut Vec<u8>) -> Self {
-        TlsHello {
-            packet,
-            server_name: put_name(arena, hello.server_name.as_deref(), 255),
-            alpn: put_name(arena, hello.alpn.as_deref(), 255),
-            version: hello.version,
-        }
-    }
-}
-
 /// An HTTP/1.x request head, read when packet `packet` of its batch completed it: its Host
 /// and User-Agent (in the batch's name arena, empty when absent).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -240,28 +228,6 @@ pub struct HttpRequest {
     pub packet: u32,
     pub host: NameRef,
     pub user_agent: NameRef,
-}
-
-impl HttpRequest {
-    /// Copies `head`'s fields into `arena` (the host cut at 255 bytes, the agent at 512).
-    pub fn store(packet: u32, head: &crate::wire::http::RequestHead, arena: &mut Vec<u8>) -> Self {
-        HttpRequest {
-            packet,
-            host: put_name(arena, head.host.as_deref(), 255),
-            user_agent: put_name(arena, head.user_agent.as_deref(), 512),
-        }
-    }
-}
-
-/// Appends `bytes` (at most `max` of them) to `arena`.
-fn put_name(arena: &mut Vec<u8>, bytes: Option<&[u8]>, max: usize) -> NameRef {
-    let bytes = bytes.map_or(&[][..], |b| &b[..b.len().min(max)]);
-    let name = NameRef {
-        offset: arena.len() as u32,
-        len: bytes.len() as u16,
-    };
-    arena.extend_from_slice(bytes);
-    name
 }
 
 /// An address a DNS response gave for its question, and the record's TTL in seconds.

@@ -25,8 +25,8 @@ use serde::Serialize;
 pub use config::DecodeConfig;
 
 use crate::packet::{
-    AnswerRef, DnsAnswer, Encapsulation, Fragment, HttpRequest, Network, PacketBatch, PacketMeta,
-    Timestamp, TlsHello, Tunnel, TunnelInfo, TunnelRef, ip_proto,
+    AnswerRef, DnsAnswer, Encapsulation, Fragment, HttpRequest, NameRef, Network, PacketBatch,
+    PacketMeta, Timestamp, TlsHello, Tunnel, TunnelInfo, TunnelRef, ip_proto,
 };
 use crate::wire::encap::{self, Cut, LinkStep, kind};
 use crate::wire::link::{self, Inner, LinkError, LinkType, ether_type};
@@ -212,14 +212,21 @@ impl Decoder {
                     let packet = batch.packets.len() as u32;
                     match openings.segment(key, seq, payload, meta.ts) {
                         Some(Opening::Tls(hello)) => {
-                            batch
-                                .hellos
-                                .push(TlsHello::store(packet, &hello, &mut batch.names))
+                            let names = &mut batch.names;
+                            batch.hellos.push(TlsHello {
+                                packet,
+                                server_name: put_name(names, hello.server_name.as_deref(), 255),
+                                alpn: put_name(names, hello.alpn.as_deref(), 255),
+                                version: hello.version,
+                            });
                         }
                         Some(Opening::Http(head)) => {
-                            batch
-                                .requests
-                                .push(HttpRequest::store(packet, &head, &mut batch.names))
+                            let names = &mut batch.names;
+                            batch.requests.push(HttpRequest {
+                                packet,
+                                host: put_name(names, head.host.as_deref(), 255),
+                                user_agent: put_name(names, head.user_agent.as_deref(), 512),
+                            });
                         }
                         None => {}
                     }
@@ -666,6 +673,18 @@ impl<'f> Walk<'_, 'f> {
 struct Arenas<'a> {
     names: &'a mut Vec<u8>,
     answers: &'a mut Vec<DnsAnswer>,
+}
+
+/// Appends `bytes` (at most `max` of them: a host name's 255, a User-Agent's 512) to the
+/// name arena.
+fn put_name(arena: &mut Vec<u8>, bytes: Option<&[u8]>, max: usize) -> NameRef {
+    let bytes = bytes.map_or(&[][..], |b| &b[..b.len().min(max)]);
+    let name = NameRef {
+        offset: arena.len() as u32,
+        len: bytes.len() as u16,
+    };
+    arena.extend_from_slice(bytes);
+    name
 }
 
 /// Appends the addresses a response gives to `arena` (none if its records do not parse: a
