@@ -1,5 +1,8 @@
-//! `FlowTable`: bidirectional flows keyed by a normalized 5-tuple, with idle and active
-//! timeouts and a hard cap.
+//! `FlowTable`: bidirectional flows keyed by a normalized 5-tuple (and, inside a tunnel, the
+//! tunnel's identity), with idle and active timeouts and a hard cap. A tunnelled packet is
+//! accounted to its inner flow and its carrier to the tunnel's outer flow. With names on,
+//! the table takes in the batch's DNS answers in packet order and names each flow's server
+//! when it opens, then by the TLS ClientHello or HTTP request head that opens its stream.
 //!
 //! Flows live in a slab. Each timeout class (TCP handshake, established, closed; UDP; ICMP;
 //! other) keeps an intrusive list in order of last activity, so the flows due to expire are
