@@ -206,11 +206,19 @@ impl Decoder {
                     meta.tunnel = Some(TunnelRef(batch.tunnels.len() as u32));
                     batch.tunnels.push(t);
                 }
-                if let (Some(openings), Some((seq, payload))) = (&mut self.openings, d.segment) {
+                if let Some(openings) = &mut self.openings
+                    && meta.is_tcp()
+                {
                     let tunnel = d.tunnel.map_or(0, |t| t.info.identity());
                     let key = (meta.src, meta.dst, meta.src_port, meta.dst_port, tunnel);
+                    if meta.tcp_flags.is_syn_only() {
+                        openings.starts(&key);
+                    }
                     let packet = batch.packets.len() as u32;
-                    match openings.segment(key, seq, payload, meta.ts) {
+                    let opening = d
+                        .segment
+                        .and_then(|(seq, payload)| openings.segment(key, seq, payload, meta.ts));
+                    match opening {
                         Some(Opening::Tls(hello)) => {
                             let names = &mut batch.names;
                             batch.hellos.push(TlsHello {

@@ -8,7 +8,7 @@
 
 use std::net::IpAddr;
 
-use hashbrown::HashMap;
+use hashbrown::{HashMap, HashSet};
 
 use crate::packet::Timestamp;
 use crate::wire::http::{self, RequestHead, RequestStatus};
@@ -72,17 +72,40 @@ fn begins_opening(payload: &[u8]) -> bool {
 pub struct OpeningAssembler {
     streams: usize,
     pending: HashMap<StreamKey, Pending>,
+    /// Streams whose opening was read: their later requests (HTTP keep-alive) and handshake
+    /// records are not read again. Forgotten by a stream's SYN (a reused port) and, all at
+    /// once, when `READ_PER_STREAM` times `streams` have gathered.
+    read: HashSet<StreamKey>,
     /// When stale streams are next looked for.
     next_sweep: Timestamp,
 }
+
+/// Streams remembered as read, per stream that may wait.
+const READ_PER_STREAM: usize = 16;
 
 impl OpeningAssembler {
     pub fn new(streams: usize) -> Self {
         OpeningAssembler {
             streams: streams.max(1),
             pending: HashMap::new(),
+            read: HashSet::new(),
             next_sweep: Timestamp(i64::MIN),
         }
+    }
+
+    /// A stream starts (its SYN): what opens it is to be read, even on a reused port.
+    pub fn starts(&mut self, key: &StreamKey) {
+        if !self.read.is_empty() {
+            self.read.remove(key);
+        }
+    }
+
+    fn done(&mut self, key: StreamKey, opening: Opening) -> Option<Opening> {
+        if self.read.len() >= self.streams * READ_PER_STREAM {
+            self.read.clear();
+        }
+        self.read.insert(key);
+        Some(opening)
     }
 
     /// Streams waiting now.
@@ -131,7 +154,7 @@ impl OpeningAssembler {
             return match status {
                 Read::Done(opening) => {
                     self.pending.remove(&key);
-                    Some(opening)
+                    self.done(key, opening)
                 }
                 Read::More if !full => None,
                 _ => {
@@ -142,11 +165,11 @@ impl OpeningAssembler {
         }
         // A stream is looked at only where it begins like a TLS handshake record or an
         // HTTP request.
-        if !begins_opening(payload) {
+        if !begins_opening(payload) || self.read.contains(&key) {
             return None;
         }
         match read(payload) {
-            Read::Done(opening) => Some(opening),
+            Read::Done(opening) => self.done(key, opening),
             Read::More => {
                 if self.pending.len() >= self.streams {
                     self.evict_oldest();
@@ -236,6 +259,23 @@ mod tests {
         let ssh = b"SSH-2.0-OpenSSH_9.6\r\n";
         assert!(b.segment(key(1), 0, ssh, Timestamp(0)).is_none());
         assert_eq!(b.waiting(), 0);
+    }
+
+    #[test]
+    fn a_stream_is_read_once_until_its_port_is_reused() {
+        let req = b"GET / HTTP/1.1\r\nHost: a.example\r\n\r\n";
+        let mut a = OpeningAssembler::new(8);
+        assert!(a.segment(key(3), 1, req, Timestamp(0)).is_some());
+        // The next request on the kept-alive connection is not read again.
+        assert!(a.segment(key(3), 40, req, Timestamp(1)).is_none());
+        // A new connection on the same ports is.
+        a.starts(&key(3));
+        assert!(a.segment(key(3), 9, req, Timestamp(2)).is_some());
+        // The memory of read streams stays bounded.
+        for port in 0..5_000u16 {
+            a.segment(key(port), 1, req, Timestamp(3));
+            assert!(a.read.len() <= 8 * READ_PER_STREAM);
+        }
     }
 
     #[test]
