@@ -210,15 +210,26 @@ pub struct AnswerRef {
     pub len: u16,
 }
 
-/// A TLS ClientHello, read when packet `packet` of its batch completed it: the server name
-/// and first ALPN protocol (in the batch's name arena, empty when absent) and the highest
-/// version offered.
+/// A TLS ClientHello, read when packet `packet` of its batch completed it: the server name,
+/// first ALPN protocol and JA4 fingerprint (in the batch's name arena, empty when absent),
+/// the highest version offered, and whether it came in QUIC Initials.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct TlsHello {
     pub packet: u32,
     pub server_name: NameRef,
     pub alpn: NameRef,
+    pub ja4: NameRef,
     pub version: u16,
+    pub quic: bool,
+}
+
+/// A TLS ServerHello at the start of packet `packet`'s payload: the version and cipher
+/// suite the server chose.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct TlsChoice {
+    pub packet: u32,
+    pub version: u16,
+    pub cipher: u16,
 }
 
 /// An HTTP/1.x request head, read when packet `packet` of its batch completed it: its Host
@@ -487,6 +498,8 @@ pub struct PacketBatch {
     pub answers: Vec<DnsAnswer>,
     /// The TLS ClientHellos completed by the batch's packets, in packet order.
     pub hellos: Vec<TlsHello>,
+    /// The TLS ServerHellos that begin the batch's packets, in packet order.
+    pub choices: Vec<TlsChoice>,
     /// The HTTP request heads completed by the batch's packets, in packet order.
     pub requests: Vec<HttpRequest>,
     /// When capture began filling the batch: the start of the alert-latency clock.
@@ -503,6 +516,7 @@ impl PacketBatch {
             tunnels: Vec::new(),
             answers: Vec::new(),
             hellos: Vec::new(),
+            choices: Vec::new(),
             requests: Vec::new(),
             started: None,
             credit: None,

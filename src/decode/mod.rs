@@ -13,8 +13,10 @@
 //! which is bounded per stream and in number of streams (`opening`).
 
 mod config;
+pub mod initials;
 pub mod opening;
 
+use initials::InitialAssembler;
 use opening::{Opening, OpeningAssembler};
 
 use std::net::IpAddr;
@@ -26,10 +28,11 @@ pub use config::DecodeConfig;
 
 use crate::packet::{
     AnswerRef, DnsAnswer, Encapsulation, Fragment, HttpRequest, NameRef, Network, PacketBatch,
-    PacketMeta, Timestamp, TlsHello, Tunnel, TunnelInfo, TunnelRef, ip_proto,
+    PacketMeta, Timestamp, TlsChoice, TlsHello, Tunnel, TunnelInfo, TunnelRef, ip_proto,
 };
 use crate::wire::encap::{self, Cut, LinkStep, kind};
 use crate::wire::link::{self, Inner, LinkError, LinkType, ether_type};
+use crate::wire::tls::{self, ClientHello};
 use crate::wire::{dns, l4};
 
 /// Why a frame produced no `PacketMeta`.
@@ -93,6 +96,8 @@ pub struct DecodeCounters {
     pub dns_malformed: u64,
     /// Decoded packets that arrived in each encapsulation (once per kind per packet).
     pub encapsulated: [u64; Encapsulation::ALL.len()],
+    /// QUIC Initials not decrypted because the second's decryption budget was spent.
+    pub quic_over_budget: u64,
 }
 
 impl DecodeCounters {
@@ -143,6 +148,8 @@ pub struct Decoder {
     /// Clients' first bytes, until the TLS ClientHello or HTTP request head that opens
     /// them is whole (absent when names are off).
     openings: Option<OpeningAssembler>,
+    /// QUIC clients' Initials, until their ClientHello is whole (absent when names are off).
+    initials: Option<InitialAssembler>,
 }
 
 /// One decoded frame: the packet, whether its DNS payload (if any) was readable, the
@@ -167,6 +174,7 @@ impl Decoder {
             counters: DecodeCounters::default(),
             config,
             openings: None,
+            initials: None,
         }
     }
 
@@ -175,6 +183,7 @@ impl Decoder {
     /// once.
     pub fn with_openings(mut self, streams: usize) -> Self {
         self.openings = Some(OpeningAssembler::new(streams));
+        self.initials = Some(InitialAssembler::new(streams));
         self
     }
 
@@ -206,6 +215,18 @@ impl Decoder {
                     meta.tunnel = Some(TunnelRef(batch.tunnels.len() as u32));
                     batch.tunnels.push(t);
                 }
+                if let Some(initials) = &mut self.initials
+                    && meta.ip_proto == ip_proto::UDP
+                    && let Some((_, payload)) = d.segment
+                {
+                    let tunnel = d.tunnel.map_or(0, |t| t.info.identity());
+                    let key = (meta.src, meta.dst, meta.src_port, meta.dst_port, tunnel);
+                    let packet = batch.packets.len() as u32;
+                    if let Some(hello) = initials.datagram(key, payload, meta.ts) {
+                        put_hello(batch, packet, &hello, true);
+                    }
+                    self.counters.quic_over_budget = initials.over_budget;
+                }
                 if let Some(openings) = &mut self.openings
                     && meta.is_tcp()
                 {
@@ -215,19 +236,20 @@ impl Decoder {
                         openings.starts(&key);
                     }
                     let packet = batch.packets.len() as u32;
+                    if let Some((_, payload)) = d.segment
+                        && let Some(choice) = tls::server_hello(payload)
+                    {
+                        batch.choices.push(TlsChoice {
+                            packet,
+                            version: choice.version,
+                            cipher: choice.cipher,
+                        });
+                    }
                     let opening = d
                         .segment
                         .and_then(|(seq, payload)| openings.segment(key, seq, payload, meta.ts));
                     match opening {
-                        Some(Opening::Tls(hello)) => {
-                            let names = &mut batch.names;
-                            batch.hellos.push(TlsHello {
-                                packet,
-                                server_name: put_name(names, hello.server_name.as_deref(), 255),
-                                alpn: put_name(names, hello.alpn.as_deref(), 255),
-                                version: hello.version,
-                            });
-                        }
+                        Some(Opening::Tls(hello)) => put_hello(batch, packet, &hello, false),
                         Some(Opening::Http(head)) => {
                             let names = &mut batch.names;
                             batch.requests.push(HttpRequest {
@@ -322,7 +344,8 @@ struct Walk<'c, 'f> {
     info: Option<TunnelInfo>,
     /// The outermost IP packet, once a tunnel has been entered.
     carrier: Option<PacketMeta>,
-    /// The innermost packet's TCP segment: sequence number and payload (whole packets).
+    /// The innermost packet's TCP segment (sequence number and payload) or UDP datagram (its
+    /// payload), for whole packets.
     segment: Option<(u32, &'f [u8])>,
 }
 
@@ -506,12 +529,15 @@ impl<'f> Walk<'_, 'f> {
             .and_then(|h| payload.get(h..))
             .unwrap_or_default();
 
-        if proto == ip_proto::TCP && self.meta.fragment == Fragment::Whole && !body.is_empty() {
-            self.segment = Some((t.seq, body));
-        }
         if let Some((encapsulation, id, inner)) = self.tunnel(proto, &t, payload, body)? {
             self.enter(encapsulation, id)?;
             return Ok(IpOutcome::Tunnel(inner));
+        }
+        if matches!(proto, ip_proto::TCP | ip_proto::UDP)
+            && self.meta.fragment == Fragment::Whole
+            && !body.is_empty()
+        {
+            self.segment = Some((t.seq, body));
         }
 
         let meta = &mut self.meta;
@@ -685,6 +711,19 @@ struct Arenas<'a> {
 
 /// Appends `bytes` (at most `max` of them: a host name's 255, a User-Agent's 512) to the
 /// name arena.
+/// Appends a ClientHello that packet `packet` completed to the batch.
+fn put_hello(batch: &mut PacketBatch, packet: u32, hello: &ClientHello, quic: bool) {
+    let names = &mut batch.names;
+    batch.hellos.push(TlsHello {
+        packet,
+        server_name: put_name(names, hello.server_name.as_deref(), 255),
+        alpn: put_name(names, hello.alpn.as_deref(), 255),
+        ja4: put_name(names, Some(hello.ja4.as_bytes()), 64),
+        version: hello.version,
+        quic,
+    });
+}
+
 fn put_name(arena: &mut Vec<u8>, bytes: Option<&[u8]>, max: usize) -> NameRef {
     let bytes = bytes.map_or(&[][..], |b| &b[..b.len().min(max)]);
     let name = NameRef {

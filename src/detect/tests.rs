@@ -502,6 +502,8 @@ mod brute_force {
             name_source: None,
             http_host: None,
             http_user_agent: None,
+            tls: None,
+            app: None,
         }
     }
 

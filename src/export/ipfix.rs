@@ -314,6 +314,8 @@ mod tests {
             name_source: None,
             http_host: None,
             http_user_agent: None,
+            tls: None,
+            app: None,
         }
     }
 

@@ -17,7 +17,7 @@ use hashbrown::HashMap;
 
 use super::community_id::{community_id, icmp_ports};
 use super::{EndReason, FlowConfig, FlowKey, FlowMark, FlowRecord, FlowState, FlowTableStats};
-use crate::model::flow::NameSource;
+use crate::model::flow::{NameSource, TlsFacts};
 use crate::names::PassiveDns;
 use crate::packet::{
     Encapsulation, Fragment, PacketBatch, PacketMeta, TcpFlags, Timestamp, Tunnel, TunnelInfo,
@@ -100,6 +100,8 @@ struct Flow {
     server_name: Option<(Arc<str>, NameSource)>,
     /// The Host and User-Agent of the first HTTP request (boxed: most flows have none).
     http: Option<Box<HttpSeen>>,
+    /// What the TLS or QUIC handshake showed (boxed: most flows have none).
+    tls: Option<Box<TlsFacts>>,
     /// Table clock at the last packet: the list order and the expiry basis.
     activity: Timestamp,
     /// When a record was last emitted for this still-active flow.
@@ -228,6 +230,9 @@ impl FlowTable {
             if !batch.hellos.is_empty() {
                 self.name_by_hello(batch, i, slot);
             }
+            if !batch.choices.is_empty() && mark.has(FlowMark::FROM_RESPONDER) {
+                self.server_choice(batch, i, slot);
+            }
             if !batch.requests.is_empty() {
                 self.name_by_request(batch, i, slot);
             }
@@ -277,19 +282,51 @@ impl FlowTable {
         flow.http = Some(Box::new((Arc::from(host), agent)));
     }
 
-    /// A ClientHello that packet `i` completed names its flow's server (over a DNS guess).
+    /// A ClientHello that packet `i` completed names its flow's server (over a DNS guess or
+    /// an HTTP Host) and gives it its ALPN, version and JA4; the first hello of a flow counts
+    /// (a second one after a HelloRetryRequest repeats it).
     fn name_by_hello(&mut self, batch: &PacketBatch, i: usize, slot: u32) {
         let Ok(at) = batch.hellos.binary_search_by_key(&(i as u32), |h| h.packet) else {
             return;
         };
-        let raw = batch.name(batch.hellos[at].server_name);
-        if raw.is_empty() {
+        let hello = batch.hellos[at];
+        let flow = self.flow_mut(slot);
+        if flow.tls.is_some() {
             return;
         }
-        let flow = self.flow_mut(slot);
-        if !matches!(flow.server_name, Some((_, NameSource::Sni))) {
+        let alpn = batch.name(hello.alpn);
+        flow.tls = Some(Box::new(TlsFacts {
+            alpn: (!alpn.is_empty()).then(|| crate::wire::http::printable(alpn).into()),
+            version: hello.version,
+            cipher: None,
+            ja4: crate::wire::http::printable(batch.name(hello.ja4)).into(),
+        }));
+        let raw = batch.name(hello.server_name);
+        if !raw.is_empty() {
             let name = crate::wire::dns::display_name(raw).to_ascii_lowercase();
-            flow.server_name = Some((name.into(), NameSource::Sni));
+            let source = if hello.quic {
+                NameSource::Quic
+            } else {
+                NameSource::Sni
+            };
+            flow.server_name = Some((name.into(), source));
+        }
+    }
+
+    /// A ServerHello from the responder gives the flow's negotiated version and cipher.
+    fn server_choice(&mut self, batch: &PacketBatch, i: usize, slot: u32) {
+        let Ok(at) = batch
+            .choices
+            .binary_search_by_key(&(i as u32), |c| c.packet)
+        else {
+            return;
+        };
+        let choice = batch.choices[at];
+        if let Some(tls) = &mut self.flow_mut(slot).tls
+            && tls.cipher.is_none()
+        {
+            tls.version = choice.version;
+            tls.cipher = Some(choice.cipher);
         }
     }
 
@@ -537,6 +574,7 @@ impl FlowTable {
             carries: None,
             server_name,
             http: None,
+            tls: None,
             activity: self.clock,
             last_report: p.ts,
             class,
@@ -709,6 +747,8 @@ impl FlowTable {
             name_source: f.server_name.as_ref().map(|(_, s)| *s),
             http_host: f.http.as_ref().map(|h| Arc::clone(&h.0)),
             http_user_agent: f.http.as_ref().and_then(|h| h.1.clone()),
+            tls: f.tls.clone(),
+            app: None,
         }
     }
 

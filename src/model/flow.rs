@@ -108,6 +108,33 @@ pub struct FlowRecord {
     /// The Host and User-Agent of the flow's first HTTP/1.x request.
     pub http_host: Option<Arc<str>>,
     pub http_user_agent: Option<Arc<str>>,
+    /// What the flow's TLS or QUIC handshake showed (boxed: most flows have none).
+    pub tls: Option<Box<TlsFacts>>,
+    /// The application the flow belongs to, by its server's name or, as a guess, its port.
+    pub app: Option<AppLabel>,
+}
+
+/// What a flow's TLS or QUIC handshake showed.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TlsFacts {
+    /// The first protocol the client offered by ALPN.
+    pub alpn: Option<Arc<str>>,
+    /// The version: the server's choice when its ServerHello was seen, else the highest the
+    /// client offered.
+    pub version: u16,
+    /// The cipher suite the server chose, when its ServerHello was seen.
+    pub cipher: Option<u16>,
+    /// The client's JA4 fingerprint.
+    pub ja4: Arc<str>,
+}
+
+/// An application and its category (`youtube`, `streaming`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AppLabel {
+    pub app: Arc<str>,
+    pub category: Arc<str>,
+    /// Guessed from the server's port (an IANA service name), not from a name.
+    pub by_port: bool,
 }
 
 /// How a flow's server name was learned.
@@ -159,6 +186,19 @@ impl FlowRecord {
     }
 }
 
+/// A TLS version as people write it (`TLS 1.3`), or its number in hex when unknown.
+pub fn tls_version_name(version: u16) -> std::borrow::Cow<'static, str> {
+    match version {
+        0x0304 => "TLS 1.3".into(),
+        0x0303 => "TLS 1.2".into(),
+        0x0302 => "TLS 1.1".into(),
+        0x0301 => "TLS 1.0".into(),
+        0x0300 => "SSL 3.0".into(),
+        0x0002 => "SSL 2.0".into(),
+        v => format!("0x{v:04x}").into(),
+    }
+}
+
 /// Published protocol name for an IP protocol number.
 pub fn protocol_name(proto: u8) -> &'static str {
     match proto {
@@ -187,7 +227,11 @@ impl Serialize for FlowRecord {
             + usize::from(self.carries.is_some())
             + 2 * usize::from(self.server_name.is_some())
             + usize::from(self.http_host.is_some())
-            + usize::from(self.http_user_agent.is_some());
+            + usize::from(self.http_user_agent.is_some())
+            + self.tls.as_ref().map_or(0, |t| {
+                2 + usize::from(t.alpn.is_some()) + usize::from(t.cipher.is_some())
+            })
+            + self.app.as_ref().map_or(0, |a| 2 + usize::from(a.by_port));
         let mut m = s.serialize_map(Some(22 + extra))?;
         m.serialize_entry("src_ip", &self.src)?;
         m.serialize_entry("dst_ip", &self.dst)?;
@@ -232,6 +276,23 @@ impl Serialize for FlowRecord {
         }
         if let Some(agent) = &self.http_user_agent {
             m.serialize_entry("http_user_agent", agent)?;
+        }
+        if let Some(tls) = &self.tls {
+            if let Some(alpn) = &tls.alpn {
+                m.serialize_entry("alpn", alpn)?;
+            }
+            m.serialize_entry("tls_version", &tls_version_name(tls.version))?;
+            if let Some(cipher) = tls.cipher {
+                m.serialize_entry("tls_cipher", &format!("0x{cipher:04x}"))?;
+            }
+            m.serialize_entry("ja4", &tls.ja4)?;
+        }
+        if let Some(app) = &self.app {
+            m.serialize_entry("app", &app.app)?;
+            m.serialize_entry("category", &app.category)?;
+            if app.by_port {
+                m.serialize_entry("app_guessed", &true)?;
+            }
         }
         m.end()
     }

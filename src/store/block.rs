@@ -548,6 +548,8 @@ pub fn decode(value: &[u8], min_end: i64) -> Result<Vec<FlowRecord>, DecodeError
             name_source: None,
             http_host: None,
             http_user_agent: None,
+            tls: None,
+            app: None,
         });
     }
     if c.0.first() == Some(&TUNNEL_SECTION) {
@@ -684,6 +686,8 @@ mod tests {
             name_source: None,
             http_host: None,
             http_user_agent: None,
+            tls: None,
+            app: None,
         };
         if next() % 10 == 0 {
             // Written with another seed, or by hand: kept as it is.
@@ -808,6 +812,8 @@ mod tests {
             name_source: None,
             http_host: None,
             http_user_agent: None,
+            tls: None,
+            app: None,
         };
         // FNV-1a 64 of the 70 bytes listed in `record_identity`, computed independently:
         // in Python over the same bytes.

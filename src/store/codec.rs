@@ -241,5 +241,7 @@ pub fn decode_flow(b: &[u8]) -> Result<FlowRecord, DecodeError> {
         name_source: None,
         http_host: None,
         http_user_agent: None,
+        tls: None,
+        app: None,
     })
 }

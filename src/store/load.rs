@@ -56,6 +56,8 @@ pub fn synthetic_flow(i: u64) -> FlowRecord {
         name_source: None,
         http_host: None,
         http_user_agent: None,
+        tls: None,
+        app: None,
     }
 }
 

@@ -671,6 +671,8 @@ mod tests {
             name_source: None,
             http_host: None,
             http_user_agent: None,
+            tls: None,
+            app: None,
         };
         r.add_flows(&[flow(600, "10.0.0.1"), flow(601, "10.0.0.2")])
             .unwrap();

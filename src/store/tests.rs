@@ -45,6 +45,8 @@ fn flow(id: u64, src: &str, dst: &str, proto: u8, end_secs: f64) -> FlowRecord {
         name_source: None,
         http_host: None,
         http_user_agent: None,
+        tls: None,
+        app: None,
     }
 }
 

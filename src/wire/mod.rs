@@ -15,4 +15,5 @@ pub mod http;
 pub mod ipv6;
 pub mod l4;
 pub mod link;
+pub mod quic;
 pub mod tls;
