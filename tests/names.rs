@@ -109,8 +109,8 @@ fn flows_are_named_by_the_dns_answers_their_clients_received() {
                 .map(|r| r.qname.as_str())
                 .collect();
             let got = (f["server_name"].as_str(), f["name_source"].as_str());
-            if matches!(got.1, Some("sni" | "http")) {
-                // The flow's own TLS server name or HTTP Host wins over any DNS answer
+            if matches!(got.1, Some("sni" | "quic" | "http")) {
+                // The flow's own TLS or QUIC server name or HTTP Host wins over any DNS answer
                 // (checked below).
                 continue;
             }
@@ -134,8 +134,10 @@ fn flows_are_named_by_the_dns_answers_their_clients_received() {
             }
         }
     }
+    // Most flows of these captures are named by their own ClientHello (TCP or QUIC, checked
+    // in the hello test); 6 are left to the DNS answers alone.
     assert!(
-        named_by_own_answer >= 15,
+        named_by_own_answer >= 6,
         "only {named_by_own_answer} flows checked"
     );
 }
@@ -196,34 +198,43 @@ fn the_server_says_what_it_knows_of_an_address() {
     server.stop();
 }
 
-/// One ClientHello of the facts: client and server ("addr:port"), server name (lowercase),
-/// and whether tshark put it together from several segments.
+/// One ClientHello of the facts (tshark 4.0 decodes TCP and decrypts QUIC Initials itself;
+/// JA4 from the ja4plus reference): client and server ("addr:port"), transport, server name
+/// (lowercase), whether it was put together from several segments or Initials, whether it is
+/// a connection's second hello (after a HelloRetryRequest), its JA4, and the version the
+/// server's ServerHello chose.
 struct Hello {
     client: String,
     server: String,
+    quic: bool,
     sni: Option<String>,
     split: bool,
+    second: bool,
+    ja4: Option<String>,
+    negotiated: Option<String>,
 }
 
-/// `(client, server, sni)` of every TLS-over-TCP ClientHello in the MANIFEST's facts (from
-/// tshark 4.0, `tls.handshake.extensions_server_name`), with whether tshark reassembled it
-/// from several segments, by capture.
-fn tcp_hellos() -> Vec<(String, Vec<Hello>)> {
+/// Every ClientHello in the MANIFEST's facts, by capture.
+fn hellos() -> Vec<(String, Vec<Hello>)> {
     common::manifest()
         .into_iter()
         .filter_map(|entry| {
             let hellos = entry["facts"]["tls_sni"].as_array()?.clone();
-            let tcp: Vec<_> = hellos
+            let text = |v: &serde_json::Value| v.as_str().map(str::to_string);
+            let all: Vec<_> = hellos
                 .iter()
-                .filter(|h| h["transport"] == "tcp")
                 .map(|h| Hello {
-                    client: h["client"].as_str().unwrap().to_string(),
-                    server: h["server"].as_str().unwrap().to_string(),
+                    client: text(&h["client"]).unwrap(),
+                    server: text(&h["server"]).unwrap(),
+                    quic: h["transport"] == "quic",
                     sni: h["sni"].as_str().map(str::to_ascii_lowercase),
                     split: h["split_client_hello"].as_bool().unwrap_or(false),
+                    second: h["second_client_hello"].as_bool().unwrap_or(false),
+                    ja4: text(&h["ja4"]),
+                    negotiated: text(&h["negotiated_version"]),
                 })
                 .collect();
-            (!tcp.is_empty()).then(|| (entry["path"].as_str().unwrap().to_string(), tcp))
+            (!all.is_empty()).then(|| (entry["path"].as_str().unwrap().to_string(), all))
         })
         .collect()
 }
@@ -239,32 +250,28 @@ fn endpoint(s: &str) -> (String, u64) {
 }
 
 #[test]
-fn every_tls_client_hello_names_its_flow_with_tshark_s_server_name() {
-    let captures = tcp_hellos();
+fn every_client_hello_names_its_flow_with_tshark_s_server_name_and_ja4plus_s_ja4() {
+    let captures = hellos();
     assert!(
         captures.len() >= 15,
         "the MANIFEST's names facts are missing"
     );
-    let (mut named, mut split) = (0, 0);
-    let with_sni: usize = captures
-        .iter()
-        .map(|(_, h)| h.iter().filter(|h| h.sni.is_some()).count())
-        .sum();
-    let split_with_sni: usize = captures
-        .iter()
-        .map(|(_, h)| h.iter().filter(|h| h.sni.is_some() && h.split).count())
-        .sum();
-    for (rel, hellos) in captures {
-        let flows = flows_of(&pcap(&rel));
-        for Hello {
-            client,
-            server,
-            sni,
-            split: was_split,
-        } in hellos
-        {
-            let (c, cp) = endpoint(&client);
-            let (s, sp) = endpoint(&server);
+    let count = |f: &dyn Fn(&Hello) -> bool| -> usize {
+        captures
+            .iter()
+            .map(|(_, h)| h.iter().filter(|h| !h.second && f(h)).count())
+            .sum()
+    };
+    let with_sni = count(&|h| h.sni.is_some());
+    let split_with_sni = count(&|h| h.sni.is_some() && h.split);
+    let quic_with_sni = count(&|h| h.sni.is_some() && h.quic);
+    let (mut named, mut split, mut quic, mut fingerprinted, mut versions) = (0, 0, 0, 0, 0);
+    for (rel, hellos) in &captures {
+        let flows = flows_of(&pcap(rel));
+        for h in hellos.iter().filter(|h| !h.second) {
+            let (c, cp) = endpoint(&h.client);
+            let (s, sp) = endpoint(&h.server);
+            let what = format!("{rel}: {} -> {}", h.client, h.server);
             let flow = flows
                 .iter()
                 .find(|f| {
@@ -274,30 +281,45 @@ fn every_tls_client_hello_names_its_flow_with_tshark_s_server_name() {
                         && f["dst_port"] == sp
                         && f.get("carries").is_none()
                 })
-                .unwrap_or_else(|| panic!("{rel}: no flow {client} -> {server}"));
-            match sni {
+                .unwrap_or_else(|| panic!("{what}: no flow"));
+            let source = if h.quic { "quic" } else { "sni" };
+            match &h.sni {
                 Some(sni) => {
-                    assert_eq!(
-                        flow["server_name"],
-                        sni.as_str(),
-                        "{rel}: {client} -> {server}"
-                    );
-                    assert_eq!(flow["name_source"], "sni", "{rel}: {client} -> {server}");
+                    assert_eq!(flow["server_name"], sni.as_str(), "{what}");
+                    assert_eq!(flow["name_source"], source, "{what}");
                     named += 1;
-                    split += usize::from(was_split);
+                    split += usize::from(h.split);
+                    quic += usize::from(h.quic);
                 }
-                None => assert_ne!(flow["name_source"], "sni", "{rel}: no SNI sent"),
+                None => assert_ne!(flow["name_source"], source, "{what}: no SNI sent"),
+            }
+            if let Some(ja4) = &h.ja4 {
+                assert_eq!(flow["ja4"], ja4.as_str(), "{what}");
+                fingerprinted += 1;
+            }
+            // tshark's "TLS1.3" is the published "TLS 1.3". (Where the mirror delivers the
+            // server's packets outside the client's tunnel, they are another flow.)
+            if let Some(v) = h.negotiated.as_deref().filter(|v| v.starts_with("TLS")) {
+                if !h.quic && flow["dst_packets"].as_u64() > Some(0) {
+                    assert_eq!(flow["tls_version"], v.replace("TLS", "TLS "), "{what}");
+                    assert!(flow["tls_cipher"].is_string(), "{what}");
+                    versions += 1;
+                }
             }
         }
     }
-    // MANIFEST: 304 ClientHellos over TCP, 46 of them split over segments; every one that
-    // sends a server name is named by it, the split ones too.
+    // MANIFEST: 379 ClientHellos (304 TCP, 75 QUIC), 46 split over TCP segments and 25 over
+    // QUIC Initials; every first hello that sends a server name is named by it.
     assert_eq!(named, with_sni);
     assert_eq!(
         split, split_with_sni,
         "every split ClientHello is put together"
     );
-    assert!(split >= 40, "{split}");
+    assert!(split >= 60, "{split}");
+    assert_eq!(quic, quic_with_sni);
+    assert!(quic >= 60, "{quic}");
+    assert!(fingerprinted >= 370, "{fingerprinted}");
+    assert!(versions >= 220, "{versions}");
 }
 
 #[test]
@@ -374,13 +396,18 @@ fn eve_flow_events_carry_suricatas_tls_and_http_fields() {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    // MANIFEST (tshark): 192.168.1.6:60533 -> 52.113.194.132:443 sends SNI teams.microsoft.com.
+    // MANIFEST (tshark, ja4plus): 192.168.1.6:60533 -> 52.113.194.132:443 sends SNI
+    // teams.microsoft.com, ALPN h2 first, JA4 t12d1311h2_8b80da21ef18_77989cba1f4a; the
+    // server chooses TLS 1.2.
     let teams = events
         .iter()
         .find(|e| e["src_port"] == 60533 && e["dest_ip"] == "52.113.194.132")
         .expect("the Teams flow");
     assert_eq!(teams["app_proto"], "tls");
     assert_eq!(teams["tls"]["sni"], "teams.microsoft.com");
+    assert_eq!(teams["tls"]["ja4"], "t12d1311h2_8b80da21ef18_77989cba1f4a");
+    assert_eq!(teams["tls"]["version"], "TLS 1.2");
+    assert_eq!(teams["tls"]["alpn"][0], "h2");
     // tshark: 192.168.1.188 asks avpro.global.yamaha.com with User-Agent
     // "Network_Module/1.0 (RX-A8A)".
     let yamaha = events

@@ -7,7 +7,9 @@ use serde_json::{Value, json};
 
 use crate::model::alert::Alert;
 use crate::model::finding::{Rule, Severity};
-use crate::model::flow::{EndReason, FlowRecord, FlowState, NameSource, TunnelView};
+use crate::model::flow::{
+    EndReason, FlowRecord, FlowState, NameSource, TunnelView, tls_version_name,
+};
 
 /// Suricata's timestamp form: `2026-01-01T00:00:05.250000+0000` (UTC).
 pub fn timestamp(unix_ns: i64) -> String {
@@ -97,12 +99,31 @@ pub fn flow_event(r: &FlowRecord, host: &str) -> Value {
         event["carries"] = json!(kind.name());
     }
     // What named the flow, in Suricata's own fields, so that existing pipelines show it.
-    match (r.name_source, &r.server_name) {
-        (Some(NameSource::Sni), Some(name)) => {
-            event["app_proto"] = json!("tls");
-            event["tls"] = json!({ "sni": &**name });
+    match (r.name_source, &r.server_name, &r.tls) {
+        (_, _, Some(tls)) => {
+            // Suricata logs QUIC's hello under `quic`, TLS's under `tls`.
+            let proto = if r.name_source == Some(NameSource::Quic) || r.ip_proto == 17 {
+                "quic"
+            } else {
+                "tls"
+            };
+            let mut hello = json!({ "ja4": &*tls.ja4 });
+            // Suricata's `quic.version` is QUIC's own version, which is not kept.
+            if proto == "tls" {
+                hello["version"] = json!(tls_version_name(tls.version));
+            }
+            if let (Some(NameSource::Sni | NameSource::Quic), Some(name)) =
+                (r.name_source, &r.server_name)
+            {
+                hello["sni"] = json!(&**name);
+            }
+            if let Some(alpn) = &tls.alpn {
+                hello["alpn"] = json!([&**alpn]);
+            }
+            event["app_proto"] = json!(proto);
+            event[proto] = hello;
         }
-        (_, _) if r.http_host.is_some() => {
+        (_, _, None) if r.http_host.is_some() => {
             event["app_proto"] = json!("http");
             event["http"] = json!({
                 "hostname": r.http_host.as_deref(),

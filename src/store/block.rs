@@ -21,15 +21,20 @@
 //! with named flows then have a names section (marker byte 2): per record the name source
 //! (0 = no name, else the `NameSource` index + 1) and, for a name, its length and bytes;
 //! then, for blocks with HTTP flows, an HTTP section (marker byte 3): per record the Host
-//! and the User-Agent, each as length + 1 and bytes (0 = none).
+//! and the User-Agent, each as length + 1 and bytes (0 = none); then, for blocks with TLS or
+//! QUIC flows, a TLS section (marker byte 4): per record the version + 1 (0 = none), and for
+//! a handshake the cipher + 1 (0 = unseen), the ALPN and the JA4 as texts; then, for blocks
+//! with labelled flows, an application section (marker byte 5): per record 0 (none), 1 (by
+//! name) or 2 (guessed by port), then the application and the category as texts.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::Arc;
 
 use hashbrown::HashMap;
 
 use super::codec::{DecodeError, ENDS, Reader, STATES, ip_bytes, put_varint};
 use crate::flow::community_id::community_id;
-use crate::model::flow::{FlowRecord, NameSource};
+use crate::model::flow::{AppLabel, FlowRecord, NameSource, TlsFacts};
 use crate::packet::{Encapsulation, TcpFlags, Timestamp, TunnelInfo};
 
 /// Version byte of the block encoding.
@@ -347,14 +352,36 @@ pub fn encode(records: &[FlowRecord], seed: u16, session: u64) -> EncodedBlock {
     if order.iter().any(|r| r.http_host.is_some()) {
         cols.push(HTTP_SECTION);
         for r in &order {
-            for field in [&r.http_host, &r.http_user_agent] {
-                match field {
-                    Some(text) => {
-                        put_varint(&mut cols, text.len() as u64 + 1);
-                        cols.extend_from_slice(text.as_bytes());
-                    }
-                    None => cols.push(0),
+            put_text(&mut cols, r.http_host.as_deref());
+            put_text(&mut cols, r.http_user_agent.as_deref());
+        }
+    }
+
+    if order.iter().any(|r| r.tls.is_some()) {
+        cols.push(TLS_SECTION);
+        for r in &order {
+            match &r.tls {
+                Some(t) => {
+                    put_varint(&mut cols, u64::from(t.version) + 1);
+                    put_varint(&mut cols, t.cipher.map_or(0, |c| u64::from(c) + 1));
+                    put_text(&mut cols, t.alpn.as_deref());
+                    put_text(&mut cols, Some(&t.ja4));
                 }
+                None => cols.push(0),
+            }
+        }
+    }
+
+    if order.iter().any(|r| r.app.is_some()) {
+        cols.push(APP_SECTION);
+        for r in &order {
+            match &r.app {
+                Some(a) => {
+                    cols.push(1 + u8::from(a.by_port));
+                    put_text(&mut cols, Some(&a.app));
+                    put_text(&mut cols, Some(&a.category));
+                }
+                None => cols.push(0),
             }
         }
     }
@@ -387,6 +414,29 @@ pub fn encode(records: &[FlowRecord], seed: u16, session: u64) -> EncodedBlock {
 const TUNNEL_SECTION: u8 = 1;
 const NAME_SECTION: u8 = 2;
 const HTTP_SECTION: u8 = 3;
+const TLS_SECTION: u8 = 4;
+const APP_SECTION: u8 = 5;
+
+/// A text field: length + 1 and its bytes, or 0 for none.
+fn put_text(cols: &mut Vec<u8>, text: Option<&str>) {
+    match text {
+        Some(text) => {
+            put_varint(cols, text.len() as u64 + 1);
+            cols.extend_from_slice(text.as_bytes());
+        }
+        None => cols.push(0),
+    }
+}
+
+/// Reads what `put_text` wrote.
+fn text(c: &mut Reader<'_>) -> Result<Option<Arc<str>>, DecodeError> {
+    match c.varint()? as usize {
+        0 => Ok(None),
+        n => std::str::from_utf8(c.take(n - 1)?)
+            .map(|t| Some(t.into()))
+            .map_err(|_| DecodeError::Field("text field")),
+    }
+}
 
 /// An `Encapsulation` stored as its index + 1 (0 is none).
 fn encapsulation(code: u8) -> Result<Option<Encapsulation>, DecodeError> {
@@ -600,17 +650,46 @@ pub fn decode(value: &[u8], min_end: i64) -> Result<Vec<FlowRecord>, DecodeError
     }
     if c.0.first() == Some(&HTTP_SECTION) {
         c.u8()?;
-        let text = |c: &mut Reader<'_>| -> Result<Option<std::sync::Arc<str>>, DecodeError> {
-            match c.varint()? as usize {
-                0 => Ok(None),
-                n => std::str::from_utf8(c.take(n - 1)?)
-                    .map(|t| Some(t.into()))
-                    .map_err(|_| DecodeError::Field("http field")),
-            }
-        };
         for record in &mut out {
             record.http_host = text(&mut c)?;
             record.http_user_agent = text(&mut c)?;
+        }
+    }
+    if c.0.first() == Some(&TLS_SECTION) {
+        c.u8()?;
+        let field = |v: u64| u16::try_from(v - 1).map_err(|_| DecodeError::Field("tls"));
+        for record in &mut out {
+            let version = c.varint()?;
+            if version == 0 {
+                continue;
+            }
+            let cipher = match c.varint()? {
+                0 => None,
+                v => Some(field(v)?),
+            };
+            record.tls = Some(Box::new(TlsFacts {
+                version: field(version)?,
+                cipher,
+                alpn: text(&mut c)?,
+                ja4: text(&mut c)?.unwrap_or_default(),
+            }));
+        }
+    }
+    if c.0.first() == Some(&APP_SECTION) {
+        c.u8()?;
+        for record in &mut out {
+            let code = c.u8()?;
+            if code == 0 {
+                continue;
+            }
+            let (Some(app), Some(category)) = (text(&mut c)?, text(&mut c)?) else {
+                return Err(DecodeError::Field("app"));
+            };
+            record.app = Some(AppLabel {
+                app,
+                category,
+                by_port: code == 2,
+            });
         }
     }
     if !c.0.is_empty() {
@@ -716,6 +795,21 @@ mod tests {
         if next() % 3 == 0 {
             r.server_name = Some(format!("host{}.example.com", next() % 50).into());
             r.name_source = Some(NameSource::ALL[(next() % 5) as usize]);
+        }
+        if next() % 3 == 0 {
+            r.tls = Some(Box::new(crate::model::flow::TlsFacts {
+                alpn: (next() % 2 == 0).then(|| "h2".into()),
+                version: [0x0304, 0x0303, 0xfb1a][(next() % 3) as usize],
+                cipher: (next() % 2 == 0).then(|| (next() % 65536) as u16),
+                ja4: format!("t13d1516h2_8daaf6152771_{:012x}", next() % 999).into(),
+            }));
+        }
+        if next() % 4 == 0 {
+            r.app = Some(AppLabel {
+                app: format!("app{}", next() % 7).into(),
+                category: "streaming".into(),
+                by_port: next() % 2 == 0,
+            });
         }
         r
     }
