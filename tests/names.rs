@@ -299,12 +299,13 @@ fn every_client_hello_names_its_flow_with_tshark_s_server_name_and_ja4plus_s_ja4
             }
             // tshark's "TLS1.3" is the published "TLS 1.3". (Where the mirror delivers the
             // server's packets outside the client's tunnel, they are another flow.)
-            if let Some(v) = h.negotiated.as_deref().filter(|v| v.starts_with("TLS")) {
-                if !h.quic && flow["dst_packets"].as_u64() > Some(0) {
-                    assert_eq!(flow["tls_version"], v.replace("TLS", "TLS "), "{what}");
-                    assert!(flow["tls_cipher"].is_string(), "{what}");
-                    versions += 1;
-                }
+            if let Some(v) = h.negotiated.as_deref().filter(|v| v.starts_with("TLS"))
+                && !h.quic
+                && flow["dst_packets"].as_u64() > Some(0)
+            {
+                assert_eq!(flow["tls_version"], v.replace("TLS", "TLS "), "{what}");
+                assert!(flow["tls_cipher"].is_string(), "{what}");
+                versions += 1;
             }
         }
     }
