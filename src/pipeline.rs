@@ -11,6 +11,8 @@
 //! cores; metrics share the system arbiter. The store, which blocks on the disk, has its own
 //! and outlives pipelines: the server starts a fresh pipeline for each capture source.
 
+use std::sync::Arc;
+
 use actix::{Actor, Addr, Arbiter, Recipient};
 
 use crate::alert::AlertQuery;
@@ -32,7 +34,7 @@ use crate::messages::{AlertsChanged, FlowRecordsMsg, PacketBatchMsg};
 use crate::metrics::MetricsConfig;
 use crate::metrics::actor::FinishMinute;
 use crate::metrics::actor::MetricsActor;
-use crate::names::{NamesConfig, PassiveDns};
+use crate::names::{NamesConfig, PassiveDns, apps};
 use crate::store::StoreStatus;
 use crate::store::actor::StoreActor;
 use crate::store::actor::{FlushStore, QueryAlerts};
@@ -231,10 +233,15 @@ impl Pipeline {
 
         let status = vec![metrics.clone().recipient()];
         let flow_config = config.flows.clone();
-        let names = config
-            .names
-            .as_ref()
-            .map(|n| PassiveDns::new(n.passive_dns_entries));
+        let names = config.names.as_ref().map(|n| {
+            // The file was read when the config was checked; should it have gone since, the
+            // built-in catalogue serves.
+            let apps = apps::load(n.apps_file.as_deref()).unwrap_or_else(|e| {
+                eprintln!("tapir: {e}; using the built-in application catalogue");
+                apps::Catalogue::builtin()
+            });
+            (PassiveDns::new(n.passive_dns_entries), Arc::new(apps))
+        });
         let flows_arbiter = Arbiter::new();
         let flows = FlowsActor::start_in_arbiter(&flows_arbiter.handle(), move |_| {
             FlowsActor::new(

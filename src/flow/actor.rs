@@ -6,6 +6,7 @@ use actix::{Actor, Context, Handler, Recipient};
 
 use super::{FlowConfig, FlowMark, FlowQuery, FlowRecord, FlowTable, FlowTableStats};
 use crate::messages::{FlowRecordsMsg, FlowTableStatus, MarkedBatchMsg, PacketBatchMsg};
+use crate::names::apps::Catalogue;
 use crate::names::{AddressNames, PassiveDns};
 
 /// End of input: emit every flow as a record and reply with the table's counters.
@@ -42,10 +43,10 @@ impl FlowsActor {
         status_sinks: Vec<Recipient<FlowTableStatus>>,
         packet_sinks: Vec<Recipient<MarkedBatchMsg>>,
         mailbox: usize,
-        names: Option<PassiveDns>,
+        names: Option<(PassiveDns, Arc<Catalogue>)>,
     ) -> Self {
         let table = match names {
-            Some(names) => FlowTable::new(config).with_names(names),
+            Some((names, apps)) => FlowTable::new(config).with_names(names, apps),
             None => FlowTable::new(config),
         };
         FlowsActor {

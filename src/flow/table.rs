@@ -19,6 +19,7 @@ use super::community_id::{community_id, icmp_ports};
 use super::{EndReason, FlowConfig, FlowKey, FlowMark, FlowRecord, FlowState, FlowTableStats};
 use crate::model::flow::{NameSource, TlsFacts};
 use crate::names::PassiveDns;
+use crate::names::apps::Catalogue;
 use crate::packet::{
     Encapsulation, Fragment, PacketBatch, PacketMeta, TcpFlags, Timestamp, Tunnel, TunnelInfo,
     ip_proto,
@@ -138,6 +139,8 @@ pub struct FlowTable {
     stats: FlowTableStats,
     /// Names flows' servers as they open (absent when names are off).
     names: Option<PassiveDns>,
+    /// Says which application each named flow belongs to (absent when names are off).
+    apps: Option<Arc<Catalogue>>,
 }
 
 impl FlowTable {
@@ -157,12 +160,15 @@ impl FlowTable {
             fragments: HashMap::new(),
             stats: FlowTableStats::default(),
             names: None,
+            apps: None,
         }
     }
 
-    /// Names each flow's server as it opens, from the DNS answers in the batches before.
-    pub fn with_names(mut self, names: PassiveDns) -> Self {
+    /// Names each flow's server as it opens, from the DNS answers in the batches before,
+    /// and labels each record with its application from `apps`.
+    pub fn with_names(mut self, names: PassiveDns, apps: Arc<Catalogue>) -> Self {
         self.names = Some(names);
+        self.apps = Some(apps);
         self
     }
 
@@ -748,7 +754,10 @@ impl FlowTable {
             http_host: f.http.as_ref().map(|h| Arc::clone(&h.0)),
             http_user_agent: f.http.as_ref().and_then(|h| h.1.clone()),
             tls: f.tls.clone(),
-            app: None,
+            app: self.apps.as_ref().and_then(|apps| {
+                let name = f.server_name.as_ref().map(|(n, _)| &**n);
+                apps.label(name, k.proto, src_port, dst_port)
+            }),
         }
     }
 

@@ -1,9 +1,13 @@
-//! Names: what the traffic says its addresses are called, learned passively from headers.
-//! So far the DNS answers clients receive (`PassiveDns`), and the server names of TLS
+//! Names: what the traffic says its addresses are called, learned passively from headers:
+//! the DNS answers clients receive (`PassiveDns`), and the server names of TLS and QUIC
 //! ClientHellos and the hosts of HTTP requests (read by the decoder); the flow table names
-//! each flow's server from them.
+//! each flow's server from them, and the application catalogue (`apps::Catalogue`) says which
+//! service a name belongs to.
 
+pub mod apps;
 pub mod passive_dns;
+
+use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
@@ -19,6 +23,9 @@ pub struct NamesConfig {
     /// TLS ClientHellos and HTTP request heads split over several segments waited for at
     /// once (each holds at most 16 KiB); past this the stream fed least recently is given up.
     pub hello_streams: usize,
+    /// A catalogue file of services (`service category name...` per line) that adds to and
+    /// overrides the built-in one.
+    pub apps_file: Option<PathBuf>,
 }
 
 impl Default for NamesConfig {
@@ -26,6 +33,7 @@ impl Default for NamesConfig {
         NamesConfig {
             passive_dns_entries: 50_000,
             hello_streams: 512,
+            apps_file: None,
         }
     }
 }
@@ -38,6 +46,7 @@ impl NamesConfig {
         if !(1..=65_536).contains(&self.hello_streams) {
             return Err("names.hello_streams must be between 1 and 65536".into());
         }
+        apps::load(self.apps_file.as_deref())?;
         Ok(())
     }
 }
