@@ -23,12 +23,14 @@ use crate::config::Config;
 use crate::decode::DecodeCounters;
 use crate::detect::DetectorStats;
 use crate::flow::FlowTableStats;
+use crate::flow::actor::{GetUsage, name_talkers};
 use crate::metrics::actor::GetStats;
 use crate::metrics::{StatsSnapshot, TopTalker};
+use crate::names::usage::{Share, UsageRow, UsageSummary};
 use crate::output::FlushOutput;
 use crate::output::JsonLinesWriter;
 use crate::packet::Timestamp;
-use crate::pipeline::{Drained, ExportService, Pipeline, StoreService};
+use crate::pipeline::{Drained, ExportService, Pipeline, PipelineConfig, StoreService};
 use crate::store::actor::{StoreActor, StoreStatus};
 use crate::store::{Store, StoreError};
 use crate::wire::link::LinkType;
@@ -96,6 +98,22 @@ pub struct Summary {
     /// Export targets and what each sent and dropped.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub export: Option<serde_json::Value>,
+    /// Bytes, flows and hosts per application (absent when names are off).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub apps: Option<Vec<UsageRow>>,
+    /// The same per category.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub app_categories: Option<Vec<UsageRow>>,
+    /// The server names with the most bytes, and how many flows and bytes each source named.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub names: Option<NamesSection>,
+}
+
+/// The `names` section of the summary.
+#[derive(Clone, Debug, Serialize)]
+pub struct NamesSection {
+    pub top: Vec<UsageRow>,
+    pub named_by: BTreeMap<&'static str, Share>,
 }
 
 /// How the run ended, for the exit status.
@@ -198,6 +216,7 @@ struct Ran {
     alert_stats: AlertStats,
     /// Flow records written to `--flows-out`, or why not.
     written: Option<std::io::Result<u64>>,
+    usage: Option<UsageSummary>,
 }
 
 /// Runs the analysis; warnings (cut-short files, unsupported link types) go to `warn`.
@@ -282,6 +301,12 @@ pub fn run(
         inputs: read.inputs,
         store: ran.drained.store,
         export: export_targets.map(|t| crate::export::snapshot(&t)),
+        apps: ran.usage.as_ref().map(|u| u.apps.clone()),
+        app_categories: ran.usage.as_ref().map(|u| u.categories.clone()),
+        names: ran.usage.map(|u| NamesSection {
+            top: u.names,
+            named_by: u.named_by,
+        }),
     };
     let outcome = if read.failed || (read.packets > 0 && read.decode.decoded == 0) {
         Outcome::Failed
@@ -321,7 +346,11 @@ async fn run_pipeline(
     }
     let store = store.map(StoreService::start);
     let pipeline = Pipeline::start(
-        &config.pipeline(),
+        &PipelineConfig {
+            // The whole capture's applications, not a live window's.
+            usage_window_secs: None,
+            ..config.pipeline()
+        },
         sinks,
         store.as_ref().map(|s| s.addr.clone()),
         alert_sinks,
@@ -382,9 +411,12 @@ async fn run_pipeline(
     )
     .await
     .map_err(actors)?;
-    let stats = pipeline
+    let mut stats = pipeline
         .metrics
         .send(GetStats { top_talkers })
+        .await
+        .map_err(actors)?;
+    name_talkers(&pipeline.flows, &mut stats.top_talkers)
         .await
         .map_err(actors)?;
     let alerts = pipeline
@@ -393,6 +425,7 @@ async fn run_pipeline(
         .await
         .map_err(actors)?;
     let alert_stats = pipeline.alerts.send(GetAlertStats).await.map_err(actors)?;
+    let usage = pipeline.flows.send(GetUsage).await.map_err(actors)?;
     let written = match &writer {
         Some(w) => Some(w.send(FlushOutput).await.map_err(actors)?),
         None => None,
@@ -411,6 +444,7 @@ async fn run_pipeline(
         alerts,
         alert_stats,
         written,
+        usage,
     })
 }
 
@@ -581,12 +615,62 @@ pub fn render_text(s: &Summary) -> String {
     if !s.top_talkers.is_empty() {
         let _ = writeln!(out, "top talkers:");
         for t in s.top_talkers.iter().take(5) {
-            let _ = writeln!(
-                out,
-                "  {:<40} {:>12} bytes {:>9} packets",
+            let line = format!(
+                "  {:<40} {:>12} bytes {:>9} packets  {}",
                 t.ip.to_string(),
                 t.bytes,
-                t.packets
+                t.packets,
+                t.name.as_deref().unwrap_or_default()
+            );
+            let _ = writeln!(out, "{}", line.trim_end());
+        }
+    }
+    if let Some(apps) = s.apps.as_ref().filter(|a| !a.is_empty()) {
+        let _ = writeln!(out, "top applications:");
+        for a in apps.iter().take(5) {
+            let app = format!(
+                "{}{} ({})",
+                a.app.as_deref().unwrap_or_default(),
+                if a.guessed { "?" } else { "" },
+                a.category.as_deref().unwrap_or_default()
+            );
+            let _ = writeln!(
+                out,
+                "  {app:<40} {:>12} bytes {:>9} flows {:>5} hosts",
+                a.bytes, a.flows, a.hosts
+            );
+        }
+    }
+    if let Some(names) = &s.names {
+        if !names.top.is_empty() {
+            let _ = writeln!(out, "top names:");
+            for n in names.top.iter().take(5) {
+                let _ = writeln!(
+                    out,
+                    "  {:<40} {:>12} bytes {:>9} flows",
+                    n.name.as_deref().unwrap_or_default(),
+                    n.bytes,
+                    n.flows
+                );
+            }
+        }
+        let flows: u64 = names.named_by.values().map(|v| v.flows).sum();
+        if flows > 0 {
+            let parts: Vec<String> = names
+                .named_by
+                .iter()
+                .filter(|(k, v)| v.flows > 0 && **k != "unnamed")
+                .map(|(k, v)| format!("{k} {}", v.flows))
+                .collect();
+            let named = flows - names.named_by.get("unnamed").map_or(0, |v| v.flows);
+            let _ = writeln!(
+                out,
+                "named flows: {named} of {flows} ({})",
+                if parts.is_empty() {
+                    "none".into()
+                } else {
+                    parts.join(", ")
+                }
             );
         }
     }

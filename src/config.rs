@@ -60,6 +60,7 @@ impl Config {
             capture: self.capture.clone(),
             decode: self.decode.clone(),
             names: self.privacy.names.then(|| self.names.clone()),
+            usage_window_secs: Some(crate::names::LIVE_WINDOW_SECS),
             flows: self.flows.clone(),
             metrics: self.metrics.clone(),
             detectors: self.detectors.clone(),

@@ -34,7 +34,8 @@ use crate::messages::{AlertsChanged, FlowRecordsMsg, PacketBatchMsg};
 use crate::metrics::MetricsConfig;
 use crate::metrics::actor::FinishMinute;
 use crate::metrics::actor::MetricsActor;
-use crate::names::{NamesConfig, PassiveDns, apps};
+use crate::names::usage::Usage;
+use crate::names::{NamesConfig, Naming, PassiveDns, apps};
 use crate::store::StoreStatus;
 use crate::store::actor::StoreActor;
 use crate::store::actor::{FlushStore, QueryAlerts};
@@ -59,6 +60,9 @@ pub struct PipelineConfig {
     pub flows: FlowConfig,
     /// Naming (absent when `[privacy] names = false`).
     pub names: Option<NamesConfig>,
+    /// Seconds of finished flows the application tallies keep (`None`: all of them, as
+    /// `analyze` reports a whole capture).
+    pub usage_window_secs: Option<i64>,
     pub metrics: MetricsConfig,
     pub detectors: DetectorsConfig,
     pub alerts: AlertsConfig,
@@ -240,7 +244,11 @@ impl Pipeline {
                 eprintln!("tapir: {e}; using the built-in application catalogue");
                 apps::Catalogue::builtin()
             });
-            (PassiveDns::new(n.passive_dns_entries), Arc::new(apps))
+            Naming {
+                dns: PassiveDns::new(n.passive_dns_entries),
+                apps: Arc::new(apps),
+                usage: Usage::new(config.usage_window_secs),
+            }
         });
         let flows_arbiter = Arbiter::new();
         let flows = FlowsActor::start_in_arbiter(&flows_arbiter.handle(), move |_| {

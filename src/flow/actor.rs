@@ -6,8 +6,8 @@ use actix::{Actor, Context, Handler, Recipient};
 
 use super::{FlowConfig, FlowMark, FlowQuery, FlowRecord, FlowTable, FlowTableStats};
 use crate::messages::{FlowRecordsMsg, FlowTableStatus, MarkedBatchMsg, PacketBatchMsg};
-use crate::names::apps::Catalogue;
-use crate::names::{AddressNames, PassiveDns};
+use crate::names::usage::{Usage, UsageSummary};
+use crate::names::{AddressNames, Naming};
 
 /// End of input: emit every flow as a record and reply with the table's counters.
 #[derive(actix::Message)]
@@ -32,6 +32,8 @@ pub struct FlowsActor {
     status_sinks: Vec<Recipient<FlowTableStatus>>,
     packet_sinks: Vec<Recipient<MarkedBatchMsg>>,
     mailbox: usize,
+    /// Applications and names of the flows reported (absent when names are off).
+    usage: Option<Usage>,
     scratch: Vec<FlowRecord>,
     marks: Vec<FlowMark>,
 }
@@ -43,11 +45,14 @@ impl FlowsActor {
         status_sinks: Vec<Recipient<FlowTableStatus>>,
         packet_sinks: Vec<Recipient<MarkedBatchMsg>>,
         mailbox: usize,
-        names: Option<(PassiveDns, Arc<Catalogue>)>,
+        names: Option<Naming>,
     ) -> Self {
-        let table = match names {
-            Some((names, apps)) => FlowTable::new(config).with_names(names, apps),
-            None => FlowTable::new(config),
+        let (table, usage) = match names {
+            Some(n) => (
+                FlowTable::new(config).with_names(n.dns, n.apps),
+                Some(n.usage),
+            ),
+            None => (FlowTable::new(config), None),
         };
         FlowsActor {
             table,
@@ -55,6 +60,7 @@ impl FlowsActor {
             status_sinks,
             packet_sinks,
             mailbox,
+            usage,
             scratch: Vec::new(),
             marks: Vec::new(),
         }
@@ -66,6 +72,11 @@ impl FlowsActor {
 
     fn publish(&mut self) {
         if !self.scratch.is_empty() {
+            if let Some(usage) = &mut self.usage {
+                for r in &self.scratch {
+                    usage.record(r);
+                }
+            }
             let records: Arc<[FlowRecord]> = self.scratch.drain(..).collect();
             for sink in &self.record_sinks {
                 // Records must not be lost: do_send queues regardless of mailbox capacity, and
@@ -154,4 +165,63 @@ impl Handler<GetAddressNames> for FlowsActor {
     fn handle(&mut self, msg: GetAddressNames, _: &mut Self::Context) -> Self::Result {
         self.table.names()?.address(msg.0).cloned()
     }
+}
+
+/// HTTP or analyze → flows: bytes, flows and hosts per application, category and server
+/// name over the live window (finished flows and those still in the table), and what named
+/// them (`None` when names are off).
+#[derive(actix::Message)]
+#[rtype(result = "Option<UsageSummary>")]
+pub struct GetUsage;
+
+impl Handler<GetUsage> for FlowsActor {
+    type Result = Option<UsageSummary>;
+
+    fn handle(&mut self, _: GetUsage, _: &mut Self::Context) -> Self::Result {
+        let usage = self.usage.as_ref()?;
+        let now = self.table.clock().0.div_euclid(1_000_000_000);
+        let mut window = usage.window(Some(now));
+        self.table.visit_active(|r| window.add(r));
+        Some(window.summary())
+    }
+}
+
+/// HTTP → flows: the best name known for each address (the server name its flows were
+/// last seen with, else the newest name a DNS answer gave it), in the order asked.
+#[derive(actix::Message)]
+#[rtype(result = "Vec<Option<Arc<str>>>")]
+pub struct GetBestNames(pub Vec<std::net::IpAddr>);
+
+impl Handler<GetBestNames> for FlowsActor {
+    type Result = actix::MessageResult<GetBestNames>;
+
+    fn handle(&mut self, msg: GetBestNames, _: &mut Self::Context) -> Self::Result {
+        let names = msg
+            .0
+            .iter()
+            .map(|ip| {
+                self.usage
+                    .as_ref()
+                    .and_then(|u| u.name_of(*ip))
+                    .or_else(|| self.table.names()?.address(*ip)?.best())
+            })
+            .collect();
+        actix::MessageResult(names)
+    }
+}
+
+/// Puts the best names the flows stage knows on `talkers`.
+pub async fn name_talkers(
+    flows: &actix::Addr<FlowsActor>,
+    talkers: &mut [crate::model::traffic::TopTalker],
+) -> Result<(), actix::MailboxError> {
+    if talkers.is_empty() {
+        return Ok(());
+    }
+    let ips = talkers.iter().map(|t| t.ip).collect();
+    let names = flows.clone().send(GetBestNames(ips)).await?;
+    for (t, name) in talkers.iter_mut().zip(names) {
+        t.name = name;
+    }
+    Ok(())
 }

@@ -459,6 +459,19 @@ impl FlowTable {
         out
     }
 
+    /// Calls `f` with a record of every flow in the table (one record at a time: no copy of
+    /// the table is made).
+    pub fn visit_active(&self, mut f: impl FnMut(&FlowRecord)) {
+        for flow in self.slots.iter().flatten() {
+            f(&self.record(flow, EndReason::Active));
+        }
+    }
+
+    /// Packet time of the newest packet taken in.
+    pub fn clock(&self) -> Timestamp {
+        self.clock
+    }
+
     fn flow(&self, slot: u32) -> &Flow {
         self.slots[slot as usize]
             .as_ref()

@@ -221,6 +221,7 @@ impl Api {
             Route::History(q) => self.history(rt, q),
             Route::Host { ip, from, to } => self.host(rt, ip, from, to),
             Route::Names { ip } => self.names(rt, ip),
+            Route::Apps => self.apps(rt),
             Route::Alerts(p) => self.alerts(rt, p),
             Route::Acknowledge(target) => self.acknowledge(rt, target),
             Route::Packets { limit } => {

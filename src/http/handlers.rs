@@ -18,7 +18,7 @@ use crate::auth::Principal;
 use crate::engine::GetEngineStatus;
 use crate::flow::FlowQuery;
 use crate::flow::FlowRecord;
-use crate::flow::actor::{GetActiveFlows, GetAddressNames, GetFlowStats};
+use crate::flow::actor::{GetActiveFlows, GetAddressNames, GetBestNames, GetFlowStats, GetUsage};
 use crate::geo::Place;
 use crate::http::hub::{GetHubStatus, Subscribe};
 use crate::metrics::TopTalker;
@@ -55,7 +55,8 @@ impl Api {
 
     pub(super) fn stats(&self, rt: &tokio::runtime::Runtime) -> Result<Reply, ApiError> {
         let p = self.pipeline();
-        let stats = self.ask(rt, "metrics", &p.metrics, GetStats { top_talkers: 10 })?;
+        let mut stats = self.ask(rt, "metrics", &p.metrics, GetStats { top_talkers: 10 })?;
+        self.name_talkers(rt, &mut stats.top_talkers)?;
         let mut value = serde_json::to_value(&stats).map_err(|e| internal(e.to_string()))?;
         let c = &p.counters;
         let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
@@ -67,6 +68,38 @@ impl Api {
             body: Body::Json(value),
             headers: Vec::new(),
         })
+    }
+
+    /// Puts the best known name beside each talker's address.
+    fn name_talkers(
+        &self,
+        rt: &tokio::runtime::Runtime,
+        talkers: &mut [TopTalker],
+    ) -> Result<(), ApiError> {
+        if talkers.is_empty() {
+            return Ok(());
+        }
+        let p = self.pipeline();
+        let ips = talkers.iter().map(|t| t.ip).collect();
+        let names = self.ask(rt, "flows", &p.flows, GetBestNames(ips))?;
+        for (t, name) in talkers.iter_mut().zip(names) {
+            t.name = name;
+        }
+        Ok(())
+    }
+
+    /// `GET /apps`: bytes, flows and hosts per application and category over the live
+    /// window, and what named the flows.
+    pub(super) fn apps(&self, rt: &tokio::runtime::Runtime) -> Result<Reply, ApiError> {
+        let p = self.pipeline();
+        match self.ask(rt, "flows", &p.flows, GetUsage)? {
+            Some(usage) => Reply::ok(usage),
+            None => Err(ApiError::new(
+                409,
+                "names are off",
+                json!("applications come from names; set [privacy] names = true to see them"),
+            )),
+        }
     }
 
     pub(super) fn top_talkers(
@@ -83,7 +116,8 @@ impl Api {
             place: Option<Place>,
         }
         let p = self.pipeline();
-        let stats = self.ask(rt, "metrics", &p.metrics, GetStats { top_talkers: limit })?;
+        let mut stats = self.ask(rt, "metrics", &p.metrics, GetStats { top_talkers: limit })?;
+        self.name_talkers(rt, &mut stats.top_talkers)?;
         let talkers: Vec<TopTalkerGeo> = stats
             .top_talkers
             .into_iter()

@@ -17,7 +17,7 @@ use tungstenite::Message;
 
 use super::route::Stream;
 use crate::alert::Alert;
-use crate::flow::actor::GetActiveFlows;
+use crate::flow::actor::{GetActiveFlows, name_talkers};
 use crate::messages::AlertsChanged;
 use crate::metrics::actor::GetStats;
 use crate::pipeline::{PipelineAddrs, PipelineChanged};
@@ -150,11 +150,14 @@ impl HubActor {
         self.metrics_pending = true;
         let (talkers, points) = (self.config.talkers, self.config.series_points);
         let fut = async move {
-            p.metrics
+            let mut stats = p
+                .metrics
                 .send(GetStats {
                     top_talkers: talkers,
                 })
-                .await
+                .await?;
+            name_talkers(&p.flows, &mut stats.top_talkers).await?;
+            Ok::<_, actix::MailboxError>(stats)
         };
         ctx.spawn(fut.into_actor(self).map(move |stats, hub, _| {
             hub.metrics_pending = false;

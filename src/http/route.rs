@@ -69,6 +69,8 @@ pub enum Route {
     Names {
         ip: IpAddr,
     },
+    /// Bytes, flows and hosts per application and category over the live window.
+    Apps,
     /// `/alerts`, likewise.
     Alerts(AlertQuery),
     Acknowledge(AckTarget),
@@ -125,6 +127,7 @@ impl Route {
             | Route::History(_)
             | Route::Host { .. }
             | Route::Names { .. }
+            | Route::Apps
             | Route::Alerts(_)
             | Route::Packets { .. }
             | Route::Packet { .. }
@@ -176,6 +179,7 @@ impl Route {
                 | Route::History(_)
                 | Route::Host { .. }
                 | Route::Names { .. }
+                | Route::Apps
                 | Route::Alerts(_)
                 | Route::Packets { .. }
                 | Route::Packet { .. }
@@ -194,6 +198,7 @@ pub const ENDPOINTS: &[(&str, &str)] = &[
     ("GET", "/history?metric=bytes&by=host"),
     ("GET", "/hosts/192.0.2.1"),
     ("GET", "/names?ip=192.0.2.1"),
+    ("GET", "/apps"),
     ("GET", "/alerts"),
     ("POST", "/alerts/1/acknowledge"),
     ("GET", "/packets"),
@@ -382,6 +387,7 @@ pub fn parse(method: &str, url: &str) -> Result<Route, ApiError> {
                 )),
             }),
         ),
+        ["apps"] => ("GET", Query::parse(query, &[]).map(|_| Route::Apps)),
         ["alerts"] => ("GET", alerts(query)),
         ["alerts", key, "acknowledge"] => ("POST", acknowledge(key, query)),
         ["packets"] => (
@@ -495,8 +501,22 @@ fn flows(query: &str) -> Result<Route, ApiError> {
             "ip",
             "start_time",
             "end_time",
+            "name",
+            "app",
         ],
     )?;
+    let text = |key: &str| -> Result<Option<String>, ApiError> {
+        match q.get(key).map(str::trim) {
+            None | Some("") => Ok(None),
+            Some(v) if v.len() <= 253 && v.bytes().all(|b| b.is_ascii_graphic()) => {
+                Ok(Some(v.trim_end_matches('.').to_ascii_lowercase()))
+            }
+            Some(v) => Err(ApiError::bad_request(
+                format!("{key} must be a name of at most 253 printable characters"),
+                json!({"parameter": key, "value": v}),
+            )),
+        }
+    };
     let protocol = match q.get("protocol") {
         None | Some("") => None,
         Some(p) if PROTOCOLS.contains(&p.to_ascii_uppercase().as_str()) => {
@@ -517,6 +537,8 @@ fn flows(query: &str) -> Result<Route, ApiError> {
         ip: q.ip("ip")?,
         start: start_time,
         end: end_time,
+        name: text("name")?,
+        app: text("app")?,
     }))
 }
 
@@ -709,6 +731,8 @@ mod tests {
                 ip: None,
                 start: Some(1.5),
                 end: Some(2.0),
+                name: None,
+                app: None,
             }))
         );
         assert_eq!(

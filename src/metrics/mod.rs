@@ -355,6 +355,7 @@ fn top_by_bytes(
         .take(limit)
         .map(|(ip, h)| TopTalker {
             ip,
+            name: None,
             bytes: h.bytes(),
             packets: h.packets(),
             detail: h,

@@ -164,6 +164,40 @@ impl NameSource {
 }
 
 impl FlowRecord {
+    /// A finished TCP flow from `src` to `dst`:443 for tests, 1,500 bytes each way.
+    #[cfg(test)]
+    pub fn sample(src: &str, dst: &str) -> FlowRecord {
+        FlowRecord {
+            id: 1,
+            src: src.parse().unwrap(),
+            dst: dst.parse().unwrap(),
+            src_port: 40_000,
+            dst_port: 443,
+            ip_proto: ip_proto::TCP,
+            first_seen: Timestamp(1_700_000_000_000_000_000),
+            last_seen: Timestamp(1_700_000_001_000_000_000),
+            src_packets: 3,
+            dst_packets: 3,
+            src_bytes: 1500,
+            dst_bytes: 1500,
+            src_flags: TcpFlags(0x1b),
+            dst_flags: TcpFlags(0x1b),
+            state: FlowState::Closed,
+            refused: false,
+            vlan: None,
+            community_id: String::new(),
+            end: EndReason::IdleTimeout,
+            tunnel: None,
+            carries: None,
+            server_name: None,
+            name_source: None,
+            http_host: None,
+            http_user_agent: None,
+            tls: None,
+            app: None,
+        }
+    }
+
     pub fn packets(&self) -> u64 {
         self.src_packets + self.dst_packets
     }
@@ -352,6 +386,11 @@ pub struct FlowQuery {
     /// Unix seconds, inclusive, on the flow's last packet.
     pub start: Option<f64>,
     pub end: Option<f64>,
+    /// A server name (lowercase): flows named by it or by a name under it
+    /// (`google.com` matches `www.google.com`), or whose HTTP Host is it.
+    pub name: Option<String>,
+    /// An application or category, exactly.
+    pub app: Option<String>,
 }
 
 impl FlowQuery {
@@ -374,7 +413,24 @@ impl FlowQuery {
                 .protocol
                 .as_deref()
                 .is_none_or(|p| r.protocol_name().eq_ignore_ascii_case(p))
+            && self.name.as_deref().is_none_or(|n| {
+                r.server_name.as_deref().is_some_and(|s| is_under(s, n))
+                    || r.http_host.as_deref().is_some_and(|h| is_under(h, n))
+            })
+            && self.app.as_deref().is_none_or(|a| {
+                r.app
+                    .as_ref()
+                    .is_some_and(|l| &*l.app == a || &*l.category == a)
+            })
     }
+}
+
+/// Whether `name` is `domain` or a name under it (at a label boundary), ignoring case.
+pub fn is_under(name: &str, domain: &str) -> bool {
+    let name = name.trim_end_matches('.');
+    name.len() >= domain.len()
+        && name[name.len() - domain.len()..].eq_ignore_ascii_case(domain)
+        && (name.len() == domain.len() || name.as_bytes()[name.len() - domain.len() - 1] == b'.')
 }
 
 fn secs_to_ns(s: f64, round: fn(f64) -> f64) -> i64 {

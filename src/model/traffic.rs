@@ -28,6 +28,9 @@ impl HostCounters {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TopTalker {
     pub ip: IpAddr,
+    /// The best name known for the address (its flows' server name, else a DNS answer's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<std::sync::Arc<str>>,
     pub bytes: u64,
     pub packets: u64,
     #[serde(flatten)]

@@ -165,8 +165,8 @@ impl Catalogue {
         if let Some(label) = server_name.and_then(|n| self.by_name(n)) {
             return Some(label);
         }
-        let (service, category) = port_service(proto, dst_port)
-            .or_else(|| port_service(proto, src_port))?;
+        let (service, category) =
+            port_service(proto, dst_port).or_else(|| port_service(proto, src_port))?;
         Some(AppLabel {
             app: service.into(),
             category: category.into(),
@@ -314,14 +314,19 @@ mod tests {
     fn unnamed_flows_get_their_port_s_service_as_a_guess() {
         let c = Catalogue::builtin();
         let l = c.label(None, ip_proto::TCP, 51000, 22).unwrap();
-        assert_eq!((&*l.app, &*l.category, l.by_port), ("ssh", "remote-access", true));
+        assert_eq!(
+            (&*l.app, &*l.category, l.by_port),
+            ("ssh", "remote-access", true)
+        );
         // A reply seen first: the initiator's port is the service's.
         let l = c.label(None, ip_proto::UDP, 123, 40000).unwrap();
         assert_eq!(&*l.app, "ntp");
         assert_eq!(c.label(None, ip_proto::TCP, 40000, 40001), None);
         assert_eq!(c.label(None, ip_proto::ICMP, 0, 0), None);
         // A catalogued name wins over the port.
-        let l = c.label(Some("www.netflix.com"), ip_proto::TCP, 40000, 443).unwrap();
+        let l = c
+            .label(Some("www.netflix.com"), ip_proto::TCP, 40000, 443)
+            .unwrap();
         assert_eq!((&*l.app, l.by_port), ("netflix", false));
     }
 }

@@ -6,12 +6,24 @@
 
 pub mod apps;
 pub mod passive_dns;
+pub mod usage;
 
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
 pub use passive_dns::{AddressNames, PassiveDns};
+
+/// Everything naming needs in the flows stage: the passive-DNS table, the application
+/// catalogue, and the usage tallies.
+pub struct Naming {
+    pub dns: PassiveDns,
+    pub apps: std::sync::Arc<apps::Catalogue>,
+    pub usage: usage::Usage,
+}
+
+/// Seconds of finished flows `/apps` adds up (besides the flows still in the table).
+pub const LIVE_WINDOW_SECS: i64 = 300;
 
 /// The `[names]` section.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -34,6 +34,16 @@ pub struct AddressNames {
     pub clients: Vec<IpAddr>,
 }
 
+impl AddressNames {
+    /// The name answered most recently.
+    pub fn best(&self) -> Option<Arc<str>> {
+        self.names
+            .iter()
+            .max_by_key(|n| n.last_seen)
+            .map(|n| Arc::clone(&n.name))
+    }
+}
+
 /// One name an address was given, with when it was first and last answered and its TTL.
 #[derive(Clone, Debug, Serialize)]
 pub struct NameSeen {
