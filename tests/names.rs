@@ -423,3 +423,153 @@ fn eve_flow_events_carry_suricatas_tls_and_http_fields() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn the_server_lists_flows_by_name_and_adds_up_applications() {
+    // MANIFEST facts (tshark, FoxIO's JA4 test capture): 84 ClientHellos from
+    // 192.168.1.168, 64 over TCP and 20 over QUIC, every first one with an SNI.
+    let rel = "names/foxio_tls_handshake_browsing.pcapng";
+    let (_, hellos) = hellos()
+        .into_iter()
+        .find(|(path, _)| path == rel)
+        .expect("the capture's facts");
+    let first: Vec<&Hello> = hellos.iter().filter(|h| !h.second).collect();
+    let under = |h: &Hello, domains: &[&str]| {
+        let sni = h.sni.as_deref().unwrap_or_default();
+        domains
+            .iter()
+            .any(|d| sni == *d || sni.ends_with(&format!(".{d}")))
+    };
+    let file = pcap(rel);
+    let server =
+        common::server::Server::start(&["replay", file.to_str().unwrap(), "--speed", "0"], None);
+    server.wait_replayed();
+
+    // /flows?name= matches the name and every name under it.
+    // The replay has ended: its flows are in the store (a time range reads it).
+    let flows = server
+        .get("/flows?name=fbcdn.net&limit=1000&start_time=0")
+        .json();
+    let mut got: Vec<String> = flows["flows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| format!("{}:{}", f["src_ip"].as_str().unwrap(), f["src_port"]))
+        .collect();
+    let mut want: Vec<String> = first
+        .iter()
+        .filter(|h| under(h, &["fbcdn.net"]))
+        .map(|h| h.client.clone())
+        .collect();
+    got.sort();
+    want.sort();
+    assert!(want.len() >= 5, "{want:?}");
+    assert_eq!(got, want);
+    assert_eq!(
+        server.get("/flows?name=bcdn.net&start_time=0").json()["count"],
+        0,
+        "a name matches at label boundaries only"
+    );
+    assert_eq!(server.get("/flows?name=%00").status, 400);
+
+    // /apps adds the flows up: Facebook's names are its flows, and the flows named by
+    // TCP and QUIC ClientHellos are as many as the capture's first hellos of each.
+    let apps = server.get("/apps");
+    assert_eq!(apps.status, 200, "{}", apps.body);
+    let apps = apps.json();
+    let facebook = apps["apps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["app"] == "facebook")
+        .unwrap_or_else(|| panic!("{apps}"));
+    let facebook_names = ["facebook.com", "facebook.net", "fbcdn.net", "fbsbx.com"];
+    let want = first.iter().filter(|h| under(h, &facebook_names)).count();
+    assert_eq!(facebook["flows"], want as u64, "{apps}");
+    assert_eq!(facebook["category"], "social");
+    assert_eq!(facebook["hosts"], 1);
+    let sni = first.iter().filter(|h| !h.quic && h.sni.is_some()).count();
+    let quic = first.iter().filter(|h| h.quic && h.sni.is_some()).count();
+    assert_eq!(apps["named_by"]["sni"]["flows"], sni as u64, "{apps}");
+    assert_eq!(apps["named_by"]["quic"]["flows"], quic as u64, "{apps}");
+    let social = server
+        .get("/flows?app=social&limit=1000&start_time=0")
+        .json();
+    assert_eq!(social["count"], want as u64);
+
+    // Top talkers carry a name their flows were seen with.
+
+    let talkers = server.get("/top-talkers?limit=5").json();
+    let named = talkers
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["ip"] != "192.168.1.168")
+        .inspect(|t| {
+            let ip = t["ip"].as_str().unwrap();
+            let name = t["name"].as_str().unwrap_or_else(|| panic!("{t}"));
+            assert!(
+                first
+                    .iter()
+                    .any(|h| endpoint(&h.server).0 == ip && h.sni.as_deref() == Some(name)),
+                "{ip} is not {name} by the facts"
+            );
+        })
+        .count();
+    assert_eq!(named, 4);
+    server.stop();
+}
+
+#[test]
+fn analyze_reports_applications_and_what_named_the_flows() {
+    // MANIFEST facts: the Teams capture's ClientHellos, all over TCP.
+    let rel = "names/ndpi_teams_cname_chains.pcap";
+    let (_, hellos) = hellos()
+        .into_iter()
+        .find(|(path, _)| path == rel)
+        .expect("the capture's facts");
+    let sni = hellos
+        .iter()
+        .filter(|h| !h.second && h.sni.is_some())
+        .count() as u64;
+    let teams = hellos
+        .iter()
+        .filter(|h| {
+            !h.second
+                && h.sni.as_deref().is_some_and(|s| {
+                    s == "teams.microsoft.com" || s.ends_with(".teams.microsoft.com")
+                })
+        })
+        .count() as u64;
+    let (code, json, stderr) = common::analyze(&pcap(rel), &[]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let json = json.unwrap();
+    assert_eq!(
+        json["names"]["named_by"]["sni"]["flows"], sni,
+        "{}",
+        json["names"]
+    );
+    let app = json["apps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["app"] == "microsoft-teams")
+        .expect("Teams is an application");
+    assert_eq!(app["category"], "conferencing");
+    assert!(app["flows"].as_u64().unwrap() >= teams, "{app}");
+    assert!(
+        json["app_categories"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["category"] == "conferencing")
+    );
+    // Names off: no sections at all.
+    let dir = tempdir();
+    let config = dir.join("off.toml");
+    std::fs::write(&config, "[privacy]\nnames = false\n").unwrap();
+    let (_, json, _) = common::analyze(&pcap(rel), &["--config", config.to_str().unwrap()]);
+    let json = json.unwrap();
+    assert!(json.get("apps").is_none() && json.get("names").is_none());
+    let _ = std::fs::remove_dir_all(&dir);
+}
