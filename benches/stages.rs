@@ -1,5 +1,7 @@
 //! CPU cost of each pipeline stage, in nanoseconds per packet, on captures decoded once up
-//! front: reading+decoding, the flow table, metrics, and each detector on its own. The
+//! front: reading+decoding (without and with names: ClientHellos, QUIC Initials, HTTP
+//! request heads), the flow table (without and with names: passive DNS, naming, the
+//! application catalogue), metrics, and each detector on its own. The
 //! whole-process figures (benches/throughput.sh) say how fast `analyze` is; this says where
 //! the time goes. Figures, not a pass/fail test.
 //!
@@ -14,6 +16,8 @@ use tapir::decode::Decoder;
 use tapir::detect::{DetectorsConfig, Finding};
 use tapir::flow::{FlowConfig, FlowTable};
 use tapir::metrics::{MetricsAggregator, MetricsConfig};
+use tapir::names::apps::Catalogue;
+use tapir::names::{NamesConfig, PassiveDns};
 use tapir::packet::PacketBatch;
 
 const BATCH: usize = 256;
@@ -40,12 +44,40 @@ fn main() {
 
 fn bench_file(path: &Path) {
     let started = Instant::now();
-    let batches = read(path);
+    let batches = read(path, false);
     let read_ns = started.elapsed().as_nanos() as f64;
     let packets: usize = batches.iter().map(|b| b.packets.len()).sum();
     println!("{} — {packets} packets", path.display());
     let per = |ns: f64| ns / packets as f64;
     println!("  {:<16} {:>8.1} ns/packet", "read+decode", per(read_ns));
+    let mut named = Vec::new();
+    let named_read = best(|| named = read(path, true));
+    let plain_read = best(|| drop(read(path, false)));
+    println!(
+        "  {:<16} {:>8.1} ns/packet  (names on; off: {:.1})",
+        "read+decode",
+        per(named_read),
+        per(plain_read)
+    );
+    let naming = NamesConfig::default();
+    let catalogue = std::sync::Arc::new(Catalogue::builtin());
+    let named_flows = best(|| {
+        let mut table = FlowTable::new(FlowConfig::default()).with_names(
+            PassiveDns::new(naming.passive_dns_entries),
+            std::sync::Arc::clone(&catalogue),
+        );
+        let (mut out, mut marks) = (Vec::new(), Vec::new());
+        for b in &named {
+            table.ingest_marked(b, &mut out, &mut marks);
+            out.clear();
+        }
+        table.flush_all(&mut out);
+    });
+    println!(
+        "  {:<16} {:>8.1} ns/packet  (names on, records labelled)",
+        "flow table",
+        per(named_flows)
+    );
 
     let flows = best(|| {
         let mut table = FlowTable::new(FlowConfig::default());
@@ -110,10 +142,14 @@ fn bench_file(path: &Path) {
     );
 }
 
-/// Every packet of `path`, decoded into batches as capture makes them.
-fn read(path: &Path) -> Vec<PacketBatch> {
+/// Every packet of `path`, decoded into batches as capture makes them (with `names`, also
+/// the openings of streams and QUIC connections, as with names on).
+fn read(path: &Path, names: bool) -> Vec<PacketBatch> {
     let mut source = FileSource::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let mut decoder = Decoder::new();
+    if names {
+        decoder = decoder.with_openings(NamesConfig::default().hello_streams);
+    }
     let mut batches = Vec::new();
     let mut batch = PacketBatch::with_capacity(BATCH);
     loop {

@@ -61,3 +61,36 @@ fn the_dashboard_works_in_a_real_browser() {
     }
     server.stop();
 }
+
+#[test]
+fn names_show_beside_addresses_and_the_graph_stays_readable() {
+    // FoxIO's browsing capture (MANIFEST: 84 ClientHellos, 42 SNIs, 20 over QUIC), replayed
+    // in full; the views read what it left (talkers, the live window's applications, stored
+    // flows).
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let e2e = root.join("tests/e2e");
+    assert!(
+        e2e.join("node_modules/playwright-core").is_dir()
+            && Path::new("/usr/bin/chromium").exists(),
+        "the browser test needs Debian's chromium and `npm ci` in tests/e2e (scripts/install-deps.sh does both)"
+    );
+    let file = pcap("names/foxio_tls_handshake_browsing.pcapng");
+    let server = Server::start(
+        &["replay", file.to_str().unwrap(), "--speed", "0"],
+        Some("[auth]\nenabled = false\n"),
+    );
+    server.wait_replayed();
+    let shots = root.join("target/e2e-screenshots");
+    let out = run_with_limit(
+        std::process::Command::new("node")
+            .arg(e2e.join("names.mjs"))
+            .arg(&server.base)
+            .arg(&shots)
+            .arg(&server.token),
+        Duration::from_secs(120),
+    );
+    let report = String::from_utf8_lossy(&out.stdout);
+    eprintln!("{report}{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(0), "names checks failed:\n{report}");
+    server.stop();
+}

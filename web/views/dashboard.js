@@ -1,5 +1,6 @@
 // Dashboard: live packets/s, bandwidth, sessions and drops; protocol doughnut; bandwidth
-// line, live or over a range of stored history; top talkers with their country.
+// line, live or over a range of stored history; top talkers with their name and country;
+// the top applications and categories of the live window.
 import { api, el, fmt, panel, subscribe } from '../app.js';
 import { doughnut, line } from '../lib/charts.js';
 
@@ -40,11 +41,15 @@ export function render(main) {
   }, label)));
   drawPicker();
   const talkers = el('div', { class: 'scroll' });
+  const apps = el('div', { class: 'scroll', id: 'top-apps' });
+  const categories = el('div', { id: 'top-categories' });
   main.append(
     el('section', { class: 'panel wide' }, cards),
     panel('Protocols', protocols),
     el('section', { class: 'panel span2' }, bandwidthTitle, picker, bandwidth),
     el('section', { class: 'panel wide' }, el('h2', {}, 'Top talkers'), talkers),
+    el('section', { class: 'panel span2' }, el('h2', {}, 'Top applications'), apps),
+    panel('Categories', categories),
   );
   let series = new Map();
   let dropped = 0;
@@ -77,7 +82,8 @@ export function render(main) {
       el('thead', {}, el('tr', {}, el('th', {}, 'host'), el('th', {}, 'country'), el('th', { class: 'num' }, 'bytes'),
         el('th', { class: 'num' }, 'sent'), el('th', { class: 'num' }, 'received'), el('th', { class: 'num' }, 'packets'))),
       el('tbody', {}, list.map((t) => el('tr', {},
-        el('td', {}, t.ip),
+        // The name beside the address, never instead of it.
+        el('td', {}, t.ip, t.name ? el('span', { class: 'host-name' }, t.name) : ''),
         el('td', {}, t.country || t.country_code || t.scope || '–'),
         el('td', { class: 'num' }, fmt.bytes(t.bytes)),
         el('td', { class: 'num' }, fmt.bytes(t.bytes_sent)),
@@ -85,10 +91,39 @@ export function render(main) {
         el('td', { class: 'num' }, fmt.num(t.packets)))))));
   };
 
+  // A bar of `share` of the cell's width (set through the style object: the page's CSP
+  // refuses style attributes).
+  const bar = (share) => {
+    const b = el('i', { class: 'bar' });
+    b.style.width = `${(100 * share).toFixed(1)}%`;
+    return b;
+  };
+  // Applications of the live window, by bytes; a port-guessed one is marked with '?'.
+  const showApps = (u) => {
+    const rows = u.apps.slice(0, 10);
+    const max = Math.max(1, ...rows.map((a) => a.bytes));
+    apps.replaceChildren(rows.length ? el('table', { id: 'apps-table' },
+      el('thead', {}, el('tr', {}, el('th', {}, 'application'), el('th', {}, 'category'), el('th', {}, ''),
+        el('th', { class: 'num' }, 'bytes'), el('th', { class: 'num' }, 'flows'), el('th', { class: 'num' }, 'hosts'))),
+      el('tbody', {}, rows.map((a) => el('tr', {},
+        el('td', { title: a.guessed ? 'guessed from the port' : '' }, a.app + (a.guessed ? ' ?' : '')),
+        el('td', { class: 'muted' }, a.category),
+        el('td', { class: 'bar-cell' }, bar(a.bytes / max)),
+        el('td', { class: 'num' }, fmt.bytes(a.bytes)), el('td', { class: 'num' }, fmt.num(a.flows)),
+        el('td', { class: 'num' }, fmt.num(a.hosts))))))
+      : el('p', { class: 'muted' }, 'no named traffic yet'));
+    const entries = u.categories.slice(0, 8).map((c) => [c.category, c.bytes]);
+    categories.replaceChildren(...(entries.length ? doughnut(entries) : [el('p', { class: 'muted' }, '–')]));
+  };
+  const refreshApps = () => api('/apps').then(showApps).catch((e) => {
+    apps.replaceChildren(el('p', { class: 'muted' }, e.message));
+  });
+
   api('/stats').then((s) => { dropped = s.packets_dropped; update(s); }).catch(() => {});
   const refreshTalkers = () => api('/top-talkers?limit=10&with_geo=true').then(showTalkers).catch(() => {});
   refreshTalkers();
-  const timer = setInterval(refreshTalkers, 5000);
+  refreshApps();
+  const timer = setInterval(() => { refreshTalkers(); refreshApps(); }, 5000);
   const unsubscribe = subscribe('metrics', update);
   return () => { clearInterval(timer); unsubscribe(); };
 }

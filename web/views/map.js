@@ -91,7 +91,7 @@ export function render(main) {
     for (const { at, host } of markers) {
       const [x, y] = project(at);
       map.append(svg('circle', { cx: x.toFixed(1), cy: y.toFixed(1), r: (2 + Math.log10(1 + host.bytes)).toFixed(1), class: 'map-marker' },
-        svg('title', {}, `${host.ip} · ${host.city ? `${host.city}, ` : ''}${host.country || host.country_code} · ${fmt.bytes(host.bytes)}`)));
+        svg('title', {}, `${host.ip}${host.name ? ` (${host.name})` : ''} · ${host.city ? `${host.city}, ` : ''}${host.country || host.country_code} · ${fmt.bytes(host.bytes)}`)));
     }
     mapBox.replaceChildren(map);
     const rows = [...byCode.values()].sort((a, b) => b.bytes - a.bytes);
@@ -102,7 +102,7 @@ export function render(main) {
     const special = talkers.filter((t) => t.scope);
     local.replaceChildren(el('table', {},
       el('thead', {}, el('tr', {}, el('th', {}, 'address'), el('th', {}, 'range'), el('th', { class: 'num' }, 'bytes'))),
-      el('tbody', {}, special.map((t) => el('tr', {}, el('td', {}, t.ip), el('td', {}, t.scope), el('td', { class: 'num' }, fmt.bytes(t.bytes)))))));
+      el('tbody', {}, special.map((t) => el('tr', {}, el('td', {}, t.ip, t.name ? el('span', { class: 'host-name' }, t.name) : ''), el('td', {}, t.scope), el('td', { class: 'num' }, fmt.bytes(t.bytes)))))));
   };
   draw();
   const timer = setInterval(draw, 10000);

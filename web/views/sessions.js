@@ -1,12 +1,12 @@
-// Session explorer: active and historical flows, filtered by IP, protocol and time window,
-// sortable, with a flow's details on click.
+// Session explorer: active and historical flows, filtered by IP, server name, application,
+// protocol and time window, sortable, with a flow's details on click.
 import { api, el, fmt, panel } from '../app.js';
 
 export const title = 'Sessions';
 
 const COLUMNS = [
   ['src_ip', 'source'], ['src_port', 'port'], ['dst_ip', 'destination'], ['dst_port', 'port'],
-  ['protocol', 'proto'], ['total_bytes', 'bytes'], ['packet_count', 'packets'],
+  ['server_name', 'name'], ['app_label', 'application'], ['protocol', 'proto'], ['total_bytes', 'bytes'], ['packet_count', 'packets'],
   ['duration', 'duration'], ['last_seen', 'last seen'], ['state', 'state'], ['tunnel_label', 'tunnel'],
 ];
 const NUMERIC = new Set(['src_port', 'dst_port', 'total_bytes', 'packet_count', 'duration', 'last_seen']);
@@ -19,10 +19,15 @@ const tunnelLabel = (f) => {
 const tunnelDetail = (t) => `${t.type}${t.id !== undefined ? ` ${t.id}` : ''}: ${t.src_ip}${t.src_port !== undefined ? `:${t.src_port}` : ''}`
   + ` → ${t.dest_ip}${t.dest_port !== undefined ? `:${t.dest_port}` : ''} ${t.proto}, depth ${t.depth}`;
 
+// The application, marked when it is only the port's usual service.
+const appLabel = (f) => (f.app ? `${f.app}${f.app_guessed ? ' ?' : ''}` : '');
+
 const WINDOWS = [['active', 'active now'], ['300', 'last 5 min'], ['3600', 'last hour'], ['86400', 'last day'], ['all', 'all stored']];
 
 export function render(main, params) {
   const ip = el('input', { placeholder: 'IP address', value: params.get('ip') || '', size: 18, id: 'flow-ip' });
+  const name = el('input', { placeholder: 'name or domain', value: params.get('name') || '', size: 18, id: 'flow-name' });
+  const app = el('input', { placeholder: 'application or category', value: params.get('app') || '', size: 16, id: 'flow-app' });
   const protocol = el('select', { id: 'flow-proto' }, ['', 'TCP', 'UDP', 'ICMP', 'ICMPv6'].map((p) => el('option', { value: p }, p || 'any protocol')));
   const windowSel = el('select', { id: 'flow-window' }, WINDOWS.map(([v, t]) => el('option', { value: v }, t)));
   protocol.value = params.get('protocol') || '';
@@ -31,7 +36,7 @@ export function render(main, params) {
   const table = el('div', { class: 'scroll' });
   const details = el('div', { class: 'details' });
   const form = el('form', { class: 'filters', onsubmit: (e) => { e.preventDefault(); load(); } },
-    ip, protocol, windowSel, el('button', { class: 'primary', type: 'submit' }, 'Apply'), status);
+    ip, name, app, protocol, windowSel, el('button', { class: 'primary', type: 'submit' }, 'Apply'), status);
   main.append(el('section', { class: 'panel wide' }, el('h2', {}, 'Flows'), form, table, details));
 
   let flows = [];
@@ -50,7 +55,9 @@ export function render(main, params) {
       }, t + (sort.key === k ? (sort.desc ? ' ▾' : ' ▴') : ''))))),
       el('tbody', {}, rows.map((f) => el('tr', { class: 'clickable', onclick: () => showDetails(f) },
         el('td', {}, f.src_ip), el('td', { class: 'num' }, f.src_port), el('td', {}, f.dst_ip),
-        el('td', { class: 'num' }, f.dst_port), el('td', {}, f.protocol),
+        el('td', { class: 'num' }, f.dst_port),
+        el('td', { class: 'name-cell', title: f.name_source ? `from ${f.name_source}` : '' }, f.server_name || ''),
+        el('td', { class: 'muted', title: f.category || '' }, f.app_label), el('td', {}, f.protocol),
         el('td', { class: 'num' }, fmt.bytes(f.total_bytes)), el('td', { class: 'num' }, fmt.num(f.packet_count)),
         el('td', { class: 'num' }, fmt.dur(f.duration)), el('td', { class: 'num' }, fmt.time(f.last_seen)),
         el('td', {}, f.state), el('td', { class: 'muted' }, f.tunnel_label))))));
@@ -65,6 +72,11 @@ export function render(main, params) {
       ['rate', `${fmt.bytes(f.bytes_per_sec)}/s`], ['TCP flags', (f.tcp_flags || []).join(', ') || '–'],
       ['state', `${f.state} (${f.end_reason})`], ['Community ID', f.community_id || '–'], ['VLAN', f.vlan ?? '–'],
     ];
+    if (f.server_name) rows.push(['server name', `${f.server_name} (from ${f.name_source})`]);
+    if (f.app) rows.push(['application', `${f.app} (${f.category})${f.app_guessed ? ', guessed from the port' : ''}`]);
+    if (f.ja4) rows.push(['TLS', [f.tls_version, f.alpn && `ALPN ${f.alpn}`, f.tls_cipher && `cipher ${f.tls_cipher}`].filter(Boolean).join(', ')], ['JA4', f.ja4]);
+    if (f.http_host) rows.push(['HTTP host', f.http_host]);
+    if (f.http_user_agent) rows.push(['User-Agent', f.http_user_agent]);
     if (f.tunnel) rows.push(['tunnel', tunnelDetail(f.tunnel)]);
     if (f.carries) rows.push(['carries', `${f.carries} tunnel (this is its outer flow)`]);
     details.replaceChildren(el('h2', {}, 'Flow details'), el('dl', {}, rows.flatMap(([k, v]) => [el('dt', {}, k), el('dd', {}, v)])));
@@ -73,6 +85,8 @@ export function render(main, params) {
   async function load() {
     const q = new URLSearchParams({ limit: '1000' });
     if (ip.value.trim()) q.set('ip', ip.value.trim());
+    if (name.value.trim()) q.set('name', name.value.trim());
+    if (app.value.trim()) q.set('app', app.value.trim());
     if (protocol.value) q.set('protocol', protocol.value);
     const w = windowSel.value;
     if (w !== 'active') {
@@ -82,11 +96,12 @@ export function render(main, params) {
       q.set('start_time', w === 'all' ? '0' : String(Math.max(0, now - Number(w))));
       q.set('end_time', String(now + 1));
     }
-    history.replaceState(null, '', `#/sessions?ip=${encodeURIComponent(ip.value.trim())}&protocol=${protocol.value}&window=${w}`);
+    const shown = new URLSearchParams({ ip: ip.value.trim(), name: name.value.trim(), app: app.value.trim(), protocol: protocol.value, window: w });
+    history.replaceState(null, '', `#/sessions?${shown}`);
     status.textContent = 'loading…';
     try {
       const body = await api(`/flows?${q}`);
-      flows = body.flows.map((f) => ({ ...f, tunnel_label: tunnelLabel(f) }));
+      flows = body.flows.map((f) => ({ ...f, tunnel_label: tunnelLabel(f), app_label: appLabel(f) }));
       status.textContent = `${body.count} flows (${body.source})`;
       status.className = 'muted';
       draw();
