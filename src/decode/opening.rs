@@ -72,6 +72,10 @@ fn begins_opening(payload: &[u8]) -> bool {
 pub struct OpeningAssembler {
     streams: usize,
     pending: HashMap<StreamKey, Pending>,
+    /// Streams waiting, counted by a hash of their ports: a segment whose count is zero is
+    /// not waited for, without a lookup in `pending` (most segments are data of streams
+    /// whose opening was read long ago).
+    waiting_ports: Box<[u32; PORT_SLOTS]>,
     /// Streams whose opening was read: their later requests (HTTP keep-alive) and handshake
     /// records are not read again. Forgotten by a stream's SYN (a reused port) and, all at
     /// once, when `READ_PER_STREAM` times `streams` have gathered.
@@ -82,12 +86,19 @@ pub struct OpeningAssembler {
 
 /// Streams remembered as read, per stream that may wait.
 const READ_PER_STREAM: usize = 16;
+/// Slots of the waiting-ports filter.
+const PORT_SLOTS: usize = 4096;
+
+fn port_slot(key: &StreamKey) -> usize {
+    usize::from(key.2.rotate_left(5) ^ key.3) % PORT_SLOTS
+}
 
 impl OpeningAssembler {
     pub fn new(streams: usize) -> Self {
         OpeningAssembler {
             streams: streams.max(1),
             pending: HashMap::new(),
+            waiting_ports: Box::new([0; PORT_SLOTS]),
             read: HashSet::new(),
             next_sweep: Timestamp(i64::MIN),
         }
@@ -128,20 +139,28 @@ impl OpeningAssembler {
         // cost no lookup.
         if !self.pending.is_empty() && ts >= self.next_sweep {
             let horizon = Timestamp(ts.0.saturating_sub(STALE_NANOS));
-            self.pending.retain(|_, p| p.last >= horizon);
+            let counts = &mut self.waiting_ports;
+            self.pending.retain(|k, p| {
+                let keep = p.last >= horizon;
+                if !keep {
+                    counts[port_slot(k)] -= 1;
+                }
+                keep
+            });
             self.next_sweep = Timestamp(ts.0.saturating_add(Timestamp::NANOS_PER_SEC));
         }
-        if self.pending.is_empty() && !begins_opening(payload) {
+        let maybe_waiting = self.waiting_ports[port_slot(&key)] > 0;
+        if !maybe_waiting && !begins_opening(payload) {
             return None;
         }
-        if let Some(p) = self.pending.get_mut(&key) {
+        if let Some(p) = maybe_waiting.then(|| self.pending.get_mut(&key)).flatten() {
             let ahead = seq.wrapping_sub(p.next_seq);
             if ahead != 0 {
                 // A retransmission of bytes already held is ignored; a gap ends the wait.
                 if ahead > u32::MAX / 2 && payload.len() <= p.next_seq.wrapping_sub(seq) as usize {
                     return None;
                 }
-                self.pending.remove(&key);
+                self.forget(&key);
                 return None;
             }
             let room = MAX_BUFFER.saturating_sub(p.bytes.len());
@@ -153,12 +172,12 @@ impl OpeningAssembler {
             let full = p.bytes.len() >= MAX_BUFFER;
             return match status {
                 Read::Done(opening) => {
-                    self.pending.remove(&key);
+                    self.forget(&key);
                     self.done(key, opening)
                 }
                 Read::More if !full => None,
                 _ => {
-                    self.pending.remove(&key);
+                    self.forget(&key);
                     None
                 }
             };
@@ -174,6 +193,7 @@ impl OpeningAssembler {
                 if self.pending.len() >= self.streams {
                     self.evict_oldest();
                 }
+                self.waiting_ports[port_slot(&key)] += 1;
                 self.pending.insert(
                     key,
                     Pending {
@@ -195,7 +215,14 @@ impl OpeningAssembler {
             .min_by_key(|(_, p)| p.last)
             .map(|(k, _)| *k)
         {
-            self.pending.remove(&key);
+            self.forget(&key);
+        }
+    }
+
+    /// Stops waiting for a stream.
+    fn forget(&mut self, key: &StreamKey) {
+        if self.pending.remove(key).is_some() {
+            self.waiting_ports[port_slot(key)] -= 1;
         }
     }
 }
@@ -250,10 +277,13 @@ mod tests {
         for port in 0..10_000u16 {
             a.segment(key(port), 0, &h[..300], Timestamp(i64::from(port)));
             assert!(a.waiting() <= 8);
+            // The ports filter counts exactly the streams waiting.
+            assert_eq!(a.waiting_ports.iter().sum::<u32>() as usize, a.waiting());
         }
         let later = Timestamp(11 * Timestamp::NANOS_PER_SEC);
         a.segment(key(1), 0, b"SSH-2.0-x", later);
         assert_eq!(a.waiting(), 0);
+        assert_eq!(a.waiting_ports.iter().sum::<u32>(), 0);
         // Neither TLS nor HTTP: nothing kept.
         let mut b = OpeningAssembler::new(8);
         let ssh = b"SSH-2.0-OpenSSH_9.6\r\n";

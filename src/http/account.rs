@@ -431,7 +431,8 @@ impl Api {
             "privacy": {
                 "ip_masking": self.ip_masking.load(Ordering::Relaxed),
                 "payload_inspection": false,
-                "payload_note": "tapir reads packet headers and DNS question names only; no other payload bytes are kept or shown",
+                "payload_note": "tapir reads packet headers, DNS questions and answers, TLS and QUIC ClientHellos, the ServerHello's version and cipher, and HTTP requests' Host and User-Agent; no other payload bytes are kept or shown",
+                "names_note": "IP masking hides addresses, not names: server names, applications and User-Agents stay visible ([privacy] names = false turns naming off)",
             },
             "retention": {
                 "flows_days": s.flows_retention_days,

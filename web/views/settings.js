@@ -26,7 +26,8 @@ export function render(main) {
     });
     privacy.replaceChildren(
       el('label', {}, el('span', {}, toggle, ' Mask IP addresses (show /24 and /48 networks) for everyone')),
-      el('p', { class: 'muted' }, `Payload inspection: ${s.privacy.payload_inspection ? 'on' : 'off'}. ${s.privacy.payload_note}.`));
+      el('p', { class: 'muted' }, `Payload inspection: ${s.privacy.payload_inspection ? 'on' : 'off'}. ${s.privacy.payload_note}.`),
+      el('p', { class: 'muted', id: 'names-note' }, `${s.privacy.names_note}.`));
     const r = s.retention;
     retention.replaceChildren(...dl([['flows', `${r.flows_days} days`], ['alerts', `${r.alerts_days} days`],
       ['minute snapshots', `${r.snapshots_days} days`], ['disk budget', fmt.bytes(r.max_disk_mb * 1e6)],
