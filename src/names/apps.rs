@@ -22,6 +22,9 @@ pub struct Catalogue {
     by_name: HashMap<Box<str>, u32>,
     /// (service, category), shared by every label handed out.
     services: Vec<(Arc<str>, Arc<str>)>,
+    /// The port services' labels, made once (an unnamed flow's label is two reference
+    /// counts, not two allocations).
+    port_labels: HashMap<&'static str, (Arc<str>, Arc<str>)>,
 }
 
 /// A line of a catalogue file that could not be read.
@@ -41,6 +44,15 @@ impl Catalogue {
     /// The built-in catalogue.
     pub fn builtin() -> Catalogue {
         let mut c = Catalogue::default();
+        for proto in [ip_proto::TCP, ip_proto::UDP] {
+            for port in 0..=u16::MAX {
+                if let Some((service, category)) = port_service(proto, port) {
+                    c.port_labels
+                        .entry(service)
+                        .or_insert_with(|| (service.into(), category.into()));
+                }
+            }
+        }
         // The built-in text is checked by a test: it always parses.
         let _ = c.add_text(BUILTIN);
         c
