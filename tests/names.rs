@@ -496,6 +496,35 @@ fn the_server_lists_flows_by_name_and_adds_up_applications() {
         .get("/flows?app=social&limit=1000&start_time=0")
         .json();
     assert_eq!(social["count"], want as u64);
+    // The store's rollups count them too, by application and by category.
+    for query in ["by=app&key=facebook", "by=category&key=social"] {
+        let history = server.get(&format!("/history?metric=flows&{query}")).json();
+        assert_eq!(
+            history["series"][0]["total"], want as u64,
+            "{query}: {history}"
+        );
+    }
+
+    // A host's page: the client's applications, and a server's names, from its flows.
+    let client = server.get("/hosts/192.168.1.168").json();
+    let fb = client["apps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["key"] == "facebook")
+        .unwrap_or_else(|| panic!("{client}"));
+    assert_eq!(fb["flows"], want as u64);
+    let some = first.iter().find(|h| under(h, &["fbcdn.net"])).unwrap();
+    let (ip, _) = endpoint(&some.server);
+    let host = server.get(&format!("/hosts/{ip}")).json();
+    assert!(
+        host["names"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n["key"] == some.sni.as_deref().unwrap()),
+        "{host}"
+    );
 
     // Top talkers carry a name their flows were seen with.
 

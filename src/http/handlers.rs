@@ -196,7 +196,22 @@ impl Api {
         // Per peer and per protocol: bytes both ways and flows.
         let mut peers: BTreeMap<std::net::IpAddr, (u64, u64)> = BTreeMap::new();
         let mut protocols: BTreeMap<&'static str, (u64, u64)> = BTreeMap::new();
+        // What the host was called as a server, and the applications of its flows.
+        let mut names: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
+        let mut apps: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
         for f in &flows {
+            if f.dst == ip
+                && let Some(name) = f.server_name.as_deref()
+            {
+                let n = names.entry(name).or_default();
+                n.0 += f.bytes();
+                n.1 += 1;
+            }
+            if let Some(app) = f.app.as_ref().filter(|a| !a.by_port) {
+                let a = apps.entry(&app.app).or_default();
+                a.0 += f.bytes();
+                a.1 += 1;
+            }
             let peer = if f.src == ip { f.dst } else { f.src };
             let p = peers.entry(peer).or_default();
             p.0 += f.bytes();
@@ -222,6 +237,8 @@ impl Api {
             "flows_truncated": flows.len() == HOST_FLOWS,
             "top_peers": ranked(peers.into_iter().map(|(k, v)| (k.to_string(), v)).collect()),
             "protocols": ranked(protocols.into_iter().map(|(k, v)| (k.to_string(), v)).collect()),
+            "names": ranked(names.into_iter().map(|(k, v)| (k.to_string(), v)).collect()),
+            "apps": ranked(apps.into_iter().map(|(k, v)| (k.to_string(), v)).collect()),
         }))
     }
 

@@ -560,9 +560,17 @@ fn history(query: &str) -> Result<Route, ApiError> {
         "flows" => Metric::Flows,
         _ => Metric::Bytes,
     };
-    let by = match choice("by", &["total", "host", "protocol"], "total")?.as_str() {
+    let by = match choice(
+        "by",
+        &["total", "host", "protocol", "app", "category"],
+        "total",
+    )?
+    .as_str()
+    {
         "host" => By::Host,
         "protocol" => By::Protocol,
+        "app" => By::App,
+        "category" => By::Category,
         _ => By::Total,
     };
     let key = match (by, q.get("key")) {
@@ -576,6 +584,20 @@ fn history(query: &str) -> Result<Route, ApiError> {
             return Err(ApiError::bad_request(
                 "unknown protocol",
                 json!({"parameter": "key", "value": p, "allowed": PROTOCOLS}),
+            ));
+        }
+        // Applications and categories are lowercase words of the catalogue.
+        (By::App | By::Category, Some(k))
+            if k.len() <= 64
+                && k.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') =>
+        {
+            Some(k.to_ascii_lowercase())
+        }
+        (By::App | By::Category, Some(k)) => {
+            return Err(ApiError::bad_request(
+                "an application or category is letters, digits and '-'",
+                json!({"parameter": "key", "value": k}),
             ));
         }
     };

@@ -1,6 +1,8 @@
 //! History rollups: traffic summed per minute, hour and day, for the link as a whole, per
 //! host and per protocol, written as minutes close and as flows are stored (never recomputed
-//! from flows), each tier with its own retention.
+//! from flows), each tier with its own retention. Per application and per category, the
+//! bytes, packets and flows of the flows that ended in a bucket (a flow's application is
+//! known only once it is named, so its traffic is counted where it ends).
 //!
 //! A bucket is one sled value per tier and start time (`rollup.m`, `rollup.h`, `rollup.d`:
 //! big-endian start → zstd-compressed JSON). The buckets being filled stay in memory and are
@@ -61,6 +63,11 @@ pub struct Bucket {
     pub total: Counters,
     pub hosts: BTreeMap<String, Counters>,
     pub protocols: BTreeMap<String, Counters>,
+    /// By application and by category (absent from buckets written before they existed).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub apps: BTreeMap<String, Counters>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub categories: BTreeMap<String, Counters>,
 }
 
 /// The key hosts beyond a bucket's cap are folded into.
@@ -140,6 +147,8 @@ pub enum By {
     Total,
     Host,
     Protocol,
+    App,
+    Category,
 }
 
 /// A history query (`GET /history`).
@@ -334,6 +343,20 @@ impl Rollups {
                     .entry(r.protocol_name().to_string())
                     .or_default()
                     .flows += 1;
+                if let Some(label) = &r.app {
+                    let c = Counters {
+                        bytes: r.bytes(),
+                        packets: r.packets(),
+                        flows: 1,
+                        bytes_out: 0,
+                        packets_out: 0,
+                    };
+                    b.apps.entry(label.app.to_string()).or_default().add(&c);
+                    b.categories
+                        .entry(label.category.to_string())
+                        .or_default()
+                        .add(&c);
+                }
                 let mut count = |ip: IpAddr| b.hosts.entry(ip.to_string()).or_default().flows += 1;
                 count(r.src);
                 if r.dst != r.src {
@@ -438,6 +461,8 @@ impl Rollups {
                 By::Total => Some(&b.total),
                 By::Host => b.hosts.get(key),
                 By::Protocol => b.protocols.get(key),
+                By::App => b.apps.get(key),
+                By::Category => b.categories.get(key),
             };
             c.map_or(0, |c| c.metric(q.metric))
         };
@@ -447,10 +472,11 @@ impl Rollups {
             (None, by) => {
                 let mut sums: BTreeMap<&str, u64> = BTreeMap::new();
                 for b in buckets.values() {
-                    let map = if by == By::Host {
-                        &b.hosts
-                    } else {
-                        &b.protocols
+                    let map = match by {
+                        By::Host => &b.hosts,
+                        By::App => &b.apps,
+                        By::Category => &b.categories,
+                        _ => &b.protocols,
                     };
                     for (k, c) in map {
                         *sums.entry(k.as_str()).or_default() += c.metric(q.metric);
@@ -494,13 +520,19 @@ impl Rollups {
     }
 }
 
-/// Folds all but the `max` busiest hosts (by bytes, then flows) into `other`.
+/// Folds all but the `max` busiest hosts (by bytes, then flows) into `other`, and likewise
+/// the applications (a catalogue file can name many).
 fn fold_hosts(b: &mut Bucket, max: usize) {
-    let named = b.hosts.len() - usize::from(b.hosts.contains_key(OTHER));
+    fold(&mut b.hosts, max);
+    fold(&mut b.apps, max);
+}
+
+fn fold(map: &mut BTreeMap<String, Counters>, max: usize) {
+    let named = map.len() - usize::from(map.contains_key(OTHER));
     if named <= max {
         return;
     }
-    let mut ranked: Vec<(String, Counters)> = std::mem::take(&mut b.hosts).into_iter().collect();
+    let mut ranked: Vec<(String, Counters)> = std::mem::take(map).into_iter().collect();
     let mut other = Counters::default();
     ranked.retain(|(k, c)| {
         if k == OTHER {
@@ -514,8 +546,8 @@ fn fold_hosts(b: &mut Bucket, max: usize) {
     for (_, c) in ranked.drain(max..) {
         other.add(&c);
     }
-    b.hosts = ranked.into_iter().collect();
-    b.hosts.insert(OTHER.into(), other);
+    *map = ranked.into_iter().collect();
+    map.insert(OTHER.into(), other);
 }
 
 #[cfg(test)]

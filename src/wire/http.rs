@@ -38,7 +38,10 @@ const METHODS: [&[u8]; 9] = [
 /// Whether `bytes` can be the start of a request (a method and a space, or a prefix of one).
 pub fn starts_like_request(bytes: &[u8]) -> bool {
     // Most segments are data: one byte tells (every method starts with one of these).
-    if !matches!(bytes.first(), Some(b'G' | b'P' | b'H' | b'D' | b'O' | b'C' | b'T')) {
+    if !matches!(
+        bytes.first(),
+        Some(b'G' | b'P' | b'H' | b'D' | b'O' | b'C' | b'T')
+    ) {
         return false;
     }
     METHODS.iter().any(|m| {
