@@ -64,6 +64,25 @@ pub struct PassiveDns {
     cap: usize,
     by_client: HashMap<(IpAddr, IpAddr), Resolution>,
     by_address: HashMap<IpAddr, AddressNames>,
+    /// A bit per hash of every address the tables hold (and some they forgot): most flows
+    /// go to addresses no answer gave, and are told so without a lookup.
+    answered: Box<[u64; FILTER_WORDS]>,
+}
+
+/// Words of the answered-address filter (65,536 bits).
+const FILTER_WORDS: usize = 1024;
+
+/// The filter bit of an address.
+fn filter_bit(addr: IpAddr) -> usize {
+    let folded = match addr {
+        IpAddr::V4(a) => u64::from(u32::from(a)),
+        IpAddr::V6(a) => {
+            let v = u128::from(a);
+            (v as u64) ^ ((v >> 64) as u64)
+        }
+    };
+    // Fibonacci hashing: the top 16 bits of the product.
+    (folded.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 48) as usize
 }
 
 impl PassiveDns {
@@ -72,6 +91,31 @@ impl PassiveDns {
             cap: cap.max(16),
             by_client: HashMap::new(),
             by_address: HashMap::new(),
+            answered: Box::new([0; FILTER_WORDS]),
+        }
+    }
+
+    fn mark(&mut self, addr: IpAddr) {
+        let bit = filter_bit(addr);
+        self.answered[bit / 64] |= 1 << (bit % 64);
+    }
+
+    fn maybe_answered(&self, addr: IpAddr) -> bool {
+        let bit = filter_bit(addr);
+        self.answered[bit / 64] & (1 << (bit % 64)) != 0
+    }
+
+    /// Sets the filter anew from what the tables hold (after they forgot half).
+    fn refilter(&mut self) {
+        self.answered.fill(0);
+        let addrs: Vec<IpAddr> = self
+            .by_address
+            .keys()
+            .copied()
+            .chain(self.by_client.keys().map(|k| k.1))
+            .collect();
+        for a in addrs {
+            self.mark(a);
         }
     }
 
@@ -104,8 +148,10 @@ impl PassiveDns {
     }
 
     fn insert(&mut self, client: IpAddr, addr: IpAddr, name: &Arc<str>, ttl: u32, at: Timestamp) {
+        let mut forgot = false;
         if self.by_client.len() >= self.cap && !self.by_client.contains_key(&(client, addr)) {
             forget_older_half(&mut self.by_client, |r| r.at);
+            forgot = true;
         }
         self.by_client.insert(
             (client, addr),
@@ -118,7 +164,12 @@ impl PassiveDns {
             forget_older_half(&mut self.by_address, |a| {
                 a.names.last().map_or(Timestamp(i64::MIN), |n| n.last_seen)
             });
+            forgot = true;
         }
+        if forgot {
+            self.refilter();
+        }
+        self.mark(addr);
         let entry = self.by_address.entry(addr).or_default();
         match entry.names.iter().position(|n| n.name == *name) {
             Some(i) => {
@@ -150,6 +201,9 @@ impl PassiveDns {
     /// recently, else the most recent answer any client was given. Asked when a flow opens,
     /// this is the answer most recently before the flow.
     pub fn name(&self, client: IpAddr, server: IpAddr) -> Option<(Arc<str>, NameSource)> {
+        if !self.maybe_answered(server) {
+            return None;
+        }
         if let Some(r) = self.by_client.get(&(client, server)) {
             return Some((Arc::clone(&r.name), NameSource::Dns));
         }
