@@ -33,7 +33,7 @@ use crate::packet::{
 use crate::wire::encap::{self, Cut, LinkStep, kind};
 use crate::wire::link::{self, Inner, LinkError, LinkType, ether_type};
 use crate::wire::tls::{self, ClientHello};
-use crate::wire::{dns, l4};
+use crate::wire::{dns, l4, quic};
 
 /// Why a frame produced no `PacketMeta`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
@@ -215,52 +215,7 @@ impl Decoder {
                     meta.tunnel = Some(TunnelRef(batch.tunnels.len() as u32));
                     batch.tunnels.push(t);
                 }
-                if let Some(initials) = &mut self.initials
-                    && meta.ip_proto == ip_proto::UDP
-                    && let Some((_, payload)) = d.segment
-                {
-                    let tunnel = d.tunnel.map_or(0, |t| t.info.identity());
-                    let key = (meta.src, meta.dst, meta.src_port, meta.dst_port, tunnel);
-                    let packet = batch.packets.len() as u32;
-                    if let Some(hello) = initials.datagram(key, payload, meta.ts) {
-                        put_hello(batch, packet, &hello, true);
-                    }
-                    self.counters.quic_over_budget = initials.over_budget;
-                }
-                if let Some(openings) = &mut self.openings
-                    && meta.is_tcp()
-                {
-                    let tunnel = d.tunnel.map_or(0, |t| t.info.identity());
-                    let key = (meta.src, meta.dst, meta.src_port, meta.dst_port, tunnel);
-                    if meta.tcp_flags.is_syn_only() {
-                        openings.starts(&key);
-                    }
-                    let packet = batch.packets.len() as u32;
-                    if let Some((_, payload)) = d.segment
-                        && let Some(choice) = tls::server_hello(payload)
-                    {
-                        batch.choices.push(TlsChoice {
-                            packet,
-                            version: choice.version,
-                            cipher: choice.cipher,
-                        });
-                    }
-                    let opening = d
-                        .segment
-                        .and_then(|(seq, payload)| openings.segment(key, seq, payload, meta.ts));
-                    match opening {
-                        Some(Opening::Tls(hello)) => put_hello(batch, packet, &hello, false),
-                        Some(Opening::Http(head)) => {
-                            let names = &mut batch.names;
-                            batch.requests.push(HttpRequest {
-                                packet,
-                                host: put_name(names, head.host.as_deref(), 255),
-                                user_agent: put_name(names, head.user_agent.as_deref(), 512),
-                            });
-                        }
-                        None => {}
-                    }
-                }
+                self.read_opening(&d, batch);
                 batch.packets.push(meta);
                 Ok(())
             }
@@ -268,6 +223,64 @@ impl Decoder {
                 self.counters.skipped[reason as usize] += 1;
                 Err(reason)
             }
+        }
+    }
+
+    /// Feeds a decoded packet to the assemblers of TCP openings and QUIC Initials. A stream
+    /// key is made only for the packets they may want: most packets neither open a stream
+    /// nor are the awaited rest of one.
+    fn read_opening(&mut self, d: &Decoded<'_>, batch: &mut PacketBatch) {
+        let meta = &d.meta;
+        let key = || {
+            let tunnel = d.tunnel.as_ref().map_or(0, |t| t.info.identity());
+            (meta.src, meta.dst, meta.src_port, meta.dst_port, tunnel)
+        };
+        let packet = batch.packets.len() as u32;
+        match (meta.ip_proto, d.segment) {
+            (ip_proto::UDP, Some((_, payload))) => {
+                if let Some(initials) = &mut self.initials
+                    && quic::looks_like_initial(payload)
+                {
+                    if let Some(hello) = initials.datagram(key(), payload, meta.ts) {
+                        put_hello(batch, packet, &hello, true);
+                    }
+                    self.counters.quic_over_budget = initials.over_budget;
+                }
+            }
+            (ip_proto::TCP, segment) => {
+                let Some(openings) = &mut self.openings else {
+                    return;
+                };
+                if meta.tcp_flags.is_syn_only() && openings.remembers_read() {
+                    openings.starts(&key());
+                }
+                let Some((seq, payload)) = segment else {
+                    return;
+                };
+                if let Some(choice) = tls::server_hello(payload) {
+                    batch.choices.push(TlsChoice {
+                        packet,
+                        version: choice.version,
+                        cipher: choice.cipher,
+                    });
+                }
+                if !openings.may_want(meta.src_port, meta.dst_port, payload) {
+                    return;
+                }
+                match openings.segment(key(), seq, payload, meta.ts) {
+                    Some(Opening::Tls(hello)) => put_hello(batch, packet, &hello, false),
+                    Some(Opening::Http(head)) => {
+                        let names = &mut batch.names;
+                        batch.requests.push(HttpRequest {
+                            packet,
+                            host: put_name(names, head.host.as_deref(), 255),
+                            user_agent: put_name(names, head.user_agent.as_deref(), 512),
+                        });
+                    }
+                    None => {}
+                }
+            }
+            _ => {}
         }
     }
 

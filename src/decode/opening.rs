@@ -90,7 +90,11 @@ const READ_PER_STREAM: usize = 16;
 const PORT_SLOTS: usize = 4096;
 
 fn port_slot(key: &StreamKey) -> usize {
-    usize::from(key.2.rotate_left(5) ^ key.3) % PORT_SLOTS
+    port_slot_of(key.2, key.3)
+}
+
+fn port_slot_of(src_port: u16, dst_port: u16) -> usize {
+    usize::from(src_port.rotate_left(5) ^ dst_port) % PORT_SLOTS
 }
 
 impl OpeningAssembler {
@@ -102,6 +106,18 @@ impl OpeningAssembler {
             read: HashSet::new(),
             next_sweep: Timestamp(i64::MIN),
         }
+    }
+
+    /// Whether any stream is remembered as read (a SYN then needs a look).
+    pub fn remembers_read(&self) -> bool {
+        !self.read.is_empty()
+    }
+
+    /// Whether a segment between these ports with this payload may matter: a stream between
+    /// them may be waiting, or the payload begins like an opening. Asked before a stream key
+    /// is made.
+    pub fn may_want(&self, src_port: u16, dst_port: u16, payload: &[u8]) -> bool {
+        self.waiting_ports[port_slot_of(src_port, dst_port)] > 0 || begins_opening(payload)
     }
 
     /// A stream starts (its SYN): what opens it is to be read, even on a reused port.

@@ -128,13 +128,40 @@ pub struct TlsFacts {
     pub ja4: Arc<str>,
 }
 
-/// An application and its category (`youtube`, `streaming`).
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// An application and its category (`youtube`, `streaming`), interned: a label is copied
+/// with its record across threads many thousand times a second, and shared reference counts
+/// would bounce one cache line between the cores.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct AppLabel {
-    pub app: Arc<str>,
-    pub category: Arc<str>,
+    pub app: &'static str,
+    pub category: &'static str,
     /// Guessed from the server's port (an IANA service name), not from a name.
     pub by_port: bool,
+}
+
+/// Distinct strings `intern` keeps at most; past this it answers `other` (a damaged or
+/// hostile database cannot make it grow without bound).
+const MAX_INTERNED: usize = 65_536;
+
+/// The one `'static` copy of `text` (made once per distinct text, never freed: labels come
+/// from the application catalogue, a few hundred words).
+pub fn intern(text: &str) -> &'static str {
+    use std::collections::HashSet;
+    use std::sync::{Mutex, OnceLock};
+    static TABLE: OnceLock<Mutex<HashSet<&'static str>>> = OnceLock::new();
+    let mut table = TABLE
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some(kept) = table.get(text) {
+        return kept;
+    }
+    if table.len() >= MAX_INTERNED {
+        return "other";
+    }
+    let kept: &'static str = Box::leak(text.into());
+    table.insert(kept);
+    kept
 }
 
 /// How a flow's server name was learned.
@@ -322,8 +349,8 @@ impl Serialize for FlowRecord {
             m.serialize_entry("ja4", &tls.ja4)?;
         }
         if let Some(app) = &self.app {
-            m.serialize_entry("app", &app.app)?;
-            m.serialize_entry("category", &app.category)?;
+            m.serialize_entry("app", app.app)?;
+            m.serialize_entry("category", app.category)?;
             if app.by_port {
                 m.serialize_entry("app_guessed", &true)?;
             }

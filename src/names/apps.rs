@@ -5,12 +5,10 @@
 //! the registrable domain (the public suffix list, through the `psl` crate): `co.uk` or
 //! `github.io` never match a whole suffix's worth of unrelated sites.
 
-use std::collections::HashMap;
-use std::path::Path;
-use std::sync::Arc;
-
-use crate::model::flow::AppLabel;
+use crate::model::flow::{AppLabel, intern};
 use crate::packet::ip_proto;
+use hashbrown::HashMap;
+use std::path::Path;
 
 /// The catalogue that ships in the binary.
 const BUILTIN: &str = include_str!("apps.txt");
@@ -20,11 +18,8 @@ const BUILTIN: &str = include_str!("apps.txt");
 pub struct Catalogue {
     /// Service by name (a registrable domain or a more specific name).
     by_name: HashMap<Box<str>, u32>,
-    /// (service, category), shared by every label handed out.
-    services: Vec<(Arc<str>, Arc<str>)>,
-    /// The port services' labels, made once (an unnamed flow's label is two reference
-    /// counts, not two allocations).
-    port_labels: HashMap<&'static str, (Arc<str>, Arc<str>)>,
+    /// (service, category), interned.
+    services: Vec<(&'static str, &'static str)>,
 }
 
 /// A line of a catalogue file that could not be read.
@@ -44,15 +39,6 @@ impl Catalogue {
     /// The built-in catalogue.
     pub fn builtin() -> Catalogue {
         let mut c = Catalogue::default();
-        for proto in [ip_proto::TCP, ip_proto::UDP] {
-            for port in 0..=u16::MAX {
-                if let Some((service, category)) = port_service(proto, port) {
-                    c.port_labels
-                        .entry(service)
-                        .or_insert_with(|| (service.into(), category.into()));
-                }
-            }
-        }
         // The built-in text is checked by a test: it always parses.
         let _ = c.add_text(BUILTIN);
         c
@@ -130,11 +116,12 @@ impl Catalogue {
     }
 
     fn service(&mut self, service: &str, category: &str) -> u32 {
-        if let Some(i) = self.services.iter().position(|(s, _)| &**s == service) {
-            self.services[i].1 = category.into();
+        let category = intern(category);
+        if let Some(i) = self.services.iter().position(|(s, _)| *s == service) {
+            self.services[i].1 = category;
             return i as u32;
         }
-        self.services.push((service.into(), category.into()));
+        self.services.push((intern(service), category));
         (self.services.len() - 1) as u32
     }
 
@@ -151,10 +138,10 @@ impl Catalogue {
         let mut candidate = name;
         loop {
             if let Some(&i) = self.by_name.get(candidate) {
-                let (app, category) = &self.services[i as usize];
+                let (app, category) = self.services[i as usize];
                 return Some(AppLabel {
-                    app: Arc::clone(app),
-                    category: Arc::clone(category),
+                    app,
+                    category,
                     by_port: false,
                 });
             }

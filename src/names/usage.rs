@@ -56,7 +56,7 @@ impl Tally {
 }
 
 /// An application as tallied: name, category, and whether it was guessed from a port.
-type AppKey = (Arc<str>, Arc<str>, bool);
+type AppKey = (&'static str, &'static str, bool);
 
 /// The tallies of one minute (or of everything).
 #[derive(Debug, Default)]
@@ -84,7 +84,7 @@ impl Bucket {
             by_port,
         }) = &r.app
         {
-            let key = (Arc::clone(app), Arc::clone(category), *by_port);
+            let key = (*app, *category, *by_port);
             tally_in(&mut self.apps, key, &mut self.other, bytes, r.src);
         }
         if let Some(name) = &r.server_name {
@@ -277,7 +277,7 @@ impl Window {
         let total = self.total;
         let mut categories: HashMap<Arc<str>, Tally> = HashMap::new();
         for ((_, category, _), t) in &total.apps {
-            categories.entry(Arc::clone(category)).or_default().merge(t);
+            categories.entry(Arc::from(*category)).or_default().merge(t);
         }
         let row = |t: &Tally| UsageRow {
             app: None,
@@ -293,8 +293,8 @@ impl Window {
                 .apps
                 .iter()
                 .map(|((app, category, guessed), t)| UsageRow {
-                    app: Some(Arc::clone(app)),
-                    category: Some(Arc::clone(category)),
+                    app: Some(Arc::from(*app)),
+                    category: Some(Arc::from(*category)),
                     guessed: *guessed,
                     ..row(t)
                 }),
@@ -359,8 +359,8 @@ mod tests {
         r.server_name = name.map(Arc::from);
         r.name_source = name.map(|_| NameSource::Sni);
         r.app = app.map(|(a, c)| AppLabel {
-            app: a.into(),
-            category: c.into(),
+            app: crate::model::flow::intern(a),
+            category: crate::model::flow::intern(c),
             by_port: false,
         });
         r

@@ -34,7 +34,7 @@ use hashbrown::HashMap;
 
 use super::codec::{DecodeError, ENDS, Reader, STATES, ip_bytes, put_varint};
 use crate::flow::community_id::community_id;
-use crate::model::flow::{AppLabel, FlowRecord, NameSource, TlsFacts};
+use crate::model::flow::{AppLabel, FlowRecord, NameSource, TlsFacts, intern};
 use crate::packet::{Encapsulation, TcpFlags, Timestamp, TunnelInfo};
 
 /// Version byte of the block encoding.
@@ -378,8 +378,8 @@ pub fn encode(records: &[FlowRecord], seed: u16, session: u64) -> EncodedBlock {
             match &r.app {
                 Some(a) => {
                     cols.push(1 + u8::from(a.by_port));
-                    put_text(&mut cols, Some(&a.app));
-                    put_text(&mut cols, Some(&a.category));
+                    put_text(&mut cols, Some(a.app));
+                    put_text(&mut cols, Some(a.category));
                 }
                 None => cols.push(0),
             }
@@ -686,8 +686,8 @@ pub fn decode(value: &[u8], min_end: i64) -> Result<Vec<FlowRecord>, DecodeError
                 return Err(DecodeError::Field("app"));
             };
             record.app = Some(AppLabel {
-                app,
-                category,
+                app: intern(&app),
+                category: intern(&category),
                 by_port: code == 2,
             });
         }
@@ -806,8 +806,8 @@ mod tests {
         }
         if next() % 4 == 0 {
             r.app = Some(AppLabel {
-                app: format!("app{}", next() % 7).into(),
-                category: "streaming".into(),
+                app: intern(&format!("app{}", next() % 7)),
+                category: "streaming",
                 by_port: next() % 2 == 0,
             });
         }
