@@ -208,7 +208,7 @@ impl Api {
                 n.1 += 1;
             }
             if let Some(app) = f.app.as_ref().filter(|a| !a.by_port) {
-                let a = apps.entry(&app.app).or_default();
+                let a = apps.entry(app.app).or_default();
                 a.0 += f.bytes();
                 a.1 += 1;
             }

@@ -447,7 +447,7 @@ impl FlowQuery {
             && self.app.as_deref().is_none_or(|a| {
                 r.app
                     .as_ref()
-                    .is_some_and(|l| &*l.app == a || &*l.category == a)
+                    .is_some_and(|l| l.app == a || l.category == a)
             })
     }
 }

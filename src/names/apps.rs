@@ -164,11 +164,11 @@ impl Catalogue {
         if let Some(label) = server_name.and_then(|n| self.by_name(n)) {
             return Some(label);
         }
-        let (service, category) =
+        let (app, category) =
             port_service(proto, dst_port).or_else(|| port_service(proto, src_port))?;
         Some(AppLabel {
-            app: service.into(),
-            category: category.into(),
+            app,
+            category,
             by_port: true,
         })
     }
@@ -314,18 +314,18 @@ mod tests {
         let c = Catalogue::builtin();
         let l = c.label(None, ip_proto::TCP, 51000, 22).unwrap();
         assert_eq!(
-            (&*l.app, &*l.category, l.by_port),
+            (l.app, l.category, l.by_port),
             ("ssh", "remote-access", true)
         );
         // A reply seen first: the initiator's port is the service's.
         let l = c.label(None, ip_proto::UDP, 123, 40000).unwrap();
-        assert_eq!(&*l.app, "ntp");
+        assert_eq!(l.app, "ntp");
         assert_eq!(c.label(None, ip_proto::TCP, 40000, 40001), None);
         assert_eq!(c.label(None, ip_proto::ICMP, 0, 0), None);
         // A catalogued name wins over the port.
         let l = c
             .label(Some("www.netflix.com"), ip_proto::TCP, 40000, 443)
             .unwrap();
-        assert_eq!((&*l.app, l.by_port), ("netflix", false));
+        assert_eq!((l.app, l.by_port), ("netflix", false));
     }
 }

@@ -242,7 +242,7 @@ impl Usage {
         };
         for b in self.buckets.iter().filter(|b| b.minute + 60 > horizon) {
             for (k, t) in &b.apps {
-                total.apps.entry(k.clone()).or_default().merge(t);
+                total.apps.entry(*k).or_default().merge(t);
             }
             for (k, t) in &b.names {
                 total.names.entry(Arc::clone(k)).or_default().merge(t);
