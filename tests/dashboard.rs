@@ -6,14 +6,15 @@
 
 mod common;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use common::server::{Server, set_password};
 use common::{pcap, run_with_limit};
 
-#[test]
-fn the_dashboard_works_in_a_real_browser() {
+/// The repository root and tests/e2e, once the browser and Playwright are there (the test
+/// fails, never skips, without them).
+fn browser_test_dirs() -> (&'static Path, PathBuf) {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let e2e = root.join("tests/e2e");
     assert!(
@@ -21,6 +22,12 @@ fn the_dashboard_works_in_a_real_browser() {
             && Path::new("/usr/bin/chromium").exists(),
         "the browser test needs Debian's chromium and `npm ci` in tests/e2e (scripts/install-deps.sh does both)"
     );
+    (root, e2e)
+}
+
+#[test]
+fn the_dashboard_works_in_a_real_browser() {
+    let (root, e2e) = browser_test_dirs();
     let dir = common::tempdir();
     set_password(&dir, "admin", "e2e admin password", "admin");
     set_password(&dir, "watcher", "e2e viewer password", "viewer");
@@ -67,13 +74,7 @@ fn names_show_beside_addresses_and_the_graph_stays_readable() {
     // FoxIO's browsing capture (MANIFEST: 84 ClientHellos, 42 SNIs, 20 over QUIC), replayed
     // in full; the views read what it left (talkers, the live window's applications, stored
     // flows).
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let e2e = root.join("tests/e2e");
-    assert!(
-        e2e.join("node_modules/playwright-core").is_dir()
-            && Path::new("/usr/bin/chromium").exists(),
-        "the browser test needs Debian's chromium and `npm ci` in tests/e2e (scripts/install-deps.sh does both)"
-    );
+    let (root, e2e) = browser_test_dirs();
     let file = pcap("names/foxio_tls_handshake_browsing.pcapng");
     let server = Server::start(
         &["replay", file.to_str().unwrap(), "--speed", "0"],

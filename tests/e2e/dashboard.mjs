@@ -4,22 +4,15 @@
 // acknowledging in the UI must reach the API; an upload in the replay view must produce its
 // alerts; a viewer sees no controls that change anything; logging out brings the login back;
 // no console errors; no request leaves the appliance.
-import { chromium } from 'playwright-core';
 import { mkdirSync } from 'node:fs';
+import { apiGetter, checks, launch } from './harness.mjs';
 
 const [base, shots, pcap, token, adminPassword, viewerPassword] = process.argv.slice(2);
 mkdirSync(shots, { recursive: true });
 const origin = new URL(base).origin;
-const failures = [];
-const check = (ok, what) => { if (!ok) failures.push(what); console.log(`${ok ? 'ok  ' : 'FAIL'} ${what}`); };
-const apiGet = async (path) => (await fetch(`${base}${path}`, { headers: { Authorization: `Bearer ${token}` } })).json();
-
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-  args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-    '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-});
-const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+const { failures, check } = checks();
+const apiGet = apiGetter(base, token);
+const { browser, page } = await launch();
 const consoleErrors = [];
 const foreign = [];
 let expectRefusals = false;

@@ -5,21 +5,14 @@
 // keeps every node inside the canvas and off its borders, and no label overlaps another or a
 // node (measured from the positions it drew); grouping by application brings each
 // application's nodes together.
-import { chromium } from 'playwright-core';
 import { mkdirSync } from 'node:fs';
+import { apiGetter, checks, launch } from './harness.mjs';
 
 const [base, shots, token] = process.argv.slice(2);
 mkdirSync(shots, { recursive: true });
-const failures = [];
-const check = (ok, what) => { if (!ok) failures.push(what); console.log(`${ok ? 'ok  ' : 'FAIL'} ${what}`); };
-const apiGet = async (path) => (await fetch(`${base}${path}`, { headers: { Authorization: `Bearer ${token}` } })).json();
-
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-  args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-    '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-});
-const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+const { failures, check } = checks();
+const apiGet = apiGetter(base, token);
+const { browser, page } = await launch();
 const consoleErrors = [];
 page.on('console', (m) => { if (m.type() === 'error') consoleErrors.push(m.text()); });
 page.on('pageerror', (e) => consoleErrors.push(String(e)));

@@ -1,0 +1,26 @@
+// What the browser tests share: Debian's Chromium launched as this machine allows it (no
+// sandbox as root, no background connections, which the closed network refuses), a page at
+// desktop size, pass/fail lines, and the API read with a token.
+import { chromium } from 'playwright-core';
+
+/** The browser and a 1280×900 page. */
+export async function launch() {
+  const browser = await chromium.launch({
+    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+      '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+  });
+  const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+  return { browser, page };
+}
+
+/** A list of failures and `check(ok, what)`, which prints a line and records a failure. */
+export function checks() {
+  const failures = [];
+  const check = (ok, what) => { if (!ok) failures.push(what); console.log(`${ok ? 'ok  ' : 'FAIL'} ${what}`); };
+  return { failures, check };
+}
+
+/** GET `path` of the API at `base` with a bearer token, as JSON. */
+export const apiGetter = (base, token) => async (path) =>
+  (await fetch(`${base}${path}`, { headers: { Authorization: `Bearer ${token}` } })).json();
