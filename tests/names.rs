@@ -239,6 +239,15 @@ fn hellos() -> Vec<(String, Vec<Hello>)> {
         .collect()
 }
 
+/// The ClientHellos of one capture's facts.
+fn hellos_of(rel: &str) -> Vec<Hello> {
+    hellos()
+        .into_iter()
+        .find(|(path, _)| path == rel)
+        .map(|(_, h)| h)
+        .expect("the capture's facts")
+}
+
 /// "a.b.c.d:port" or "[v6]:port" or "v6:port" split at the last colon.
 fn endpoint(s: &str) -> (String, u64) {
     let (ip, port) = s.rsplit_once(':').unwrap();
@@ -429,10 +438,7 @@ fn the_server_lists_flows_by_name_and_adds_up_applications() {
     // MANIFEST facts (tshark, FoxIO's JA4 test capture): 84 ClientHellos from
     // 192.168.1.168, 64 over TCP and 20 over QUIC, every first one with an SNI.
     let rel = "names/foxio_tls_handshake_browsing.pcapng";
-    let (_, hellos) = hellos()
-        .into_iter()
-        .find(|(path, _)| path == rel)
-        .expect("the capture's facts");
+    let hellos = hellos_of(rel);
     let first: Vec<&Hello> = hellos.iter().filter(|h| !h.second).collect();
     let under = |h: &Hello, domains: &[&str]| {
         let sni = h.sni.as_deref().unwrap_or_default();
@@ -553,10 +559,7 @@ fn the_server_lists_flows_by_name_and_adds_up_applications() {
 fn analyze_reports_applications_and_what_named_the_flows() {
     // MANIFEST facts: the Teams capture's ClientHellos, all over TCP.
     let rel = "names/ndpi_teams_cname_chains.pcap";
-    let (_, hellos) = hellos()
-        .into_iter()
-        .find(|(path, _)| path == rel)
-        .expect("the capture's facts");
+    let hellos = hellos_of(rel);
     let sni = hellos
         .iter()
         .filter(|h| !h.second && h.sni.is_some())

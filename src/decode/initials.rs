@@ -11,7 +11,7 @@
 
 use hashbrown::{HashMap, HashSet};
 
-use super::opening::{MAX_BUFFER, StreamKey};
+use super::opening::{MAX_BUFFER, StreamKey, least_recent};
 use crate::packet::Timestamp;
 use crate::wire::quic;
 use crate::wire::tls::{self, ClientHello, HelloStatus, Transport};
@@ -158,12 +158,7 @@ impl InitialAssembler {
     }
 
     fn evict_oldest(&mut self) {
-        if let Some(key) = self
-            .pending
-            .iter()
-            .min_by_key(|(_, p)| p.last)
-            .map(|(k, _)| *k)
-        {
+        if let Some(key) = least_recent(&self.pending, |c| c.last) {
             self.pending.remove(&key);
         }
     }

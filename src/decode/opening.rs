@@ -67,6 +67,14 @@ fn begins_opening(payload: &[u8]) -> bool {
         || (payload.len() >= 4 && http::starts_like_request(payload))
 }
 
+/// The key of the entry fed least recently (`last` says when each was).
+pub(super) fn least_recent<V>(
+    map: &HashMap<StreamKey, V>,
+    last: impl Fn(&V) -> Timestamp,
+) -> Option<StreamKey> {
+    map.iter().min_by_key(|(_, v)| last(v)).map(|(k, _)| *k)
+}
+
 /// The streams waiting for the rest of their opening.
 #[derive(Debug)]
 pub struct OpeningAssembler {
@@ -225,12 +233,7 @@ impl OpeningAssembler {
     }
 
     fn evict_oldest(&mut self) {
-        if let Some(key) = self
-            .pending
-            .iter()
-            .min_by_key(|(_, p)| p.last)
-            .map(|(k, _)| *k)
-        {
+        if let Some(key) = least_recent(&self.pending, |p| p.last) {
             self.forget(&key);
         }
     }
