@@ -75,6 +75,8 @@ pub struct Summary {
     /// Decoded packets by the encapsulations they arrived in (VLAN, MPLS, VXLAN, GRE, ...).
     pub encapsulations: BTreeMap<&'static str, u64>,
     pub dns_malformed: u64,
+    /// QUIC Initials left unread because a second's decryption budget was spent.
+    pub quic_initials_over_budget: u64,
     pub flows: u64,
     pub protocol_counts: BTreeMap<&'static str, u64>,
     pub top_talkers: Vec<TopTalker>,
@@ -278,6 +280,7 @@ pub fn run(
         skipped: read.decode.skipped_by_reason().collect(),
         encapsulations: read.decode.by_encapsulation().collect(),
         dns_malformed: read.decode.dns_malformed,
+        quic_initials_over_budget: read.decode.quic_over_budget,
         flows: ran.drained.flows.created,
         protocol_counts: ran.stats.protocol_counts,
         top_talkers: ran.stats.top_talkers,

@@ -222,6 +222,8 @@ pub struct CaptureCounters {
     pub skipped: [AtomicU64; SkipReason::ALL.len()],
     /// Decoded packets by `Encapsulation` index.
     pub encapsulated: [AtomicU64; Encapsulation::ALL.len()],
+    /// QUIC Initials left unread because the second's decryption budget was spent.
+    pub quic_over_budget: AtomicU64,
 }
 
 impl CaptureCounters {
@@ -234,6 +236,8 @@ impl CaptureCounters {
         for (a, n) in self.encapsulated.iter().zip(d.encapsulated) {
             a.store(n, Ordering::Relaxed);
         }
+        self.quic_over_budget
+            .store(d.quic_over_budget, Ordering::Relaxed);
     }
 
     /// Non-zero skip counts by reason name.

@@ -132,6 +132,7 @@ impl DecodeCounters {
         for (a, b) in self.encapsulated.iter_mut().zip(other.encapsulated) {
             *a += b;
         }
+        self.quic_over_budget += other.quic_over_budget;
     }
 }
 

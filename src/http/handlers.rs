@@ -434,6 +434,7 @@ impl Api {
                 "decoded": load(&c.decoded),
                 "skipped": c.skipped_by_reason(),
                 "encapsulations": c.by_encapsulation(),
+                "quic_initials_over_budget": load(&c.quic_over_budget),
                 "batches_sent": load(&c.batches_sent),
                 "dropped": {
                     "queue_full_batches": load(&c.batches_dropped),
