@@ -2,15 +2,17 @@
 //! FabricPath), tunnels (GRE, ERSPAN, VXLAN, Geneve, GTP-U, IP-in-IP, Teredo, AYIYA) nested up
 //! to a configured depth, IP (v4 options and fragments, v6 extension chains), transport
 //! fields, ARP, the DNS question and a response's addresses, and (with names on) the TLS
-//! ClientHello or HTTP request head that opens a TCP stream.
+//! ClientHello or HTTP request head that opens a TCP stream, a ServerHello's choices, and the
+//! ClientHello of a QUIC connection's Initials.
 //!
 //! A tunnelled frame yields the innermost packet, as if it had been captured directly; the
 //! tunnel it came in and its carrier (the outermost IP packet) go into the batch's tunnel
 //! table. etherparse slices the IP layers; smoltcp's `wire` reads ARP; `crate::wire` reads
 //! the link and encapsulation headers. Decoding never panics and never trusts a length
 //! field. It allocates nothing per packet (names, answers, tunnels and openings go into the
-//! batch's arenas) except while a stream's opening is put together from several segments,
-//! which is bounded per stream and in number of streams (`opening`).
+//! batch's arenas) except while a stream's opening or a QUIC connection's CRYPTO stream is
+//! put together, which is bounded per stream and in number of streams (`opening`,
+//! `initials`), and for each QUIC Initial decrypted (at most 4,000 a second).
 
 mod config;
 pub mod initials;

@@ -2,7 +2,9 @@
 //! tunnel's identity), with idle and active timeouts and a hard cap. A tunnelled packet is
 //! accounted to its inner flow and its carrier to the tunnel's outer flow. With names on,
 //! the table takes in the batch's DNS answers in packet order and names each flow's server
-//! when it opens, then by the TLS ClientHello or HTTP request head that opens its stream.
+//! when it opens, then by the TLS or QUIC ClientHello or HTTP request head that opens its
+//! stream; the hello also gives the flow its ALPN and JA4, a ServerHello from the responder
+//! the negotiated version and cipher, and each record is labelled with its application.
 //!
 //! Flows live in a slab. Each timeout class (TCP handshake, established, closed; UDP; ICMP;
 //! other) keeps an intrusive list in order of last activity, so the flows due to expire are
