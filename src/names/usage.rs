@@ -5,8 +5,9 @@
 //! address seen lately, for the views that list addresses.
 //!
 //! Bounded: at most `MAX_KEYS` names and applications per bucket (the rest add up under
-//! `other`), `MAX_HOSTS` distinct hosts counted per entry, and `MAX_ADDRESSES` addresses
-//! remembered by name.
+//! `other`), `MAX_HOSTS` distinct hosts counted per entry and `HOSTS_PER_BUCKET` in all per
+//! bucket (spoofed clients cannot fill every entry's set: past the budget, host counts are
+//! lower bounds), and `MAX_ADDRESSES` addresses remembered by name.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::net::IpAddr;
@@ -21,6 +22,8 @@ use crate::model::flow::{AppLabel, EndReason, FlowRecord, NameSource};
 const MAX_KEYS: usize = 4096;
 /// Distinct hosts counted per entry at most (beyond, the count stays there).
 const MAX_HOSTS: usize = 1024;
+/// Host entries one bucket holds across all its tallies.
+const HOSTS_PER_BUCKET: usize = 65_536;
 /// Server addresses remembered with their name at most.
 const MAX_ADDRESSES: usize = 16_384;
 /// Entries listed per table of a summary.
@@ -35,22 +38,25 @@ struct Tally {
 }
 
 impl Tally {
-    fn add(&mut self, bytes: u64, host: IpAddr) {
+    /// Counts a flow of `host`; its host is remembered while `budget` (the bucket's) lasts.
+    fn add(&mut self, bytes: u64, host: IpAddr, budget: &mut usize) {
         self.bytes += bytes;
         self.flows += 1;
-        if self.hosts.len() < MAX_HOSTS {
-            self.hosts.insert(host);
+        if self.hosts.len() < MAX_HOSTS && *budget > 0 && self.hosts.insert(host) {
+            *budget -= 1;
         }
     }
 
-    fn merge(&mut self, other: &Tally) {
+    fn merge(&mut self, other: &Tally, budget: &mut usize) {
         self.bytes += other.bytes;
         self.flows += other.flows;
         for h in &other.hosts {
-            if self.hosts.len() >= MAX_HOSTS {
+            if self.hosts.len() >= MAX_HOSTS || *budget == 0 {
                 break;
             }
-            self.hosts.insert(*h);
+            if self.hosts.insert(*h) {
+                *budget -= 1;
+            }
         }
     }
 }
@@ -59,7 +65,7 @@ impl Tally {
 type AppKey = (&'static str, &'static str, bool);
 
 /// The tallies of one minute (or of everything).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Bucket {
     minute: i64,
     apps: HashMap<AppKey, Tally>,
@@ -67,9 +73,22 @@ struct Bucket {
     /// Flows and bytes named by each source (`NameSource::ALL` order), then unnamed.
     sources: [(u64, u64); NameSource::ALL.len() + 1],
     other: Tally,
+    /// Host entries the bucket may still add.
+    host_budget: usize,
 }
 
 impl Bucket {
+    fn new(minute: i64, host_budget: usize) -> Self {
+        Bucket {
+            minute,
+            apps: HashMap::new(),
+            names: HashMap::new(),
+            sources: [(0, 0); NameSource::ALL.len() + 1],
+            other: Tally::default(),
+            host_budget,
+        }
+    }
+
     fn add(&mut self, r: &FlowRecord) {
         let bytes = r.bytes();
         let source = r
@@ -85,32 +104,26 @@ impl Bucket {
         }) = &r.app
         {
             let key = (*app, *category, *by_port);
-            tally_in(&mut self.apps, key, &mut self.other, bytes, r.src);
+            let tally = tally_in(&mut self.apps, key, &mut self.other);
+            tally.add(bytes, r.src, &mut self.host_budget);
         }
         if let Some(name) = &r.server_name {
-            tally_in(
-                &mut self.names,
-                Arc::clone(name),
-                &mut self.other,
-                bytes,
-                r.src,
-            );
+            let tally = tally_in(&mut self.names, Arc::clone(name), &mut self.other);
+            tally.add(bytes, r.src, &mut self.host_budget);
         }
     }
 }
 
-fn tally_in<K: std::hash::Hash + Eq>(
-    map: &mut HashMap<K, Tally>,
+/// The tally of `key`, or `other` once the map holds `MAX_KEYS` others.
+fn tally_in<'a, K: std::hash::Hash + Eq>(
+    map: &'a mut HashMap<K, Tally>,
     key: K,
-    other: &mut Tally,
-    bytes: u64,
-    host: IpAddr,
-) {
+    other: &'a mut Tally,
+) -> &'a mut Tally {
     if map.len() >= MAX_KEYS && !map.contains_key(&key) {
-        other.add(bytes, host);
-        return;
+        return other;
     }
-    map.entry(key).or_default().add(bytes, host);
+    map.entry(key).or_default()
 }
 
 /// Application, category and name tallies over a window of packet time.
@@ -189,10 +202,8 @@ impl Usage {
             None => 0,
         };
         if self.buckets.back().is_none_or(|b| b.minute < minute) {
-            self.buckets.push_back(Bucket {
-                minute,
-                ..Bucket::default()
-            });
+            self.buckets
+                .push_back(Bucket::new(minute, HOSTS_PER_BUCKET));
         }
         let bucket = match self.buckets.iter_mut().rev().find(|b| b.minute <= minute) {
             Some(b) => b,
@@ -235,23 +246,29 @@ impl Usage {
     /// The tallies of the window ending at `now_secs` (packet time); the flows still in the
     /// table are added to them (`Window::add`) before the summary is drawn.
     pub fn window(&self, now_secs: Option<i64>) -> Window {
-        let mut total = Bucket::default();
+        // A window adds up to seven minutes' buckets.
+        let mut total = Bucket::new(0, 4 * HOSTS_PER_BUCKET);
         let horizon = match (self.window_secs, now_secs) {
             (Some(w), Some(now)) => now - w,
             _ => i64::MIN,
         };
         for b in self.buckets.iter().filter(|b| b.minute + 60 > horizon) {
+            let budget = &mut total.host_budget;
             for (k, t) in &b.apps {
-                total.apps.entry(*k).or_default().merge(t);
+                total.apps.entry(*k).or_default().merge(t, budget);
             }
             for (k, t) in &b.names {
-                total.names.entry(Arc::clone(k)).or_default().merge(t);
+                total
+                    .names
+                    .entry(Arc::clone(k))
+                    .or_default()
+                    .merge(t, budget);
             }
             for (sum, part) in total.sources.iter_mut().zip(&b.sources) {
                 sum.0 += part.0;
                 sum.1 += part.1;
             }
-            total.other.merge(&b.other);
+            total.other.merge(&b.other, &mut total.host_budget);
         }
         Window {
             window_secs: self.window_secs,
@@ -276,8 +293,12 @@ impl Window {
     pub fn summary(self) -> UsageSummary {
         let total = self.total;
         let mut categories: HashMap<Arc<str>, Tally> = HashMap::new();
+        let mut budget = 4 * HOSTS_PER_BUCKET;
         for ((_, category, _), t) in &total.apps {
-            categories.entry(Arc::from(*category)).or_default().merge(t);
+            categories
+                .entry(Arc::from(*category))
+                .or_default()
+                .merge(t, &mut budget);
         }
         let row = |t: &Tally| UsageRow {
             app: None,
@@ -453,6 +474,17 @@ mod tests {
         }
         let bucket = &u.buckets[0];
         assert_eq!(bucket.names.len(), MAX_KEYS);
+        // Spoofed clients: every name from many hosts; the host sets stay within the budget.
+        for i in 0..(2 * HOSTS_PER_BUCKET as u32) {
+            let name = format!("host{}.example", i % MAX_KEYS as u32);
+            let mut r = record("10.0.0.1", "192.0.2.1", Some(&name), None);
+            r.src = IpAddr::from((i | 0x0a00_0000).to_be_bytes());
+            u.record(&r);
+        }
+        let bucket = &u.buckets[0];
+        let held: usize = bucket.names.values().map(|t| t.hosts.len()).sum();
+        assert!(held <= HOSTS_PER_BUCKET, "{held}");
+        assert!(held >= HOSTS_PER_BUCKET - MAX_KEYS, "{held}");
         assert_eq!(bucket.other.flows, 500);
         assert!(bucket.other.hosts.len() <= MAX_HOSTS);
         assert!(u.names_by_address.len() <= MAX_ADDRESSES);
