@@ -401,11 +401,7 @@ fn eve_flow_events_carry_suricatas_tls_and_http_fields() {
             common::analyze(&pcap(rel), &["--config", config.to_str().unwrap()]);
         assert_eq!(code, Some(0), "{stderr}");
     }
-    let events: Vec<serde_json::Value> = std::fs::read_to_string(&eve)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let events = common::json_lines(&eve);
     // MANIFEST (tshark, ja4plus): 192.168.1.6:60533 -> 52.113.194.132:443 sends SNI
     // teams.microsoft.com, ALPN h2 first, JA4 t12d1311h2_8b80da21ef18_77989cba1f4a; the
     // server chooses TLS 1.2.

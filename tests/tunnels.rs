@@ -523,11 +523,7 @@ fn eve_flow_events_carry_suricatas_tunnel_object() {
         &["--config", config.to_str().unwrap()],
     );
     assert_eq!(code, Some(0), "{stderr}");
-    let events: Vec<serde_json::Value> = std::fs::read_to_string(&eve)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let events = common::json_lines(&eve);
     // tshark -V: VXLAN VNI 123 from 192.168.56.11 to 192.168.56.12:4789,
     // carrying ICMP echo 10.0.0.1 -> 10.0.0.2.
     let inner = events

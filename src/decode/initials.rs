@@ -174,18 +174,9 @@ mod tests {
         (a, b, port, 443, 0)
     }
 
-    fn rfc_initial() -> Vec<u8> {
-        let text = include_str!("../../testdata/rfc9001_a2_client_initial.hex");
-        let digits: Vec<u8> = text.bytes().filter(u8::is_ascii_hexdigit).collect();
-        digits
-            .chunks(2)
-            .map(|p| u8::from_str_radix(std::str::from_utf8(p).unwrap(), 16).unwrap())
-            .collect()
-    }
-
     #[test]
     fn the_rfc_initial_is_read_once() {
-        let initial = rfc_initial();
+        let initial = crate::wire::quic::rfc9001_client_initial();
         let mut a = InitialAssembler::new(8);
         let hello = a.datagram(key(1), &initial, Timestamp(0)).expect("a hello");
         assert_eq!(hello.server_name.as_deref(), Some(&b"example.com"[..]));
@@ -215,7 +206,7 @@ mod tests {
 
     #[test]
     fn forged_initials_cost_a_bounded_number_of_decryptions() {
-        let mut forged = rfc_initial();
+        let mut forged = crate::wire::quic::rfc9001_client_initial();
         forged[700] ^= 0xff;
         let mut a = InitialAssembler::new(8);
         for port in 0..10_000u16 {
@@ -225,6 +216,9 @@ mod tests {
         assert_eq!(a.waiting(), 0);
         // The next second has a budget again.
         let next = Timestamp(6 * Timestamp::NANOS_PER_SEC);
-        assert!(a.datagram(key(1), &rfc_initial(), next).is_some());
+        assert!(
+            a.datagram(key(1), &crate::wire::quic::rfc9001_client_initial(), next)
+                .is_some()
+        );
     }
 }

@@ -268,17 +268,25 @@ pub fn crypto_frames(payload: &[u8]) -> Vec<(u64, &[u8])> {
     out
 }
 
+/// Bytes from hex text (whitespace ignored), for the RFC vectors in tests.
+#[cfg(test)]
+pub(crate) fn unhex(text: &str) -> Vec<u8> {
+    let digits: Vec<u8> = text.bytes().filter(u8::is_ascii_hexdigit).collect();
+    digits
+        .chunks(2)
+        .map(|p| u8::from_str_radix(std::str::from_utf8(p).unwrap(), 16).unwrap())
+        .collect()
+}
+
+/// RFC 9001 A.2: the protected client Initial (1,200 bytes).
+#[cfg(test)]
+pub(crate) fn rfc9001_client_initial() -> Vec<u8> {
+    unhex(include_str!("../../testdata/rfc9001_a2_client_initial.hex"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn unhex(text: &str) -> Vec<u8> {
-        let digits: Vec<u8> = text.bytes().filter(u8::is_ascii_hexdigit).collect();
-        digits
-            .chunks(2)
-            .map(|p| u8::from_str_radix(std::str::from_utf8(p).unwrap(), 16).unwrap())
-            .collect()
-    }
 
     const DCID: &str = "8394c8f03e515708";
 
@@ -308,7 +316,7 @@ mod tests {
 
     #[test]
     fn the_rfc_9001_a2_client_initial_decrypts_exactly() {
-        let datagram = unhex(include_str!("../../testdata/rfc9001_a2_client_initial.hex"));
+        let datagram = rfc9001_client_initial();
         assert_eq!(datagram.len(), 1200);
         assert!(looks_like_initial(&datagram));
         let initial = decrypt_initial(&datagram).expect("decrypts");
@@ -340,7 +348,7 @@ mod tests {
 
     #[test]
     fn damaged_or_cut_initials_do_not_decrypt() {
-        let datagram = unhex(include_str!("../../testdata/rfc9001_a2_client_initial.hex"));
+        let datagram = rfc9001_client_initial();
         let mut damaged = datagram.clone();
         damaged[600] ^= 1;
         assert_eq!(decrypt_initial(&damaged), None);

@@ -142,6 +142,27 @@ fn u16s(list: &[u8]) -> impl Iterator<Item = u16> + '_ {
         .map(|v| u16::from_be_bytes([v[0], v[1]]))
 }
 
+/// Calls `f` with the type and data of each extension in the block at `pos` of a hello
+/// (none when the hello ends before it); `None` when the block or `f` finds it malformed.
+fn extensions(
+    hello: &[u8],
+    mut pos: usize,
+    mut f: impl FnMut(u16, &[u8]) -> Option<()>,
+) -> Option<()> {
+    if pos >= hello.len() {
+        return Some(());
+    }
+    let total = u16_at(hello, &mut pos)?;
+    let block = take(hello, &mut pos, total)?;
+    let mut at = 0;
+    while at < block.len() {
+        let kind = u16_at(block, &mut at)? as u16;
+        let len = u16_at(block, &mut at)?;
+        f(kind, take(block, &mut at, len)?)?;
+    }
+    Some(())
+}
+
 /// GREASE values (RFC 8701): 0x?A?A with both bytes equal.
 fn is_grease(v: u16) -> bool {
     v & 0x0f0f == 0x0a0a && v >> 8 == v & 0xff
@@ -172,41 +193,34 @@ fn parse_body(b: &[u8], transport: Transport) -> Option<ClientHello> {
         ciphers: u16s(suites).filter(|c| !is_grease(*c)).collect(),
         ..Ja4Input::default()
     };
-    if pos < b.len() {
-        let total = u16_at(b, &mut pos)?;
-        let extensions = take(b, &mut pos, total)?;
-        let mut at = 0;
-        while at < extensions.len() {
-            let kind = u16_at(extensions, &mut at)? as u16;
-            let len = u16_at(extensions, &mut at)?;
-            let data = take(extensions, &mut at, len)?;
-            if !is_grease(kind) {
-                print.extensions.push(kind);
-            }
-            match kind {
-                EXT_SERVER_NAME => {
-                    print.sni = true;
-                    hello.server_name = server_name(data);
-                }
-                EXT_ALPN => hello.alpn = first_alpn(data),
-                EXT_SIGNATURE_ALGORITHMS => {
-                    let mut p = 0;
-                    let n = u16_at(data, &mut p)?;
-                    print.signatures = u16s(take(data, &mut p, n)?).collect();
-                }
-                EXT_SUPPORTED_VERSIONS => {
-                    let mut p = 0;
-                    let n = u8_at(data, &mut p)?;
-                    let list = take(data, &mut p, n)?;
-                    hello.version = u16s(list)
-                        .filter(|v| !is_grease(*v))
-                        .max()
-                        .unwrap_or(legacy);
-                }
-                _ => {}
-            }
+    extensions(b, pos, |kind, data| {
+        if !is_grease(kind) {
+            print.extensions.push(kind);
         }
-    }
+        match kind {
+            EXT_SERVER_NAME => {
+                print.sni = true;
+                hello.server_name = server_name(data);
+            }
+            EXT_ALPN => hello.alpn = first_alpn(data),
+            EXT_SIGNATURE_ALGORITHMS => {
+                let mut p = 0;
+                let n = u16_at(data, &mut p)?;
+                print.signatures = u16s(take(data, &mut p, n)?).collect();
+            }
+            EXT_SUPPORTED_VERSIONS => {
+                let mut p = 0;
+                let n = u8_at(data, &mut p)?;
+                let list = take(data, &mut p, n)?;
+                hello.version = u16s(list)
+                    .filter(|v| !is_grease(*v))
+                    .max()
+                    .unwrap_or(legacy);
+            }
+            _ => {}
+        }
+        Some(())
+    })?;
     print.version = hello.version;
     print.alpn = hello.alpn.as_deref();
     hello.ja4 = print.fingerprint();
@@ -394,19 +408,12 @@ pub fn server_hello(stream: &[u8]) -> Option<ServerHello> {
         version: legacy,
         cipher,
     };
-    if pos < body.len() {
-        let total = u16_at(body, &mut pos)?;
-        let extensions = take(body, &mut pos, total)?;
-        let mut at = 0;
-        while at < extensions.len() {
-            let kind = u16_at(extensions, &mut at)? as u16;
-            let len = u16_at(extensions, &mut at)?;
-            let data = take(extensions, &mut at, len)?;
-            if kind == EXT_SUPPORTED_VERSIONS && len == 2 {
-                hello.version = u16::from_be_bytes([data[0], data[1]]);
-            }
+    extensions(body, pos, |kind, data| {
+        if kind == EXT_SUPPORTED_VERSIONS && data.len() == 2 {
+            hello.version = u16::from_be_bytes([data[0], data[1]]);
         }
-    }
+        Some(())
+    })?;
     Some(hello)
 }
 

@@ -96,9 +96,16 @@ pub fn flows_of(file: &Path) -> Vec<serde_json::Value> {
     let out = dir.join("flows.jsonl");
     let (code, _, stderr) = analyze(file, &["--flows-out", out.to_str().unwrap()]);
     assert_eq!(code, Some(0), "{stderr}");
-    let text = std::fs::read_to_string(&out).unwrap();
+    let records = json_lines(&out);
     let _ = std::fs::remove_dir_all(&dir);
-    text.lines()
+    records
+}
+
+/// The JSON values of a file of one per line (flow records, EVE events).
+pub fn json_lines(path: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect()
 }
