@@ -119,6 +119,9 @@ pub fn tempdir() -> PathBuf {
         std::process::id(),
         N.fetch_add(1, Ordering::Relaxed)
     ));
+    // A directory left by an earlier run whose process had the same id (ids wrap) would
+    // hand this test its files: start empty.
+    let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
