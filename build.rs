@@ -1,5 +1,7 @@
 //! Embeds the dashboard (`web/`) in the binary: every file with its content type, a content
 //! hash (the ETag) and a gzip copy made here, so that serving costs no compression at runtime.
+//! And turns the IEEE MAC address registries (Debian's `ieee-data`) into the compact vendor
+//! table `devices::vendor` reads (format documented there).
 
 use std::fmt::Write as _;
 use std::io::Write as _;
@@ -36,6 +38,83 @@ fn main() {
     }
     table.push(']');
     std::fs::write(out.join("assets.rs"), table).expect("writing assets.rs");
+    vendor_table(&out);
+}
+
+/// Where the registries are: `TAPIR_IEEE_DATA`, else Debian's `ieee-data` directory.
+const IEEE_DATA: &str = "/usr/share/ieee-data";
+
+/// Reads MA-L (`oui.csv`, 24-bit prefixes), MA-M (`mam.csv`, 28), MA-S (`oui36.csv`, 36)
+/// and the older IAB blocks (`iab.csv`, 36) and writes `vendors.bin`: a header of four
+/// big-endian u32 counts (24-, 28- and 36-bit entries, names), the sorted entries of each
+/// length (the prefix in 3, 4 or 5 bytes, then a 2-byte name index), the names' end
+/// offsets (u32 each) and the names' UTF-8 bytes.
+fn vendor_table(out: &Path) {
+    println!("cargo:rerun-if-env-changed=TAPIR_IEEE_DATA");
+    let dir = std::env::var("TAPIR_IEEE_DATA").unwrap_or_else(|_| IEEE_DATA.to_string());
+    let dir = Path::new(&dir);
+    let mut names: Vec<String> = Vec::new();
+    let mut index: std::collections::HashMap<String, u16> = std::collections::HashMap::new();
+    // (prefix bits, prefix, name index), one list per length.
+    let mut by_len: [Vec<(u64, u16)>; 3] = Default::default();
+    for (file, bits, slot) in [
+        ("oui.csv", 24, 0),
+        ("mam.csv", 28, 1),
+        ("oui36.csv", 36, 2),
+        ("iab.csv", 36, 2),
+    ] {
+        let path = dir.join(file);
+        println!("cargo:rerun-if-changed={}", path.display());
+        let mut reader = csv::Reader::from_path(&path).unwrap_or_else(|e| {
+            panic!(
+                "cannot read the IEEE registry {}: {e}. Install Debian's ieee-data package \
+                 (apt install ieee-data) or point TAPIR_IEEE_DATA at a directory holding \
+                 oui.csv, mam.csv, oui36.csv and iab.csv",
+                path.display()
+            )
+        });
+        for record in reader.records() {
+            let record = record.unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            let (Some(assignment), Some(name)) = (record.get(1), record.get(2)) else {
+                continue;
+            };
+            let digits = (bits / 4) as usize;
+            let Ok(prefix) = u64::from_str_radix(assignment.trim(), 16) else {
+                continue;
+            };
+            if assignment.trim().len() != digits {
+                continue;
+            }
+            let name = name.trim().to_string();
+            let id = *index.entry(name.clone()).or_insert_with(|| {
+                names.push(name);
+                u16::try_from(names.len() - 1).expect("fewer than 65,536 vendor names")
+            });
+            by_len[slot].push((prefix, id));
+        }
+    }
+    let mut bin = Vec::new();
+    for list in &mut by_len {
+        list.sort_unstable();
+        list.dedup_by_key(|(prefix, _)| *prefix);
+        bin.extend_from_slice(&(list.len() as u32).to_be_bytes());
+    }
+    bin.extend_from_slice(&(names.len() as u32).to_be_bytes());
+    for (list, width) in by_len.iter().zip([3usize, 4, 5]) {
+        for (prefix, id) in list {
+            bin.extend_from_slice(&prefix.to_be_bytes()[8 - width..]);
+            bin.extend_from_slice(&id.to_be_bytes());
+        }
+    }
+    let mut end = 0u32;
+    for name in &names {
+        end += name.len() as u32;
+        bin.extend_from_slice(&end.to_be_bytes());
+    }
+    for name in &names {
+        bin.extend_from_slice(name.as_bytes());
+    }
+    std::fs::write(out.join("vendors.bin"), bin).expect("writing vendors.bin");
 }
 
 fn collect(dir: &Path, out: &mut Vec<PathBuf>) {

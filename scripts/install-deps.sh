@@ -9,7 +9,7 @@ SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 export DEBIAN_FRONTEND=noninteractive
 
-want=(libpcap-dev pkg-config gcc binutils iproute2 tcpreplay tcpdump tshark nfdump python3 python3-pip file nmap hping3 curl bind9-dnsutils mmdb-bin iso-codes chromium systemd podman runc libcap2-bin)
+want=(libpcap-dev ieee-data pkg-config gcc binutils iproute2 tcpreplay tcpdump tshark nfdump python3 python3-pip file nmap hping3 curl bind9-dnsutils mmdb-bin iso-codes chromium systemd podman runc libcap2-bin)
 if [ "${TAPIR_SKIP_CROSS:-0}" != "1" ]; then
     want+=(gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user libpcap-dev:arm64 libc6:arm64)
 fi

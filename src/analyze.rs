@@ -26,6 +26,7 @@ use crate::flow::FlowTableStats;
 use crate::flow::actor::{GetUsage, name_talkers};
 use crate::metrics::actor::GetStats;
 use crate::metrics::{StatsSnapshot, TopTalker};
+use crate::model::device::{Device, InventoryState};
 use crate::names::usage::{Share, UsageRow, UsageSummary};
 use crate::output::FlushOutput;
 use crate::output::JsonLinesWriter;
@@ -109,6 +110,13 @@ pub struct Summary {
     /// The server names with the most bytes, and how many flows and bytes each source named.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub names: Option<NamesSection>,
+    /// The stations of the segment, one per MAC, most bytes first (absent when devices are
+    /// off).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub devices: Option<Vec<serde_json::Value>>,
+    /// The LAN rules' counters.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub device_rules: Option<crate::devices::rules::RuleStats>,
 }
 
 /// The `names` section of the summary.
@@ -157,8 +165,14 @@ struct Opened {
     live: Option<(LiveSource, Duration)>,
     writer: Option<JsonLinesWriter>,
     alerts_file: Option<(PathBuf, std::fs::File)>,
-    store: Option<StoreActor>,
+    store: Option<OpenedStore>,
     exporter: Option<crate::export::Exporter>,
+}
+
+/// The database of `--db-path`: its actor, and what it kept of the device inventory.
+struct OpenedStore {
+    actor: StoreActor,
+    devices: (Vec<Device>, InventoryState),
 }
 
 impl Opened {
@@ -194,7 +208,11 @@ impl Opened {
             Some(path) => {
                 let mut store = Store::open(path, &options.config.store)?;
                 store.set_community_seed(options.config.flows.community_id_seed);
-                Some(StoreActor::from_store(store, options.config.store.clone()))
+                let devices = store.load_devices()?;
+                Some(OpenedStore {
+                    actor: StoreActor::from_store(store, options.config.store.clone()),
+                    devices,
+                })
             }
             None => None,
         };
@@ -219,6 +237,7 @@ struct Ran {
     /// Flow records written to `--flows-out`, or why not.
     written: Option<std::io::Result<u64>>,
     usage: Option<UsageSummary>,
+    devices: Option<(Vec<serde_json::Value>, crate::devices::rules::RuleStats)>,
 }
 
 /// Runs the analysis; warnings (cut-short files, unsupported link types) go to `warn`.
@@ -310,6 +329,8 @@ pub fn run(
             top: u.names,
             named_by: u.named_by,
         }),
+        device_rules: ran.devices.as_ref().map(|d| d.1),
+        devices: ran.devices.map(|d| d.0),
     };
     let outcome = if read.failed || (read.packets > 0 && read.decode.decoded == 0) {
         Outcome::Failed
@@ -333,7 +354,7 @@ async fn run_pipeline(
     config: Config,
     inputs: Vec<Reading>,
     writer: Option<JsonLinesWriter>,
-    store: Option<StoreActor>,
+    store: Option<OpenedStore>,
     exporter: Option<crate::export::Exporter>,
     progress_since: Option<Instant>,
     top_talkers: usize,
@@ -347,16 +368,26 @@ async fn run_pipeline(
         sinks.push(export.addr.clone().recipient());
         alert_sinks.push(export.addr.clone().recipient());
     }
-    let store = store.map(StoreService::start);
+    let (store, stored_devices) = match store {
+        Some(s) => (Some(StoreService::start(s.actor)), Some(s.devices)),
+        None => (None, None),
+    };
+    let pipeline_config = PipelineConfig {
+        // The whole capture's applications, not a live window's.
+        usage_window_secs: None,
+        ..config.pipeline()
+    };
+    let book = pipeline_config.devices.clone();
+    if let (Some(book), Some((devices, state))) = (&book, stored_devices) {
+        book.lock().inventory.restore(devices, state);
+    }
+    let device_sinks = export.iter().map(|e| e.addr.clone().recipient()).collect();
     let pipeline = Pipeline::start(
-        &PipelineConfig {
-            // The whole capture's applications, not a live window's.
-            usage_window_secs: None,
-            ..config.pipeline()
-        },
+        &pipeline_config,
         sinks,
         store.as_ref().map(|s| s.addr.clone()),
         alert_sinks,
+        device_sinks,
     );
     let counters = Arc::new(CaptureCounters::default());
     let ticker = progress_since.map(|since| spawn_progress(Arc::clone(&counters), since));
@@ -389,6 +420,7 @@ async fn run_pipeline(
             BatchConfig {
                 decode: config.decode.clone(),
                 hello_streams: config.privacy.names.then_some(config.names.hello_streams),
+                lan_facts: book.is_some(),
                 ..BatchConfig::from(&config.capture)
             },
             stop,
@@ -409,6 +441,7 @@ async fn run_pipeline(
     let drained = crate::pipeline::drain(
         &pipeline.flows,
         &pipeline.detectors,
+        pipeline.devices.as_ref(),
         &pipeline.metrics,
         pipeline.store.as_ref(),
     )
@@ -429,6 +462,20 @@ async fn run_pipeline(
         .map_err(actors)?;
     let alert_stats = pipeline.alerts.send(GetAlertStats).await.map_err(actors)?;
     let usage = pipeline.flows.send(GetUsage).await.map_err(actors)?;
+    let devices = book.map(|book| {
+        let book = book.lock();
+        let mut devices: Vec<&Device> = book.inventory.devices().collect();
+        devices.sort_by_key(|d| std::cmp::Reverse(d.bytes_sent + d.bytes_received));
+        let moment = crate::devices::view::Moment {
+            learning_ended: None,
+            now: devices.iter().map(|d| d.last_seen).fold(0.0, f64::max),
+        };
+        let list = devices
+            .iter()
+            .map(|d| crate::devices::view::device_json(d, &[d.mac], &moment))
+            .collect();
+        (list, book.rules.stats)
+    });
     let written = match &writer {
         Some(w) => Some(w.send(FlushOutput).await.map_err(actors)?),
         None => None,
@@ -448,6 +495,7 @@ async fn run_pipeline(
         alert_stats,
         written,
         usage,
+        devices,
     })
 }
 
@@ -675,6 +723,28 @@ pub fn render_text(s: &Summary) -> String {
                     parts.join(", ")
                 }
             );
+        }
+    }
+    if let Some(devices) = s.devices.as_ref().filter(|d| !d.is_empty()) {
+        let _ = writeln!(out, "devices: {}", devices.len());
+        for d in devices.iter().take(10) {
+            let text = |k: &str| d[k].as_str().unwrap_or_default().to_string();
+            let addresses: Vec<&str> = d["addresses"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|a| a["ip"].as_str())
+                .take(2)
+                .collect();
+            let line = format!(
+                "  {}  {:<24} {:<28} {:<30} {:>12} bytes",
+                text("mac"),
+                text("name"),
+                text("vendor").chars().take(28).collect::<String>(),
+                addresses.join(" "),
+                d["bytes"].as_u64().unwrap_or(0),
+            );
+            let _ = writeln!(out, "{}", line.trim_end());
         }
     }
     if s.alerts.is_empty() {

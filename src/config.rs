@@ -12,6 +12,7 @@ use crate::alert::AlertsConfig;
 use crate::auth::AuthConfig;
 use crate::decode::DecodeConfig;
 use crate::detect::DetectorsConfig;
+use crate::devices::{DevicesConfig, SharedDevices};
 use crate::export::ExportConfig;
 use crate::flow::FlowConfig;
 use crate::geo::GeoConfig;
@@ -32,6 +33,7 @@ pub struct Config {
     pub flows: FlowConfig,
     pub metrics: MetricsConfig,
     pub detectors: DetectorsConfig,
+    pub devices: DevicesConfig,
     pub alerts: AlertsConfig,
     pub store: StoreConfig,
     pub server: ServerConfig,
@@ -54,7 +56,8 @@ pub enum ConfigError {
 }
 
 impl Config {
-    /// The settings a pipeline is built from.
+    /// The settings a pipeline is built from. Every pipeline built from the result shares
+    /// one device book (a fresh one per call): call it once per process.
     pub fn pipeline(&self) -> PipelineConfig {
         PipelineConfig {
             capture: self.capture.clone(),
@@ -64,6 +67,10 @@ impl Config {
             flows: self.flows.clone(),
             metrics: self.metrics.clone(),
             detectors: self.detectors.clone(),
+            devices: self
+                .devices
+                .enabled
+                .then(|| SharedDevices::new(&self.devices)),
             alerts: self.alerts.clone(),
         }
     }
@@ -120,6 +127,7 @@ impl Config {
         }
         self.decode.validate()?;
         self.names.validate()?;
+        self.devices.validate()?;
         self.store.validate()?;
         self.server.validate()?;
         self.auth.validate()?;

@@ -10,6 +10,7 @@ pub mod config;
 pub mod credit;
 pub mod decode;
 pub mod detect;
+pub mod devices;
 pub mod engine;
 pub mod export;
 pub mod flow;

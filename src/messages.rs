@@ -50,6 +50,22 @@ pub struct FlowTableStatus(pub FlowTableStats);
 #[rtype(result = "()")]
 pub struct FindingsMsg(pub Vec<Finding>);
 
+/// Devices whose facts changed (first seen, a new address or name, new DHCP facts, a
+/// label), as they are now: for the device events of the export.
+#[derive(Message, Clone)]
+#[rtype(result = "()")]
+pub struct DevicesChanged(pub Arc<[crate::model::device::Device]>);
+
+/// Devices to write (every one whose counters or facts changed), the ones evicted, and the
+/// inventory's state.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct StoreDevices {
+    pub devices: Vec<crate::model::device::Device>,
+    pub removed: Vec<crate::packet::MacAddr>,
+    pub state: crate::model::device::InventoryState,
+}
+
 /// Alerts that were opened or updated, as they are now.
 #[derive(Message, Clone)]
 #[rtype(result = "()")]

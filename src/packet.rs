@@ -40,6 +40,91 @@ impl Timestamp {
     }
 }
 
+/// An Ethernet (EUI-48) address.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct MacAddr(pub [u8; 6]);
+
+impl MacAddr {
+    pub const ZERO: MacAddr = MacAddr([0; 6]);
+
+    /// Read from the first six bytes of `b`.
+    pub fn from_slice(b: &[u8]) -> Option<MacAddr> {
+        Some(MacAddr(b.get(..6)?.try_into().ok()?))
+    }
+
+    pub fn is_zero(self) -> bool {
+        self.0 == [0; 6]
+    }
+
+    /// Group (multicast or broadcast) addresses have the I/G bit set.
+    pub fn is_group(self) -> bool {
+        self.0[0] & 1 != 0
+    }
+
+    /// An address a single station can send from: not group, not all zeros.
+    pub fn is_station(self) -> bool {
+        !self.is_group() && !self.is_zero()
+    }
+
+    /// Locally administered (the U/L bit): set by software, as OSes do for private,
+    /// randomised addresses; no vendor is registered for it.
+    pub fn is_local_admin(self) -> bool {
+        self.0[0] & 2 != 0
+    }
+
+    /// The address as one integer, for keys.
+    pub fn to_u64(self) -> u64 {
+        self.0.iter().fold(0u64, |k, &x| (k << 8) | u64::from(x))
+    }
+
+    pub fn from_u64(v: u64) -> MacAddr {
+        let b = v.to_be_bytes();
+        MacAddr([b[2], b[3], b[4], b[5], b[6], b[7]])
+    }
+
+    /// Parses `aa:bb:cc:dd:ee:ff` (or with `-`), any case.
+    pub fn parse(text: &str) -> Option<MacAddr> {
+        let mut out = [0u8; 6];
+        let mut parts = text.split([':', '-']);
+        for byte in &mut out {
+            let part = parts.next()?;
+            if part.len() != 2 {
+                return None;
+            }
+            *byte = u8::from_str_radix(part, 16).ok()?;
+        }
+        parts.next().is_none().then_some(MacAddr(out))
+    }
+}
+
+impl serde::Serialize for MacAddr {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for MacAddr {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        MacAddr::parse(&text).ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "{text:?} is not a MAC address (write it as aa:bb:cc:dd:ee:ff)"
+            ))
+        })
+    }
+}
+
+impl fmt::Display for MacAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let b = self.0;
+        write!(
+            f,
+            "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+            b[0], b[1], b[2], b[3], b[4], b[5]
+        )
+    }
+}
+
 /// TCP flag bits as they appear in byte 13 of the TCP header.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct TcpFlags(pub u8);
@@ -241,6 +326,97 @@ pub struct HttpRequest {
     pub user_agent: NameRef,
 }
 
+/// What one packet `packet` of a batch said about a station of the local segment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LanFact {
+    pub packet: u32,
+    pub fact: Lan,
+}
+
+/// The kinds of local-segment facts, as read by `decode`; names and byte strings sit in
+/// the batch's name arena.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Lan {
+    /// An ARP packet (Ethernet/IPv4): operation 1 request, 2 reply.
+    Arp {
+        op: u16,
+        sender_mac: MacAddr,
+        sender_ip: std::net::Ipv4Addr,
+        target_mac: MacAddr,
+        target_ip: std::net::Ipv4Addr,
+    },
+    /// An IPv6 neighbour-discovery message: `kind` is its ICMPv6 type (133 router
+    /// solicitation, 134 advertisement, 135 neighbour solicitation, 136 advertisement);
+    /// `target` the NS/NA target; `lladdr` the link-layer option; the NA flags.
+    Ndp {
+        kind: u8,
+        target: std::net::Ipv6Addr,
+        lladdr: Option<MacAddr>,
+        solicited: bool,
+        override_: bool,
+    },
+    Dhcp(DhcpFact),
+    /// A DHCPv6 message (the inner one of a relay): its type, DUID (client id option, raw
+    /// bytes), client FQDN and vendor class data.
+    Dhcp6 {
+        msg: u8,
+        relayed: bool,
+        duid: NameRef,
+        fqdn: NameRef,
+        vendor_class: NameRef,
+    },
+    /// A name a station gave itself: an mDNS or LLMNR answer's owner name with the address
+    /// it gives, an NBNS registration or answer, or a NetBIOS datagram's source name.
+    Name {
+        source: LanNameSource,
+        name: NameRef,
+        addr: Option<IpAddr>,
+    },
+}
+
+/// Where a station's self-given name was read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum LanNameSource {
+    Mdns,
+    Llmnr,
+    Nbns,
+    /// The source name of a NetBIOS datagram (browser announcements, mailslots).
+    Netbios,
+}
+
+impl LanNameSource {
+    pub fn name(self) -> &'static str {
+        match self {
+            LanNameSource::Mdns => "mdns",
+            LanNameSource::Llmnr => "llmnr",
+            LanNameSource::Nbns => "nbns",
+            LanNameSource::Netbios => "netbios",
+        }
+    }
+}
+
+/// A DHCPv4 message's facts: the message type (option 53), transaction id, client hardware
+/// address, the address given (`yiaddr`), the relay (`giaddr`), the server identifier
+/// (option 54), the requested address (50), the subnet mask (1) as a prefix length, and
+/// options 12 (host name), 81 (client FQDN name), 60 (vendor class), 55 (parameter request
+/// list, raw bytes) and 61 (client identifier, raw bytes) in the name arena.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DhcpFact {
+    pub msg: u8,
+    pub xid: u32,
+    pub chaddr: MacAddr,
+    pub yiaddr: std::net::Ipv4Addr,
+    pub giaddr: std::net::Ipv4Addr,
+    pub server_id: Option<std::net::Ipv4Addr>,
+    pub requested: Option<std::net::Ipv4Addr>,
+    pub prefix_len: Option<u8>,
+    pub host_name: NameRef,
+    pub fqdn: NameRef,
+    pub vendor_class: NameRef,
+    pub params: NameRef,
+    pub client_id: NameRef,
+}
+
 /// An address a DNS response gave for its question, and the record's TTL in seconds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct DnsAnswer {
@@ -421,6 +597,10 @@ pub struct PacketMeta {
     pub payload_len: u32,
     /// Outer VLAN id, when tagged.
     pub vlan: Option<u16>,
+    /// The Ethernet header around the packet (the innermost one, for a bridged tunnel);
+    /// zeros when the link has none.
+    pub src_mac: MacAddr,
+    pub dst_mac: MacAddr,
     pub fragment: Fragment,
     /// IP identification of a fragment (IPv4 16-bit, IPv6 32-bit); ties fragments together.
     pub frag_id: u32,
@@ -447,6 +627,8 @@ impl PacketMeta {
             icmp_code: 0,
             payload_len: 0,
             vlan: None,
+            src_mac: MacAddr::ZERO,
+            dst_mac: MacAddr::ZERO,
             fragment: Fragment::Whole,
             frag_id: 0,
             dns: None,
@@ -502,6 +684,9 @@ pub struct PacketBatch {
     pub choices: Vec<TlsChoice>,
     /// The HTTP request heads completed by the batch's packets, in packet order.
     pub requests: Vec<HttpRequest>,
+    /// What the batch's ARP, NDP, DHCP and local name-service packets said about the
+    /// stations of the segment, in packet order.
+    pub lan: Vec<LanFact>,
     /// When capture began filling the batch: the start of the alert-latency clock.
     pub started: Option<std::time::Instant>,
     /// The batch's room in the pipeline, given back when its last reader drops it.
@@ -518,6 +703,7 @@ impl PacketBatch {
             hellos: Vec::new(),
             choices: Vec::new(),
             requests: Vec::new(),
+            lan: Vec::new(),
             started: None,
             credit: None,
         }

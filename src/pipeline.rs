@@ -25,12 +25,14 @@ use crate::detect::DetectorStats;
 use crate::detect::DetectorsConfig;
 use crate::detect::actor::DetectorActor;
 use crate::detect::actor::FlushDetectors;
+use crate::devices::SharedDevices;
+use crate::devices::actor::{DevicesActor, FlushDevices};
 use crate::export::{ExportActor, Exporter, FlushExport};
 use crate::flow::FlowConfig;
 use crate::flow::FlowTableStats;
 use crate::flow::actor::FlowsActor;
 use crate::flow::actor::FlushFlows;
-use crate::messages::{AlertsChanged, FlowRecordsMsg, PacketBatchMsg};
+use crate::messages::{AlertsChanged, DevicesChanged, FlowRecordsMsg, PacketBatchMsg};
 use crate::metrics::MetricsConfig;
 use crate::metrics::actor::FinishMinute;
 use crate::metrics::actor::MetricsActor;
@@ -65,6 +67,8 @@ pub struct PipelineConfig {
     pub usage_window_secs: Option<i64>,
     pub metrics: MetricsConfig,
     pub detectors: DetectorsConfig,
+    /// The device book every pipeline feeds (absent when `[devices] enabled = false`).
+    pub devices: Option<SharedDevices>,
     pub alerts: AlertsConfig,
 }
 
@@ -99,6 +103,7 @@ pub struct Drained {
 pub async fn drain(
     flows: &Addr<FlowsActor>,
     detectors: &[Addr<DetectorActor>],
+    devices: Option<&Addr<DevicesActor>>,
     metrics: &Addr<MetricsActor>,
     store: Option<&Addr<StoreActor>>,
 ) -> Result<Drained, actix::MailboxError> {
@@ -109,6 +114,10 @@ pub async fn drain(
     for d in detectors {
         let (rule, stats) = d.clone().send(FlushDetectors).await?;
         by_rule.insert(rule.name(), stats);
+    }
+    // The flows actor has passed on every batch: the devices actor has them queued.
+    if let Some(devices) = devices {
+        devices.clone().send(FlushDevices).await?;
     }
     metrics.clone().send(FinishMinute).await?;
     let store = match store {
@@ -127,6 +136,8 @@ pub struct Pipeline {
     pub flows: Addr<FlowsActor>,
     pub metrics: Addr<MetricsActor>,
     pub detectors: Vec<Addr<DetectorActor>>,
+    /// Present when devices are on.
+    pub devices: Option<Addr<DevicesActor>>,
     pub alerts: Addr<AlertsActor>,
     /// Present when the pipeline keeps a database.
     pub store: Option<Addr<StoreActor>>,
@@ -188,6 +199,7 @@ impl Pipeline {
         mut record_sinks: Vec<Recipient<FlowRecordsMsg>>,
         store: Option<Addr<StoreActor>>,
         mut alert_sinks: Vec<Recipient<AlertsChanged>>,
+        device_sinks: Vec<Recipient<DevicesChanged>>,
     ) -> Pipeline {
         // Capture's credits bound the batches in every mailbox; sized to match, a mailbox
         // rarely looks over capacity to a query (`send`) because of batches alone.
@@ -234,6 +246,15 @@ impl Pipeline {
             }
             detectors.push(addr);
         }
+        let devices = config.devices.as_ref().map(|book| {
+            let (book, sink) = (book.clone(), alerts.clone().recipient());
+            let store = store.as_ref().map(|s| s.clone().recipient());
+            let addr = DevicesActor::start_in_arbiter(&detect_arbiter.handle(), move |_| {
+                DevicesActor::new(book, sink, store, device_sinks, queue)
+            });
+            packet_sinks.push(addr.clone().recipient());
+            addr
+        });
 
         let status = vec![metrics.clone().recipient()];
         let flow_config = config.flows.clone();
@@ -265,6 +286,7 @@ impl Pipeline {
             flows,
             metrics,
             detectors,
+            devices,
             alerts,
             store,
             flows_arbiter,

@@ -21,6 +21,7 @@ use crate::http::hub::CloseAll;
 use crate::http::hub::HubActor;
 use crate::http::tls::{Tls, TlsError};
 use crate::http::{Api, HttpServer, ServeError};
+use crate::messages::StoreDevices;
 use crate::pipeline::{ExportService, Listeners, StoreService};
 use crate::store::actor::FlushStore;
 use crate::store::actor::StoreActor;
@@ -83,6 +84,11 @@ pub fn run(options: ServeOptions, ready: impl FnOnce(SocketAddr, bool)) -> Resul
     let bound = HttpServer::bind(&config.server)?;
     let mut store = Store::open(&options.db_path, &config.store)?;
     store.set_community_seed(config.flows.community_id_seed);
+    let pipeline_config = config.pipeline();
+    if let Some(book) = &pipeline_config.devices {
+        let (devices, state) = store.load_devices()?;
+        book.lock().inventory.restore(devices, state);
+    }
     let geo = Arc::new(GeoIp::open(&config.geoip)?);
     let source = options.base.open()?;
     if let Some(reason) = geo.status().reason {
@@ -142,8 +148,9 @@ pub fn run(options: ServeOptions, ready: impl FnOnce(SocketAddr, bool)) -> Resul
         let hub = HubActor::new(config.server.websocket.clone())
             .with_mask(Arc::clone(&ip_masking))
             .start();
+        let devices = pipeline_config.devices.clone();
         let engine = Engine::new(
-            config.pipeline(),
+            pipeline_config,
             options.base,
             source,
             Some(store.addr.clone()),
@@ -177,6 +184,7 @@ pub fn run(options: ServeOptions, ready: impl FnOnce(SocketAddr, bool)) -> Resul
                 &config.server.allowed_hosts,
             ),
             hashing: Default::default(),
+            devices,
         });
         let tls_on = tls.is_some();
         crate::http::set_tls(tls_on);
@@ -208,6 +216,19 @@ pub fn run(options: ServeOptions, ready: impl FnOnce(SocketAddr, bool)) -> Resul
         let _ = engine.send(Shutdown).await;
         if let Some(export) = export {
             let _ = export.stop().await;
+        }
+        // What the devices changed since their actors last wrote (a drained pipeline's
+        // actor writes no more).
+        if let Some(book) = &api.devices {
+            let changes = book.lock().inventory.take_changes();
+            let _ = store
+                .addr
+                .send(StoreDevices {
+                    devices: changes.devices,
+                    removed: changes.removed,
+                    state: changes.state,
+                })
+                .await;
         }
         match store.addr.send(FlushStore).await {
             Ok(status) if status.pending > 0 => log(format!(

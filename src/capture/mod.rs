@@ -142,6 +142,8 @@ pub struct BatchConfig {
     /// Read TLS ClientHellos and HTTP request heads, waiting for at most this many split
     /// ones (None: names off).
     pub hello_streams: Option<usize>,
+    /// Read the segment's facts for the device inventory (ARP, NDP, DHCP, local names).
+    pub lan_facts: bool,
 }
 
 /// Capture settings (the `[capture]` section).
@@ -188,6 +190,7 @@ impl From<&CaptureConfig> for BatchConfig {
             in_flight: c.queue_batches,
             decode: DecodeConfig::default(),
             hello_streams: None,
+            lan_facts: false,
         }
     }
 }
@@ -200,6 +203,7 @@ impl Default for BatchConfig {
             in_flight: 64,
             decode: DecodeConfig::default(),
             hello_streams: None,
+            lan_facts: false,
         }
     }
 }
@@ -349,6 +353,9 @@ pub fn run(
     let mut decoder = Decoder::with_config(config.decode.clone());
     if let Some(streams) = config.hello_streams {
         decoder = decoder.with_openings(streams);
+    }
+    if config.lan_facts {
+        decoder = decoder.with_lan_facts();
     }
     let credits = Credits::new(config.in_flight);
     let mut report = CaptureReport {

@@ -16,6 +16,7 @@
 
 mod config;
 pub mod initials;
+mod lan;
 pub mod opening;
 
 use initials::InitialAssembler;
@@ -29,8 +30,9 @@ use serde::Serialize;
 pub use config::DecodeConfig;
 
 use crate::packet::{
-    AnswerRef, DnsAnswer, Encapsulation, Fragment, HttpRequest, NameRef, Network, PacketBatch,
-    PacketMeta, Timestamp, TlsChoice, TlsHello, Tunnel, TunnelInfo, TunnelRef, ip_proto,
+    AnswerRef, DnsAnswer, Encapsulation, Fragment, HttpRequest, MacAddr, NameRef, Network,
+    PacketBatch, PacketMeta, Timestamp, TlsChoice, TlsHello, Tunnel, TunnelInfo, TunnelRef,
+    ip_proto,
 };
 use crate::wire::encap::{self, Cut, LinkStep, kind};
 use crate::wire::link::{self, Inner, LinkError, LinkType, ether_type};
@@ -153,6 +155,9 @@ pub struct Decoder {
     openings: Option<OpeningAssembler>,
     /// QUIC clients' Initials, until their ClientHello is whole (absent when names are off).
     initials: Option<InitialAssembler>,
+    /// Whether to read what ARP, NDP, DHCP and the local name services say about the
+    /// segment's stations (for the device inventory).
+    lan_facts: bool,
 }
 
 /// One decoded frame: the packet, whether its DNS payload (if any) was readable, the
@@ -165,6 +170,7 @@ pub struct Decoded<'f> {
     pub seen: u32,
     pub tunnel: Option<Tunnel>,
     pub segment: Option<(u32, &'f [u8])>,
+    pub lan: Option<LanBytes<'f>>,
 }
 
 impl Decoder {
@@ -178,7 +184,15 @@ impl Decoder {
             config,
             openings: None,
             initials: None,
+            lan_facts: false,
         }
+    }
+
+    /// Also reads what ARP, NDP, DHCP, mDNS, LLMNR and NetBIOS say about the segment's
+    /// stations into the batch's `lan` facts.
+    pub fn with_lan_facts(mut self) -> Self {
+        self.lan_facts = true;
+        self
     }
 
     /// Also reads what opens each TCP stream, a TLS ClientHello or an HTTP request head
@@ -219,6 +233,9 @@ impl Decoder {
                     batch.tunnels.push(t);
                 }
                 self.read_opening(&d, batch);
+                if self.lan_facts {
+                    lan::read(&d, batch);
+                }
                 batch.packets.push(meta);
                 Ok(())
             }
@@ -326,6 +343,7 @@ impl Decoder {
             info: None,
             carrier: None,
             segment: None,
+            lan: None,
         };
         let first = link::strip(link, frame).map_err(|e| match e {
             LinkError::Truncated => SkipReason::TruncatedLinkHeader,
@@ -343,6 +361,7 @@ impl Decoder {
             seen: walk.seen,
             tunnel,
             segment: walk.segment,
+            lan: walk.lan,
         })
     }
 }
@@ -363,6 +382,17 @@ struct Walk<'c, 'f> {
     /// The innermost packet's TCP segment (sequence number and payload) or UDP datagram (its
     /// payload), for whole packets.
     segment: Option<(u32, &'f [u8])>,
+    /// An ARP packet or neighbour-discovery message, for the segment's facts.
+    lan: Option<LanBytes<'f>>,
+}
+
+/// The bytes of a packet that speaks about the local segment's stations.
+#[derive(Clone, Copy, Debug)]
+pub enum LanBytes<'f> {
+    /// An Ethernet/IPv4 ARP packet.
+    Arp(&'f [u8]),
+    /// An ICMPv6 router/neighbour solicitation or advertisement, from its type byte.
+    Ndp(&'f [u8]),
 }
 
 impl<'f> Walk<'_, 'f> {
@@ -395,6 +425,8 @@ impl<'f> Walk<'_, 'f> {
                         self.saw(Encapsulation::FabricPath);
                         Inner::Ethernet(encap::fabricpath(b).map_err(|Cut| self.cut(true))?)
                     } else {
+                        self.meta.dst_mac = MacAddr::from_slice(b).unwrap_or_default();
+                        self.meta.src_mac = MacAddr::from_slice(&b[6..]).unwrap_or_default();
                         Inner::EtherType(et, &b[14..])
                     }
                 }
@@ -555,6 +587,12 @@ impl<'f> Walk<'_, 'f> {
         {
             self.segment = Some((t.seq, body));
         }
+        if proto == ip_proto::ICMPV6
+            && matches!(t.icmp_type, 133..=136)
+            && self.meta.fragment == Fragment::Whole
+        {
+            self.lan = Some(LanBytes::Ndp(payload));
+        }
 
         let meta = &mut self.meta;
         let mut dns_ok = true;
@@ -689,7 +727,7 @@ impl<'f> Walk<'_, 'f> {
     }
 
     /// ARP for IPv4 over Ethernet via smoltcp; other hardware/protocol pairs count as non-IP.
-    fn arp(&mut self, bytes: &[u8]) -> Result<bool, SkipReason> {
+    fn arp(&mut self, bytes: &'f [u8]) -> Result<bool, SkipReason> {
         use smoltcp::wire::{ArpPacket, ArpRepr};
         let packet = ArpPacket::new_checked(bytes).map_err(|_| SkipReason::MalformedArp)?;
         let meta = &mut self.meta;
@@ -701,6 +739,7 @@ impl<'f> Walk<'_, 'f> {
                 ..
             }) => {
                 meta.network = Network::Arp;
+                self.lan = Some(LanBytes::Arp(bytes));
                 meta.src = IpAddr::V4(source_protocol_addr);
                 meta.dst = IpAddr::V4(target_protocol_addr);
                 meta.icmp_type = match operation {

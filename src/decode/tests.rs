@@ -250,6 +250,7 @@ fn decode_full(frame: &[u8]) -> Result<Decoded<'static>, SkipReason> {
             seen: d.seen,
             tunnel: d.tunnel,
             segment: None,
+            lan: None,
         })
 }
 

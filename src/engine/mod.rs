@@ -149,6 +149,13 @@ struct Stage {
 }
 
 impl Stage {
+    fn readers(&self) -> Readers {
+        (
+            self.pipeline.detectors.clone(),
+            self.pipeline.devices.clone(),
+        )
+    }
+
     fn addrs(&self) -> PipelineAddrs {
         PipelineAddrs {
             stage: self.id,
@@ -301,9 +308,9 @@ impl Engine {
                 // Taken from the `CaptureEnded` being handled (see there).
                 Action::KeepBaseSource => {}
                 Action::DrainBase => {
-                    let detectors = self.base.pipeline.detectors.clone();
+                    let readers = self.base.readers();
                     ctx.spawn(
-                        drain(self.base.addrs(), detectors, self.store.clone())
+                        drain(self.base.addrs(), readers, self.store.clone())
                             .into_actor(self)
                             .map(|_, engine, _| engine.stages.base_drained()),
                     );
@@ -313,11 +320,11 @@ impl Engine {
                         continue;
                     };
                     let addrs = upload.stage.addrs();
-                    let detectors = upload.stage.pipeline.detectors.clone();
+                    let readers = upload.stage.readers();
                     // Drain the upload's pipeline into the store, then stop it; the
                     // temporary file goes with `upload`.
                     ctx.spawn(
-                        drain(addrs, detectors, self.store.clone())
+                        drain(addrs, readers, self.store.clone())
                             .into_actor(self)
                             .map(move |_, _, _| {
                                 upload.stage.pipeline.stop();
@@ -357,6 +364,7 @@ impl Engine {
             BatchConfig {
                 decode: self.config.decode.clone(),
                 hello_streams: self.config.names.as_ref().map(|n| n.hello_streams),
+                lan_facts: self.config.devices.is_some(),
                 ..BatchConfig::from(&self.config.capture)
             },
             stop,
@@ -401,6 +409,13 @@ impl Engine {
     }
 }
 
+/// The actors of a pipeline that read marked batches, which a drain flushes: the detectors
+/// and the devices actor.
+type Readers = (
+    Vec<Addr<crate::detect::actor::DetectorActor>>,
+    Option<Addr<crate::devices::actor::DevicesActor>>,
+);
+
 fn new_stage(
     id: u64,
     config: &PipelineConfig,
@@ -415,7 +430,14 @@ fn new_stage(
         alert_sinks.push(export.clone().recipient());
         record_sinks.push(export.clone().recipient());
     }
-    let pipeline = Pipeline::start(config, record_sinks, store.clone(), alert_sinks);
+    let device_sinks = export.iter().map(|e| e.clone().recipient()).collect();
+    let pipeline = Pipeline::start(
+        config,
+        record_sinks,
+        store.clone(),
+        alert_sinks,
+        device_sinks,
+    );
     Stage {
         id,
         pipeline,
@@ -428,12 +450,16 @@ fn new_stage(
 
 /// Ends a pipeline's input (`pipeline::drain`); an actor gone meanwhile (a shutdown) ends
 /// it early.
-async fn drain(
-    addrs: PipelineAddrs,
-    detectors: Vec<Addr<crate::detect::actor::DetectorActor>>,
-    store: Option<Addr<StoreActor>>,
-) {
-    let _ = crate::pipeline::drain(&addrs.flows, &detectors, &addrs.metrics, store.as_ref()).await;
+async fn drain(addrs: PipelineAddrs, readers: Readers, store: Option<Addr<StoreActor>>) {
+    let (detectors, devices) = readers;
+    let _ = crate::pipeline::drain(
+        &addrs.flows,
+        &detectors,
+        devices.as_ref(),
+        &addrs.metrics,
+        store.as_ref(),
+    )
+    .await;
 }
 
 impl Actor for Engine {
@@ -566,15 +592,15 @@ impl Handler<Shutdown> for Engine {
             })
             .flatten()
             .filter_map(|id| self.stage(id))
-            .map(|s| (s.addrs(), s.pipeline.detectors.clone()))
+            .map(|s| (s.addrs(), s.readers()))
             .collect();
         self.act(actions, ctx);
         Box::pin(
             async move {
                 // Give the capture threads a moment to hand over their last batches.
                 tokio::time::sleep(Duration::from_millis(50)).await;
-                for (addrs, detectors) in drains {
-                    drain(addrs, detectors, None).await;
+                for (addrs, readers) in drains {
+                    drain(addrs, readers, None).await;
                 }
             }
             .into_actor(self),

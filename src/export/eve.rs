@@ -3,6 +3,7 @@
 
 use std::net::IpAddr;
 
+use crate::model::device::Device;
 use serde_json::{Value, json};
 
 use crate::model::alert::Alert;
@@ -141,6 +142,45 @@ pub fn flow_event(r: &FlowRecord, host: &str) -> Value {
     event
 }
 
+/// A station of the segment as an EVE `device` event, for SIEMs that keep an asset
+/// inventory: sent when it is first seen and when its addresses, names, DHCP facts or label
+/// change. `device.first_seen`/`last_seen` are EVE timestamps; `src_ip` is its most recent
+/// address.
+pub fn device_event(d: &Device, host: &str) -> Value {
+    let secs_ns = |s: f64| (s * 1e9) as i64;
+    let latest = d
+        .addresses
+        .iter()
+        .max_by(|a, b| a.last_seen.total_cmp(&b.last_seen));
+    let mut event = json!({
+        "timestamp": timestamp(secs_ns(d.last_seen)),
+        "event_type": "device",
+        "host": host,
+        "device": {
+            "mac": d.mac.to_string(),
+            "vendor": crate::devices::vendor::vendor(d.mac),
+            "randomized": d.mac.is_local_admin(),
+            "name": d.display_name(),
+            "label": d.label,
+            "known": d.known,
+            "addresses": d.addresses.iter().map(|a| a.ip.to_string()).collect::<Vec<_>>(),
+            "names": d.names.iter().map(|n| json!({"name": n.name, "source": n.source})).collect::<Vec<_>>(),
+            "dhcp_fingerprint": d.dhcp_fingerprint,
+            "vendor_class": d.vendor_class,
+            "client_id": d.client_id,
+            "duid": d.duid,
+            "dhcp_server": d.dhcp_server,
+            "router": d.router,
+            "first_seen": timestamp(secs_ns(d.first_seen)),
+            "last_seen": timestamp(secs_ns(d.last_seen)),
+        },
+    });
+    if let Some(a) = latest {
+        event["src_ip"] = json!(a.ip.to_string());
+    }
+    event
+}
+
 /// Suricata's severity: 1 is the most severe.
 fn eve_severity(s: Severity) -> u8 {
     match s {
@@ -158,6 +198,9 @@ fn classify(rule: Rule) -> (&'static str, u32) {
         Rule::SynFlood => ("Detection of a Denial of Service Attack", 9_000_003),
         Rule::DnsTunneling => ("Potential Corporate Privacy Violation", 9_000_004),
         Rule::TrafficSpike => ("Potentially Bad Traffic", 9_000_005),
+        Rule::NewDevice => ("Misc activity", 9_000_006),
+        Rule::ArpSpoofing => ("Attempted Information Leak", 9_000_007),
+        Rule::RogueDhcp => ("Potentially Bad Traffic", 9_000_008),
     }
 }
 

@@ -17,8 +17,9 @@ use std::time::{Duration, Instant};
 use actix::{Actor, Context, Handler, Message};
 use serde::{Deserialize, Serialize};
 
-use crate::messages::{AlertsChanged, FlowRecordsMsg};
+use crate::messages::{AlertsChanged, DevicesChanged, FlowRecordsMsg};
 use crate::model::alert::Alert;
+use crate::model::device::Device;
 use crate::model::flow::FlowRecord;
 use sink::{IpfixSocket, RotatingFile, Syslog};
 
@@ -80,9 +81,11 @@ pub struct EveConfig {
     /// `udp` or `tcp` (RFC 6587 octet counting).
     pub syslog_protocol: String,
     pub syslog_facility: String,
-    /// Which events: flows, alerts or both.
+    /// Which events: flows, alerts, devices (an inventory event when a station is first
+    /// seen or its addresses, names or DHCP facts change).
     pub flows: bool,
     pub alerts: bool,
+    pub devices: bool,
 }
 
 impl Default for EveConfig {
@@ -96,6 +99,7 @@ impl Default for EveConfig {
             syslog_facility: "local5".into(),
             flows: true,
             alerts: true,
+            devices: true,
         }
     }
 }
@@ -197,6 +201,7 @@ pub struct Exporter {
     syslog: Option<Syslog>,
     eve_flows: bool,
     eve_alerts: bool,
+    eve_devices: bool,
     host: String,
     seen: HashSet<u64>,
     seen_order: VecDeque<u64>,
@@ -258,6 +263,7 @@ impl Exporter {
             syslog,
             eve_flows: e.flows,
             eve_alerts: e.alerts,
+            eve_devices: e.devices,
             host,
             seen: HashSet::new(),
             seen_order: VecDeque::new(),
@@ -318,6 +324,17 @@ impl Exporter {
             let event = eve::alert_event(a, &self.host).to_string();
             let severity = eve::syslog_severity(a.severity);
             self.emit(&event, severity, (a.timestamp * 1e9) as i64, "alert");
+        }
+    }
+
+    /// Device events (`event_type: "device"`) for stations first seen or changed.
+    pub fn devices(&mut self, devices: &[Device]) {
+        if !self.eve_devices {
+            return;
+        }
+        for d in devices {
+            let event = eve::device_event(d, &self.host).to_string();
+            self.emit(&event, 6, (d.last_seen * 1e9) as i64, "device");
         }
     }
 
@@ -408,6 +425,13 @@ impl Handler<AlertsChanged> for ExportActor {
     type Result = ();
     fn handle(&mut self, msg: AlertsChanged, _: &mut Context<Self>) {
         self.exporter.alerts(&msg.0);
+    }
+}
+
+impl Handler<DevicesChanged> for ExportActor {
+    type Result = ();
+    fn handle(&mut self, msg: DevicesChanged, _: &mut Context<Self>) {
+        self.exporter.devices(&msg.0);
     }
 }
 

@@ -50,7 +50,7 @@ fn hashing_busy() -> ApiError {
     )
 }
 
-fn parse_body<T: for<'de> Deserialize<'de>>(
+pub(super) fn parse_body<T: for<'de> Deserialize<'de>>(
     info: &RequestInfo,
     body: &[u8],
 ) -> Result<T, ApiError> {

@@ -58,6 +58,8 @@ pub struct Api {
     pub hosts: super::access::Hosts,
     /// Requests hashing a password, or waiting to (see `access::HashingSlot`).
     pub hashing: std::sync::atomic::AtomicUsize,
+    /// The device inventory (`None` when `[devices] enabled = false`).
+    pub devices: Option<crate::devices::SharedDevices>,
 }
 
 /// Serves requests until the server is unblocked at shutdown. One per worker thread.
@@ -192,6 +194,7 @@ impl Api {
             | Route::RevokeToken { .. }
             | Route::Settings
             | Route::UpdateSettings => self.access_route(&route, &info, principal.as_ref(), &body),
+            Route::AnnotateDevice { mac } => self.annotate_device(&info, *mac, &body),
             other => self.answer(rt, other.clone()),
         };
         match result {
@@ -222,6 +225,8 @@ impl Api {
             Route::Host { ip, from, to } => self.host(rt, ip, from, to),
             Route::Names { ip } => self.names(rt, ip),
             Route::Apps => self.apps(rt),
+            Route::Devices(q) => self.devices(q),
+            Route::Device { mac } => self.device(rt, mac),
             Route::Alerts(p) => self.alerts(rt, p),
             Route::Acknowledge(target) => self.acknowledge(rt, target),
             Route::Packets { limit } => {

@@ -82,8 +82,10 @@ impl Api {
         let p = self.pipeline();
         let ips = talkers.iter().map(|t| t.ip).collect();
         let names = self.ask(rt, "flows", &p.flows, GetBestNames(ips))?;
+        let devices = self.device_labels();
         for (t, name) in talkers.iter_mut().zip(names) {
             t.name = name;
+            t.device = devices.get(&t.ip).cloned();
         }
         Ok(())
     }
@@ -258,6 +260,14 @@ impl Api {
             flows.sort_by_key(|f| std::cmp::Reverse(f.last_seen));
             flows.truncate(query.limit);
         }
+        let mut flows = match serde_json::to_value(&flows) {
+            Ok(serde_json::Value::Array(flows)) => flows,
+            _ => Vec::new(),
+        };
+        self.label_devices(
+            &mut flows,
+            &[("src_ip", "src_device"), ("dst_ip", "dst_device")],
+        );
         Reply::ok(json!({
             "count": flows.len(),
             "source": if historical { "active+stored" } else { "active" },
@@ -295,6 +305,11 @@ impl Api {
             .collect();
         alerts.sort_by(|a, b| b.timestamp.total_cmp(&a.timestamp).then(b.id.cmp(&a.id)));
         alerts.truncate(query.limit);
+        let mut alerts = match serde_json::to_value(&alerts) {
+            Ok(serde_json::Value::Array(alerts)) => alerts,
+            _ => Vec::new(),
+        };
+        self.label_devices(&mut alerts, &[("source_ip", "source_device")]);
         Reply::ok(json!({"count": alerts.len(), "alerts": alerts}))
     }
 

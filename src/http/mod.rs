@@ -15,6 +15,7 @@ mod account;
 pub mod api;
 pub mod assets;
 pub mod config;
+mod devices;
 pub mod gate;
 mod handlers;
 pub mod hub;

@@ -7,7 +7,9 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::alert::AlertQuery;
+use crate::devices::view::{DeviceQuery, DeviceSort};
 use crate::flow::FlowQuery;
+use crate::packet::MacAddr;
 use crate::store::rollup::{By, HistoryQuery, Metric, OTHER};
 
 /// The published limits' defaults and the largest accepted values.
@@ -71,6 +73,16 @@ pub enum Route {
     },
     /// Bytes, flows and hosts per application and category over the live window.
     Apps,
+    /// The device inventory, as a query selects it.
+    Devices(DeviceQuery),
+    /// One device, with its recent flows and alerts.
+    Device {
+        mac: MacAddr,
+    },
+    /// An admin's label and "known" mark for a device (JSON body).
+    AnnotateDevice {
+        mac: MacAddr,
+    },
     /// `/alerts`, likewise.
     Alerts(AlertQuery),
     Acknowledge(AckTarget),
@@ -128,6 +140,8 @@ impl Route {
             | Route::Host { .. }
             | Route::Names { .. }
             | Route::Apps
+            | Route::Devices(_)
+            | Route::Device { .. }
             | Route::Alerts(_)
             | Route::Packets { .. }
             | Route::Packet { .. }
@@ -142,6 +156,7 @@ impl Route {
             | Route::ListTokens
             | Route::CreateToken
             | Route::RevokeToken { .. }
+            | Route::AnnotateDevice { .. }
             | Route::UpdateSettings => Access::Admin,
         }
     }
@@ -157,6 +172,7 @@ impl Route {
                 | Route::ChangePassword
                 | Route::CreateToken
                 | Route::RevokeToken { .. }
+                | Route::AnnotateDevice { .. }
                 | Route::UpdateSettings
         )
     }
@@ -165,7 +181,11 @@ impl Route {
     pub fn takes_json(&self) -> bool {
         matches!(
             self,
-            Route::Login | Route::ChangePassword | Route::CreateToken | Route::UpdateSettings
+            Route::Login
+                | Route::ChangePassword
+                | Route::CreateToken
+                | Route::UpdateSettings
+                | Route::AnnotateDevice { .. }
         )
     }
 
@@ -180,6 +200,9 @@ impl Route {
                 | Route::Host { .. }
                 | Route::Names { .. }
                 | Route::Apps
+                | Route::Devices(_)
+                | Route::Device { .. }
+                | Route::AnnotateDevice { .. }
                 | Route::Alerts(_)
                 | Route::Packets { .. }
                 | Route::Packet { .. }
@@ -199,6 +222,9 @@ pub const ENDPOINTS: &[(&str, &str)] = &[
     ("GET", "/hosts/192.0.2.1"),
     ("GET", "/names?ip=192.0.2.1"),
     ("GET", "/apps"),
+    ("GET", "/devices"),
+    ("GET", "/devices/00:0c:29:59:fd:21"),
+    ("POST", "/devices/00:0c:29:59:fd:21"),
     ("GET", "/alerts"),
     ("POST", "/alerts/1/acknowledge"),
     ("GET", "/packets"),
@@ -388,6 +414,17 @@ pub fn parse(method: &str, url: &str) -> Result<Route, ApiError> {
             }),
         ),
         ["apps"] => ("GET", Query::parse(query, &[]).map(|_| Route::Apps)),
+        ["devices"] => ("GET", devices(query)),
+        ["devices", mac] => (
+            "GET, POST",
+            device_mac(mac, query).map(|mac| {
+                if method == "POST" {
+                    Route::AnnotateDevice { mac }
+                } else {
+                    Route::Device { mac }
+                }
+            }),
+        ),
         ["alerts"] => ("GET", alerts(query)),
         ["alerts", key, "acknowledge"] => ("POST", acknowledge(key, query)),
         ["packets"] => (
@@ -455,6 +492,66 @@ pub fn parse(method: &str, url: &str) -> Result<Route, ApiError> {
         return Err(e);
     }
     route
+}
+
+/// `/devices?q=&vendor=&state=new|known&active_secs=&sort=&limit=`.
+fn devices(query: &str) -> Result<Route, ApiError> {
+    let q = Query::parse(
+        query,
+        &["q", "vendor", "state", "active_secs", "sort", "limit"],
+    )?;
+    let text = |name: &str| q.get(name).map(str::trim).filter(|t| !t.is_empty());
+    let new = match q.get("state") {
+        None | Some("all") => None,
+        Some("new") => Some(true),
+        Some("known") => Some(false),
+        Some(other) => {
+            return Err(ApiError::bad_request(
+                "state must be new, known or all",
+                json!({"parameter": "state", "value": other}),
+            ));
+        }
+    };
+    let sort = match q.get("sort") {
+        None => DeviceSort::default(),
+        Some(s) => DeviceSort::parse(s).ok_or_else(|| {
+            ApiError::bad_request(
+                "sort must be last_seen, first_seen, name, vendor, bytes or mac",
+                json!({"parameter": "sort", "value": s}),
+            )
+        })?,
+    };
+    let active_secs = match q.get("active_secs") {
+        None => None,
+        Some(_) => Some(q.limit("active_secs", 0, 10 * 365 * 86_400)? as u64),
+    };
+    Ok(Route::Devices(DeviceQuery {
+        text: text("q").map(str::to_string),
+        vendor: text("vendor").map(str::to_string),
+        new,
+        active_secs,
+        sort,
+        limit: q.limit("limit", 1_000, MAX_LIMIT)?,
+    }))
+}
+
+fn device_mac(raw: &str, query: &str) -> Result<MacAddr, ApiError> {
+    Query::parse(query, &[])?;
+    let text = percent_decoded(raw);
+    MacAddr::parse(&text).ok_or_else(|| {
+        ApiError::bad_request(
+            "not a MAC address: write it as aa:bb:cc:dd:ee:ff",
+            json!({"mac": text}),
+        )
+    })
+}
+
+/// A path segment with its `%3A`-style escapes undone (a MAC's colons may arrive escaped).
+fn percent_decoded(raw: &str) -> String {
+    form_urlencoded::parse(format!("x={raw}").as_bytes())
+        .next()
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_default()
 }
 
 fn not_found(path: &str) -> ApiError {

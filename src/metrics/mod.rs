@@ -356,6 +356,7 @@ fn top_by_bytes(
         .map(|(ip, h)| TopTalker {
             ip,
             name: None,
+            device: None,
             bytes: h.bytes(),
             packets: h.packets(),
             detail: h,

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
-use crate::packet::{Timestamp, ip_proto};
+use crate::packet::{MacAddr, Timestamp, ip_proto};
 
 use super::flow::protocol_name;
 
@@ -20,15 +20,24 @@ pub enum Rule {
     SynFlood,
     DnsTunneling,
     TrafficSpike,
+    /// A station of the segment not seen before (the device inventory's rule).
+    NewDevice,
+    /// An address claimed in ARP or neighbour advertisements by a MAC that is not its owner.
+    ArpSpoofing,
+    /// DHCP offers or acks from a server that is not the segment's.
+    RogueDhcp,
 }
 
 impl Rule {
-    pub const ALL: [Rule; 5] = [
+    pub const ALL: [Rule; 8] = [
         Rule::PortScan,
         Rule::BruteForce,
         Rule::SynFlood,
         Rule::DnsTunneling,
         Rule::TrafficSpike,
+        Rule::NewDevice,
+        Rule::ArpSpoofing,
+        Rule::RogueDhcp,
     ];
 
     pub fn name(self) -> &'static str {
@@ -38,6 +47,9 @@ impl Rule {
             Rule::SynFlood => "syn_flood",
             Rule::DnsTunneling => "dns_tunneling",
             Rule::TrafficSpike => "traffic_spike",
+            Rule::NewDevice => "new_device",
+            Rule::ArpSpoofing => "arp_spoofing",
+            Rule::RogueDhcp => "rogue_dhcp",
         }
     }
 }
@@ -78,6 +90,8 @@ pub enum Target {
     ArpSweep,
     /// The whole monitored link.
     Link,
+    /// A station of the segment, by MAC address.
+    Device(MacAddr),
 }
 
 impl fmt::Display for Target {
@@ -94,6 +108,7 @@ impl fmt::Display for Target {
             },
             Target::ArpSweep => write!(f, "*:arp"),
             Target::Link => write!(f, "link"),
+            Target::Device(mac) => write!(f, "{mac}"),
         }
     }
 }

@@ -31,6 +31,10 @@ pub struct TopTalker {
     /// The best name known for the address (its flows' server name, else a DNS answer's).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<std::sync::Arc<str>>,
+    /// The local station using the address (its label or name, else its MAC), when the
+    /// device inventory knows it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device: Option<String>,
     pub bytes: u64,
     pub packets: u64,
     #[serde(flatten)]

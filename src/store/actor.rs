@@ -18,7 +18,7 @@ pub use super::StoreStatus;
 use super::buffer::{Pending, ReportLimit, Retry};
 use super::rollup::{History, HistoryQuery};
 use super::{Store, StoreConfig, StoreError};
-use crate::messages::{AlertsChanged, FlowRecordsMsg, MinuteSnapshots};
+use crate::messages::{AlertsChanged, FlowRecordsMsg, MinuteSnapshots, StoreDevices};
 use crate::model::alert::{Alert, AlertQuery};
 use crate::model::flow::{FlowQuery, FlowRecord};
 
@@ -90,6 +90,12 @@ pub struct StoreActor {
     log: Box<dyn FnMut(String) + Send>,
     /// A periodic write is under way in slices.
     writing: bool,
+    /// Devices not yet written (the latest record of each), evictions and the inventory's
+    /// state; bounded by the inventory's own cap, since records of one MAC replace each
+    /// other.
+    devices: std::collections::HashMap<crate::packet::MacAddr, crate::model::device::Device>,
+    devices_removed: Vec<crate::packet::MacAddr>,
+    devices_state: Option<crate::model::device::InventoryState>,
 }
 
 impl StoreActor {
@@ -106,6 +112,9 @@ impl StoreActor {
             reports: ReportLimit::new(LOG_EVERY),
             log: Box::new(|m| eprintln!("tapir: {m}")),
             writing: false,
+            devices: Default::default(),
+            devices_removed: Vec::new(),
+            devices_state: None,
         }
     }
 
@@ -158,6 +167,23 @@ impl StoreActor {
                 "storage error, records are kept in memory and written when it works again: {e}{suffix}"
             ));
         }
+    }
+
+    /// Writes the pending devices (not synced: the next periodic write syncs them).
+    fn write_devices(&mut self) -> Result<(), StoreError> {
+        let Some(state) = self.devices_state.clone() else {
+            return Ok(());
+        };
+        if self.ensure_open().is_none() {
+            return Ok(());
+        }
+        let store = self.store.as_mut().expect("opened above");
+        let devices: Vec<_> = self.devices.values().cloned().collect();
+        store.save_devices(&devices, &self.devices_removed, &state)?;
+        self.devices.clear();
+        self.devices_removed.clear();
+        self.devices_state = None;
+        Ok(())
     }
 
     /// Writes everything pending and syncs it.
@@ -345,6 +371,28 @@ impl Handler<AlertsChanged> for StoreActor {
 
     fn handle(&mut self, msg: AlertsChanged, _: &mut Self::Context) {
         self.pending.push_alerts(msg.0);
+    }
+}
+
+impl Handler<StoreDevices> for StoreActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: StoreDevices, _: &mut Self::Context) {
+        for mac in &msg.removed {
+            self.devices.remove(mac);
+        }
+        // Evictions are few (a sixteenth of the cap at a time); past the cap the oldest
+        // are forgotten and age out of the database with nothing worse than a stale record.
+        self.devices_removed.extend(msg.removed);
+        let cap = self.devices_removed.len().saturating_sub(1 << 16);
+        self.devices_removed.drain(..cap);
+        for d in msg.devices {
+            self.devices.insert(d.mac, d);
+        }
+        self.devices_state = Some(msg.state);
+        if let Err(e) = self.write_devices() {
+            self.record_error(&e);
+        }
     }
 }
 

@@ -8,6 +8,8 @@
 //!   bytes IPv4-mapped, ‖ flow key → nothing); both ends of a flow are indexed, so one
 //!   prefix scan finds a host's flows whichever side it was on. `flow_partitions` lists them.
 //! - `snapshots`: minute start → snapshot JSON.
+//! - `devices`: MAC (6 bytes) → device JSON; `devices_meta`: `state` → the inventory's
+//!   learning state JSON. Bounded by `[devices] max_devices`.
 //!
 //! The store never syncs per record: the actor collects records and writes them in one
 //! batch per flush interval, then calls [`Store::flush`]. Retention deletes by age (per kind)
@@ -30,8 +32,10 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::model::alert::{Alert, AlertQuery};
+use crate::model::device::{Device, InventoryState};
 use crate::model::flow::{FlowQuery, FlowRecord};
 use crate::model::traffic::MinuteSnapshot;
+use crate::packet::MacAddr;
 use blocks::FlowBlocks;
 use codec::{DecodeError, time_from_key, time_key};
 use flows::FlowPartitions;
@@ -227,6 +231,8 @@ pub struct Store {
     legacy: FlowPartitions,
     rollups: Rollups,
     snapshots: sled::Tree,
+    devices: sled::Tree,
+    devices_meta: sled::Tree,
     /// Alerts and snapshots (flows count themselves).
     counts: [TreeCounts; 2],
     deleted_by_age: u64,
@@ -302,6 +308,7 @@ impl Store {
         space::ensure_reserve(path, min_free_bytes(config));
         let tree = |name: &str| db.open_tree(name).map_err(open_err);
         let (alerts, snapshots) = (tree("alerts")?, tree("snapshots")?);
+        let (devices, devices_meta) = (tree("devices")?, tree("devices_meta")?);
         // Partitions sized for the room there is now: on a small or crowded disk, retention
         // must be able to drop a partition long before the disk fills.
         let cap = effective_cap(config, path, db.size_on_disk().unwrap_or(0));
@@ -333,6 +340,8 @@ impl Store {
             legacy,
             rollups,
             snapshots,
+            devices,
+            devices_meta,
             counts,
             deleted_by_age: 0,
             deleted_for_space: 0,
@@ -416,6 +425,44 @@ impl Store {
             }
         }
         Ok(())
+    }
+
+    /// Writes devices (replacing their records), deletes evicted ones and keeps the
+    /// inventory's state. Not synced: the next `flush` is.
+    pub fn save_devices(
+        &mut self,
+        devices: &[Device],
+        removed: &[MacAddr],
+        state: &InventoryState,
+    ) -> Result<(), StoreError> {
+        for mac in removed {
+            self.devices.remove(mac.0)?;
+        }
+        for d in devices {
+            let value = serde_json::to_vec(d).expect("devices serialize");
+            self.devices.insert(d.mac.0, value)?;
+        }
+        let state = serde_json::to_vec(state).expect("state serializes");
+        self.devices_meta.insert("state", state)?;
+        Ok(())
+    }
+
+    /// The stored devices and the inventory's state (records that no longer parse are
+    /// skipped).
+    pub fn load_devices(&self) -> Result<(Vec<Device>, InventoryState), StoreError> {
+        let mut devices = Vec::new();
+        for entry in self.devices.iter() {
+            let (_, value) = entry?;
+            if let Ok(d) = serde_json::from_slice::<Device>(&value) {
+                devices.push(d);
+            }
+        }
+        let state = self
+            .devices_meta
+            .get("state")?
+            .and_then(|v| serde_json::from_slice(&v).ok())
+            .unwrap_or_default();
+        Ok((devices, state))
     }
 
     /// Makes everything written so far durable; returns the bytes sled wrote.

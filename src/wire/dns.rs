@@ -150,6 +150,85 @@ pub fn answers(msg: &[u8], mut found: impl FnMut(IpAddr, u32)) -> Result<(), Dns
     Ok(())
 }
 
+/// Calls `found` with the owner name (appended to `arena`, its range given) and address of
+/// every A and AAAA record in all three record sections of `msg`: what an mDNS or LLMNR
+/// responder (or an mDNS probe's authority section) says its own names resolve to. Names
+/// of records that are not addresses are not copied. Stops at the first record that does
+/// not fit the message.
+pub fn owner_addresses(
+    msg: &[u8],
+    arena: &mut Vec<u8>,
+    mut found: impl FnMut(std::ops::Range<usize>, IpAddr, &mut Vec<u8>),
+) -> Result<(), DnsError> {
+    if msg.len() < 12 {
+        return Err(DnsError::Truncated);
+    }
+    let count = |at: usize| usize::from(u16::from_be_bytes([msg[at], msg[at + 1]]));
+    let questions = count(4);
+    let records = count(6) + count(8) + count(10);
+    let mut pos = 12;
+    for _ in 0..questions.min(MAX_RECORDS) {
+        pos = skip_name(msg, pos)? + 4;
+    }
+    for _ in 0..records.min(MAX_RECORDS) {
+        let owner = pos;
+        pos = skip_name(msg, pos)?;
+        let fixed = msg.get(pos..pos + 10).ok_or(DnsError::Truncated)?;
+        let rtype = u16::from_be_bytes([fixed[0], fixed[1]]);
+        let len = usize::from(u16::from_be_bytes([fixed[8], fixed[9]]));
+        let data = msg
+            .get(pos + 10..pos + 10 + len)
+            .ok_or(DnsError::Truncated)?;
+        let addr = match (rtype, len) {
+            (1, 4) => Some(IpAddr::V4(Ipv4Addr::from(
+                <[u8; 4]>::try_from(data).expect("4"),
+            ))),
+            (28, 16) => Some(IpAddr::V6(Ipv6Addr::from(
+                <[u8; 16]>::try_from(data).expect("16"),
+            ))),
+            _ => None,
+        };
+        if let Some(addr) = addr {
+            let start = arena.len();
+            read_name(msg, owner, arena)?;
+            found(start..arena.len(), addr, arena);
+        }
+        pos += 10 + len;
+    }
+    Ok(())
+}
+
+/// Reads the DNS-encoded name that makes up all of `data` (an option's value, with no
+/// compression) into `out` in dotted form: for the FQDN options of DHCP and DHCPv6.
+pub fn read_plain_name(data: &[u8], out: &mut Vec<u8>) -> Result<(), DnsError> {
+    let start = out.len();
+    let mut pos = 0;
+    while let Some(&len) = data.get(pos) {
+        let len = usize::from(len);
+        if len == 0 {
+            break;
+        }
+        if len & 0xc0 != 0 {
+            out.truncate(start);
+            return Err(DnsError::BadLabel);
+        }
+        let Some(label) = data.get(pos + 1..pos + 1 + len) else {
+            out.truncate(start);
+            return Err(DnsError::Truncated);
+        };
+        if out.len() - start + len + 1 > MAX_NAME_LEN {
+            out.truncate(start);
+            return Err(DnsError::NameTooLong);
+        }
+        if out.len() > start {
+            out.push(b'.');
+        }
+        out.extend_from_slice(label);
+        pos += 1 + len;
+    }
+    Ok(())
+}
+
 /// The `ipv4hint` (key 4) and `ipv6hint` (key 6) of an SVCB/HTTPS record's data: priority,
 /// target name (never compressed, RFC 9460 §2.2), then key-length-value parameters.
 fn address_hints(data: &[u8], mut found: impl FnMut(IpAddr)) {

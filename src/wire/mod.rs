@@ -10,11 +10,13 @@
 //! ClientHello and request-head readers copy out the few names they return (a hello may
 //! span several records) and a QUIC Initial is decrypted into a buffer of its own.
 
+pub mod dhcp;
 pub mod dns;
 pub mod encap;
 pub mod http;
 pub mod ipv6;
 pub mod l4;
 pub mod link;
+pub mod netbios;
 pub mod quic;
 pub mod tls;

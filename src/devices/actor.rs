@@ -1,0 +1,109 @@
+//! The devices actor of a pipeline: a thin shell that feeds the pipeline's marked batches to
+//! the shared device book, sends the rules' findings to the pipeline's alerts actor, and
+//! every few seconds hands what changed to the store (records) and the export (device
+//! events).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::{Actor, AsyncContext, Context, Handler, Recipient};
+
+use super::SharedDevices;
+use crate::messages::{DevicesChanged, FindingsMsg, MarkedBatchMsg, StoreDevices};
+
+/// How often changed devices are written and announced.
+const PUBLISH_EVERY: Duration = Duration::from_secs(5);
+
+/// End of input (or a shutdown): publish what changed now; replies when sent.
+#[derive(actix::Message)]
+#[rtype(result = "()")]
+pub struct FlushDevices;
+
+pub struct DevicesActor {
+    book: SharedDevices,
+    alerts: Recipient<FindingsMsg>,
+    store: Option<Recipient<StoreDevices>>,
+    events: Vec<Recipient<DevicesChanged>>,
+    mailbox: usize,
+}
+
+impl DevicesActor {
+    pub fn new(
+        book: SharedDevices,
+        alerts: Recipient<FindingsMsg>,
+        store: Option<Recipient<StoreDevices>>,
+        events: Vec<Recipient<DevicesChanged>>,
+        mailbox: usize,
+    ) -> Self {
+        DevicesActor {
+            book,
+            alerts,
+            store,
+            events,
+            mailbox,
+        }
+    }
+
+    fn publish(&self) {
+        let changes = self.book.lock().inventory.take_changes();
+        if !changes.changed.is_empty() && !self.events.is_empty() {
+            let changed: Arc<[_]> = changes
+                .devices
+                .iter()
+                .filter(|d| changes.changed.contains(&d.mac))
+                .cloned()
+                .collect();
+            for sink in &self.events {
+                sink.do_send(DevicesChanged(Arc::clone(&changed)));
+            }
+        }
+        if let Some(store) = &self.store
+            && (!changes.devices.is_empty() || !changes.removed.is_empty())
+        {
+            store.do_send(StoreDevices {
+                devices: changes.devices,
+                removed: changes.removed,
+                state: changes.state,
+            });
+        }
+    }
+}
+
+impl Actor for DevicesActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(self.mailbox);
+        ctx.run_interval(PUBLISH_EVERY, |actor, _| actor.publish());
+    }
+}
+
+impl Handler<MarkedBatchMsg> for DevicesActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: MarkedBatchMsg, _: &mut Self::Context) {
+        let mut findings = Vec::new();
+        {
+            let mut book = self.book.lock();
+            let book = &mut *book;
+            book.inventory.observe(&msg.batch, &msg.marks);
+            book.rules
+                .check(&msg.batch, &mut book.inventory, &mut findings);
+        }
+        if !findings.is_empty() {
+            let observed = msg.batch.started;
+            for f in &mut findings {
+                f.observed = observed;
+            }
+            self.alerts.do_send(FindingsMsg(findings));
+        }
+    }
+}
+
+impl Handler<FlushDevices> for DevicesActor {
+    type Result = ();
+
+    fn handle(&mut self, _: FlushDevices, _: &mut Self::Context) {
+        self.publish();
+    }
+}

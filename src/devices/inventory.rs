@@ -1,0 +1,635 @@
+//! The inventory: every station of the segment by MAC address, learned passively from the
+//! frames it sends (their source MAC and, for local addresses, source IP), from ARP and
+//! neighbour discovery, from DHCP and DHCPv6, and from the names it gives itself over mDNS,
+//! LLMNR and NetBIOS.
+//!
+//! Bounded: at most `max_devices` stations (the longest unseen, unlabelled ones go first, a
+//! sixteenth at a time so that a flood of forged MACs costs O(1) per frame), and each
+//! station's lists are capped (`model::device`). The per-packet work is two lookups behind a
+//! two-entry cache (a link's frames mostly go back and forth between the same stations) and
+//! a few counter updates; the protocol facts are rare.
+
+use std::collections::HashMap;
+use std::hash::BuildHasherDefault;
+use std::net::{IpAddr, Ipv4Addr};
+
+use ipnet::IpNet;
+use rustc_hash::FxHasher;
+
+use crate::model::device::{
+    DayUsage, Device, DeviceAddress, DeviceName, InventoryState, MAX_ADDRESSES, MAX_NAMES,
+};
+use crate::model::flow::FlowMark;
+use crate::packet::{Lan, LanFact, MacAddr, NameRef, PacketBatch, PacketMeta, Timestamp};
+
+/// Networks learned from DHCP leases, at most.
+const MAX_LEARNED_NETWORKS: usize = 16;
+
+/// The local networks, in a form that costs a mask and a compare per network.
+#[derive(Clone, Debug, Default)]
+pub struct LocalNetworks {
+    v4: Vec<(u32, u32)>,
+    v6: Vec<(u128, u128)>,
+}
+
+impl LocalNetworks {
+    pub fn new(nets: &[IpNet]) -> Self {
+        let mut local = LocalNetworks::default();
+        for net in nets {
+            local.add(*net);
+        }
+        local
+    }
+
+    fn add(&mut self, net: IpNet) {
+        match net {
+            IpNet::V4(n) => {
+                let mask = n.netmask().to_bits();
+                self.v4.push((n.network().to_bits() & mask, mask));
+            }
+            IpNet::V6(n) => {
+                let mask = n.netmask().to_bits();
+                self.v6.push((n.network().to_bits() & mask, mask));
+            }
+        }
+    }
+
+    #[inline]
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        match ip {
+            IpAddr::V4(a) => {
+                let a = a.to_bits();
+                self.v4.iter().any(|&(net, mask)| a & mask == net)
+            }
+            IpAddr::V6(a) => {
+                let a = a.to_bits();
+                self.v6.iter().any(|&(net, mask)| a & mask == net)
+            }
+        }
+    }
+}
+
+/// One station and what the inventory keeps about it besides the stored record.
+#[derive(Clone, Debug)]
+struct Entry {
+    device: Device,
+    /// Counters or facts changed since the last `take_changes`.
+    dirty: bool,
+    /// Facts (addresses, names, DHCP, label) changed since the last `take_changes`.
+    changed: bool,
+    /// The last source address counted and its second: an address is looked at once a
+    /// second, not per frame.
+    recent: Option<(IpAddr, i64)>,
+}
+
+/// What changed since the last call: the records to store, the MACs whose facts changed
+/// (for device events), the MACs evicted, and the inventory's own state.
+#[derive(Clone, Debug, Default)]
+pub struct Changes {
+    pub devices: Vec<Device>,
+    pub changed: Vec<MacAddr>,
+    pub removed: Vec<MacAddr>,
+    pub state: InventoryState,
+}
+
+/// The inventory's settings.
+#[derive(Clone, Debug)]
+pub struct InventoryLimits {
+    pub max_devices: usize,
+    pub local_networks: Vec<IpNet>,
+    pub learning_secs: u64,
+}
+
+/// The stations of the segment.
+pub struct Inventory {
+    limits: InventoryLimits,
+    local: LocalNetworks,
+    learned: Vec<IpNet>,
+    entries: Vec<Entry>,
+    index: HashMap<u64, u32, BuildHasherDefault<FxHasher>>,
+    /// The last two stations looked up: (MAC as integer + 1, index); 0 is empty.
+    cache: [(u64, u32); 2],
+    state: InventoryState,
+    /// Stations first seen after the learning period, for the `new_device` rule.
+    arrivals: Vec<MacAddr>,
+    removed: Vec<MacAddr>,
+    /// Latest packet time seen (ns).
+    clock: i64,
+    /// Stations evicted to stay under `max_devices`.
+    pub evicted: u64,
+}
+
+impl Inventory {
+    pub fn new(limits: InventoryLimits) -> Self {
+        Inventory {
+            local: LocalNetworks::new(&limits.local_networks),
+            limits,
+            learned: Vec::new(),
+            entries: Vec::new(),
+            index: HashMap::default(),
+            cache: [(0, 0); 2],
+            state: InventoryState::default(),
+            arrivals: Vec::new(),
+            removed: Vec::new(),
+            clock: i64::MIN,
+            evicted: 0,
+        }
+    }
+
+    /// Takes back what the store kept: the devices (none of which is then new) and the
+    /// learning state.
+    pub fn restore(&mut self, devices: Vec<Device>, state: InventoryState) {
+        for device in devices.into_iter().take(self.limits.max_devices) {
+            if self.index.contains_key(&device.mac.to_u64()) {
+                continue;
+            }
+            self.index
+                .insert(device.mac.to_u64(), self.entries.len() as u32);
+            self.entries.push(Entry {
+                device,
+                dirty: false,
+                changed: false,
+                recent: None,
+            });
+        }
+        self.state = state;
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    pub fn get(&self, mac: MacAddr) -> Option<&Device> {
+        let i = *self.index.get(&mac.to_u64())?;
+        Some(&self.entries[i as usize].device)
+    }
+
+    pub fn devices(&self) -> impl Iterator<Item = &Device> {
+        self.entries.iter().map(|e| &e.device)
+    }
+
+    pub fn state(&self) -> &InventoryState {
+        &self.state
+    }
+
+    /// DHCP servers learned (the first one seen, when none is configured): kept with the
+    /// inventory so that a restart does not take a rogue server for the segment's.
+    pub fn learned_dhcp_servers(&mut self) -> &mut Vec<Ipv4Addr> {
+        &mut self.state.dhcp_servers
+    }
+
+    /// Whether `ip` is on the segment: in `local_networks` or a network a DHCP lease gave.
+    pub fn is_local(&self, ip: IpAddr) -> bool {
+        self.local.contains(ip)
+    }
+
+    /// Whether packet time `ts` is still in the learning period, which starts with the first
+    /// packet the inventory ever saw.
+    pub fn learning_at(&self, ts: Timestamp) -> bool {
+        match self.state.learning_since {
+            None => true,
+            Some(since) => ts.as_secs_f64() < since + self.limits.learning_secs as f64,
+        }
+    }
+
+    /// When the learning period ends, Unix seconds of packet time; `None` before the first
+    /// packet.
+    pub fn learning_end(&self) -> Option<f64> {
+        self.state
+            .learning_since
+            .map(|since| since + self.limits.learning_secs as f64)
+    }
+
+    /// The newest packet time seen, Unix seconds (before any packet, the latest a stored
+    /// device was seen).
+    pub fn clock_secs(&self) -> f64 {
+        if self.clock == i64::MIN {
+            self.devices().map(|d| d.last_seen).fold(0.0, f64::max)
+        } else {
+            Timestamp(self.clock).as_secs_f64()
+        }
+    }
+
+    /// Packet time of `mac`'s last frame, in Unix seconds.
+    pub fn last_seen(&self, mac: MacAddr) -> Option<f64> {
+        self.get(mac).map(|d| d.last_seen)
+    }
+
+    /// Stations first seen after the learning period since the last call.
+    pub fn take_arrivals(&mut self) -> Vec<MacAddr> {
+        std::mem::take(&mut self.arrivals)
+    }
+
+    /// What to store and announce since the last call.
+    pub fn take_changes(&mut self) -> Changes {
+        let mut changes = Changes {
+            removed: std::mem::take(&mut self.removed),
+            state: self.state.clone(),
+            ..Changes::default()
+        };
+        for e in &mut self.entries {
+            if e.dirty {
+                changes.devices.push(e.device.clone());
+                e.dirty = false;
+            }
+            if e.changed {
+                changes.changed.push(e.device.mac);
+                e.changed = false;
+            }
+        }
+        changes
+    }
+
+    /// Sets an admin's label (an empty one clears it) and "known" mark; `None` when the
+    /// station is not in the inventory.
+    pub fn annotate(
+        &mut self,
+        mac: MacAddr,
+        label: Option<Option<String>>,
+        known: Option<bool>,
+    ) -> Option<Device> {
+        let i = *self.index.get(&mac.to_u64())? as usize;
+        let e = &mut self.entries[i];
+        if let Some(label) = label {
+            e.device.label = label.filter(|l| !l.is_empty());
+        }
+        if let Some(known) = known {
+            e.device.known = known;
+        }
+        e.dirty = true;
+        e.changed = true;
+        Some(e.device.clone())
+    }
+
+    /// Counts a batch's frames to their stations and learns from its segment facts.
+    pub fn observe(&mut self, batch: &PacketBatch, marks: &[FlowMark]) {
+        for (i, p) in batch.packets.iter().enumerate() {
+            if p.ts.0 > self.clock {
+                self.clock = p.ts.0;
+            }
+            if p.src_mac.is_station() {
+                let opens = marks.get(i).is_some_and(|m| m.has(FlowMark::OPENS));
+                if let Some(at) = self.station(p.src_mac, p.ts) {
+                    self.sent(at, p, opens);
+                }
+            }
+            if p.dst_mac.is_station()
+                && let Some(at) = self.find(p.dst_mac)
+            {
+                let d = &mut self.entries[at].device;
+                let today = today(d, p.ts);
+                today.packets_received += 1;
+                today.bytes_received += u64::from(p.wire_len);
+                d.packets_received += 1;
+                d.bytes_received += u64::from(p.wire_len);
+                self.entries[at].dirty = true;
+            }
+        }
+        for (n, fact) in batch.lan.iter().enumerate() {
+            let Some(p) = batch.packets.get(fact.packet as usize) else {
+                continue;
+            };
+            self.learn(fact, &batch.lan[..n], batch, p);
+        }
+    }
+
+    fn sent(&mut self, at: usize, p: &PacketMeta, opens: bool) {
+        let secs = p.ts.secs();
+        let entry = &mut self.entries[at];
+        let d = &mut entry.device;
+        let today = today(d, p.ts);
+        today.packets_sent += 1;
+        today.bytes_sent += u64::from(p.wire_len);
+        d.packets_sent += 1;
+        d.bytes_sent += u64::from(p.wire_len);
+        d.flows += u64::from(opens);
+        d.last_seen = d.last_seen.max(p.ts.as_secs_f64());
+        entry.dirty = true;
+        if p.is_ip() && entry.recent != Some((p.src, secs)) {
+            entry.recent = Some((p.src, secs));
+            if self.local.contains(p.src) {
+                self.touch_address(at, p.src, p.ts);
+            }
+        }
+    }
+
+    /// The index of `mac`, if it is in the inventory.
+    #[inline]
+    fn find(&mut self, mac: MacAddr) -> Option<usize> {
+        let key = mac.to_u64() + 1;
+        for (k, i) in self.cache {
+            if k == key {
+                return Some(i as usize);
+            }
+        }
+        let i = *self.index.get(&(key - 1))?;
+        self.cache = [(key, i), self.cache[0]];
+        Some(i as usize)
+    }
+
+    /// The index of `mac`, added (and counted as an arrival after the learning period) if
+    /// new. `None` only for a MAC that is not a station's.
+    fn station(&mut self, mac: MacAddr, ts: Timestamp) -> Option<usize> {
+        if !mac.is_station() {
+            return None;
+        }
+        if let Some(i) = self.find(mac) {
+            return Some(i);
+        }
+        if self.entries.len() >= self.limits.max_devices.max(1) {
+            self.evict();
+        }
+        let now = ts.as_secs_f64();
+        let since = *self.state.learning_since.get_or_insert(now);
+        if now >= since + self.limits.learning_secs as f64 {
+            self.arrivals.push(mac);
+        }
+        let i = self.entries.len();
+        self.index.insert(mac.to_u64(), i as u32);
+        self.entries.push(Entry {
+            device: Device {
+                mac,
+                first_seen: now,
+                last_seen: now,
+                today: DayUsage {
+                    day: ts.secs().div_euclid(86_400),
+                    ..DayUsage::default()
+                },
+                ..Device::default()
+            },
+            dirty: true,
+            changed: true,
+            recent: None,
+        });
+        Some(i)
+    }
+
+    /// Drops the longest-unseen sixteenth of the stations, unlabelled and unknown ones first.
+    fn evict(&mut self) {
+        let n = self.entries.len();
+        let drop = (n / 16).max(1);
+        let key = |e: &Entry| {
+            let kept = e.device.known || e.device.label.is_some();
+            (kept, e.device.last_seen)
+        };
+        self.entries.select_nth_unstable_by(drop - 1, |a, b| {
+            let (ka, kb) = (key(a), key(b));
+            ka.0.cmp(&kb.0).then(ka.1.total_cmp(&kb.1))
+        });
+        for e in self.entries.drain(..drop) {
+            self.removed.push(e.device.mac);
+        }
+        self.evicted += drop as u64;
+        self.removed.truncate(self.limits.max_devices);
+        self.index.clear();
+        for (i, e) in self.entries.iter().enumerate() {
+            self.index.insert(e.device.mac.to_u64(), i as u32);
+        }
+        self.cache = [(0, 0); 2];
+    }
+
+    fn touch_address(&mut self, at: usize, ip: IpAddr, ts: Timestamp) {
+        if ip.is_unspecified() {
+            return;
+        }
+        let entry = &mut self.entries[at];
+        let now = ts.as_secs_f64();
+        let list = &mut entry.device.addresses;
+        if let Some(a) = list.iter_mut().find(|a| a.ip == ip) {
+            a.last_seen = a.last_seen.max(now);
+            return;
+        }
+        if list.len() >= MAX_ADDRESSES
+            && let Some(oldest) =
+                (0..list.len()).min_by(|&x, &y| list[x].last_seen.total_cmp(&list[y].last_seen))
+        {
+            list.remove(oldest);
+        }
+        list.push(DeviceAddress {
+            ip,
+            first_seen: now,
+            last_seen: now,
+        });
+        entry.changed = true;
+        entry.dirty = true;
+    }
+
+    fn add_name(&mut self, at: usize, name: &[u8], source: &str, ts: Timestamp) {
+        let name = String::from_utf8_lossy(name).trim().to_string();
+        if name.is_empty() {
+            return;
+        }
+        let now = ts.as_secs_f64();
+        let entry = &mut self.entries[at];
+        let list = &mut entry.device.names;
+        if let Some(n) = list
+            .iter_mut()
+            .find(|n| n.name == name && n.source == source)
+        {
+            n.last_seen = n.last_seen.max(now);
+            return;
+        }
+        if list.len() >= MAX_NAMES
+            && let Some(oldest) =
+                (0..list.len()).min_by(|&x, &y| list[x].last_seen.total_cmp(&list[y].last_seen))
+        {
+            list.remove(oldest);
+        }
+        list.push(DeviceName {
+            name,
+            source: source.to_string(),
+            last_seen: now,
+        });
+        entry.changed = true;
+        entry.dirty = true;
+    }
+
+    /// Sets a text fact (vendor class, fingerprint, ids) when it differs.
+    fn set_fact(
+        &mut self,
+        at: usize,
+        field: fn(&mut Device) -> &mut Option<String>,
+        value: String,
+    ) {
+        let entry = &mut self.entries[at];
+        let slot = field(&mut entry.device);
+        if value.is_empty() || slot.as_deref() == Some(value.as_str()) {
+            return;
+        }
+        *slot = Some(value);
+        entry.changed = true;
+        entry.dirty = true;
+    }
+
+    /// Learns from one segment fact of packet `p`; `before` are the batch's earlier facts
+    /// (an mDNS message's names are judged together).
+    fn learn(&mut self, fact: &LanFact, before: &[LanFact], batch: &PacketBatch, p: &PacketMeta) {
+        let bytes = |r: NameRef| batch.name(r);
+        match fact.fact {
+            Lan::Arp {
+                sender_mac,
+                sender_ip,
+                target_mac,
+                target_ip,
+                op,
+            } => {
+                if !sender_ip.is_unspecified()
+                    && let Some(at) = self.station(sender_mac, p.ts)
+                {
+                    self.touch_address(at, IpAddr::V4(sender_ip), p.ts);
+                }
+                // A reply's target is the asker, telling its own address.
+                if op == 2
+                    && !target_ip.is_unspecified()
+                    && let Some(at) = self.find(target_mac)
+                {
+                    self.touch_address(at, IpAddr::V4(target_ip), p.ts);
+                }
+            }
+            Lan::Ndp {
+                kind,
+                target,
+                lladdr,
+                ..
+            } => {
+                let mac = lladdr.unwrap_or(p.src_mac);
+                let Some(at) = self.station(mac, p.ts) else {
+                    return;
+                };
+                match kind {
+                    134 => {
+                        if !self.entries[at].device.router {
+                            self.entries[at].device.router = true;
+                            self.entries[at].changed = true;
+                        }
+                        self.touch_address(at, p.src, p.ts);
+                    }
+                    136 => self.touch_address(at, IpAddr::V6(target), p.ts),
+                    _ => self.touch_address(at, p.src, p.ts),
+                }
+            }
+            Lan::Dhcp(d) => match d.msg {
+                // OFFER, ACK, NAK: from a server.
+                2 | 5 | 6 => {
+                    if let Some(at) = self.station(p.src_mac, p.ts)
+                        && !self.entries[at].device.dhcp_server
+                    {
+                        self.entries[at].device.dhcp_server = true;
+                        self.entries[at].changed = true;
+                    }
+                    if d.msg == 5 && !d.yiaddr.is_unspecified() {
+                        if let Some(len) = d.prefix_len {
+                            self.learn_network(d.yiaddr, len);
+                        }
+                        if let Some(at) = self.find(d.chaddr) {
+                            self.touch_address(at, IpAddr::V4(d.yiaddr), p.ts);
+                        }
+                    }
+                }
+                _ => {
+                    // A client's own message, or one relayed for a station already known:
+                    // a forged flood of client hardware addresses adds no stations.
+                    let at = if d.chaddr == p.src_mac {
+                        self.station(d.chaddr, p.ts)
+                    } else {
+                        self.find(d.chaddr)
+                    };
+                    let Some(at) = at else { return };
+                    self.add_name(at, bytes(d.host_name), "dhcp", p.ts);
+                    self.add_name(at, bytes(d.fqdn), "dhcp_fqdn", p.ts);
+                    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+                    self.set_fact(at, |d| &mut d.vendor_class, text(bytes(d.vendor_class)));
+                    let params = bytes(d.params).iter().map(|b| b.to_string());
+                    let fingerprint = params.collect::<Vec<_>>().join(",");
+                    self.set_fact(at, |d| &mut d.dhcp_fingerprint, fingerprint);
+                    self.set_fact(at, |d| &mut d.client_id, hex(bytes(d.client_id)));
+                }
+            },
+            Lan::Dhcp6 {
+                msg,
+                relayed,
+                duid,
+                fqdn,
+                vendor_class,
+            } => {
+                // Client messages (SOLICIT, REQUEST, CONFIRM, RENEW, REBIND, RELEASE,
+                // INFORMATION-REQUEST) sent by the station itself.
+                if relayed || !matches!(msg, 1 | 3 | 4 | 5 | 6 | 8 | 11) {
+                    return;
+                }
+                let Some(at) = self.station(p.src_mac, p.ts) else {
+                    return;
+                };
+                self.add_name(at, bytes(fqdn), "dhcpv6", p.ts);
+                self.set_fact(at, |d| &mut d.duid, hex(bytes(duid)));
+                if self.entries[at].device.vendor_class.is_none() {
+                    let class = String::from_utf8_lossy(bytes(vendor_class)).into_owned();
+                    self.set_fact(at, |d| &mut d.vendor_class, class);
+                }
+            }
+            Lan::Name { source, name, addr } => {
+                // A station speaks for itself when one of the message's records for the
+                // name gives its own source address (a sleep proxy answering for a
+                // sleeping host does not), or, over the other IP version, any address.
+                let text = bytes(name);
+                let same_message = before
+                    .iter()
+                    .rev()
+                    .take_while(|f| f.packet == fact.packet)
+                    .chain(std::iter::once(fact));
+                let own = same_message.clone().any(|f| {
+                    matches!(f.fact, Lan::Name { name: n, addr: Some(a), .. }
+                        if a == p.src && batch.name(n) == text)
+                });
+                let other_family = addr.is_some_and(|a| a.is_ipv4() != p.src.is_ipv4());
+                if !(own || other_family) {
+                    return;
+                }
+                let Some(at) = self.station(p.src_mac, p.ts) else {
+                    return;
+                };
+                self.add_name(at, text, source.name(), p.ts);
+                if let Some(a) = addr.filter(|a| self.local.contains(*a)) {
+                    self.touch_address(at, a, p.ts);
+                }
+            }
+        }
+    }
+
+    /// Adds the network of a DHCP lease to the local networks.
+    fn learn_network(&mut self, addr: Ipv4Addr, prefix_len: u8) {
+        if self.local.contains(IpAddr::V4(addr)) || self.learned.len() >= MAX_LEARNED_NETWORKS {
+            return;
+        }
+        if let Ok(net) = ipnet::Ipv4Net::new(addr, prefix_len.max(8)) {
+            let net = IpNet::V4(net.trunc());
+            self.learned.push(net);
+            self.local.add(net);
+        }
+    }
+}
+
+/// The device's usage of `ts`'s UTC day, reset when the day changed.
+#[inline]
+fn today(d: &mut Device, ts: Timestamp) -> &mut DayUsage {
+    let day = ts.secs().div_euclid(86_400);
+    if d.today.day != day {
+        d.today = DayUsage {
+            day,
+            ..DayUsage::default()
+        };
+    }
+    &mut d.today
+}
+
+fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    bytes.iter().fold(String::new(), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}
