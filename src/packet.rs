@@ -380,6 +380,8 @@ pub enum LanNameSource {
     Mdns,
     Llmnr,
     Nbns,
+    /// A NetBIOS group name the station registered: its workgroup or domain.
+    NbnsGroup,
     /// The source name of a NetBIOS datagram (browser announcements, mailslots).
     Netbios,
 }
@@ -390,6 +392,7 @@ impl LanNameSource {
             LanNameSource::Mdns => "mdns",
             LanNameSource::Llmnr => "llmnr",
             LanNameSource::Nbns => "nbns",
+            LanNameSource::NbnsGroup => "nbns_group",
             LanNameSource::Netbios => "netbios",
         }
     }

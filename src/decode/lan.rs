@@ -58,13 +58,13 @@ pub(super) fn read(d: &Decoded<'_>, batch: &mut PacketBatch) {
                 vendor_class: f.vendor_class,
             });
         }
-    } else if src == 5353 || src == 5355 {
+    } else if src == 5353 || src == 5355 || dst == 5353 {
         // Responses only: an mDNS or LLMNR responder (or an mDNS prober, in its authority
-        // section) speaks for itself; a question names someone else.
-        let source = if src == 5353 {
-            LanNameSource::Mdns
-        } else {
+        // section, from any port) speaks for itself; a question names someone else.
+        let source = if src == 5355 {
             LanNameSource::Llmnr
+        } else {
+            LanNameSource::Mdns
         };
         let is_response = udp.get(2).is_some_and(|f| f & 0x80 != 0);
         let probe = source == LanNameSource::Mdns && udp.len() >= 12 && udp[8..10] != [0, 0];
@@ -103,10 +103,16 @@ pub(super) fn read(d: &Decoded<'_>, batch: &mut PacketBatch) {
             });
         });
     } else if src == netbios::NAME_PORT {
-        if let Some((name, addr)) = netbios::name_claim(udp).filter(|(n, _)| n.is_station()) {
+        if let Some((name, addr, group)) =
+            netbios::name_claim(udp).filter(|(n, _, _)| n.is_station())
+        {
             let name = super::put_name(arena, Some(name.name()), 15);
             push(Lan::Name {
-                source: LanNameSource::Nbns,
+                source: if group {
+                    LanNameSource::NbnsGroup
+                } else {
+                    LanNameSource::Nbns
+                },
                 name,
                 addr: Some(IpAddr::V4(addr)),
             });

@@ -723,6 +723,16 @@ impl<'f> Walk<'_, 'f> {
         });
         self.carrier.get_or_insert(outer);
         self.meta = PacketMeta::blank(outer.ts, outer.wire_len);
+        // Teredo, 6in4 and AYIYA end at a host: the station that sent the frame is the one
+        // the inner packet is from. Other tunnels end at routers (or carry their own
+        // Ethernet header, which sets the addresses again).
+        if matches!(
+            encapsulation,
+            Encapsulation::Teredo | Encapsulation::SixInFour | Encapsulation::Ayiya
+        ) {
+            self.meta.src_mac = outer.src_mac;
+            self.meta.dst_mac = outer.dst_mac;
+        }
         Ok(())
     }
 

@@ -176,10 +176,34 @@ impl Inventory {
         &self.state
     }
 
-    /// DHCP servers learned (the first one seen, when none is configured): kept with the
-    /// inventory so that a restart does not take a rogue server for the segment's.
-    pub fn learned_dhcp_servers(&mut self) -> &mut Vec<Ipv4Addr> {
-        &mut self.state.dhcp_servers
+    /// Whether a DHCP server (identifier, MAC) is the segment's one, learning the first
+    /// seen as it: kept with the inventory so that a restart does not take a rogue server
+    /// for the segment's. A server is the learned one by either its identifier or its MAC
+    /// (never by the all-zero MAC).
+    pub fn learned_dhcp_server(&mut self, id: Ipv4Addr, mac: MacAddr) -> bool {
+        let state = &mut self.state;
+        if state.dhcp_servers.is_empty() {
+            state.dhcp_servers.push(id);
+            if mac.is_station() {
+                state.dhcp_server_macs.push(mac);
+            }
+            return true;
+        }
+        let by_id = state.dhcp_servers.contains(&id);
+        let by_mac = mac.is_station() && state.dhcp_server_macs.contains(&mac);
+        // The same server seen under another identifier or MAC: remember it (bounded).
+        if by_id && mac.is_station() && !by_mac && state.dhcp_server_macs.len() < 8 {
+            state.dhcp_server_macs.push(mac);
+        }
+        if by_mac && !by_id && state.dhcp_servers.len() < 8 {
+            state.dhcp_servers.push(id);
+        }
+        by_id || by_mac
+    }
+
+    /// The DHCP servers learned: identifiers.
+    pub fn learned_dhcp_servers(&self) -> &[Ipv4Addr] {
+        &self.state.dhcp_servers
     }
 
     /// Whether `ip` is on the segment: in `local_networks` or a network a DHCP lease gave.
@@ -275,6 +299,13 @@ impl Inventory {
                 let opens = marks.get(i).is_some_and(|m| m.has(FlowMark::OPENS));
                 if let Some(at) = self.station(p.src_mac, p.ts) {
                     self.sent(at, p, opens);
+                    // A host's own tunnel (Teredo, 6in4): its outer address is its own too.
+                    if let Some(t) = batch.tunnel(p)
+                        && t.carrier.src_mac == p.src_mac
+                        && self.local.contains(t.carrier.src)
+                    {
+                        self.touch_address(at, t.carrier.src, p.ts);
+                    }
                 }
             }
             if p.dst_mac.is_station()
@@ -525,15 +556,17 @@ impl Inventory {
                         if let Some(len) = d.prefix_len {
                             self.learn_network(d.yiaddr, len);
                         }
-                        if let Some(at) = self.find(d.chaddr) {
+                        // The server leased an address to the client: it exists.
+                        if let Some(at) = self.station(d.chaddr, p.ts) {
                             self.touch_address(at, IpAddr::V4(d.yiaddr), p.ts);
                         }
                     }
                 }
                 _ => {
-                    // A client's own message, or one relayed for a station already known:
-                    // a forged flood of client hardware addresses adds no stations.
-                    let at = if d.chaddr == p.src_mac {
+                    // A client's own message, or one a relay agent forwards. A station that
+                    // sends DHCP for hardware addresses not its own, unrelayed, is forging
+                    // them (a starvation attack): those add no stations.
+                    let at = if d.chaddr == p.src_mac || !d.giaddr.is_unspecified() {
                         self.station(d.chaddr, p.ts)
                     } else {
                         self.find(d.chaddr)
@@ -543,9 +576,14 @@ impl Inventory {
                     self.add_name(at, bytes(d.fqdn), "dhcp_fqdn", p.ts);
                     let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
                     self.set_fact(at, |d| &mut d.vendor_class, text(bytes(d.vendor_class)));
-                    let params = bytes(d.params).iter().map(|b| b.to_string());
-                    let fingerprint = params.collect::<Vec<_>>().join(",");
-                    self.set_fact(at, |d| &mut d.dhcp_fingerprint, fingerprint);
+                    // The fingerprint is the first list the station sent: one that changes
+                    // later (another boot loader, another OS on the same NIC) is not taken
+                    // for the device's own.
+                    if self.entries[at].device.dhcp_fingerprint.is_none() {
+                        let params = bytes(d.params).iter().map(|b| b.to_string());
+                        let fingerprint = params.collect::<Vec<_>>().join(",");
+                        self.set_fact(at, |d| &mut d.dhcp_fingerprint, fingerprint);
+                    }
                     self.set_fact(at, |d| &mut d.client_id, hex(bytes(d.client_id)));
                 }
             },
@@ -586,7 +624,8 @@ impl Inventory {
                         if a == p.src && batch.name(n) == text)
                 });
                 let other_family = addr.is_some_and(|a| a.is_ipv4() != p.src.is_ipv4());
-                if !(own || other_family) {
+                let anothers = addr.is_some_and(|a| self.held_by_other(a, p.src_mac));
+                if !(own || other_family || !anothers) {
                     return;
                 }
                 let Some(at) = self.station(p.src_mac, p.ts) else {
@@ -598,6 +637,13 @@ impl Inventory {
                 }
             }
         }
+    }
+
+    /// Whether a station other than `mac` uses `ip`.
+    fn held_by_other(&self, ip: IpAddr, mac: MacAddr) -> bool {
+        self.entries
+            .iter()
+            .any(|e| e.device.mac != mac && e.device.addresses.iter().any(|a| a.ip == ip))
     }
 
     /// Adds the network of a DHCP lease to the local networks.

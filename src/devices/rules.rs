@@ -364,17 +364,16 @@ impl LanRules {
             return;
         }
         let known = if self.config.dhcp_servers.is_empty() {
-            let learned = inventory.learned_dhcp_servers();
-            if learned.is_empty() {
-                learned.push(server);
+            if inventory.learned_dhcp_server(server, server_mac) {
+                return;
             }
-            learned.clone()
+            inventory.learned_dhcp_servers().to_vec()
         } else {
+            if self.config.dhcp_servers.contains(&server) {
+                return;
+            }
             self.config.dhcp_servers.clone()
         };
-        if known.contains(&server) {
-            return;
-        }
         if let Some(last) = self.rogue.get(&server)
             && ts.0 - last < 1_000_000_000
         {

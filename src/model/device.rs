@@ -57,7 +57,8 @@ pub struct DeviceAddress {
 }
 
 /// A name a device gave itself and where it was read: `dhcp` (option 12), `dhcp_fqdn`
-/// (option 81), `dhcpv6` (client FQDN), `mdns`, `llmnr`, `nbns` or `netbios`.
+/// (option 81), `dhcpv6` (client FQDN), `mdns`, `llmnr`, `nbns` or `netbios`; or the
+/// NetBIOS workgroup or domain it registered (`nbns_group`), never shown as its name.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct DeviceName {
     pub name: String,
@@ -77,12 +78,15 @@ pub struct DayUsage {
 }
 
 /// What the inventory keeps beside its devices: when it started learning (packet time, Unix
-/// seconds) and the DHCP servers it learned.
+/// seconds) and the DHCP server it learned, by server identifiers and MACs (one server may
+/// answer for several subnets, and one identifier may arrive from a second MAC, as a
+/// failover pair or a duplicating tap sends it).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct InventoryState {
     pub learning_since: Option<f64>,
     pub dhcp_servers: Vec<std::net::Ipv4Addr>,
+    pub dhcp_server_macs: Vec<MacAddr>,
 }
 
 impl Device {
@@ -100,6 +104,7 @@ impl Device {
         };
         self.names
             .iter()
+            .filter(|n| n.source != "nbns_group")
             .min_by(|a, b| {
                 rank(&a.source)
                     .cmp(&rank(&b.source))

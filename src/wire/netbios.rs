@@ -61,8 +61,9 @@ fn encoded_name(msg: &[u8], at: usize) -> Option<NetbiosName> {
 
 /// What a name-service packet says a station is called: the name a registration (opcode
 /// 5), refresh (8, 9) or multi-homed registration (15) or a positive query response
-/// claims, and the address of its first NB record, for unique (non-group) names only.
-pub fn name_claim(msg: &[u8]) -> Option<(NetbiosName, Ipv4Addr)> {
+/// claims, the address of its first NB record, and whether the name is a group's (a
+/// workgroup or domain the station belongs to) rather than its own.
+pub fn name_claim(msg: &[u8]) -> Option<(NetbiosName, Ipv4Addr, bool)> {
     let head = msg.get(..12)?;
     let flags = u16::from_be_bytes([head[2], head[3]]);
     let response = flags & 0x8000 != 0;
@@ -91,12 +92,9 @@ pub fn name_claim(msg: &[u8]) -> Option<(NetbiosName, Ipv4Addr)> {
     if u16::from_be_bytes([rr[0], rr[1]]) != 0x0020 {
         return None;
     }
-    let nb_flags = u16::from_be_bytes([rr[10], rr[11]]);
-    if nb_flags & 0x8000 != 0 {
-        return None; // a group name (workgroup, domain): no one station's
-    }
+    let group = u16::from_be_bytes([rr[10], rr[11]]) & 0x8000 != 0;
     let addr = Ipv4Addr::new(rr[12], rr[13], rr[14], rr[15]);
-    Some((name, addr))
+    Some((name, addr, group))
 }
 
 /// The source name and source address of a NetBIOS datagram (RFC 1002 §4.4.1): direct
@@ -140,17 +138,18 @@ mod tests {
     }
 
     #[test]
-    fn reads_a_registration_but_not_a_group_name() {
+    fn reads_a_registration_and_tells_group_names() {
         let mut msg = vec![0x80, 0x01, 0x29, 0x10, 0, 1, 0, 0, 0, 0, 0, 1];
         msg.extend_from_slice(&encode("DJP95S0J", 0x00));
         msg.extend_from_slice(&[0, 0x20, 0, 1, 0xc0, 12, 0, 0x20, 0, 1, 0, 0, 0, 0, 0, 6]);
         msg.extend_from_slice(&[0x00, 0x00, 169, 254, 67, 194]);
-        let (name, addr) = name_claim(&msg).expect("a registration");
+        let (name, addr, group) = name_claim(&msg).expect("a registration");
         assert_eq!(name.name(), b"DJP95S0J");
         assert_eq!(addr, Ipv4Addr::new(169, 254, 67, 194));
-        let group = msg.len() - 6;
-        msg[group] = 0x80;
-        assert_eq!(name_claim(&msg), None);
+        assert!(!group);
+        let flags = msg.len() - 6;
+        msg[flags] = 0x80;
+        assert!(name_claim(&msg).unwrap().2, "the G bit marks a group name");
         assert_eq!(name_claim(&msg[..40]), None);
     }
 }
