@@ -55,7 +55,7 @@ pub fn v4(udp: &[u8], arena: &mut Vec<u8>) -> Option<DhcpFact> {
                     .map(|m| m.leading_ones() as u8)
             }
             12 => fact.host_name = put(arena, trim_nul(data)),
-            60 => fact.vendor_class = put(arena, data),
+            60 => fact.vendor_class = put(arena, trim_nul(data)),
             55 => fact.params = put(arena, data),
             61 => fact.client_id = put(arena, data),
             // RFC 4702: flags, two obsolete rcodes, then the name: DNS wire form when the
@@ -161,7 +161,7 @@ fn options_of(mut area: &[u8]) -> impl Iterator<Item = (u16, &[u8])> {
     })
 }
 
-/// Host names are sometimes sent with a trailing NUL.
+/// Host names and vendor classes are sometimes sent with a trailing NUL.
 fn trim_nul(data: &[u8]) -> &[u8] {
     let end = data.iter().position(|&b| b == 0).unwrap_or(data.len());
     &data[..end]

@@ -1,0 +1,413 @@
+//! The device inventory and the LAN rules on the shared captures. Expected values come from
+//! tshark (source MACs, live) and the MANIFEST's device facts (tshark's DHCP, mDNS, NBNS
+//! and LLMNR fields), and vendors from the IEEE registry files themselves, read here with a
+//! lookup of the test's own.
+
+mod common;
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::Path;
+use std::process::Command;
+
+use common::{analyze, cannot_run, manifest, pcap};
+use serde_json::Value;
+
+/// Captures whose device facts the MANIFEST gives (`hosts`).
+fn device_captures() -> Vec<(String, Value)> {
+    manifest()
+        .into_iter()
+        .filter_map(|e| {
+            let facts = e.get("facts")?.clone();
+            let devices = facts.get("devices").cloned().unwrap_or(facts);
+            devices.get("hosts")?;
+            Some((e["path"].as_str()?.to_string(), devices))
+        })
+        .collect()
+}
+
+/// The devices `analyze` lists, by MAC.
+fn devices_of(file: &Path) -> (HashMap<String, Value>, Value) {
+    let (code, summary, stderr) = analyze(file, &[]);
+    assert_eq!(code, Some(0), "{}: {stderr}", file.display());
+    let summary = summary.expect("a summary");
+    let devices = summary["devices"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{}: no devices list", file.display()))
+        .iter()
+        .map(|d| (d["mac"].as_str().unwrap().to_string(), d.clone()))
+        .collect();
+    (devices, summary)
+}
+
+/// Every Ethernet source address tshark reads in `file` that a station can send from (not
+/// group, not all zeros), the innermost one of a bridged tunnel included.
+fn tshark_source_macs(file: &Path) -> Option<BTreeSet<String>> {
+    let out = Command::new("tshark")
+        .arg("-n")
+        .arg("-r")
+        .arg(file)
+        .args(["-T", "fields", "-E", "occurrence=a", "-E", "aggregator=,"])
+        .args(["-e", "eth.src"])
+        .output()
+        .ok()?;
+    assert!(out.status.success(), "tshark failed on {}", file.display());
+    Some(
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .flat_map(|l| l.split(','))
+            .filter(|m| m.len() == 17 && *m != "00:00:00:00:00:00")
+            .filter(|m| u8::from_str_radix(&m[..2], 16).unwrap() & 1 == 0)
+            .map(str::to_string)
+            .collect(),
+    )
+}
+
+/// The IEEE registries (Debian's ieee-data): prefix (hex, upper case) → organisation.
+struct Registry(HashMap<String, String>);
+
+impl Registry {
+    fn load() -> Registry {
+        let mut map = HashMap::new();
+        for file in ["oui.csv", "mam.csv", "oui36.csv", "iab.csv"] {
+            let path = Path::new("/usr/share/ieee-data").join(file);
+            let text = std::fs::read_to_string(&path)
+                .unwrap_or_else(|e| panic!("{}: {e} (install ieee-data)", path.display()));
+            for line in text.lines().skip(1) {
+                // Registry,Assignment,"Organization Name",Address: the name may be quoted.
+                let mut fields = Vec::new();
+                let (mut field, mut quoted) = (String::new(), false);
+                for c in line.chars() {
+                    match c {
+                        '"' => quoted = !quoted,
+                        ',' if !quoted => fields.push(std::mem::take(&mut field)),
+                        c => field.push(c),
+                    }
+                }
+                fields.push(field);
+                if fields.len() >= 3 {
+                    map.insert(
+                        fields[1].trim().to_uppercase(),
+                        fields[2].trim().to_string(),
+                    );
+                }
+            }
+        }
+        Registry(map)
+    }
+
+    /// The organisation of the longest registered prefix of `mac` (36, 28, then 24 bits).
+    fn vendor(&self, mac: &str) -> Option<&str> {
+        let hex: String = mac.split(':').collect::<String>().to_uppercase();
+        [9, 7, 6]
+            .into_iter()
+            .find_map(|n| self.0.get(&hex[..n]).map(String::as_str))
+    }
+}
+
+#[test]
+fn every_source_mac_becomes_a_device_with_its_registered_vendor() {
+    let registry = Registry::load();
+    let mut checked = 0;
+    for (path, facts) in device_captures() {
+        let file = pcap(&path);
+        let Some(sources) = tshark_source_macs(&file) else {
+            return cannot_run("tshark is not installed");
+        };
+        let (devices, _) = devices_of(&file);
+        for mac in &sources {
+            let d = devices
+                .get(mac)
+                .unwrap_or_else(|| panic!("{path}: source MAC {mac} is not a device"));
+            assert_eq!(
+                d["vendor"].as_str(),
+                registry.vendor(mac),
+                "{path}: vendor of {mac}"
+            );
+            let randomized = u8::from_str_radix(&mac[..2], 16).unwrap() & 2 != 0;
+            assert_eq!(d["randomized"], randomized, "{path}: {mac}");
+            checked += 1;
+        }
+        // The MANIFEST's vendors are the registry's too (where the MAC has one).
+        for h in facts["hosts"].as_array().unwrap() {
+            let mac = h["mac"].as_str().unwrap();
+            if let (Some(d), Some(v)) = (devices.get(mac), h["vendor"].as_str())
+                && !v.starts_with("locally administered")
+            {
+                assert_eq!(d["vendor"].as_str(), Some(v), "{path}: {mac}");
+            }
+        }
+    }
+    assert!(checked > 150, "only {checked} MACs checked");
+}
+
+/// Names as the MANIFEST gives them (NetBIOS names carry their suffix, `NAME<00>`);
+/// `relayed`: the capture's DHCPv6 arrives through a relay agent.
+fn expected_names(host: &Value, relayed: bool) -> BTreeSet<String> {
+    let list = |v: &Value| -> Vec<String> {
+        v.as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|s| s.as_str().map(str::to_string))
+            .collect()
+    };
+    let mut names = BTreeSet::new();
+    names.extend(list(&host["dhcp"]["hostname"]));
+    names.extend(list(&host["dhcp"]["fqdn"]));
+    // tshark ends a fully qualified DHCPv6 name (one with the root label) with a dot. A
+    // relayed SOLICIT's name is the client's, not the relay agent's that sent the frame (as
+    // the MANIFEST, going by frames, has it): only the station's own messages count.
+    names.extend(
+        list(&host["dhcpv6"]["fqdn"])
+            .into_iter()
+            .filter(|_| !relayed)
+            .into_iter()
+            .map(|n| n.trim_end_matches('.').to_string()),
+    );
+    names.extend(list(&host["mdns"]["hostnames"]));
+    names.extend(list(&host["llmnr"]["answered"]));
+    for key in ["registered", "answered"] {
+        for n in list(&host["nbns"][key]) {
+            // The workstation and server names, not the wildcard.
+            if let Some(name) = n.strip_suffix("<00>").or_else(|| n.strip_suffix("<20>"))
+                && !name.is_empty()
+                && !name.starts_with('*')
+            {
+                names.insert(name.to_string());
+            }
+        }
+    }
+    names
+}
+
+#[test]
+fn host_names_and_dhcp_facts_equal_tsharks() {
+    let mut names_checked = 0;
+    let mut fingerprints = 0;
+    for (path, facts) in device_captures() {
+        let (devices, _) = devices_of(&pcap(&path));
+        let relayed = facts["dhcpv6"]["messages"].get("RELAY-FORW").is_some();
+        for h in facts["hosts"].as_array().unwrap() {
+            let mac = h["mac"].as_str().unwrap();
+            // The DHCP flood's MANIFEST entry names the MAC's text ("de:ad:" as bytes), not
+            // the frames' de:ad:be:ef:aa:bb; and no station sends from the all-zero MAC
+            // (capture2's duplicated offers do).
+            if mac == "64:65:3a:61:64:3a" || mac == "00:00:00:00:00:00" {
+                continue;
+            }
+            let d = devices
+                .get(mac)
+                .unwrap_or_else(|| panic!("{path}: host {mac} is not a device"));
+            let have: BTreeSet<String> = d["names"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|n| n["name"].as_str().unwrap().to_string())
+                .collect();
+            for name in expected_names(h, relayed) {
+                assert!(
+                    have.contains(&name),
+                    "{path}: {mac} lacks the name {name:?}; it has {have:?}"
+                );
+                names_checked += 1;
+            }
+            if let Some(list) = h["dhcp"]["param_request_list"].as_array() {
+                let want: Vec<String> = list.iter().map(|n| n.to_string()).collect();
+                assert_eq!(
+                    d["dhcp_fingerprint"].as_str(),
+                    Some(want.join(",").as_str()),
+                    "{path}: option 55 of {mac}"
+                );
+                fingerprints += 1;
+            }
+            if let Some(class) = h["dhcp"]["vendor_class"].as_array().and_then(|c| c.last()) {
+                assert_eq!(&d["vendor_class"], class, "{path}: option 60 of {mac}");
+            }
+            for ip in h["local_ips"].as_array().into_iter().flatten() {
+                let ip = ip.as_str().unwrap();
+                assert!(
+                    d["addresses"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .any(|a| a["ip"] == ip),
+                    "{path}: {mac} lacks its address {ip}"
+                );
+            }
+        }
+    }
+    assert!(names_checked > 60, "only {names_checked} names checked");
+    assert!(
+        fingerprints > 40,
+        "only {fingerprints} fingerprints checked"
+    );
+}
+
+/// The LAN rules' alerts of a capture.
+fn lan_alerts(path: &str) -> Vec<Value> {
+    let (code, summary, stderr) = analyze(&pcap(path), &[]);
+    assert_eq!(code, Some(0), "{path}: {stderr}");
+    summary.unwrap()["alerts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| {
+            matches!(
+                a["alert_type"].as_str(),
+                Some("arp_spoofing" | "rogue_dhcp")
+            )
+        })
+        .cloned()
+        .collect()
+}
+
+#[test]
+fn arp_spoofing_raises_one_alert_naming_the_address_and_both_macs() {
+    for e in manifest() {
+        let path = e["path"].as_str().unwrap();
+        if !matches!(
+            path,
+            "other/sgr_na_arpSpoofing.pcap" | "other/cs_arppoison.pcapng"
+        ) {
+            continue;
+        }
+        let arp = &e["facts"]["devices"]["arp"];
+        // The spoofer: the MAC that claims several addresses (with replies nobody asked for).
+        let claims = arp["macs_claiming_several_ips"].as_object().unwrap();
+        assert_eq!(claims.len(), 1, "{path}");
+        let (spoofer, addresses) = claims.iter().next().unwrap();
+        let alerts = lan_alerts(path);
+        assert_eq!(alerts.len(), 1, "{path}: {alerts:#?}");
+        let a = &alerts[0];
+        assert_eq!(a["alert_type"], "arp_spoofing");
+        assert_eq!(a["severity"], "high");
+        let address = a["evidence"]["address"].as_str().unwrap();
+        assert!(
+            addresses.as_array().unwrap().iter().any(|x| x == address),
+            "{path}: {address} is not one the spoofer claimed"
+        );
+        assert_eq!(a["target"], address);
+        let macs: Vec<&str> = a["evidence"]["macs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m.as_str().unwrap())
+            .collect();
+        assert_eq!(macs[0], spoofer.as_str(), "{path}");
+        assert!(
+            macs.len() >= 2,
+            "{path}: the other MAC is missing: {macs:?}"
+        );
+        assert!(
+            a["description"]
+                .as_str()
+                .unwrap()
+                .contains(spoofer.as_str())
+        );
+    }
+    // The MANIFEST's words: cs_arppoison's spoofed address is the gateway's.
+    let alerts = lan_alerts("other/cs_arppoison.pcapng");
+    assert_eq!(alerts[0]["target"], "172.16.0.1");
+    assert_eq!(alerts[0]["source_ip"], "172.16.0.105");
+    let macs = alerts[0]["evidence"]["macs"].as_array().unwrap();
+    assert!(
+        macs.iter().any(|m| m == "00:21:70:c0:56:f0"),
+        "the victim: {macs:?}"
+    );
+}
+
+#[test]
+fn rogue_dhcp_only_when_a_second_server_answers() {
+    for e in manifest() {
+        let path = e["path"].as_str().unwrap().to_string();
+        let facts = &e["facts"];
+        let dhcp = facts["devices"]
+            .get("dhcp")
+            .or_else(|| facts.get("dhcp"))
+            .cloned();
+        let Some(dhcp) = dhcp else { continue };
+        let Some(servers) = dhcp["servers"].as_array() else {
+            continue;
+        };
+        // Servers in the order they first answered; one identifier is one server, and so
+        // is one MAC answering for several subnets.
+        let mut servers: Vec<&Value> = servers.iter().collect();
+        servers.sort_by(|a, b| a["first_seen"].as_str().cmp(&b["first_seen"].as_str()));
+        let first = servers
+            .first()
+            .map(|s| (s["server_id"].clone(), s["mac"].clone()));
+        let rogue: BTreeSet<String> = servers
+            .iter()
+            .filter(|s| {
+                first
+                    .as_ref()
+                    .is_none_or(|(id, mac)| s["server_id"] != *id && s["mac"] != *mac)
+            })
+            .map(|s| s["server_id"].as_str().unwrap().to_string())
+            .collect();
+        let alerts: BTreeSet<String> = lan_alerts(&path)
+            .iter()
+            .filter(|a| a["alert_type"] == "rogue_dhcp")
+            .map(|a| a["evidence"]["server"].as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(alerts, rogue, "{path}");
+    }
+    // The traps: floods from one server, and one server's offers duplicated from a second
+    // (all-zero) MAC.
+    for path in [
+        "other/suricata_dhcp_request_flood.pcap",
+        "other/zeek_dhcp_flood.pcap",
+        "devices/mercury_capture2_cisco_phones.pcap",
+        "mixed_realistic/honeynet_suspicious_time.pcap",
+    ] {
+        assert!(lan_alerts(path).is_empty(), "{path}");
+    }
+    let many = lan_alerts("devices/malcolm_dhcp_merged_many_servers.pcap");
+    assert_eq!(
+        many.len(),
+        7,
+        "nine (server, MAC) pairs, eight identifiers, one learned"
+    );
+}
+
+#[test]
+fn no_benign_capture_raises_arp_spoofing_or_rogue_dhcp() {
+    // The positives, the merged captures that hold several DHCP servers on purpose, and
+    // the fuzzed and concatenated ones are not benign.
+    let not_benign = [
+        "other/sgr_na_arpSpoofing.pcap",
+        "other/cs_arppoison.pcapng",
+        "devices/malcolm_dhcp_merged_many_servers.pcap",
+        "devices/mercury_emix_enterprise.pcap",
+    ];
+    let mut checked = 0;
+    for e in manifest() {
+        let path = e["path"].as_str().unwrap();
+        let size = e["size"].as_u64().unwrap_or(0);
+        if not_benign.contains(&path)
+            || path.starts_with("malformed/")
+            || path.starts_with("derived/")
+            || size > 8 << 20
+        {
+            continue;
+        }
+        let (code, summary, _) = analyze(&pcap(path), &[]);
+        let Some(summary) = summary.filter(|_| code == Some(0)) else {
+            continue;
+        };
+        let lan: Vec<&Value> = summary["alerts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|a| {
+                matches!(
+                    a["alert_type"].as_str(),
+                    Some("arp_spoofing" | "rogue_dhcp")
+                )
+            })
+            .collect();
+        assert!(lan.is_empty(), "{path}: {lan:#?}");
+        checked += 1;
+    }
+    assert!(checked > 80, "only {checked} captures checked");
+}
