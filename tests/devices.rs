@@ -411,3 +411,90 @@ fn no_benign_capture_raises_arp_spoofing_or_rogue_dhcp() {
     }
     assert!(checked > 80, "only {checked} captures checked");
 }
+
+#[test]
+fn the_api_lists_devices_and_labels_survive_a_restart_but_not_a_viewer() {
+    use common::server::{Server, create_token};
+    const WIN10: &str = "devices/suricata_two_win10_dhcp_dhcpv6_llmnr.pcap";
+    // DESKTOP-V1FA0UQ (00:0c:29:61:f5:5f), 192.168.199.133, by the MANIFEST.
+    const MAC: &str = "00:0c:29:61:f5:5f";
+    let dir = common::tempdir();
+    let viewer = create_token(&dir, "viewer", "viewer");
+    let file = pcap(WIN10);
+    let args = ["replay", file.to_str().unwrap(), "--speed", "0"];
+    let server = Server::start_in(dir.clone(), &args, None);
+    server.wait_replayed();
+    let list = server.get("/devices").json();
+    let macs: BTreeSet<&str> = list["devices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["mac"].as_str().unwrap())
+        .collect();
+    for mac in ["00:50:56:c0:00:01", MAC, "00:50:56:f9:22:2b", "00:0c:29:03:df:ad"] {
+        assert!(macs.contains(mac), "{mac} in {macs:?}");
+    }
+    let found = server.get("/devices?q=desktop&sort=name").json();
+    let names: Vec<&str> = found["devices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["DESKTOP-2AEFM7G", "DESKTOP-V1FA0UQ"]);
+    assert_eq!(server.get("/devices?state=bogus").status, 400);
+    assert_eq!(server.get("/devices/not-a-mac").status, 400);
+    assert_eq!(server.get("/devices/02:00:00:00:00:01").status, 404);
+
+    let one = server.get(&format!("/devices/{MAC}")).json();
+    assert_eq!(one["vendor"], "VMware, Inc.");
+    assert_eq!(one["dhcp_fingerprint"], "1,3,6,15,31,33,43,44,46,47,121,249,252");
+    assert!(one["alerts"].is_array() && one["flows"].is_array(), "{one}");
+
+    let json = [("Content-Type", "application/json")];
+    let body = r#"{"label": "Lab PC", "known": true}"#;
+    let as_viewer = format!("Bearer {viewer}");
+    let denied = server.send(
+        "POST",
+        &format!("/devices/{MAC}"),
+        &[json[0], ("Authorization", &as_viewer)],
+        Some(body),
+    );
+    assert_eq!(denied.status, 403, "{}", denied.body);
+    let admin = server.bearer();
+    let set = server.send(
+        "POST",
+        &format!("/devices/{MAC}"),
+        &[json[0], ("Authorization", &admin)],
+        Some(body),
+    );
+    assert_eq!(set.status, 200, "{}", set.body);
+    assert_eq!(set.json()["name"], "Lab PC");
+    // Top talkers and flows carry the device's label beside its address.
+    let flows = server.get("/flows?limit=1000").json();
+    let labelled = flows["flows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|f| f["src_device"] == "Lab PC" || f["dst_device"] == "Lab PC");
+    let talkers = server.get("/top-talkers?limit=50").json();
+    let talker = talkers
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|t| t["device"] == "Lab PC");
+    assert!(labelled || talker, "no flow or talker names the device");
+    let (code, _) = server.stop_keeping_db();
+    assert_eq!(code, Some(0));
+
+    // Another capture on the same database: the device, its label and mark are still there.
+    let other = pcap("devices/cs_dhcp_nolease_initialization.pcapng");
+    let args = ["replay", other.to_str().unwrap(), "--speed", "0"];
+    let again = Server::start_in(dir, &args, None);
+    again.wait_replayed();
+    let one = again.get(&format!("/devices/{MAC}")).json();
+    assert_eq!(one["label"], "Lab PC", "{one}");
+    assert_eq!(one["known"], true);
+    assert_eq!(one["names"][0]["name"], "DESKTOP-V1FA0UQ");
+    assert_eq!(again.stop().0, Some(0));
+}

@@ -11,6 +11,9 @@ pub mod rules;
 pub mod vendor;
 pub mod view;
 
+#[cfg(test)]
+mod tests;
+
 use std::net::Ipv4Addr;
 use std::sync::{Arc, Mutex, MutexGuard};
 

@@ -1,0 +1,157 @@
+//! The inventory and the LAN rules as plain structs.
+
+use std::net::{IpAddr, Ipv4Addr};
+
+use super::inventory::{Inventory, InventoryLimits};
+use super::rules::{LanRules, RulesConfig};
+use crate::model::finding::{Finding, Rule};
+use crate::packet::{DhcpFact, Lan, LanFact, MacAddr, NameRef, PacketBatch, PacketMeta, Timestamp};
+
+fn mac(last: u8) -> MacAddr {
+    MacAddr([0x00, 0x0c, 0x29, 0x00, 0x00, last])
+}
+
+fn inventory(max_devices: usize, learning_secs: u64) -> Inventory {
+    Inventory::new(InventoryLimits {
+        max_devices,
+        local_networks: vec!["192.168.0.0/16".parse().unwrap()],
+        learning_secs,
+    })
+}
+
+/// A batch of one frame from `src` at `secs`, with `facts` about it.
+fn frame(src: MacAddr, ip: [u8; 4], secs: i64, facts: &[Lan]) -> PacketBatch {
+    let mut batch = PacketBatch::with_capacity(1);
+    let mut p = PacketMeta::blank(Timestamp::from_parts(secs, 0), 60);
+    p.network = crate::packet::Network::Ipv4;
+    p.src = IpAddr::V4(Ipv4Addr::from(ip));
+    p.src_mac = src;
+    p.dst_mac = MacAddr([0xff; 6]);
+    batch.packets.push(p);
+    batch.lan = facts
+        .iter()
+        .map(|&fact| LanFact { packet: 0, fact })
+        .collect();
+    batch
+}
+
+fn arp(op: u16, sender: MacAddr, sender_ip: [u8; 4], target: MacAddr, target_ip: [u8; 4]) -> Lan {
+    Lan::Arp {
+        op,
+        sender_mac: sender,
+        sender_ip: Ipv4Addr::from(sender_ip),
+        target_mac: target,
+        target_ip: Ipv4Addr::from(target_ip),
+    }
+}
+
+fn run(inv: &mut Inventory, rules: &mut LanRules, batch: &PacketBatch) -> Vec<Finding> {
+    let mut out = Vec::new();
+    inv.observe(batch, &[]);
+    rules.check(batch, inv, &mut out);
+    out
+}
+
+#[test]
+fn a_flood_of_forged_macs_stays_within_the_cap_and_keeps_labelled_stations() {
+    let mut inv = inventory(64, 0);
+    inv.observe(&frame(mac(1), [192, 168, 1, 1], 0, &[]), &[]);
+    inv.annotate(mac(1), Some(Some("router".into())), Some(true));
+    for i in 0..10_000u32 {
+        let b = i.to_be_bytes();
+        let forged = MacAddr([0x02, 0x42, b[0], b[1], b[2], b[3]]);
+        inv.observe(&frame(forged, [10, 0, 0, 1], 1 + i64::from(i), &[]), &[]);
+        assert!(inv.len() <= 64);
+    }
+    assert!(inv.evicted >= 10_000 - 64);
+    assert_eq!(inv.get(mac(1)).unwrap().label.as_deref(), Some("router"));
+    // Addresses outside the local networks are not a station's own.
+    assert!(inv.devices().all(|d| d.addresses.iter().all(|a| a.ip != IpAddr::from([10, 0, 0, 1]))));
+}
+
+#[test]
+fn stations_present_while_learning_are_not_new_and_later_ones_are() {
+    let mut inv = inventory(100, 60);
+    let mut rules = LanRules::new(RulesConfig::default());
+    assert!(run(&mut inv, &mut rules, &frame(mac(1), [192, 168, 1, 2], 1000, &[])).is_empty());
+    assert!(run(&mut inv, &mut rules, &frame(mac(2), [192, 168, 1, 3], 1059, &[])).is_empty());
+    let found = run(&mut inv, &mut rules, &frame(mac(3), [192, 168, 1, 4], 1061, &[]));
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].rule, Rule::NewDevice);
+    assert_eq!(found[0].target.to_string(), "00:0c:29:00:00:03");
+    // Seen again: not new again.
+    assert!(run(&mut inv, &mut rules, &frame(mac(3), [192, 168, 1, 4], 1062, &[])).is_empty());
+}
+
+#[test]
+fn an_address_claimed_back_by_its_owner_is_a_conflict_and_a_failover_is_not() {
+    let (owner, intruder, asker) = (mac(1), mac(2), mac(3));
+    let gw = [192, 168, 1, 1];
+    let mut inv = inventory(100, 3600);
+    let mut rules = LanRules::new(RulesConfig::default());
+    let mut all = Vec::new();
+    // The owner answers a request; a second MAC announces the address; the owner answers
+    // again a few seconds later: two live stations claim it.
+    let steps = [
+        (asker, 10, arp(1, asker, [192, 168, 1, 9], MacAddr::ZERO, gw)),
+        (owner, 10, arp(2, owner, gw, asker, [192, 168, 1, 9])),
+        (intruder, 12, arp(2, intruder, gw, MacAddr([0xff; 6]), gw)),
+    ];
+    for (src, t, fact) in steps {
+        let ip = if src == asker { [192, 168, 1, 9] } else { gw };
+        all.extend(run(&mut inv, &mut rules, &frame(src, ip, t, &[fact])));
+    }
+    assert!(all.is_empty(), "a move alone is a failover: {all:?}");
+    all.extend(run(&mut inv, &mut rules, &frame(owner, gw, 14, &[arp(2, owner, gw, asker, [192, 168, 1, 9])])));
+    assert_eq!(all.len(), 1, "{all:?}");
+    let f = &all[0];
+    assert_eq!(f.rule, Rule::ArpSpoofing);
+    assert_eq!(f.target.to_string(), "192.168.1.1");
+    assert_eq!(f.evidence["mac"], intruder.to_string());
+    assert_eq!(f.evidence["owner_mac"], owner.to_string());
+}
+
+fn offer(server_id: [u8; 4], client: MacAddr) -> Lan {
+    Lan::Dhcp(DhcpFact {
+        msg: 2,
+        xid: 1,
+        chaddr: client,
+        yiaddr: Ipv4Addr::new(192, 168, 1, 50),
+        giaddr: Ipv4Addr::UNSPECIFIED,
+        server_id: Some(Ipv4Addr::from(server_id)),
+        requested: None,
+        prefix_len: Some(24),
+        host_name: NameRef::default(),
+        fqdn: NameRef::default(),
+        vendor_class: NameRef::default(),
+        params: NameRef::default(),
+        client_id: NameRef::default(),
+    })
+}
+
+#[test]
+fn a_dhcp_server_is_known_by_identifier_or_mac_and_a_second_one_is_rogue() {
+    let mut inv = inventory(100, 3600);
+    let mut rules = LanRules::new(RulesConfig::default());
+    let client = mac(9);
+    let mut found = Vec::new();
+    let steps = [
+        // The first server seen is the segment's.
+        (mac(1), [192, 168, 1, 1]),
+        // Its offers duplicated from the all-zero MAC (a tap's artefact).
+        (MacAddr::ZERO, [192, 168, 1, 1]),
+        // The same box answering for another subnet.
+        (mac(1), [192, 168, 2, 1]),
+        // Another server.
+        (mac(7), [192, 168, 1, 66]),
+        (mac(7), [192, 168, 1, 66]),
+    ];
+    for (t, (server, id)) in steps.into_iter().enumerate() {
+        let batch = frame(server, id, 100 + t as i64 * 5, &[offer(id, client)]);
+        found.extend(run(&mut inv, &mut rules, &batch));
+    }
+    let rogue: Vec<_> = found.iter().filter(|f| f.rule == Rule::RogueDhcp).collect();
+    assert_eq!(rogue.len(), 2, "one finding per second of the episode: {found:?}");
+    assert!(rogue.iter().all(|f| f.source == Some(IpAddr::from([192, 168, 1, 66]))));
+    assert_eq!(rogue[0].evidence["server_mac"], mac(7).to_string());
+}
