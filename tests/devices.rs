@@ -431,7 +431,12 @@ fn the_api_lists_devices_and_labels_survive_a_restart_but_not_a_viewer() {
         .iter()
         .map(|d| d["mac"].as_str().unwrap())
         .collect();
-    for mac in ["00:50:56:c0:00:01", MAC, "00:50:56:f9:22:2b", "00:0c:29:03:df:ad"] {
+    for mac in [
+        "00:50:56:c0:00:01",
+        MAC,
+        "00:50:56:f9:22:2b",
+        "00:0c:29:03:df:ad",
+    ] {
         assert!(macs.contains(mac), "{mac} in {macs:?}");
     }
     let found = server.get("/devices?q=desktop&sort=name").json();
@@ -448,7 +453,10 @@ fn the_api_lists_devices_and_labels_survive_a_restart_but_not_a_viewer() {
 
     let one = server.get(&format!("/devices/{MAC}")).json();
     assert_eq!(one["vendor"], "VMware, Inc.");
-    assert_eq!(one["dhcp_fingerprint"], "1,3,6,15,31,33,43,44,46,47,121,249,252");
+    assert_eq!(
+        one["dhcp_fingerprint"],
+        "1,3,6,15,31,33,43,44,46,47,121,249,252"
+    );
     assert!(one["alerts"].is_array() && one["flows"].is_array(), "{one}");
 
     let json = [("Content-Type", "application/json")];

@@ -612,3 +612,142 @@ fn live_server_sees_an_nmap_scan_and_stops_cleanly() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `ip -n NS link show DEV`'s MAC address.
+fn mac_of(netns: &str, dev: &str) -> String {
+    let out = Command::new("ip")
+        .args(["-n", netns, "-o", "link", "show", dev])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let words: Vec<&str> = text.split_whitespace().collect();
+    let at = words
+        .iter()
+        .position(|w| *w == "link/ether")
+        .expect("an Ethernet device");
+    words[at + 1].to_string()
+}
+
+#[test]
+fn live_a_host_that_appears_after_the_learning_period_is_one_new_device() {
+    let Some(ns) = live_ready(&["hping3"], "newdev") else {
+        return;
+    };
+    let dir = tempdir();
+    let config = dir.join("tapir.toml");
+    std::fs::write(&config, "[devices]\nlearning_secs = 3\n").unwrap();
+    let newcomer_ns = format!("tapir-new-{}", std::process::id());
+    let mut capture = Command::new("ip");
+    capture
+        .args(["netns", "exec", &ns.capture])
+        .arg(env!("CARGO_BIN_EXE_tapir"))
+        .args(["analyze", "--json", "--iface", "tcap0", "--duration", "10"])
+        .arg("--config")
+        .arg(&config);
+    let capture = std::thread::spawn(move || run_with_limit(&mut capture, Duration::from_secs(60)));
+    std::thread::sleep(Duration::from_millis(1500));
+    // The stations present at the start: the sender and the capturing end itself.
+    from_sender(
+        &ns,
+        &["hping3", "-1", "-c", "2", "-i", "u300000", "10.77.0.2"],
+    );
+    std::thread::sleep(Duration::from_secs(4));
+    // A new host behind the sender's link, with a MAC of its own.
+    assert!(ip(&["netns", "add", &newcomer_ns]));
+    let cleanup = scopeguard(newcomer_ns.clone());
+    assert!(ip(&[
+        "-n", &ns.sender, "link", "add", "link", "tsnd0", "name", "tnew0", "type", "macvlan",
+        "mode", "bridge"
+    ]));
+    assert!(ip(&[
+        "-n",
+        &ns.sender,
+        "link",
+        "set",
+        "tnew0",
+        "netns",
+        &newcomer_ns
+    ]));
+    let _ = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &newcomer_ns,
+            "sysctl",
+            "-qw",
+            "net.ipv6.conf.all.disable_ipv6=1",
+        ])
+        .status();
+    assert!(ip(&[
+        "-n",
+        &newcomer_ns,
+        "addr",
+        "add",
+        "10.77.0.3/24",
+        "dev",
+        "tnew0"
+    ]));
+    assert!(ip(&["-n", &newcomer_ns, "link", "set", "tnew0", "up"]));
+    let newcomer = mac_of(&newcomer_ns, "tnew0");
+    let _ = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &newcomer_ns,
+            "hping3",
+            "-1",
+            "-c",
+            "2",
+            "-i",
+            "u300000",
+        ])
+        .arg("10.77.0.2")
+        .output();
+    let out = capture.join().unwrap();
+    drop(cleanup);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let new: Vec<&serde_json::Value> = summary["alerts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["alert_type"] == "new_device")
+        .collect();
+    assert_eq!(new.len(), 1, "{new:#?}");
+    assert_eq!(new[0]["target"], newcomer.as_str());
+    assert_eq!(new[0]["severity"], "low");
+    let devices: Vec<&str> = summary["devices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["mac"].as_str().unwrap())
+        .collect();
+    for present in [
+        mac_of(&ns.sender, "tsnd0"),
+        mac_of(&ns.capture, "tcap0"),
+        newcomer,
+    ] {
+        assert!(
+            devices.contains(&present.as_str()),
+            "{present} in {devices:?}"
+        );
+    }
+}
+
+/// Deletes a namespace when dropped.
+struct NamespaceGuard(String);
+
+impl Drop for NamespaceGuard {
+    fn drop(&mut self) {
+        ip(&["netns", "del", &self.0]);
+    }
+}
+
+fn scopeguard(netns: String) -> NamespaceGuard {
+    NamespaceGuard(netns)
+}

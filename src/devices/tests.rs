@@ -66,21 +66,50 @@ fn a_flood_of_forged_macs_stays_within_the_cap_and_keeps_labelled_stations() {
     assert!(inv.evicted >= 10_000 - 64);
     assert_eq!(inv.get(mac(1)).unwrap().label.as_deref(), Some("router"));
     // Addresses outside the local networks are not a station's own.
-    assert!(inv.devices().all(|d| d.addresses.iter().all(|a| a.ip != IpAddr::from([10, 0, 0, 1]))));
+    assert!(inv.devices().all(|d| {
+        d.addresses
+            .iter()
+            .all(|a| a.ip != IpAddr::from([10, 0, 0, 1]))
+    }));
 }
 
 #[test]
 fn stations_present_while_learning_are_not_new_and_later_ones_are() {
     let mut inv = inventory(100, 60);
     let mut rules = LanRules::new(RulesConfig::default());
-    assert!(run(&mut inv, &mut rules, &frame(mac(1), [192, 168, 1, 2], 1000, &[])).is_empty());
-    assert!(run(&mut inv, &mut rules, &frame(mac(2), [192, 168, 1, 3], 1059, &[])).is_empty());
-    let found = run(&mut inv, &mut rules, &frame(mac(3), [192, 168, 1, 4], 1061, &[]));
+    assert!(
+        run(
+            &mut inv,
+            &mut rules,
+            &frame(mac(1), [192, 168, 1, 2], 1000, &[])
+        )
+        .is_empty()
+    );
+    assert!(
+        run(
+            &mut inv,
+            &mut rules,
+            &frame(mac(2), [192, 168, 1, 3], 1059, &[])
+        )
+        .is_empty()
+    );
+    let found = run(
+        &mut inv,
+        &mut rules,
+        &frame(mac(3), [192, 168, 1, 4], 1061, &[]),
+    );
     assert_eq!(found.len(), 1);
     assert_eq!(found[0].rule, Rule::NewDevice);
     assert_eq!(found[0].target.to_string(), "00:0c:29:00:00:03");
     // Seen again: not new again.
-    assert!(run(&mut inv, &mut rules, &frame(mac(3), [192, 168, 1, 4], 1062, &[])).is_empty());
+    assert!(
+        run(
+            &mut inv,
+            &mut rules,
+            &frame(mac(3), [192, 168, 1, 4], 1062, &[])
+        )
+        .is_empty()
+    );
 }
 
 #[test]
@@ -93,7 +122,11 @@ fn an_address_claimed_back_by_its_owner_is_a_conflict_and_a_failover_is_not() {
     // The owner answers a request; a second MAC announces the address; the owner answers
     // again a few seconds later: two live stations claim it.
     let steps = [
-        (asker, 10, arp(1, asker, [192, 168, 1, 9], MacAddr::ZERO, gw)),
+        (
+            asker,
+            10,
+            arp(1, asker, [192, 168, 1, 9], MacAddr::ZERO, gw),
+        ),
         (owner, 10, arp(2, owner, gw, asker, [192, 168, 1, 9])),
         (intruder, 12, arp(2, intruder, gw, MacAddr([0xff; 6]), gw)),
     ];
@@ -102,7 +135,11 @@ fn an_address_claimed_back_by_its_owner_is_a_conflict_and_a_failover_is_not() {
         all.extend(run(&mut inv, &mut rules, &frame(src, ip, t, &[fact])));
     }
     assert!(all.is_empty(), "a move alone is a failover: {all:?}");
-    all.extend(run(&mut inv, &mut rules, &frame(owner, gw, 14, &[arp(2, owner, gw, asker, [192, 168, 1, 9])])));
+    all.extend(run(
+        &mut inv,
+        &mut rules,
+        &frame(owner, gw, 14, &[arp(2, owner, gw, asker, [192, 168, 1, 9])]),
+    ));
     assert_eq!(all.len(), 1, "{all:?}");
     let f = &all[0];
     assert_eq!(f.rule, Rule::ArpSpoofing);
@@ -151,7 +188,15 @@ fn a_dhcp_server_is_known_by_identifier_or_mac_and_a_second_one_is_rogue() {
         found.extend(run(&mut inv, &mut rules, &batch));
     }
     let rogue: Vec<_> = found.iter().filter(|f| f.rule == Rule::RogueDhcp).collect();
-    assert_eq!(rogue.len(), 2, "one finding per second of the episode: {found:?}");
-    assert!(rogue.iter().all(|f| f.source == Some(IpAddr::from([192, 168, 1, 66]))));
+    assert_eq!(
+        rogue.len(),
+        2,
+        "one finding per second of the episode: {found:?}"
+    );
+    assert!(
+        rogue
+            .iter()
+            .all(|f| f.source == Some(IpAddr::from([192, 168, 1, 66])))
+    );
     assert_eq!(rogue[0].evidence["server_mac"], mac(7).to_string());
 }
