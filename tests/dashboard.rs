@@ -95,3 +95,33 @@ fn names_show_beside_addresses_and_the_graph_stays_readable() {
     assert_eq!(out.status.code(), Some(0), "names checks failed:\n{report}");
     server.stop();
 }
+
+#[test]
+fn the_devices_view_lists_a_replayed_captures_devices_and_opens_their_pages() {
+    // A home LAN with mDNS, DHCP and NetBIOS names (MANIFEST: nine stations, among them
+    // Gabrieles-iPad.local and the TL-SG116E switch).
+    let (root, e2e) = browser_test_dirs();
+    let file = pcap("devices/ndpi_telegram_mdns_dhcp.pcap");
+    let server = Server::start(
+        &["replay", file.to_str().unwrap(), "--speed", "0"],
+        Some("[auth]\nenabled = false\n"),
+    );
+    server.wait_replayed();
+    let shots = root.join("target/e2e-screenshots");
+    let out = run_with_limit(
+        std::process::Command::new("node")
+            .arg(e2e.join("devices.mjs"))
+            .arg(&server.base)
+            .arg(&shots)
+            .arg(&server.token),
+        Duration::from_secs(120),
+    );
+    let report = String::from_utf8_lossy(&out.stdout);
+    eprintln!("{report}{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "devices checks failed:\n{report}"
+    );
+    server.stop();
+}

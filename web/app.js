@@ -2,6 +2,7 @@
 // automatic reconnect, the theme, and the shared helpers the views use.
 import * as dashboard from './views/dashboard.js';
 import * as sessions from './views/sessions.js';
+import * as devices from './views/devices.js';
 import * as alerts from './views/alerts.js';
 import * as map from './views/map.js';
 import * as graph from './views/graph.js';
@@ -9,7 +10,7 @@ import * as replay from './views/replay.js';
 import * as settings from './views/settings.js';
 import * as login from './views/login.js';
 
-const VIEWS = { dashboard, sessions, alerts, map, graph, replay, settings };
+const VIEWS = { dashboard, sessions, devices, alerts, map, graph, replay, settings };
 
 /** Who is logged in: filled from /auth/session (csrf is sent with every change). */
 export const session = { user: null, role: null, csrf: null, authEnabled: true };
@@ -158,6 +159,17 @@ async function initBadge() {
   window.addEventListener('tapir-ack', (e) => { for (const id of e.detail) unacked.delete(id); show(); });
 }
 
+// The new-device counter in the header: devices first seen after the learning period that
+// no admin has marked known.
+async function refreshNewDevices() {
+  const badge = document.getElementById('device-badge');
+  try {
+    const body = await api('/devices?state=new&limit=1');
+    badge.hidden = body.new === 0;
+    badge.textContent = body.new;
+  } catch { badge.hidden = true; }
+}
+
 async function initSource() {
   try {
     const d = await api('/debug');
@@ -215,7 +227,12 @@ function start() {
   showUser();
   route();
   for (const name of Object.keys(streams)) if (!streams[name].socket) connect(name);
-  if (!badgeStarted) { badgeStarted = true; initBadge(); }
+  if (!badgeStarted) {
+    badgeStarted = true;
+    initBadge();
+    refreshNewDevices();
+    setInterval(() => { if (started) refreshNewDevices(); }, 15000);
+  }
   initSource();
 }
 let badgeStarted = false;

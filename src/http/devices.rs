@@ -108,7 +108,7 @@ impl Api {
     }
 
     /// `GET /devices/{mac}`: the device (with the MACs merged into it), its recent flows
-    /// from every one of its addresses, and the alerts about it.
+    /// from every one of its addresses (`recent_flows`), and the alerts about it.
     pub(super) fn device(
         &self,
         rt: &tokio::runtime::Runtime,
@@ -162,7 +162,8 @@ impl Api {
                 .take(DEVICE_ALERTS)
                 .collect();
         }
-        shown["flows"] = serde_json::to_value(&flows).map_err(|e| internal(e.to_string()))?;
+        shown["recent_flows"] =
+            serde_json::to_value(&flows).map_err(|e| internal(e.to_string()))?;
         shown["alerts"] = serde_json::to_value(&alerts).map_err(|e| internal(e.to_string()))?;
         Reply::ok(shown)
     }

@@ -4,6 +4,9 @@ import { api, el, fmt, subscribe } from '../app.js';
 
 export const title = 'Alerts';
 
+// A device rule's target is a station's MAC: it links to the device's page.
+const MAC = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/;
+
 function evidence(value) {
   if (value == null || typeof value !== 'object') return String(value);
   if (Array.isArray(value)) return value.map((v) => (typeof v === 'object' ? JSON.stringify(v) : v)).join(', ');
@@ -52,7 +55,8 @@ export function render(main, params) {
           onchange: (e) => { if (e.target.checked) selected.add(a.id); else selected.delete(a.id); bulk.disabled = selected.size === 0; } }),
         el('span', { class: `sev sev-${a.severity}` }, a.severity),
         el('strong', {}, a.alert_type.replace('_', ' ')),
-        el('span', {}, `${a.source_ip} → ${a.target}`),
+        el('span', {}, a.source_device ? `${a.source_ip} (${a.source_device}) → ` : `${a.source_ip} → `,
+          MAC.test(a.target) ? el('a', { href: `#/devices?mac=${a.target}` }, a.target) : a.target),
         el('span', { class: 'muted' }, `${fmt.time(a.timestamp)} · ${a.count} events`),
         a.acknowledged ? el('span', { class: 'muted' }, 'acknowledged')
           : el('button', { class: 'ack admin-only', onclick: () => acknowledge([a.id]) }, 'Acknowledge')),
