@@ -161,7 +161,6 @@ fn expected_names(host: &Value, relayed: bool) -> BTreeSet<String> {
         list(&host["dhcpv6"]["fqdn"])
             .into_iter()
             .filter(|_| !relayed)
-            .into_iter()
             .map(|n| n.trim_end_matches('.').to_string()),
     );
     names.extend(list(&host["mdns"]["hostnames"]));
