@@ -73,8 +73,10 @@ impl MacAddr {
     }
 
     /// The address as one integer, for keys.
+    #[inline]
     pub fn to_u64(self) -> u64 {
-        self.0.iter().fold(0u64, |k, &x| (k << 8) | u64::from(x))
+        let b = self.0;
+        u64::from_be_bytes([0, 0, b[0], b[1], b[2], b[3], b[4], b[5]])
     }
 
     pub fn from_u64(v: u64) -> MacAddr {

@@ -14,6 +14,18 @@ use crate::wire::{dhcp, dns, netbios};
 /// Names kept from one mDNS or LLMNR message: a responder announces a handful of its own.
 const MAX_NAMES_PER_MESSAGE: usize = 8;
 
+/// Whether `d` may say something about the segment: an ARP or NDP packet, or UDP to or
+/// from a DHCP, DHCPv6, mDNS, LLMNR or NetBIOS port. Most packets are none of these.
+#[inline]
+pub(super) fn may_tell(d: &Decoded<'_>) -> bool {
+    const fn lan_port(port: u16) -> bool {
+        matches!(port, 67 | 68 | 137 | 138 | 546 | 547 | 5353 | 5355)
+    }
+    d.lan.is_some()
+        || (d.meta.ip_proto == ip_proto::UDP
+            && (lan_port(d.meta.src_port) || lan_port(d.meta.dst_port)))
+}
+
 /// Reads the segment facts of `d` (about to become packet `batch.len()`) into `batch`.
 pub(super) fn read(d: &Decoded<'_>, batch: &mut PacketBatch) {
     let packet = batch.packets.len() as u32;

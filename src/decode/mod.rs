@@ -233,7 +233,7 @@ impl Decoder {
                     batch.tunnels.push(t);
                 }
                 self.read_opening(&d, batch);
-                if self.lan_facts {
+                if self.lan_facts && lan::may_tell(&d) {
                     lan::read(&d, batch);
                 }
                 batch.packets.push(meta);

@@ -77,9 +77,54 @@ struct Entry {
     dirty: bool,
     /// Facts (addresses, names, DHCP, label) changed since the last `take_changes`.
     changed: bool,
-    /// The last source address counted and its second: an address is looked at once a
-    /// second, not per frame.
-    recent: Option<(IpAddr, i64)>,
+    /// The last source address looked at, and until when (ns) it need not be again: an
+    /// address and the last-seen time are updated once a second, not per frame.
+    recent: Option<IpAddr>,
+    recheck: i64,
+    /// When the device's current day of usage ends (ns).
+    day_ends: i64,
+}
+
+impl Entry {
+    fn new(device: Device) -> Entry {
+        Entry {
+            device,
+            dirty: false,
+            changed: false,
+            recent: None,
+            recheck: i64::MIN,
+            day_ends: i64::MIN,
+        }
+    }
+
+    /// Starts the usage of `ts`'s UTC day if the stored one is another day.
+    fn new_day(&mut self, ts: Timestamp) {
+        const DAY_NS: i64 = 86_400 * Timestamp::NANOS_PER_SEC;
+        let day = ts.0.div_euclid(DAY_NS);
+        if self.device.today.day != day {
+            self.device.today = DayUsage {
+                day,
+                ..DayUsage::default()
+            };
+        }
+        self.day_ends = (day + 1).saturating_mul(DAY_NS);
+    }
+}
+
+/// Slots of the direct-mapped lookup cache, and the mark of a MAC known to be absent.
+const CACHE_SLOTS: usize = 256;
+const ABSENT: u32 = u32::MAX;
+
+/// Whether the MAC `key` (`MacAddr::to_u64`) is a station's: not group, not all zeros.
+#[inline]
+fn is_station(key: u64) -> bool {
+    key & (1 << 40) == 0 && key != 0
+}
+
+#[inline]
+fn cache_slot(key: u64) -> usize {
+    // The low bytes of a MAC vary most between stations of one vendor.
+    ((key ^ (key >> 24)) as usize) & (CACHE_SLOTS - 1)
 }
 
 /// What changed since the last call: the records to store, the MACs whose facts changed
@@ -107,8 +152,9 @@ pub struct Inventory {
     learned: Vec<IpNet>,
     entries: Vec<Entry>,
     index: HashMap<u64, u32, BuildHasherDefault<FxHasher>>,
-    /// The last two stations looked up: (MAC as integer + 1, index); 0 is empty.
-    cache: [(u64, u32); 2],
+    /// Recent lookups, direct-mapped by MAC: (MAC as integer + 1, index or `ABSENT`); a key
+    /// of 0 is an empty slot. Kept right as stations come and go.
+    cache: Box<[(u64, u32); CACHE_SLOTS]>,
     state: InventoryState,
     /// Stations first seen after the learning period, for the `new_device` rule.
     arrivals: Vec<MacAddr>,
@@ -127,7 +173,7 @@ impl Inventory {
             learned: Vec::new(),
             entries: Vec::new(),
             index: HashMap::default(),
-            cache: [(0, 0); 2],
+            cache: Box::new([(0, 0); CACHE_SLOTS]),
             state: InventoryState::default(),
             arrivals: Vec::new(),
             removed: Vec::new(),
@@ -145,12 +191,7 @@ impl Inventory {
             }
             self.index
                 .insert(device.mac.to_u64(), self.entries.len() as u32);
-            self.entries.push(Entry {
-                device,
-                dirty: false,
-                changed: false,
-                recent: None,
-            });
+            self.entries.push(Entry::new(device));
         }
         self.state = state;
     }
@@ -292,12 +333,15 @@ impl Inventory {
     /// Counts a batch's frames to their stations and learns from its segment facts.
     pub fn observe(&mut self, batch: &PacketBatch, marks: &[FlowMark]) {
         for (i, p) in batch.packets.iter().enumerate() {
-            if p.ts.0 > self.clock {
-                self.clock = p.ts.0;
-            }
-            if p.src_mac.is_station() {
-                let opens = marks.get(i).is_some_and(|m| m.has(FlowMark::OPENS));
-                if let Some(at) = self.station(p.src_mac, p.ts) {
+            self.clock = self.clock.max(p.ts.0);
+            let src = p.src_mac.to_u64();
+            if is_station(src) {
+                let at = match self.lookup(src) {
+                    Some(at) => Some(at),
+                    None => self.station(p.src_mac, p.ts),
+                };
+                if let Some(at) = at {
+                    let opens = marks.get(i).is_some_and(|m| m.has(FlowMark::OPENS));
                     self.sent(at, p, opens);
                     // A host's own tunnel (Teredo, 6in4): its outer address is its own too.
                     if let Some(t) = batch.tunnel(p)
@@ -308,16 +352,20 @@ impl Inventory {
                     }
                 }
             }
-            if p.dst_mac.is_station()
-                && let Some(at) = self.find(p.dst_mac)
+            let dst = p.dst_mac.to_u64();
+            if is_station(dst)
+                && let Some(at) = self.lookup(dst)
             {
-                let d = &mut self.entries[at].device;
-                let today = today(d, p.ts);
-                today.packets_received += 1;
-                today.bytes_received += u64::from(p.wire_len);
+                let entry = &mut self.entries[at];
+                if p.ts.0 >= entry.day_ends {
+                    entry.new_day(p.ts);
+                }
+                let d = &mut entry.device;
+                d.today.packets_received += 1;
+                d.today.bytes_received += u64::from(p.wire_len);
                 d.packets_received += 1;
                 d.bytes_received += u64::from(p.wire_len);
-                self.entries[at].dirty = true;
+                entry.dirty = true;
             }
         }
         for (n, fact) in batch.lan.iter().enumerate() {
@@ -328,38 +376,50 @@ impl Inventory {
         }
     }
 
+    /// Counts a frame `p` sent by station `at`: counters per frame; the rest (its last-seen
+    /// time, the address it used) once a second, or when the address changes.
+    #[inline]
     fn sent(&mut self, at: usize, p: &PacketMeta, opens: bool) {
-        let secs = p.ts.secs();
         let entry = &mut self.entries[at];
+        if p.ts.0 >= entry.day_ends {
+            entry.new_day(p.ts);
+        }
         let d = &mut entry.device;
-        let today = today(d, p.ts);
-        today.packets_sent += 1;
-        today.bytes_sent += u64::from(p.wire_len);
+        d.today.packets_sent += 1;
+        d.today.bytes_sent += u64::from(p.wire_len);
         d.packets_sent += 1;
         d.bytes_sent += u64::from(p.wire_len);
         d.flows += u64::from(opens);
-        d.last_seen = d.last_seen.max(p.ts.as_secs_f64());
         entry.dirty = true;
-        if p.is_ip() && entry.recent != Some((p.src, secs)) {
-            entry.recent = Some((p.src, secs));
-            if self.local.contains(p.src) {
-                self.touch_address(at, p.src, p.ts);
-            }
+        if p.ts.0 < entry.recheck && entry.recent == Some(p.src) {
+            return;
+        }
+        entry.recheck = p.ts.0.saturating_add(Timestamp::NANOS_PER_SEC);
+        entry.recent = Some(p.src);
+        entry.device.last_seen = entry.device.last_seen.max(p.ts.as_secs_f64());
+        if p.is_ip() && self.local.contains(p.src) {
+            self.touch_address(at, p.src, p.ts);
         }
     }
 
     /// The index of `mac`, if it is in the inventory.
     #[inline]
     fn find(&mut self, mac: MacAddr) -> Option<usize> {
-        let key = mac.to_u64() + 1;
-        for (k, i) in self.cache {
-            if k == key {
-                return Some(i as usize);
-            }
+        self.lookup(mac.to_u64())
+    }
+
+    /// The index of the MAC `key` (`MacAddr::to_u64`), if it is in the inventory: from the
+    /// lookup cache, else the map.
+    #[inline]
+    fn lookup(&mut self, key: u64) -> Option<usize> {
+        let slot = cache_slot(key);
+        let (cached, at) = self.cache[slot];
+        if cached == key + 1 {
+            return (at != ABSENT).then_some(at as usize);
         }
-        let i = *self.index.get(&(key - 1))?;
-        self.cache = [(key, i), self.cache[0]];
-        Some(i as usize)
+        let at = self.index.get(&key).copied();
+        self.cache[slot] = (key + 1, at.unwrap_or(ABSENT));
+        at.map(|i| i as usize)
     }
 
     /// The index of `mac`, added (and counted as an arrival after the learning period) if
@@ -381,21 +441,17 @@ impl Inventory {
         }
         let i = self.entries.len();
         self.index.insert(mac.to_u64(), i as u32);
-        self.entries.push(Entry {
-            device: Device {
-                mac,
-                first_seen: now,
-                last_seen: now,
-                today: DayUsage {
-                    day: ts.secs().div_euclid(86_400),
-                    ..DayUsage::default()
-                },
-                ..Device::default()
-            },
-            dirty: true,
-            changed: true,
-            recent: None,
+        self.cache[cache_slot(mac.to_u64())] = (mac.to_u64() + 1, i as u32);
+        let mut entry = Entry::new(Device {
+            mac,
+            first_seen: now,
+            last_seen: now,
+            ..Device::default()
         });
+        entry.new_day(ts);
+        entry.dirty = true;
+        entry.changed = true;
+        self.entries.push(entry);
         Some(i)
     }
 
@@ -420,7 +476,7 @@ impl Inventory {
         for (i, e) in self.entries.iter().enumerate() {
             self.index.insert(e.device.mac.to_u64(), i as u32);
         }
-        self.cache = [(0, 0); 2];
+        self.cache.fill((0, 0));
     }
 
     fn touch_address(&mut self, at: usize, ip: IpAddr, ts: Timestamp) {
@@ -657,19 +713,6 @@ impl Inventory {
             self.local.add(net);
         }
     }
-}
-
-/// The device's usage of `ts`'s UTC day, reset when the day changed.
-#[inline]
-fn today(d: &mut Device, ts: Timestamp) -> &mut DayUsage {
-    let day = ts.secs().div_euclid(86_400);
-    if d.today.day != day {
-        d.today = DayUsage {
-            day,
-            ..DayUsage::default()
-        };
-    }
-    &mut d.today
 }
 
 fn hex(bytes: &[u8]) -> String {
