@@ -94,8 +94,7 @@ pub fn vendor(mac: MacAddr) -> Option<&'static str> {
     None
 }
 
-/// How many prefixes of each length (24, 28, 36 bits) and bytes the table holds, for
-/// `--version` style reports and the benchmark note.
+/// How many prefixes of each length (24, 28, 36 bits) and bytes the table holds.
 pub fn table_size() -> ([usize; 3], usize) {
     let counts = table().map_or([0; 3], |t| {
         [
@@ -105,4 +104,28 @@ pub fn table_size() -> ([usize; 3], usize) {
         ]
     });
     (counts, TABLE.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mac(text: &str) -> MacAddr {
+        MacAddr::parse(text).unwrap()
+    }
+
+    #[test]
+    fn the_longest_registered_prefix_wins() {
+        // Lines of Debian's ieee-data: MA-L 000C29 VMware; MA-S 70B3D5F2F TELEPLATFORMS inside
+        // MA-L 70B3D5 (the IEEE's own block); MA-M 208593B IOG Products LLC.
+        assert_eq!(vendor(mac("00:0c:29:59:fd:21")), Some("VMware, Inc."));
+        assert_eq!(vendor(mac("70:b3:d5:f2:f0:01")), Some("TELEPLATFORMS"));
+        assert_eq!(vendor(mac("70:b3:d5:f2:e0:01")).map(|v| v != "TELEPLATFORMS"), Some(true));
+        assert_eq!(vendor(mac("20:85:93:b0:00:01")), Some("IOG Products LLC"));
+        // Locally administered: no registry entry.
+        assert_eq!(vendor(mac("02:42:ac:11:00:02")), None);
+        let (counts, bytes) = table_size();
+        assert!(counts[0] > 30_000 && counts[1] > 4_000 && counts[2] > 9_000, "{counts:?}");
+        eprintln!("vendor table: {counts:?} prefixes, {bytes} bytes");
+    }
 }
