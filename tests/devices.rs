@@ -509,3 +509,64 @@ fn the_api_lists_devices_and_labels_survive_a_restart_but_not_a_viewer() {
     assert_eq!(one["names"][0]["name"], "DESKTOP-V1FA0UQ");
     assert_eq!(again.stop().0, Some(0));
 }
+
+#[test]
+fn devices_go_to_eve_as_device_events_when_first_seen_and_changed() {
+    let dir = common::tempdir();
+    let eve = dir.join("eve.json");
+    let config = dir.join("tapir.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[export.eve]\nfile = \"{}\"\nflows = false\nalerts = false\n",
+            eve.display()
+        ),
+    )
+    .unwrap();
+    let file = pcap("devices/ndpi_telegram_mdns_dhcp.pcap");
+    let (code, summary, stderr) = analyze(&file, &["--config", config.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let events = common::json_lines(&eve);
+    assert!(
+        events.iter().all(|e| e["event_type"] == "device"),
+        "only device events"
+    );
+    let devices = summary.unwrap()["devices"].as_array().unwrap().clone();
+    for d in &devices {
+        let mac = d["mac"].as_str().unwrap();
+        let mine: Vec<&Value> = events
+            .iter()
+            .filter(|e| e["device"]["mac"] == mac)
+            .collect();
+        assert!(!mine.is_empty(), "no device event for {mac}");
+        // The last event of a station says what the inventory knows at the end.
+        let last = mine.last().unwrap();
+        assert_eq!(last["device"]["vendor"], d["vendor"], "{mac}");
+        assert_eq!(last["device"]["name"], d["name"], "{mac}");
+        assert!(
+            last["timestamp"]
+                .as_str()
+                .unwrap()
+                .starts_with("2020-05-06T"),
+            "{last}"
+        );
+        for key in [
+            "addresses",
+            "names",
+            "first_seen",
+            "last_seen",
+            "randomized",
+        ] {
+            assert!(!last["device"][key].is_null(), "{key} in {last}");
+        }
+    }
+    // The iPad (MANIFEST: Gabrieles-iPad.local over mDNS).
+    assert!(events.iter().any(|e| {
+        e["device"]["mac"] == "8c:fe:57:23:37:e4"
+            && e["device"]["names"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|n| n["name"] == "Gabrieles-iPad.local" && n["source"] == "mdns")
+    }));
+}

@@ -200,3 +200,70 @@ fn a_dhcp_server_is_known_by_identifier_or_mac_and_a_second_one_is_rogue() {
     );
     assert_eq!(rogue[0].evidence["server_mac"], mac(7).to_string());
 }
+
+#[test]
+fn randomised_macs_with_one_dhcp_client_id_are_one_device() {
+    use crate::model::device::{Device, DeviceName};
+    let phone = |mac: [u8; 6], last_seen: f64, bytes: u64| Device {
+        mac: MacAddr(mac),
+        last_seen,
+        first_seen: last_seen - 10.0,
+        bytes_sent: bytes,
+        client_id: Some("01aabbccddeeff".into()),
+        names: vec![DeviceName {
+            name: "Pixel-7".into(),
+            source: "dhcp".into(),
+            last_seen,
+        }],
+        ..Device::default()
+    };
+    let devices = [
+        phone([0x2a, 1, 2, 3, 4, 5], 100.0, 10),
+        phone([0x3e, 9, 9, 9, 9, 9], 200.0, 5),
+        // A registered MAC with the same id stays itself (not a private address).
+        phone([0x00, 0x0c, 0x29, 1, 1, 1], 150.0, 1),
+    ];
+    let groups = super::view::group(devices.iter());
+    assert_eq!(groups.len(), 2);
+    let (shown, macs) = &groups[0];
+    assert_eq!(
+        shown.mac,
+        MacAddr([0x3e, 9, 9, 9, 9, 9]),
+        "the latest seen is shown"
+    );
+    assert_eq!(
+        macs,
+        &[
+            MacAddr([0x3e, 9, 9, 9, 9, 9]),
+            MacAddr([0x2a, 1, 2, 3, 4, 5])
+        ]
+    );
+    assert_eq!(shown.bytes_sent, 15);
+    assert_eq!(shown.first_seen, 90.0);
+}
+
+#[test]
+fn a_neighbour_advertisement_fight_is_spoofing_too() {
+    let (owner, intruder) = (mac(1), mac(2));
+    let target: std::net::Ipv6Addr = "fe80::1".parse().unwrap();
+    let na = |lladdr: MacAddr| Lan::Ndp {
+        kind: 136,
+        target,
+        lladdr: Some(lladdr),
+        solicited: false,
+        override_: true,
+    };
+    let mut inv = inventory(100, 3600);
+    let mut rules = LanRules::new(RulesConfig::default());
+    let mut found = Vec::new();
+    for (src, t) in [(owner, 10), (intruder, 11), (owner, 12)] {
+        found.extend(run(
+            &mut inv,
+            &mut rules,
+            &frame(src, [192, 168, 1, 1], t, &[na(src)]),
+        ));
+    }
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0].target.to_string(), "fe80::1");
+    assert_eq!(found[0].evidence["mac"], intruder.to_string());
+}

@@ -120,12 +120,18 @@ mod tests {
         // MA-L 70B3D5 (the IEEE's own block); MA-M 208593B IOG Products LLC.
         assert_eq!(vendor(mac("00:0c:29:59:fd:21")), Some("VMware, Inc."));
         assert_eq!(vendor(mac("70:b3:d5:f2:f0:01")), Some("TELEPLATFORMS"));
-        assert_eq!(vendor(mac("70:b3:d5:f2:e0:01")).map(|v| v != "TELEPLATFORMS"), Some(true));
+        assert_eq!(
+            vendor(mac("70:b3:d5:f2:e0:01")).map(|v| v != "TELEPLATFORMS"),
+            Some(true)
+        );
         assert_eq!(vendor(mac("20:85:93:b0:00:01")), Some("IOG Products LLC"));
         // Locally administered: no registry entry.
         assert_eq!(vendor(mac("02:42:ac:11:00:02")), None);
         let (counts, bytes) = table_size();
-        assert!(counts[0] > 30_000 && counts[1] > 4_000 && counts[2] > 9_000, "{counts:?}");
+        assert!(
+            counts[0] > 30_000 && counts[1] > 4_000 && counts[2] > 9_000,
+            "{counts:?}"
+        );
         eprintln!("vendor table: {counts:?} prefixes, {bytes} bytes");
     }
 }
