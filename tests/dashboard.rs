@@ -69,13 +69,11 @@ fn the_dashboard_works_in_a_real_browser() {
     server.stop();
 }
 
-#[test]
-fn names_show_beside_addresses_and_the_graph_stays_readable() {
-    // FoxIO's browsing capture (MANIFEST: 84 ClientHellos, 42 SNIs, 20 over QUIC), replayed
-    // in full; the views read what it left (talkers, the live window's applications, stored
-    // flows).
+/// Replays `capture` in full on a server without logins, then runs the browser script
+/// `script` (tests/e2e) against it; its report is printed, and a failing check fails.
+fn replay_and_check(capture: &str, script: &str) {
     let (root, e2e) = browser_test_dirs();
-    let file = pcap("names/foxio_tls_handshake_browsing.pcapng");
+    let file = pcap(capture);
     let server = Server::start(
         &["replay", file.to_str().unwrap(), "--speed", "0"],
         Some("[auth]\nenabled = false\n"),
@@ -84,33 +82,7 @@ fn names_show_beside_addresses_and_the_graph_stays_readable() {
     let shots = root.join("target/e2e-screenshots");
     let out = run_with_limit(
         std::process::Command::new("node")
-            .arg(e2e.join("names.mjs"))
-            .arg(&server.base)
-            .arg(&shots)
-            .arg(&server.token),
-        Duration::from_secs(120),
-    );
-    let report = String::from_utf8_lossy(&out.stdout);
-    eprintln!("{report}{}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(out.status.code(), Some(0), "names checks failed:\n{report}");
-    server.stop();
-}
-
-#[test]
-fn the_devices_view_lists_a_replayed_captures_devices_and_opens_their_pages() {
-    // A home LAN with mDNS, DHCP and NetBIOS names (MANIFEST: nine stations, among them
-    // Gabrieles-iPad.local and the TL-SG116E switch).
-    let (root, e2e) = browser_test_dirs();
-    let file = pcap("devices/ndpi_telegram_mdns_dhcp.pcap");
-    let server = Server::start(
-        &["replay", file.to_str().unwrap(), "--speed", "0"],
-        Some("[auth]\nenabled = false\n"),
-    );
-    server.wait_replayed();
-    let shots = root.join("target/e2e-screenshots");
-    let out = run_with_limit(
-        std::process::Command::new("node")
-            .arg(e2e.join("devices.mjs"))
+            .arg(e2e.join(script))
             .arg(&server.base)
             .arg(&shots)
             .arg(&server.token),
@@ -121,7 +93,22 @@ fn the_devices_view_lists_a_replayed_captures_devices_and_opens_their_pages() {
     assert_eq!(
         out.status.code(),
         Some(0),
-        "devices checks failed:\n{report}"
+        "{script} checks failed:\n{report}"
     );
     server.stop();
+}
+
+#[test]
+fn names_show_beside_addresses_and_the_graph_stays_readable() {
+    // FoxIO's browsing capture (MANIFEST: 84 ClientHellos, 42 SNIs, 20 over QUIC), replayed
+    // in full; the views read what it left (talkers, the live window's applications, stored
+    // flows).
+    replay_and_check("names/foxio_tls_handshake_browsing.pcapng", "names.mjs");
+}
+
+#[test]
+fn the_devices_view_lists_a_replayed_captures_devices_and_opens_their_pages() {
+    // A home LAN with mDNS, DHCP and NetBIOS names (MANIFEST: nine stations, among them
+    // Gabrieles-iPad.local and the TL-SG116E switch).
+    replay_and_check("devices/ndpi_telegram_mdns_dhcp.pcap", "devices.mjs");
 }

@@ -246,7 +246,12 @@ fn host_names_and_dhcp_facts_equal_tsharks() {
 fn lan_alerts(path: &str) -> Vec<Value> {
     let (code, summary, stderr) = analyze(&pcap(path), &[]);
     assert_eq!(code, Some(0), "{path}: {stderr}");
-    summary.unwrap()["alerts"]
+    lan_alerts_of(&summary.unwrap())
+}
+
+/// The `arp_spoofing` and `rogue_dhcp` alerts of an analysis summary.
+fn lan_alerts_of(summary: &Value) -> Vec<Value> {
+    summary["alerts"]
         .as_array()
         .unwrap()
         .iter()
@@ -394,17 +399,7 @@ fn no_benign_capture_raises_arp_spoofing_or_rogue_dhcp() {
         let Some(summary) = summary.filter(|_| code == Some(0)) else {
             continue;
         };
-        let lan: Vec<&Value> = summary["alerts"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|a| {
-                matches!(
-                    a["alert_type"].as_str(),
-                    Some("arp_spoofing" | "rogue_dhcp")
-                )
-            })
-            .collect();
+        let lan = lan_alerts_of(&summary);
         assert!(lan.is_empty(), "{path}: {lan:#?}");
         checked += 1;
     }

@@ -5,7 +5,7 @@
 
 use std::net::IpAddr;
 
-use smoltcp::wire::{ArpPacket, ArpRepr, Icmpv6Packet, NdiscRepr};
+use smoltcp::wire::{ArpPacket, ArpRepr, Icmpv6Packet, NdiscNeighborFlags, NdiscRepr};
 
 use super::{Decoded, LanBytes};
 use crate::packet::{Lan, LanFact, LanNameSource, MacAddr, NameRef, PacketBatch, ip_proto};
@@ -178,36 +178,27 @@ fn ndp(bytes: &[u8]) -> Option<Lan> {
     let mac = |ll: Option<smoltcp::wire::RawHardwareAddress>| {
         ll.and_then(|a| MacAddr::from_slice(a.as_bytes()))
     };
+    let fact = |target, lladdr, flags: Option<NdiscNeighborFlags>| Lan::Ndp {
+        kind,
+        target,
+        lladdr: mac(lladdr),
+        solicited: flags.is_some_and(|f| f.contains(NdiscNeighborFlags::SOLICITED)),
+        override_: flags.is_some_and(|f| f.contains(NdiscNeighborFlags::OVERRIDE)),
+    };
     let unspecified = std::net::Ipv6Addr::UNSPECIFIED;
     Some(match NdiscRepr::parse(&packet).ok()? {
-        NdiscRepr::RouterSolicit { lladdr } | NdiscRepr::RouterAdvert { lladdr, .. } => Lan::Ndp {
-            kind,
-            target: unspecified,
-            lladdr: mac(lladdr),
-            solicited: false,
-            override_: false,
-        },
+        NdiscRepr::RouterSolicit { lladdr } | NdiscRepr::RouterAdvert { lladdr, .. } => {
+            fact(unspecified, lladdr, None)
+        }
         NdiscRepr::NeighborSolicit {
             target_addr,
             lladdr,
-        } => Lan::Ndp {
-            kind,
-            target: target_addr,
-            lladdr: mac(lladdr),
-            solicited: false,
-            override_: false,
-        },
+        } => fact(target_addr, lladdr, None),
         NdiscRepr::NeighborAdvert {
             flags,
             target_addr,
             lladdr,
-        } => Lan::Ndp {
-            kind,
-            target: target_addr,
-            lladdr: mac(lladdr),
-            solicited: flags.contains(smoltcp::wire::NdiscNeighborFlags::SOLICITED),
-            override_: flags.contains(smoltcp::wire::NdiscNeighborFlags::OVERRIDE),
-        },
+        } => fact(target_addr, lladdr, Some(flags)),
         NdiscRepr::Redirect { .. } => return None,
     })
 }

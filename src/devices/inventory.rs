@@ -490,12 +490,7 @@ impl Inventory {
             a.last_seen = a.last_seen.max(now);
             return;
         }
-        if list.len() >= MAX_ADDRESSES
-            && let Some(oldest) =
-                (0..list.len()).min_by(|&x, &y| list[x].last_seen.total_cmp(&list[y].last_seen))
-        {
-            list.remove(oldest);
-        }
+        make_room(list, MAX_ADDRESSES, |a| a.last_seen);
         list.push(DeviceAddress {
             ip,
             first_seen: now,
@@ -506,7 +501,8 @@ impl Inventory {
     }
 
     fn add_name(&mut self, at: usize, name: &[u8], source: &str, ts: Timestamp) {
-        let name = String::from_utf8_lossy(name).trim().to_string();
+        let name = String::from_utf8_lossy(name);
+        let name = name.trim();
         if name.is_empty() {
             return;
         }
@@ -520,14 +516,9 @@ impl Inventory {
             n.last_seen = n.last_seen.max(now);
             return;
         }
-        if list.len() >= MAX_NAMES
-            && let Some(oldest) =
-                (0..list.len()).min_by(|&x, &y| list[x].last_seen.total_cmp(&list[y].last_seen))
-        {
-            list.remove(oldest);
-        }
+        make_room(list, MAX_NAMES, |n| n.last_seen);
         list.push(DeviceName {
-            name,
+            name: name.to_string(),
             source: source.to_string(),
             last_seen: now,
         });
@@ -712,6 +703,16 @@ impl Inventory {
             self.learned.push(net);
             self.local.add(net);
         }
+    }
+}
+
+/// Makes room for one more entry in `list` (at most `cap`): drops the least recently seen.
+fn make_room<T>(list: &mut Vec<T>, cap: usize, last_seen: impl Fn(&T) -> f64) {
+    if list.len() >= cap
+        && let Some(oldest) =
+            (0..list.len()).min_by(|&x, &y| last_seen(&list[x]).total_cmp(&last_seen(&list[y])))
+    {
+        list.remove(oldest);
     }
 }
 

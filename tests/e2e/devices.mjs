@@ -4,16 +4,14 @@
 // name; a row opens the device's page with its names and addresses; an admin's label set
 // on the page reaches the API and shows in the list.
 import { mkdirSync } from 'node:fs';
-import { apiGetter, checks, launch } from './harness.mjs';
+import { apiGetter, checks, consoleErrors as watchConsole, launch } from './harness.mjs';
 
 const [base, shots, token] = process.argv.slice(2);
 mkdirSync(shots, { recursive: true });
 const { failures, check } = checks();
 const apiGet = apiGetter(base, token);
 const { browser, page } = await launch();
-const consoleErrors = [];
-page.on('console', (m) => { if (m.type() === 'error') consoleErrors.push(m.text()); });
-page.on('pageerror', (e) => consoleErrors.push(String(e)));
+const consoleErrors = watchConsole(page);
 
 const rows = () => page.$$eval('#devices-table tbody tr', (trs) => trs.map((tr) => ({
   mac: tr.dataset.mac, name: tr.querySelector('.device-name').textContent, vendor: tr.cells[1].textContent,

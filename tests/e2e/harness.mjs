@@ -24,3 +24,11 @@ export function checks() {
 /** GET `path` of the API at `base` with a bearer token, as JSON. */
 export const apiGetter = (base, token) => async (path) =>
   (await fetch(`${base}${path}`, { headers: { Authorization: `Bearer ${token}` } })).json();
+
+/** The page's console errors and uncaught exceptions, collected as they happen. */
+export function consoleErrors(page) {
+  const errors = [];
+  page.on('console', (m) => { if (m.type() === 'error') errors.push(m.text()); });
+  page.on('pageerror', (e) => errors.push(String(e)));
+  return errors;
+}

@@ -6,16 +6,14 @@
 // node (measured from the positions it drew); grouping by application brings each
 // application's nodes together.
 import { mkdirSync } from 'node:fs';
-import { apiGetter, checks, launch } from './harness.mjs';
+import { apiGetter, checks, consoleErrors as watchConsole, launch } from './harness.mjs';
 
 const [base, shots, token] = process.argv.slice(2);
 mkdirSync(shots, { recursive: true });
 const { failures, check } = checks();
 const apiGet = apiGetter(base, token);
 const { browser, page } = await launch();
-const consoleErrors = [];
-page.on('console', (m) => { if (m.type() === 'error') consoleErrors.push(m.text()); });
-page.on('pageerror', (e) => consoleErrors.push(String(e)));
+const consoleErrors = watchConsole(page);
 const view = async (name) => {
   await page.goto(`${base}/#/${name}`);
   await page.waitForSelector(`nav a.active[data-view="${name}"]`);
