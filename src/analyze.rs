@@ -467,7 +467,7 @@ async fn run_pipeline(
         let mut devices: Vec<&Device> = book.inventory.devices().collect();
         devices.sort_by_key(|d| std::cmp::Reverse(d.bytes_sent + d.bytes_received));
         let moment = crate::devices::view::Moment {
-            learning_ended: None,
+            learning_ends: None,
             now: devices.iter().map(|d| d.last_seen).fold(0.0, f64::max),
         };
         let list = devices

@@ -66,6 +66,11 @@ pub struct StoreDevices {
     pub state: crate::model::device::InventoryState,
 }
 
+/// Devices' usage per minute of packet time, for the history rollups.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct DeviceMinutes(pub Vec<crate::model::device::DeviceMinute>);
+
 /// Alerts that were opened or updated, as they are now.
 #[derive(Message, Clone)]
 #[rtype(result = "()")]

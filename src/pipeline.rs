@@ -26,7 +26,7 @@ use crate::detect::DetectorsConfig;
 use crate::detect::actor::DetectorActor;
 use crate::detect::actor::FlushDetectors;
 use crate::devices::SharedDevices;
-use crate::devices::actor::{DevicesActor, FlushDevices};
+use crate::devices::actor::{DevicesActor, FlushDevices, StoreSinks};
 use crate::export::{ExportActor, Exporter, FlushExport};
 use crate::flow::FlowConfig;
 use crate::flow::FlowTableStats;
@@ -248,7 +248,10 @@ impl Pipeline {
         }
         let devices = config.devices.as_ref().map(|book| {
             let (book, sink) = (book.clone(), alerts.clone().recipient());
-            let store = store.as_ref().map(|s| s.clone().recipient());
+            let store = store.as_ref().map(|s| StoreSinks {
+                devices: s.clone().recipient(),
+                minutes: s.clone().recipient(),
+            });
             let addr = DevicesActor::start_in_arbiter(&detect_arbiter.handle(), move |_| {
                 DevicesActor::new(book, sink, store, device_sinks, queue)
             });

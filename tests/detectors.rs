@@ -26,6 +26,8 @@ fn alerts_with(rel: &str, extra: &[&str]) -> Vec<Value> {
             "syn_flood" => &["critical"],
             "traffic_spike" => &["medium"],
             "dns_tunneling" => &["medium", "critical"],
+            "arp_spoofing" | "rogue_dhcp" => &["high"],
+            "new_device" => &["low"],
             other => panic!("{rel}: unpublished alert type {other}"),
         };
         assert!(
@@ -851,13 +853,27 @@ fn unlabelled_attacks(rel: &str) -> &'static [&'static str] {
     match rel {
         // The first 1,350 packets of ppa_synscan (a positive): the scan is in them.
         "derived/truncated_midpacket_ppa_synscan.pcap" => &["port_scan"],
-        // Concatenated from the positives above.
-        "derived/bench_concat_mixed_ethernet.pcap" => &["brute_force", "port_scan", "syn_flood"],
+        // Concatenated from the positives above (and from the merged captures with several
+        // DHCP servers: mercury_emix's two, on different subnets).
+        "derived/bench_concat_mixed_ethernet.pcap" => {
+            &["brute_force", "port_scan", "rogue_dhcp", "syn_flood"]
+        }
+        // The MANIFEST's ARP spoofing positives (tests/devices.rs checks them).
+        "other/sgr_na_arpSpoofing.pcap" | "other/cs_arppoison.pcapng" => &["arp_spoofing"],
+        // The MANIFEST's several-DHCP-servers captures (tests/devices.rs).
+        "devices/malcolm_dhcp_merged_many_servers.pcap" => &["rogue_dhcp"],
+        // Fuzzed ARP (tshark): bit-flipped sender MACs answer in turn, within seconds, for
+        // one address (192.168.1.2 in the first; 192.168.1.104, .0.1 and .0.35 in the
+        // second); as far as the wire shows, stations fighting over an address.
+        "malformed/ndpi_fuzz-2006-06-26-2594.pcap" | "malformed/tcpdump_arp-oobr.pcap" => {
+            &["arp_spoofing"]
+        }
         // "Broken/odd DNS traffic": 169 names over 50 characters of hex under
         // skullseclabs.org, dnscat's default domain, from 192.168.43.91 to 4.2.2.4.
         "malformed/ndpi_bad_dns_traffic.pcap" => &["dns_tunneling"],
         // 192.168.1.124 sends 303 SYNs to port 139 of 100 random public addresses; 3 answer.
-        "devices/mercury_emix_enterprise.pcap" => &["port_scan"],
+        // And two DHCP servers, on different subnets (MANIFEST: a merge artefact).
+        "devices/mercury_emix_enterprise.pcap" => &["port_scan", "rogue_dhcp"],
         // An Android app's TLS connections to 104.18.120.34:443, each reset by the server
         // right after the ClientHello, 5 in 1.2 s: the published RST rule's count. A known
         // false positive (README).

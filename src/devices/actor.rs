@@ -1,7 +1,7 @@
 //! The devices actor of a pipeline: a thin shell that feeds the pipeline's marked batches to
-//! the shared device book, sends the rules' findings to the pipeline's alerts actor, and
-//! every few seconds hands what changed to the store (records) and the export (device
-//! events).
+//! the shared device book, sends the rules' findings to the pipeline's alerts actor and each
+//! closed minute of the devices' usage to the store's history, and every few seconds hands
+//! what changed to the store (records) and the export (device events).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,7 +9,7 @@ use std::time::Duration;
 use actix::{Actor, AsyncContext, Context, Handler, Recipient};
 
 use super::SharedDevices;
-use crate::messages::{DevicesChanged, FindingsMsg, MarkedBatchMsg, StoreDevices};
+use crate::messages::{DeviceMinutes, DevicesChanged, FindingsMsg, MarkedBatchMsg, StoreDevices};
 
 /// How often changed devices are written and announced.
 const PUBLISH_EVERY: Duration = Duration::from_secs(5);
@@ -22,16 +22,22 @@ pub struct FlushDevices;
 pub struct DevicesActor {
     book: SharedDevices,
     alerts: Recipient<FindingsMsg>,
-    store: Option<Recipient<StoreDevices>>,
+    store: Option<StoreSinks>,
     events: Vec<Recipient<DevicesChanged>>,
     mailbox: usize,
+}
+
+/// Where the store takes the device records and the devices' minutes.
+pub struct StoreSinks {
+    pub devices: Recipient<StoreDevices>,
+    pub minutes: Recipient<DeviceMinutes>,
 }
 
 impl DevicesActor {
     pub fn new(
         book: SharedDevices,
         alerts: Recipient<FindingsMsg>,
-        store: Option<Recipient<StoreDevices>>,
+        store: Option<StoreSinks>,
         events: Vec<Recipient<DevicesChanged>>,
         mailbox: usize,
     ) -> Self {
@@ -41,6 +47,15 @@ impl DevicesActor {
             store,
             events,
             mailbox,
+        }
+    }
+
+    /// Sends the minutes the inventory closed to the store's history.
+    fn send_minutes(&self, minutes: Vec<crate::model::device::DeviceMinute>) {
+        if let Some(store) = &self.store
+            && !minutes.is_empty()
+        {
+            store.minutes.do_send(DeviceMinutes(minutes));
         }
     }
 
@@ -60,7 +75,7 @@ impl DevicesActor {
         if let Some(store) = &self.store
             && (!changes.devices.is_empty() || !changes.removed.is_empty())
         {
-            store.do_send(StoreDevices {
+            store.devices.do_send(StoreDevices {
                 devices: changes.devices,
                 removed: changes.removed,
                 state: changes.state,
@@ -104,6 +119,12 @@ impl Handler<FlushDevices> for DevicesActor {
     type Result = ();
 
     fn handle(&mut self, _: FlushDevices, _: &mut Self::Context) {
+        let minutes = {
+            let mut book = self.book.lock();
+            book.inventory.close_minute();
+            book.inventory.take_minutes()
+        };
+        self.send_minutes(minutes);
         self.publish();
     }
 }

@@ -17,7 +17,8 @@ use ipnet::IpNet;
 use rustc_hash::FxHasher;
 
 use crate::model::device::{
-    DayUsage, Device, DeviceAddress, DeviceName, InventoryState, MAX_ADDRESSES, MAX_NAMES,
+    DayUsage, Device, DeviceAddress, DeviceMinute, DeviceName, InventoryState, MAX_ADDRESSES,
+    MAX_NAMES,
 };
 use crate::model::flow::FlowMark;
 use crate::packet::{Lan, LanFact, MacAddr, NameRef, PacketBatch, PacketMeta, Timestamp};
@@ -83,6 +84,9 @@ struct Entry {
     recheck: i64,
     /// When the device's current day of usage ends (ns).
     day_ends: i64,
+    /// Its counters when the current minute began, and whether it sent or received since.
+    minute_base: [u64; 5],
+    in_minute: bool,
 }
 
 impl Entry {
@@ -94,7 +98,20 @@ impl Entry {
             recent: None,
             recheck: i64::MIN,
             day_ends: i64::MIN,
+            minute_base: [0; 5],
+            in_minute: false,
         }
+    }
+
+    fn counters(&self) -> [u64; 5] {
+        let d = &self.device;
+        [
+            d.packets_sent,
+            d.bytes_sent,
+            d.packets_received,
+            d.bytes_received,
+            d.flows,
+        ]
     }
 
     /// Starts the usage of `ts`'s UTC day if the stored one is another day.
@@ -161,8 +178,20 @@ pub struct Inventory {
     removed: Vec<MacAddr>,
     /// Latest packet time seen (ns).
     clock: i64,
+    /// The minute of packet time being counted (Unix seconds), and the minutes closed since
+    /// the last `take_minutes`.
+    minute: Option<i64>,
+    minutes: Vec<DeviceMinute>,
     /// Stations evicted to stay under `max_devices`.
     pub evicted: u64,
+    /// The wall clock, Unix seconds (tests set their own).
+    wall: fn() -> f64,
+}
+
+fn wall_clock() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
 }
 
 impl Inventory {
@@ -178,8 +207,17 @@ impl Inventory {
             arrivals: Vec::new(),
             removed: Vec::new(),
             clock: i64::MIN,
+            minute: None,
+            minutes: Vec::new(),
             evicted: 0,
+            wall: wall_clock,
         }
+    }
+
+    /// The same with its own wall clock (for tests of the learning period).
+    pub fn with_wall_clock(mut self, wall: fn() -> f64) -> Self {
+        self.wall = wall;
+        self
     }
 
     /// Takes back what the store kept: the devices (none of which is then new) and the
@@ -191,7 +229,9 @@ impl Inventory {
             }
             self.index
                 .insert(device.mac.to_u64(), self.entries.len() as u32);
-            self.entries.push(Entry::new(device));
+            let mut entry = Entry::new(device);
+            entry.minute_base = entry.counters();
+            self.entries.push(entry);
         }
         self.state = state;
     }
@@ -252,17 +292,14 @@ impl Inventory {
         self.local.contains(ip)
     }
 
-    /// Whether packet time `ts` is still in the learning period, which starts with the first
-    /// packet the inventory ever saw.
-    pub fn learning_at(&self, ts: Timestamp) -> bool {
-        match self.state.learning_since {
-            None => true,
-            Some(since) => ts.as_secs_f64() < since + self.limits.learning_secs as f64,
-        }
+    /// Whether the learning period lasts: it starts (on the wall clock) when the inventory
+    /// first saw a station, on the first start of the appliance, and is kept with it.
+    pub fn learning(&self) -> bool {
+        self.learning_end().is_none_or(|end| (self.wall)() < end)
     }
 
-    /// When the learning period ends, Unix seconds of packet time; `None` before the first
-    /// packet.
+    /// When the learning period ends, Unix seconds of the wall clock; `None` before the
+    /// first station.
     pub fn learning_end(&self) -> Option<f64> {
         self.state
             .learning_since
@@ -282,6 +319,37 @@ impl Inventory {
     /// Packet time of `mac`'s last frame, in Unix seconds.
     pub fn last_seen(&self, mac: MacAddr) -> Option<f64> {
         self.get(mac).map(|d| d.last_seen)
+    }
+
+    /// Ends the minute being counted: each device that sent or received in it gets its
+    /// usage of the minute (for `take_minutes`).
+    pub fn close_minute(&mut self) {
+        let Some(start) = self.minute.take() else {
+            return;
+        };
+        for e in &mut self.entries {
+            if !e.in_minute {
+                continue;
+            }
+            let now = e.counters();
+            let d: [u64; 5] = std::array::from_fn(|i| now[i].saturating_sub(e.minute_base[i]));
+            e.minute_base = now;
+            e.in_minute = false;
+            self.minutes.push(DeviceMinute {
+                mac: e.device.mac,
+                start,
+                packets_sent: d[0],
+                bytes_sent: d[1],
+                packets_received: d[2],
+                bytes_received: d[3],
+                flows: d[4],
+            });
+        }
+    }
+
+    /// The devices' minutes closed since the last call.
+    pub fn take_minutes(&mut self) -> Vec<DeviceMinute> {
+        std::mem::take(&mut self.minutes)
     }
 
     /// Stations first seen after the learning period since the last call.
@@ -330,8 +398,16 @@ impl Inventory {
         Some(e.device.clone())
     }
 
-    /// Counts a batch's frames to their stations and learns from its segment facts.
+    /// Counts a batch's frames to their stations and learns from its segment facts. A batch
+    /// is counted in the minute of its first frame (a batch spans milliseconds).
     pub fn observe(&mut self, batch: &PacketBatch, marks: &[FlowMark]) {
+        if let Some(first) = batch.packets.first() {
+            let minute = first.ts.secs().div_euclid(60) * 60;
+            if self.minute.is_some_and(|m| m != minute) {
+                self.close_minute();
+            }
+            self.minute = Some(minute);
+        }
         for (i, p) in batch.packets.iter().enumerate() {
             self.clock = self.clock.max(p.ts.0);
             let src = p.src_mac.to_u64();
@@ -366,6 +442,7 @@ impl Inventory {
                 d.packets_received += 1;
                 d.bytes_received += u64::from(p.wire_len);
                 entry.dirty = true;
+                entry.in_minute = true;
             }
         }
         for (n, fact) in batch.lan.iter().enumerate() {
@@ -391,6 +468,7 @@ impl Inventory {
         d.bytes_sent += u64::from(p.wire_len);
         d.flows += u64::from(opens);
         entry.dirty = true;
+        entry.in_minute = true;
         if p.ts.0 < entry.recheck && entry.recent == Some(p.src) {
             return;
         }
@@ -435,8 +513,12 @@ impl Inventory {
             self.evict();
         }
         let now = ts.as_secs_f64();
-        let since = *self.state.learning_since.get_or_insert(now);
-        if now >= since + self.limits.learning_secs as f64 {
+        // Learning goes by the wall clock, not packet time: a capture that spans days (or a
+        // merge of captures years apart) is one look at the network, not days of it.
+        let wall = (self.wall)();
+        let since = *self.state.learning_since.get_or_insert(wall);
+        let arrived = wall >= since + self.limits.learning_secs as f64;
+        if arrived {
             self.arrivals.push(mac);
         }
         let i = self.entries.len();
@@ -446,6 +528,7 @@ impl Inventory {
             mac,
             first_seen: now,
             last_seen: now,
+            arrived,
             ..Device::default()
         });
         entry.new_day(ts);

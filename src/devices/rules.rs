@@ -121,7 +121,11 @@ impl LanRules {
                     sender_ip,
                     target_mac,
                     target_ip,
-                } if self.config.arp_spoofing.enabled => {
+                } if self.config.arp_spoofing.enabled
+                    && inventory.is_local(IpAddr::V4(sender_ip)) =>
+                {
+                    // Only the segment's addresses (`local_networks`, DHCP leases) are
+                    // judged: a claim of any other is garbled or foreign, not a takeover.
                     self.arp(p.ts, op, sender_mac, sender_ip, target_mac, target_ip, out);
                 }
                 Lan::Ndp {
@@ -129,7 +133,7 @@ impl LanRules {
                     target,
                     lladdr,
                     ..
-                } if self.config.arp_spoofing.enabled => {
+                } if self.config.arp_spoofing.enabled && inventory.is_local(IpAddr::V6(target)) => {
                     let mac = lladdr.unwrap_or(p.src_mac);
                     if mac.is_station() {
                         self.claim(p.ts, mac, IpAddr::V6(target), out);

@@ -17,6 +17,20 @@ fn inventory(max_devices: usize, learning_secs: u64) -> Inventory {
         local_networks: vec!["192.168.0.0/16".parse().unwrap()],
         learning_secs,
     })
+    .with_wall_clock(test_clock)
+}
+
+thread_local! {
+    /// The wall clock the inventories of a test see.
+    static WALL: std::cell::Cell<f64> = const { std::cell::Cell::new(1_000.0) };
+}
+
+fn test_clock() -> f64 {
+    WALL.with(|w| w.get())
+}
+
+fn set_wall(secs: f64) {
+    WALL.with(|w| w.set(secs));
 }
 
 /// A batch of one frame from `src` at `secs`, with `facts` about it.
@@ -54,7 +68,7 @@ fn run(inv: &mut Inventory, rules: &mut LanRules, batch: &PacketBatch) -> Vec<Fi
 
 #[test]
 fn a_flood_of_forged_macs_stays_within_the_cap_and_keeps_labelled_stations() {
-    let mut inv = inventory(64, 0);
+    let mut inv = inventory(64, 3600);
     inv.observe(&frame(mac(1), [192, 168, 1, 1], 0, &[]), &[]);
     inv.annotate(mac(1), Some(Some("router".into())), Some(true));
     for i in 0..10_000u32 {
@@ -77,39 +91,25 @@ fn a_flood_of_forged_macs_stays_within_the_cap_and_keeps_labelled_stations() {
 fn stations_present_while_learning_are_not_new_and_later_ones_are() {
     let mut inv = inventory(100, 60);
     let mut rules = LanRules::new(RulesConfig::default());
-    assert!(
-        run(
-            &mut inv,
-            &mut rules,
-            &frame(mac(1), [192, 168, 1, 2], 1000, &[])
-        )
-        .is_empty()
-    );
-    assert!(
-        run(
-            &mut inv,
-            &mut rules,
-            &frame(mac(2), [192, 168, 1, 3], 1059, &[])
-        )
-        .is_empty()
-    );
-    let found = run(
-        &mut inv,
-        &mut rules,
-        &frame(mac(3), [192, 168, 1, 4], 1061, &[]),
-    );
+    let mut see = |inv: &mut Inventory, station: u8, secs: i64| {
+        let batch = frame(mac(station), [192, 168, 1, station], secs, &[]);
+        run(inv, &mut rules, &batch)
+    };
+    // Learning goes by the wall clock: packet time years later changes nothing.
+    set_wall(1000.0);
+    assert!(see(&mut inv, 1, 1000).is_empty());
+    set_wall(1059.0);
+    assert!(see(&mut inv, 2, 1000 + 3 * 365 * 86_400).is_empty());
+    assert!(inv.learning());
+    set_wall(1061.0);
+    let found = see(&mut inv, 3, 1061);
+    assert!(!inv.learning());
     assert_eq!(found.len(), 1);
     assert_eq!(found[0].rule, Rule::NewDevice);
     assert_eq!(found[0].target.to_string(), "00:0c:29:00:00:03");
+    assert!(inv.get(mac(3)).unwrap().arrived && !inv.get(mac(2)).unwrap().arrived);
     // Seen again: not new again.
-    assert!(
-        run(
-            &mut inv,
-            &mut rules,
-            &frame(mac(3), [192, 168, 1, 4], 1062, &[])
-        )
-        .is_empty()
-    );
+    assert!(see(&mut inv, 3, 1062).is_empty());
 }
 
 #[test]

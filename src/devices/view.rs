@@ -55,18 +55,18 @@ impl DeviceSort {
     }
 }
 
-/// The context a device is judged in: when learning ended (Unix seconds; `None` while it
-/// lasts) and the newest packet time.
+/// The context a device is shown in: when learning ends or ended (wall clock, Unix seconds;
+/// `None` before the first station) and the newest packet time.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Moment {
-    pub learning_ended: Option<f64>,
+    pub learning_ends: Option<f64>,
     pub now: f64,
 }
 
 impl Moment {
     /// New: arrived after the learning period and not marked known by an admin.
     pub fn is_new(&self, d: &Device) -> bool {
-        !d.known && self.learning_ended.is_some_and(|end| d.first_seen >= end)
+        d.arrived && !d.known
     }
 }
 

@@ -17,7 +17,8 @@ use crate::flow::FlowQuery;
 use crate::messages::StoreDevices;
 use crate::model::alert::AlertQuery;
 use crate::packet::MacAddr;
-use crate::store::actor::{QueryAlerts, QueryFlows};
+use crate::store::actor::{QueryAlerts, QueryFlows, QueryHistory};
+use crate::store::rollup::{By, HistoryQuery, Metric};
 
 /// Longest label an admin may give a device.
 const MAX_LABEL: usize = 64;
@@ -79,7 +80,7 @@ impl Api {
     fn moment(book: &crate::devices::DeviceBook) -> Moment {
         let inv = &book.inventory;
         Moment {
-            learning_ended: inv.learning_end(),
+            learning_ends: inv.learning_end(),
             now: inv.clock_secs(),
         }
     }
@@ -99,16 +100,17 @@ impl Api {
             "count": devices.len(),
             "total": book.inventory.len(),
             "new": new,
-            "learning": moment.learning_ended.is_none_or(|end| moment.now < end),
-            "learning_until": moment.learning_ended,
+            "learning": book.inventory.learning(),
+            "learning_until": moment.learning_ends,
             "evicted": book.inventory.evicted,
             "rules": book.rules.stats,
             "devices": devices,
         }))
     }
 
-    /// `GET /devices/{mac}`: the device (with the MACs merged into it), its recent flows
-    /// from every one of its addresses (`recent_flows`), and the alerts about it.
+    /// `GET /devices/{mac}`: the device (with the MACs merged into it), its bytes over the
+    /// last day of the history (`history`, as `/history?by=device` gives it), its recent
+    /// flows from every one of its addresses (`recent_flows`), and the alerts about it.
     pub(super) fn device(
         &self,
         rt: &tokio::runtime::Runtime,
@@ -161,6 +163,19 @@ impl Api {
                 })
                 .take(DEVICE_ALERTS)
                 .collect();
+        }
+        if let Some(store) = &self.store {
+            let query = HistoryQuery {
+                metric: Metric::Bytes,
+                by: By::Device,
+                key: shown["mac"].as_str().map(str::to_string),
+                from: None,
+                to: None,
+                step: None,
+            };
+            let history = self.ask(rt, "the store", store, QueryHistory(query))??;
+            shown["history"] =
+                serde_json::to_value(&history).map_err(|e| internal(e.to_string()))?;
         }
         shown["recent_flows"] =
             serde_json::to_value(&flows).map_err(|e| internal(e.to_string()))?;

@@ -659,11 +659,12 @@ fn history(query: &str) -> Result<Route, ApiError> {
     };
     let by = match choice(
         "by",
-        &["total", "host", "protocol", "app", "category"],
+        &["total", "host", "protocol", "app", "category", "device"],
         "total",
     )?
     .as_str()
     {
+        "device" => By::Device,
         "host" => By::Host,
         "protocol" => By::Protocol,
         "app" => By::App,
@@ -697,6 +698,16 @@ fn history(query: &str) -> Result<Route, ApiError> {
                 json!({"parameter": "key", "value": k}),
             ));
         }
+        (By::Device, Some(k)) if k == OTHER => Some(k.to_string()),
+        (By::Device, Some(k)) => match MacAddr::parse(k) {
+            Some(mac) => Some(mac.to_string()),
+            None => {
+                return Err(ApiError::bad_request(
+                    "a device is its MAC address: aa:bb:cc:dd:ee:ff",
+                    json!({"parameter": "key", "value": k}),
+                ));
+            }
+        },
     };
     let secs = |name: &str| -> Result<Option<i64>, ApiError> {
         Ok(q.time(name)?.map(|t| t.floor() as i64))

@@ -41,6 +41,8 @@ pub struct Device {
     /// Set by an admin.
     pub label: Option<String>,
     pub known: bool,
+    /// First seen after the inventory's learning period.
+    pub arrived: bool,
 }
 
 /// Caps on a device's lists: a station on a busy segment keeps its recent addresses and
@@ -77,7 +79,21 @@ pub struct DayUsage {
     pub bytes_received: u64,
 }
 
-/// What the inventory keeps beside its devices: when it started learning (packet time, Unix
+/// One minute of packet time of one device: what it sent and received, and the flows it
+/// opened, for the history rollups.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DeviceMinute {
+    pub mac: MacAddr,
+    /// Start of the minute, Unix seconds.
+    pub start: i64,
+    pub packets_sent: u64,
+    pub bytes_sent: u64,
+    pub packets_received: u64,
+    pub bytes_received: u64,
+    pub flows: u64,
+}
+
+/// What the inventory keeps beside its devices: when it started learning (wall clock, Unix
 /// seconds) and the DHCP server it learned, by server identifiers and MACs (one server may
 /// answer for several subnets, and one identifier may arrive from a second MAC, as a
 /// failover pair or a duplicating tap sends it).

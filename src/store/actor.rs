@@ -18,7 +18,9 @@ pub use super::StoreStatus;
 use super::buffer::{Pending, ReportLimit, Retry};
 use super::rollup::{History, HistoryQuery};
 use super::{Store, StoreConfig, StoreError};
-use crate::messages::{AlertsChanged, FlowRecordsMsg, MinuteSnapshots, StoreDevices};
+use crate::messages::{
+    AlertsChanged, DeviceMinutes, FlowRecordsMsg, MinuteSnapshots, StoreDevices,
+};
 use crate::model::alert::{Alert, AlertQuery};
 use crate::model::flow::{FlowQuery, FlowRecord};
 
@@ -391,6 +393,22 @@ impl Handler<StoreDevices> for StoreActor {
         }
         self.devices_state = Some(msg.state);
         if let Err(e) = self.write_devices() {
+            self.record_error(&e);
+        }
+    }
+}
+
+impl Handler<DeviceMinutes> for StoreActor {
+    type Result = ();
+
+    /// Into the history at once (the rollups write with the next periodic write); lost
+    /// while the database is unavailable, as the devices keep their own totals.
+    fn handle(&mut self, msg: DeviceMinutes, _: &mut Self::Context) {
+        if self.ensure_open().is_none() {
+            return;
+        }
+        let store = self.store.as_mut().expect("opened above");
+        if let Err(e) = store.add_device_minutes(&msg.0) {
             self.record_error(&e);
         }
     }

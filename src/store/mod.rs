@@ -32,7 +32,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::model::alert::{Alert, AlertQuery};
-use crate::model::device::{Device, InventoryState};
+use crate::model::device::{Device, DeviceMinute, InventoryState};
 use crate::model::flow::{FlowQuery, FlowRecord};
 use crate::model::traffic::MinuteSnapshot;
 use crate::packet::MacAddr;
@@ -445,6 +445,11 @@ impl Store {
         let state = serde_json::to_vec(state).expect("state serializes");
         self.devices_meta.insert("state", state)?;
         Ok(())
+    }
+
+    /// Adds devices' minutes to the history rollups (written with the next flush).
+    pub fn add_device_minutes(&mut self, minutes: &[DeviceMinute]) -> Result<(), StoreError> {
+        self.rollups.add_device_minutes(minutes)
     }
 
     /// The stored devices and the inventory's state (records that no longer parse are

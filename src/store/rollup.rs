@@ -2,7 +2,9 @@
 //! host and per protocol, written as minutes close and as flows are stored (never recomputed
 //! from flows), each tier with its own retention. Per application and per category, the
 //! bytes, packets and flows of the flows that ended in a bucket (a flow's application is
-//! known only once it is named, so its traffic is counted where it ends).
+//! known only once it is named, so its traffic is counted where it ends). Per device (MAC),
+//! what it sent and received in each minute of packet time, as the device inventory counts
+//! it (a batch of frames counts in the minute of its first frame).
 //!
 //! A bucket is one sled value per tier and start time (`rollup.m`, `rollup.h`, `rollup.d`:
 //! big-endian start → zstd-compressed JSON). The buckets being filled stay in memory and are
@@ -17,6 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use super::StoreError;
 use super::codec::{DecodeError, time_from_key, time_key};
+use crate::model::device::DeviceMinute;
 use crate::model::flow::FlowRecord;
 use crate::model::traffic::MinuteSnapshot;
 
@@ -68,6 +71,9 @@ pub struct Bucket {
     pub apps: BTreeMap<String, Counters>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub categories: BTreeMap<String, Counters>,
+    /// By device (MAC): what it sent and received, and the flows it opened.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub devices: BTreeMap<String, Counters>,
 }
 
 /// The key hosts beyond a bucket's cap are folded into.
@@ -149,6 +155,7 @@ pub enum By {
     Protocol,
     App,
     Category,
+    Device,
 }
 
 /// A history query (`GET /history`).
@@ -328,6 +335,29 @@ impl Rollups {
         Ok(())
     }
 
+    /// Adds devices' minutes (sent and received, flows opened) to their buckets.
+    pub fn add_device_minutes(&mut self, minutes: &[DeviceMinute]) -> Result<(), StoreError> {
+        for m in minutes {
+            for tier in Tier::ALL {
+                let start = m.start.div_euclid(tier.step_secs()) * tier.step_secs();
+                let Some(b) = self.bucket(tier, start)? else {
+                    continue;
+                };
+                b.devices
+                    .entry(m.mac.to_string())
+                    .or_default()
+                    .add(&Counters {
+                        bytes: m.bytes_sent + m.bytes_received,
+                        packets: m.packets_sent + m.packets_received,
+                        flows: m.flows,
+                        bytes_out: m.bytes_sent,
+                        packets_out: m.packets_sent,
+                    });
+            }
+        }
+        self.bound_memory()
+    }
+
     /// Counts flows in the buckets their end falls in: the link's, each end's and the
     /// protocol's.
     pub fn add_flows(&mut self, records: &[FlowRecord]) -> Result<(), StoreError> {
@@ -463,6 +493,7 @@ impl Rollups {
                 By::Protocol => b.protocols.get(key),
                 By::App => b.apps.get(key),
                 By::Category => b.categories.get(key),
+                By::Device => b.devices.get(key),
             };
             c.map_or(0, |c| c.metric(q.metric))
         };
@@ -476,6 +507,7 @@ impl Rollups {
                         By::Host => &b.hosts,
                         By::App => &b.apps,
                         By::Category => &b.categories,
+                        By::Device => &b.devices,
                         _ => &b.protocols,
                     };
                     for (k, c) in map {
@@ -525,6 +557,7 @@ impl Rollups {
 fn fold_hosts(b: &mut Bucket, max: usize) {
     fold(&mut b.hosts, max);
     fold(&mut b.apps, max);
+    fold(&mut b.devices, max);
 }
 
 fn fold(map: &mut BTreeMap<String, Counters>, max: usize) {

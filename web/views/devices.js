@@ -3,6 +3,7 @@
 // names, addresses over time, usage, flows and alerts; an admin sets its label or marks it
 // known). `#/devices?mac=…` opens a device's page.
 import { api, el, fmt, panel, session } from '../app.js';
+import { line } from '../lib/charts.js';
 
 export const title = 'Devices';
 
@@ -68,11 +69,12 @@ function renderList(main, params) {
 function renderDevice(main, mac) {
   const head = el('section', { class: 'panel wide', id: 'device-page' }, el('h2', {}, `Device ${mac}`));
   const usage = panel('Usage');
+  const chart = el('section', { class: 'panel wide', id: 'device-history' }, el('h2', {}, 'Bytes over the last day'));
   const addresses = panel('Addresses');
   const names = panel('Names');
   const flows = el('section', { class: 'panel wide' }, el('h2', {}, 'Recent flows'));
   const alerts = el('section', { class: 'panel wide' }, el('h2', {}, 'Alerts'));
-  main.append(head, usage, addresses, names, flows, alerts);
+  main.append(head, usage, addresses, names, chart, flows, alerts);
 
   const facts = (d) => [
     ['MAC', d.macs.join(', ') + (d.randomized ? ' (randomised by its OS)' : '')],
@@ -117,6 +119,10 @@ function renderDevice(main, mac) {
         ['sent', fmt.bytes(d.bytes_sent)], ['received', fmt.bytes(d.bytes_received)],
         ['packets', fmt.num(d.packets)], ['flows opened', fmt.num(d.flows)]]
         .map(([k, v]) => el('div', { class: 'card' }, el('div', { class: 'value' }, v), el('div', { class: 'label' }, k)))));
+    const points = (d.history?.series[0]?.points || []).map(([x, y]) => ({ x, y }));
+    const step = d.history?.step;
+    const per = !step ? '' : step >= 86400 ? ` per ${step / 86400} d` : step >= 3600 ? ` per ${step / 3600} h` : ` per ${step / 60} min`;
+    chart.replaceChildren(el('h2', {}, `Bytes${per}`), line(points, { format: fmt.bytes }));
     addresses.replaceChildren(el('h2', {}, 'Addresses'), el('table', {},
       el('thead', {}, el('tr', {}, el('th', {}, 'address'), el('th', { class: 'num' }, 'first seen'), el('th', { class: 'num' }, 'last seen'))),
       el('tbody', {}, [...d.addresses].reverse().map((a) => el('tr', {},
