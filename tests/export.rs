@@ -405,7 +405,9 @@ fn eve_lines_carry_suricatas_fields_and_syslog_messages_parse() {
     analyze(
         &dir2,
         HYDRA,
-        &format!("[export.eve]\nsyslog = \"{addr}\"\nsyslog_protocol = \"tcp\"\nflows = false\n"),
+        &format!(
+            "[export.eve]\nsyslog = \"{addr}\"\nsyslog_protocol = \"tcp\"\nflows = false\ndevices = false\n"
+        ),
     );
     let bytes = reader.join().unwrap();
     let mut rest = &bytes[..];
