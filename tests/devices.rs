@@ -646,3 +646,58 @@ fn a_devices_history_sums_to_what_tshark_counts_for_its_mac() {
     assert_eq!(server.get("/history?by=device&key=nonsense").status, 400);
     server.stop();
 }
+
+#[test]
+fn a_device_page_ranks_the_servers_its_station_named() {
+    use common::server::Server;
+    // The iPhone of ndpi_iphone (MANIFEST: c4:61:8b:35:82:a9, 192.168.2.17).
+    const IPHONE: &str = "c4:61:8b:35:82:a9";
+    let file = pcap("devices/ndpi_iphone.pcap");
+    let out = Command::new("tshark")
+        .arg("-n")
+        .arg("-r")
+        .arg(&file)
+        .args(["-Y", "tls.handshake.type == 1 && ip.src == 192.168.2.17"])
+        .args(["-T", "fields", "-e", "tls.handshake.extensions_server_name"])
+        .output();
+    let Ok(out) = out else {
+        return cannot_run("tshark is not installed");
+    };
+    let snis: BTreeSet<String> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(str::to_string)
+        .collect();
+    let server = Server::start(&["replay", file.to_str().unwrap(), "--speed", "0"], None);
+    server.wait_replayed();
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let page = server.get(&format!("/devices/{IPHONE}")).json();
+    let destinations: BTreeSet<String> = page["destinations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["key"].as_str().unwrap().to_string())
+        .collect();
+    // Ten rows at most, every one a server name its ClientHellos gave.
+    assert_eq!(
+        destinations.len(),
+        snis.len().min(10),
+        "{destinations:?} of {snis:?}"
+    );
+    assert!(
+        destinations.is_subset(&snis),
+        "{destinations:?} of {snis:?}"
+    );
+    assert!(
+        page["apps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["key"] == "icloud"),
+        "{}",
+        page["apps"]
+    );
+    assert!(!page["top_peers"].as_array().unwrap().is_empty());
+    server.stop();
+}

@@ -24,6 +24,8 @@ use crate::store::rollup::{By, HistoryQuery, Metric};
 const MAX_LABEL: usize = 64;
 /// Recent flows and alerts shown with a device.
 const DEVICE_FLOWS: usize = 50;
+/// Stored flows read per address for a device's rankings.
+const TALLIED_FLOWS: usize = 5_000;
 const DEVICE_ALERTS: usize = 50;
 
 impl Api {
@@ -109,8 +111,10 @@ impl Api {
     }
 
     /// `GET /devices/{mac}`: the device (with the MACs merged into it), its bytes over the
-    /// last day of the history (`history`, as `/history?by=device` gives it), its recent
-    /// flows from every one of its addresses (`recent_flows`), and the alerts about it.
+    /// last day of the history (`history`, as `/history?by=device` gives it), its busiest
+    /// peers, destinations, applications and protocols and its recent flows from its
+    /// addresses' stored flows (`top_peers`, `destinations`, `apps`, `protocols`,
+    /// `recent_flows`), and the alerts about it.
     pub(super) fn device(
         &self,
         rt: &tokio::runtime::Runtime,
@@ -135,15 +139,19 @@ impl Api {
         let mut flows = Vec::new();
         let mut alerts = Vec::new();
         if let Some(store) = &self.store {
-            for ip in addresses.iter().take(4) {
+            // Its newest stored flows from each of its (latest) addresses: the rankings and
+            // the recent flows come from them.
+            for ip in addresses.iter().rev().take(4) {
                 let query = FlowQuery {
-                    limit: DEVICE_FLOWS,
+                    limit: TALLIED_FLOWS,
                     ip: Some(*ip),
                     ..FlowQuery::default()
                 };
                 flows.extend(self.ask(rt, "the store", store, QueryFlows(query))??);
             }
             flows.sort_by_key(|f| std::cmp::Reverse(f.last_seen));
+            flows.dedup_by(|a, b| a.community_id == b.community_id && a.last_seen == b.last_seen);
+            super::handlers::tally(&flows, |ip| addresses.contains(&ip), &mut shown);
             flows.truncate(DEVICE_FLOWS);
             let query = AlertQuery {
                 limit: 10_000,

@@ -168,7 +168,6 @@ impl Api {
         to: Option<i64>,
     ) -> Result<Reply, ApiError> {
         const HOST_FLOWS: usize = 20_000;
-        const TOP: usize = 10;
         let store = self.database("host history")?;
         let history = self.ask(
             rt,
@@ -195,41 +194,7 @@ impl Api {
                 ..FlowQuery::default()
             }),
         )??;
-        // Per peer and per protocol: bytes both ways and flows.
-        let mut peers: BTreeMap<std::net::IpAddr, (u64, u64)> = BTreeMap::new();
-        let mut protocols: BTreeMap<&'static str, (u64, u64)> = BTreeMap::new();
-        // What the host was called as a server, and the applications of its flows.
-        let mut names: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
-        let mut apps: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
-        for f in &flows {
-            if f.dst == ip
-                && let Some(name) = f.server_name.as_deref()
-            {
-                let n = names.entry(name).or_default();
-                n.0 += f.bytes();
-                n.1 += 1;
-            }
-            if let Some(app) = f.app.as_ref().filter(|a| !a.by_port) {
-                let a = apps.entry(app.app).or_default();
-                a.0 += f.bytes();
-                a.1 += 1;
-            }
-            let peer = if f.src == ip { f.dst } else { f.src };
-            let p = peers.entry(peer).or_default();
-            p.0 += f.bytes();
-            p.1 += 1;
-            let p = protocols.entry(f.protocol_name()).or_default();
-            p.0 += f.bytes();
-            p.1 += 1;
-        }
-        let ranked = |mut v: Vec<(String, (u64, u64))>| {
-            v.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
-            v.into_iter()
-                .take(TOP)
-                .map(|(k, (bytes, flows))| json!({"key": k, "bytes": bytes, "flows": flows}))
-                .collect::<Vec<_>>()
-        };
-        Reply::ok(json!({
+        let mut answer = json!({
             "ip": ip,
             "place": self.geo.lookup(ip),
             "from": history.from,
@@ -237,11 +202,9 @@ impl Api {
             "history": history,
             "flows_read": flows.len(),
             "flows_truncated": flows.len() == HOST_FLOWS,
-            "top_peers": ranked(peers.into_iter().map(|(k, v)| (k.to_string(), v)).collect()),
-            "protocols": ranked(protocols.into_iter().map(|(k, v)| (k.to_string(), v)).collect()),
-            "names": ranked(names.into_iter().map(|(k, v)| (k.to_string(), v)).collect()),
-            "apps": ranked(apps.into_iter().map(|(k, v)| (k.to_string(), v)).collect()),
-        }))
+        });
+        tally(&flows, |a| a == ip, &mut answer);
+        Reply::ok(answer)
     }
 
     pub(super) fn flows(
@@ -479,4 +442,60 @@ impl Api {
             "rss_bytes": crate::process::rss_bytes(),
         }))
     }
+}
+
+/// Rows kept of each ranking a host or device page shows.
+const TOP: usize = 10;
+
+/// Adds to `answer` what `flows` say about the host whose addresses `own` recognises, each
+/// ranked by bytes (both ways) with its flows: `top_peers`, `protocols`, `names` (what its
+/// flows called it as a server), `destinations` (the server names of the flows it opened)
+/// and `apps` (their applications, port guesses left out).
+pub(super) fn tally(
+    flows: &[FlowRecord],
+    own: impl Fn(std::net::IpAddr) -> bool,
+    answer: &mut serde_json::Value,
+) {
+    let mut peers: BTreeMap<std::net::IpAddr, (u64, u64)> = BTreeMap::new();
+    let mut protocols: BTreeMap<&'static str, (u64, u64)> = BTreeMap::new();
+    let mut names: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
+    let mut destinations: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
+    let mut apps: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
+    let add = |row: &mut (u64, u64), f: &FlowRecord| {
+        row.0 += f.bytes();
+        row.1 += 1;
+    };
+    for f in flows {
+        if let Some(name) = f.server_name.as_deref() {
+            if own(f.dst) {
+                add(names.entry(name).or_default(), f);
+            }
+            if own(f.src) {
+                add(destinations.entry(name).or_default(), f);
+            }
+        }
+        if let Some(app) = f.app.as_ref().filter(|a| !a.by_port) {
+            add(apps.entry(app.app).or_default(), f);
+        }
+        let peer = if own(f.src) { f.dst } else { f.src };
+        add(peers.entry(peer).or_default(), f);
+        add(protocols.entry(f.protocol_name()).or_default(), f);
+    }
+    let ranked = |v: Vec<(String, (u64, u64))>| {
+        let mut v = v;
+        v.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        v.into_iter()
+            .take(TOP)
+            .map(|(k, (bytes, flows))| json!({"key": k, "bytes": bytes, "flows": flows}))
+            .collect::<Vec<_>>()
+    };
+    let text =
+        |m: BTreeMap<&str, (u64, u64)>| m.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+    answer["top_peers"] = json!(ranked(
+        peers.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
+    ));
+    answer["protocols"] = json!(ranked(text(protocols)));
+    answer["names"] = json!(ranked(text(names)));
+    answer["destinations"] = json!(ranked(text(destinations)));
+    answer["apps"] = json!(ranked(text(apps)));
 }

@@ -70,11 +70,12 @@ function renderDevice(main, mac) {
   const head = el('section', { class: 'panel wide', id: 'device-page' }, el('h2', {}, `Device ${mac}`));
   const usage = panel('Usage');
   const chart = el('section', { class: 'panel wide', id: 'device-history' }, el('h2', {}, 'Bytes over the last day'));
+  const tops = panel('Destinations and applications');
   const addresses = panel('Addresses');
   const names = panel('Names');
   const flows = el('section', { class: 'panel wide' }, el('h2', {}, 'Recent flows'));
   const alerts = el('section', { class: 'panel wide' }, el('h2', {}, 'Alerts'));
-  main.append(head, usage, addresses, names, chart, flows, alerts);
+  main.append(head, usage, addresses, names, chart, tops, flows, alerts);
 
   const facts = (d) => [
     ['MAC', d.macs.join(', ') + (d.randomized ? ' (randomised by its OS)' : '')],
@@ -123,6 +124,12 @@ function renderDevice(main, mac) {
     const step = d.history?.step;
     const per = !step ? '' : step >= 86400 ? ` per ${step / 86400} d` : step >= 3600 ? ` per ${step / 3600} h` : ` per ${step / 60} min`;
     chart.replaceChildren(el('h2', {}, `Bytes${per}`), line(points, { format: fmt.bytes }));
+    const ranking = (title, rows) => el('table', { class: 'ranking' },
+      el('thead', {}, el('tr', {}, el('th', {}, title), el('th', { class: 'num' }, 'bytes'), el('th', { class: 'num' }, 'flows'))),
+      el('tbody', {}, (rows || []).map((r) => el('tr', {}, el('td', { class: 'name-cell' }, r.key),
+        el('td', { class: 'num' }, fmt.bytes(r.bytes)), el('td', { class: 'num' }, fmt.num(r.flows))))));
+    tops.replaceChildren(el('h2', {}, 'Destinations and applications'),
+      ranking('destination', d.destinations), ranking('application', d.apps), ranking('peer', d.top_peers));
     addresses.replaceChildren(el('h2', {}, 'Addresses'), el('table', {},
       el('thead', {}, el('tr', {}, el('th', {}, 'address'), el('th', { class: 'num' }, 'first seen'), el('th', { class: 'num' }, 'last seen'))),
       el('tbody', {}, [...d.addresses].reverse().map((a) => el('tr', {},
