@@ -14,7 +14,10 @@ fn mac(last: u8) -> MacAddr {
 fn inventory(max_devices: usize, learning_secs: u64) -> Inventory {
     Inventory::new(InventoryLimits {
         max_devices,
-        local_networks: vec!["192.168.0.0/16".parse().unwrap()],
+        local_networks: vec![
+            "192.168.0.0/16".parse().unwrap(),
+            "fe80::/10".parse().unwrap(),
+        ],
         learning_secs,
     })
     .with_wall_clock(test_clock)
