@@ -5,9 +5,10 @@
 //!
 //! Bounded: at most `max_devices` stations (the longest unseen, unlabelled ones go first, a
 //! sixteenth at a time so that a flood of forged MACs costs O(1) per frame), and each
-//! station's lists are capped (`model::device`). The per-packet work is two lookups behind a
-//! two-entry cache (a link's frames mostly go back and forth between the same stations) and
-//! a few counter updates; the protocol facts are rare.
+//! station's lists are capped (`model::device`). The per-packet work is two lookups in a
+//! direct-mapped cache that also remembers absent MACs (a link's frames go between a few
+//! stations) and a few counter updates; the rest (addresses, last seen) once a second, and
+//! the protocol facts are rare.
 
 use std::collections::HashMap;
 use std::hash::BuildHasherDefault;
@@ -28,13 +29,13 @@ const MAX_LEARNED_NETWORKS: usize = 16;
 
 /// The local networks, in a form that costs a mask and a compare per network.
 #[derive(Clone, Debug, Default)]
-pub struct LocalNetworks {
+struct LocalNetworks {
     v4: Vec<(u32, u32)>,
     v6: Vec<(u128, u128)>,
 }
 
 impl LocalNetworks {
-    pub fn new(nets: &[IpNet]) -> Self {
+    fn new(nets: &[IpNet]) -> Self {
         let mut local = LocalNetworks::default();
         for net in nets {
             local.add(*net);
@@ -56,7 +57,7 @@ impl LocalNetworks {
     }
 
     #[inline]
-    pub fn contains(&self, ip: IpAddr) -> bool {
+    fn contains(&self, ip: IpAddr) -> bool {
         match ip {
             IpAddr::V4(a) => {
                 let a = a.to_bits();
@@ -314,11 +315,6 @@ impl Inventory {
         } else {
             Timestamp(self.clock).as_secs_f64()
         }
-    }
-
-    /// Packet time of `mac`'s last frame, in Unix seconds.
-    pub fn last_seen(&self, mac: MacAddr) -> Option<f64> {
-        self.get(mac).map(|d| d.last_seen)
     }
 
     /// Ends the minute being counted: each device that sent or received in it gets its

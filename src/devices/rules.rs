@@ -198,13 +198,17 @@ impl LanRules {
                     .is_some_and(|t| ts.0 - t < REQUEST_WAIT_NS);
                 // The reply's target fields are the asker's own: the true holder of its
                 // address, as far as this reply goes.
-                if target_mac.is_station() && !target_ip.is_unspecified() {
+                if target_mac.is_station()
+                    && !target_ip.is_unspecified()
+                    && self.holders.len() < MAX_TRACKED
+                {
                     self.holders.entry(IpAddr::V4(target_ip)).or_insert(Holder {
                         mac: target_mac,
                         took_from: None,
                     });
                 }
-                if !asked && sender_ip != target_ip {
+                let room = self.claims.len() < MAX_TRACKED || self.claims.contains_key(&sender_mac);
+                if !asked && sender_ip != target_ip && room {
                     let claims = self.claims.entry(sender_mac).or_default();
                     claims.replies += 1;
                     if claims.unsolicited.len() < MAX_CLAIMS

@@ -270,3 +270,19 @@ fn a_neighbour_advertisement_fight_is_spoofing_too() {
     assert_eq!(found[0].target.to_string(), "fe80::1");
     assert_eq!(found[0].evidence["mac"], intruder.to_string());
 }
+
+#[test]
+fn a_flood_of_forged_arp_claims_keeps_the_rules_state_bounded() {
+    let mut inv = inventory(64, 3600);
+    let mut rules = LanRules::new(RulesConfig::default());
+    for i in 0..40_000u32 {
+        let b = i.to_be_bytes();
+        let forged = MacAddr([0x02, 0x00, b[0], b[1], b[2], b[3]]);
+        let claimed = [192, 168, b[2], b[3]];
+        let fact = arp(2, forged, claimed, mac(1), [192, 168, 0, 1]);
+        run(&mut inv, &mut rules, &frame(forged, claimed, 10, &[fact]));
+    }
+    // The maps stop at their cap and count what they turned away.
+    assert!(rules.stats.refused > 20_000, "{:?}", rules.stats);
+    assert!(inv.len() <= 64);
+}
