@@ -114,7 +114,7 @@ impl Api {
     /// last day of the history (`history`, as `/history?by=device` gives it), its busiest
     /// peers, destinations, applications and protocols and its recent flows from its
     /// addresses' stored flows (`top_peers`, `destinations`, `apps`, `protocols`,
-    /// `recent_flows`), and the alerts about it.
+    /// `server_names`, `recent_flows`), and the alerts about it.
     pub(super) fn device(
         &self,
         rt: &tokio::runtime::Runtime,
@@ -151,7 +151,16 @@ impl Api {
             }
             flows.sort_by_key(|f| std::cmp::Reverse(f.last_seen));
             flows.dedup_by(|a, b| a.community_id == b.community_id && a.last_seen == b.last_seen);
-            super::handlers::tally(&flows, |ip| addresses.contains(&ip), &mut shown);
+            // A device's `names` are the ones it gave itself: what flows called it as a
+            // server goes under `server_names`.
+            let mut ranked = json!({});
+            super::handlers::tally(&flows, |ip| addresses.contains(&ip), &mut ranked);
+            if let Value::Object(ranked) = ranked {
+                for (key, value) in ranked {
+                    let key = if key == "names" { "server_names".into() } else { key };
+                    shown[key] = value;
+                }
+            }
             flows.truncate(DEVICE_FLOWS);
             let query = AlertQuery {
                 limit: 10_000,

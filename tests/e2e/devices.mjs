@@ -41,7 +41,9 @@ try {
   await page.click('#devices-table tbody tr');
   await page.waitForSelector('#device-page .details dl', { timeout: 15000 });
   const text = await page.$eval('main', (m) => m.textContent);
-  check(text.includes(found[0].mac) && text.includes('Apple, Inc.') && text.includes('mdns'), 'the device page shows its MAC, vendor and names');
+  check(text.includes(found[0].mac) && text.includes('Apple, Inc.'), 'the device page shows its MAC and vendor');
+  const names = await page.$$eval('#device-names tr', (trs) => trs.map((tr) => [tr.cells[0].textContent, tr.cells[1].textContent]));
+  check(names.some(([n, source]) => n === 'Gabrieles-iPad.local' && source === 'mdns'), `the device page lists the names it gave itself (${JSON.stringify(names)})`);
   check(/192\.168\.1\.75/.test(text), 'the device page lists its address');
   check(!/NaN|undefined/.test(text), 'the device page shows no NaN or undefined');
   await page.screenshot({ path: `${shots}/device-page.png`, fullPage: true });

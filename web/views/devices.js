@@ -136,7 +136,7 @@ function renderDevice(main, mac) {
         el('td', {}, el('a', { href: `#/sessions?ip=${encodeURIComponent(a.ip)}&window=all` }, a.ip)),
         el('td', { class: 'num' }, fmt.time(a.first_seen)), el('td', { class: 'num' }, fmt.time(a.last_seen)))))));
     names.replaceChildren(el('h2', {}, 'Names'), d.names.length === 0 ? el('p', { class: 'muted' }, 'It has not named itself.')
-      : el('table', {}, el('tbody', {}, d.names.map((n) => el('tr', {},
+      : el('table', { id: 'device-names' }, el('tbody', {}, d.names.map((n) => el('tr', {},
         el('td', {}, n.name), el('td', { class: 'muted' }, n.source), el('td', { class: 'num' }, fmt.time(n.last_seen)))))));
     flows.replaceChildren(el('h2', {}, 'Recent flows'), d.recent_flows.length === 0 ? el('p', { class: 'muted' }, 'No stored flows.')
       : el('div', { class: 'scroll' }, el('table', {},
