@@ -157,7 +157,11 @@ impl Api {
             super::handlers::tally(&flows, |ip| addresses.contains(&ip), &mut ranked);
             if let Value::Object(ranked) = ranked {
                 for (key, value) in ranked {
-                    let key = if key == "names" { "server_names".into() } else { key };
+                    let key = if key == "names" {
+                        "server_names".into()
+                    } else {
+                        key
+                    };
                     shown[key] = value;
                 }
             }
