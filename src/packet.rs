@@ -1,7 +1,8 @@
 //! The decoded form of one captured frame, and the batches capture hands to every consumer.
 //!
 //! A `PacketMeta` is a small `Copy` value: decoding fills it in place, with no heap allocation.
-//! The only variable-length field (a DNS query name) lives in its batch's shared byte arena.
+//! What varies in length (DNS names and answers, tunnels, ClientHellos, request heads, the
+//! segment's facts) lives in its batch's shared arenas.
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr};

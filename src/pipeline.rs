@@ -4,10 +4,11 @@
 //! these; the engine tells its `Listeners` about each pipeline.
 //!
 //! Capture feeds the flows and metrics actors; the flows actor passes each batch, marked
-//! with what each packet meant to its flow, on to the detectors that read packets.
+//! with what each packet meant to its flow, on to the detectors that read packets and the
+//! devices actor (which feeds the one device book every pipeline shares).
 //!
-//! The flows actor runs on its own arbiter (thread), the detectors and the alerts actor on
-//! another, so that flow tracking, detection, metrics and capture/decoding spread over the
+//! The flows actor runs on its own arbiter (thread), the detectors, the devices actor and the
+//! alerts actor on another, so that flow tracking, detection, metrics and capture/decoding spread over the
 //! cores; metrics share the system arbiter. The store, which blocks on the disk, has its own
 //! and outlives pipelines: the server starts a fresh pipeline for each capture source.
 

@@ -1,14 +1,16 @@
-//! Frame → `PacketMeta`: link header, link-layer wrappers (VLAN tags, MPLS, PPPoE, PBB, VN-Tag,
-//! FabricPath), tunnels (GRE, ERSPAN, VXLAN, Geneve, GTP-U, IP-in-IP, Teredo, AYIYA) nested up
-//! to a configured depth, IP (v4 options and fragments, v6 extension chains), transport
-//! fields, ARP, the DNS question and a response's addresses, and (with names on) the TLS
-//! ClientHello or HTTP request head that opens a TCP stream, a ServerHello's choices, and the
-//! ClientHello of a QUIC connection's Initials.
+//! Frame → `PacketMeta`: link header (with the Ethernet addresses), link-layer wrappers (VLAN
+//! tags, MPLS, PPPoE, PBB, VN-Tag, FabricPath), tunnels (GRE, ERSPAN, VXLAN, Geneve, GTP-U,
+//! IP-in-IP, Teredo, AYIYA) nested up to a configured depth, IP (v4 options and fragments, v6
+//! extension chains), transport fields, ARP, the DNS question and a response's addresses, and
+//! (with names on) the TLS ClientHello or HTTP request head that opens a TCP stream, a
+//! ServerHello's choices, and the ClientHello of a QUIC connection's Initials; and (with
+//! devices on, `lan`) what ARP, NDP, DHCP, DHCPv6, mDNS, LLMNR and NetBIOS say about the
+//! segment's stations.
 //!
 //! A tunnelled frame yields the innermost packet, as if it had been captured directly; the
 //! tunnel it came in and its carrier (the outermost IP packet) go into the batch's tunnel
-//! table. etherparse slices the IP layers; smoltcp's `wire` reads ARP; `crate::wire` reads
-//! the link and encapsulation headers. Decoding never panics and never trusts a length
+//! table. etherparse slices the IP layers; smoltcp's `wire` reads ARP, NDP and DHCPv4;
+//! `crate::wire` reads the link and encapsulation headers and the rest. Decoding never panics and never trusts a length
 //! field. It allocates nothing per packet (names, answers, tunnels and openings go into the
 //! batch's arenas) except while a stream's opening or a QUIC connection's CRYPTO stream is
 //! put together, which is bounded per stream and in number of streams (`opening`,
