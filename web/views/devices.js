@@ -123,7 +123,10 @@ function renderDevice(main, mac) {
     const points = (d.history?.series[0]?.points || []).map(([x, y]) => ({ x, y }));
     const step = d.history?.step;
     const per = !step ? '' : step >= 86400 ? ` per ${step / 86400} d` : step >= 3600 ? ` per ${step / 3600} h` : ` per ${step / 60} min`;
-    chart.replaceChildren(el('h2', {}, `Bytes${per}`), line(points, { format: fmt.bytes }));
+    // One bucket (a short capture, a device seen for minutes) is a figure, not a line.
+    const total = d.history?.series[0]?.total ?? 0;
+    chart.replaceChildren(el('h2', {}, `Bytes${per}`), points.length >= 2 ? line(points, { format: fmt.bytes })
+      : el('p', { class: 'muted' }, total ? `${fmt.bytes(total)} in the last day, all within one${per.replace(' per', '')} step.` : 'No stored history in the last day.'));
     const ranking = (title, rows) => el('table', { class: 'ranking' },
       el('thead', {}, el('tr', {}, el('th', {}, title), el('th', { class: 'num' }, 'bytes'), el('th', { class: 'num' }, 'flows'))),
       el('tbody', {}, (rows || []).map((r) => el('tr', {}, el('td', { class: 'name-cell' }, r.key),
