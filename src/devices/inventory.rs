@@ -170,6 +170,9 @@ pub struct Inventory {
     learned: Vec<IpNet>,
     entries: Vec<Entry>,
     index: HashMap<u64, u32, BuildHasherDefault<FxHasher>>,
+    /// Which station (MAC as integer) used each address last: what a name's address is
+    /// checked against. At most `MAX_ADDRESSES` per station.
+    holders: HashMap<IpAddr, u64, BuildHasherDefault<FxHasher>>,
     /// Recent lookups, direct-mapped by MAC: (MAC as integer + 1, index or `ABSENT`); a key
     /// of 0 is an empty slot. Kept right as stations come and go.
     cache: Box<[(u64, u32); CACHE_SLOTS]>,
@@ -203,6 +206,7 @@ impl Inventory {
             learned: Vec::new(),
             entries: Vec::new(),
             index: HashMap::default(),
+            holders: HashMap::default(),
             cache: Box::new([(0, 0); CACHE_SLOTS]),
             state: InventoryState::default(),
             arrivals: Vec::new(),
@@ -230,6 +234,9 @@ impl Inventory {
             }
             self.index
                 .insert(device.mac.to_u64(), self.entries.len() as u32);
+            for a in &device.addresses {
+                self.holders.insert(a.ip, device.mac.to_u64());
+            }
             let mut entry = Entry::new(device);
             entry.minute_base = entry.counters();
             self.entries.push(entry);
@@ -548,6 +555,11 @@ impl Inventory {
         });
         for e in self.entries.drain(..drop) {
             self.removed.push(e.device.mac);
+            for a in &e.device.addresses {
+                if self.holders.get(&a.ip) == Some(&e.device.mac.to_u64()) {
+                    self.holders.remove(&a.ip);
+                }
+            }
         }
         self.evicted += drop as u64;
         self.removed.truncate(self.limits.max_devices);
@@ -563,13 +575,19 @@ impl Inventory {
             return;
         }
         let entry = &mut self.entries[at];
+        let mac = entry.device.mac.to_u64();
+        self.holders.insert(ip, mac);
         let now = ts.as_secs_f64();
         let list = &mut entry.device.addresses;
         if let Some(a) = list.iter_mut().find(|a| a.ip == ip) {
             a.last_seen = a.last_seen.max(now);
             return;
         }
-        make_room(list, MAX_ADDRESSES, |a| a.last_seen);
+        if let Some(old) = make_room(list, MAX_ADDRESSES, |a| a.last_seen)
+            && self.holders.get(&old.ip) == Some(&mac)
+        {
+            self.holders.remove(&old.ip);
+        }
         list.push(DeviceAddress {
             ip,
             first_seen: now,
@@ -750,8 +768,8 @@ impl Inventory {
                         if a == p.src && batch.name(n) == text)
                 });
                 let other_family = addr.is_some_and(|a| a.is_ipv4() != p.src.is_ipv4());
-                let anothers = addr.is_some_and(|a| self.held_by_other(a, p.src_mac));
-                if !(own || other_family || !anothers) {
+                let anothers = || addr.is_some_and(|a| self.held_by_other(a, p.src_mac));
+                if !(own || other_family || !anothers()) {
                     return;
                 }
                 let Some(at) = self.station(p.src_mac, p.ts) else {
@@ -767,9 +785,7 @@ impl Inventory {
 
     /// Whether a station other than `mac` uses `ip`.
     fn held_by_other(&self, ip: IpAddr, mac: MacAddr) -> bool {
-        self.entries
-            .iter()
-            .any(|e| e.device.mac != mac && e.device.addresses.iter().any(|a| a.ip == ip))
+        self.holders.get(&ip).is_some_and(|&m| m != mac.to_u64())
     }
 
     /// Adds the network of a DHCP lease to the local networks.
@@ -786,13 +802,16 @@ impl Inventory {
 }
 
 /// Makes room for one more entry in `list` (at most `cap`): drops the least recently seen.
-fn make_room<T>(list: &mut Vec<T>, cap: usize, last_seen: impl Fn(&T) -> f64) {
+/// Makes room for one more entry in `list` (at most `cap`): drops the least recently seen,
+/// and returns it.
+fn make_room<T>(list: &mut Vec<T>, cap: usize, last_seen: impl Fn(&T) -> f64) -> Option<T> {
     if list.len() >= cap
         && let Some(oldest) =
             (0..list.len()).min_by(|&x, &y| last_seen(&list[x]).total_cmp(&last_seen(&list[y])))
     {
-        list.remove(oldest);
+        return Some(list.remove(oldest));
     }
+    None
 }
 
 fn hex(bytes: &[u8]) -> String {

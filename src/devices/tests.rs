@@ -286,3 +286,31 @@ fn a_flood_of_forged_arp_claims_keeps_the_rules_state_bounded() {
     assert!(rules.stats.refused > 20_000, "{:?}", rules.stats);
     assert!(inv.len() <= 64);
 }
+
+#[test]
+fn a_name_announced_for_another_stations_address_is_not_taken() {
+    use crate::packet::LanNameSource;
+    let mut inv = inventory(100, 3600);
+    // The iMac uses 192.168.1.77; a sleep proxy (192.168.1.2) answers for it.
+    inv.observe(&frame(mac(1), [192, 168, 1, 77], 10, &[]), &[]);
+    let announce = |src: MacAddr, ip: [u8; 4], secs: i64| {
+        let mut batch = frame(src, ip, secs, &[]);
+        batch.names.extend_from_slice(b"Lucas-iMac.local");
+        batch.lan.push(LanFact {
+            packet: 0,
+            fact: Lan::Name {
+                source: LanNameSource::Mdns,
+                name: NameRef { offset: 0, len: 16 },
+                addr: Some(IpAddr::from([192, 168, 1, 77])),
+            },
+        });
+        batch
+    };
+    inv.observe(&announce(mac(2), [192, 168, 1, 2], 11), &[]);
+    assert!(
+        inv.get(mac(2)).unwrap().names.is_empty(),
+        "the proxy is not the iMac"
+    );
+    inv.observe(&announce(mac(1), [192, 168, 1, 77], 12), &[]);
+    assert_eq!(inv.get(mac(1)).unwrap().names[0].name, "Lucas-iMac.local");
+}
