@@ -208,6 +208,13 @@ impl Opened {
             Some(path) => {
                 let mut store = Store::open(path, &options.config.store)?;
                 store.set_community_seed(options.config.flows.community_id_seed);
+                // The history's rollups by country, when a GeoIP database is there.
+                if let Ok(geo) = crate::geo::GeoIp::open(&options.config.geoip)
+                    && geo.status().database.is_some()
+                {
+                    let geo = std::sync::Arc::new(geo);
+                    store.set_locate(std::sync::Arc::new(move |ip| geo.country_code(ip)));
+                }
                 let devices = store.load_devices()?;
                 Some(OpenedStore {
                     actor: StoreActor::from_store(store, options.config.store.clone()),

@@ -90,6 +90,10 @@ pub fn run(options: ServeOptions, ready: impl FnOnce(SocketAddr, bool)) -> Resul
         book.lock().inventory.restore(devices, state);
     }
     let geo = Arc::new(GeoIp::open(&config.geoip)?);
+    if geo.status().database.is_some() {
+        let geo = geo.clone();
+        store.set_locate(Arc::new(move |ip| geo.country_code(ip)));
+    }
     let source = options.base.open()?;
     if let Some(reason) = geo.status().reason {
         log(reason);

@@ -209,3 +209,85 @@ fn the_server_answers_geo_from_the_configured_database() {
     assert_eq!(server.get("/top-talkers?with_geo=true").status, 200);
     server.stop();
 }
+
+/// History by country: each host's traffic and flows are summed under the country
+/// `mmdblookup` gives its address; private addresses and addresses the database does not
+/// place are in no country.
+#[test]
+fn history_by_country_sums_each_hosts_traffic_under_its_country() {
+    use std::collections::BTreeMap;
+    use std::sync::Arc;
+    use tapir::model::traffic::{HostCounters, MinuteSnapshot};
+    use tapir::store::rollup::{By, HistoryQuery, Metric};
+    use tapir::store::{Store, StoreConfig};
+
+    let path = db("dbip-country.mmdb");
+    let geo = Arc::new(open(path.clone()));
+    let dir = common::tempdir();
+    let mut store = Store::open(&dir, &StoreConfig::default()).unwrap();
+    let locate = geo.clone();
+    store.set_locate(Arc::new(move |ip| locate.country_code(ip)));
+
+    let minute0 = 1_767_225_600; // 2026-01-01T00:00:00Z
+    let local: IpAddr = "192.168.1.20".parse().unwrap();
+    let mut want_bytes: BTreeMap<String, u64> = BTreeMap::new();
+    let mut want_flows: BTreeMap<String, u64> = BTreeMap::new();
+    let mut flows = Vec::new();
+    for m in 0..3i64 {
+        let mut hosts = vec![(local, HostCounters::default())];
+        for (i, ip) in PUBLIC.iter().enumerate() {
+            let sent = 1000 * (i as u64 + 1) + m as u64;
+            let received = 7 * (i as u64 + 1);
+            hosts.push((
+                ip.parse().unwrap(),
+                HostCounters {
+                    bytes_sent: sent,
+                    bytes_received: received,
+                    packets_sent: 1,
+                    packets_received: 1,
+                },
+            ));
+            hosts[0].1.bytes_sent += received;
+            hosts[0].1.bytes_received += sent;
+            if let Some(cc) = mmdblookup(&path, ip, &["country_code"]) {
+                *want_bytes.entry(cc.clone()).or_default() += sent + received;
+                *want_flows.entry(cc).or_default() += 1;
+            }
+            let mut flow = tapir::store::load::synthetic_flow(((m as u64) << 8) | i as u64);
+            flow.src = local;
+            flow.dst = ip.parse().unwrap();
+            flow.last_seen = tapir::packet::Timestamp((minute0 + m * 60 + 30) * 1_000_000_000);
+            flows.push(flow);
+        }
+        store
+            .insert_snapshots(&[MinuteSnapshot {
+                timestamp: minute0 + m * 60,
+                hosts,
+                ..Default::default()
+            }])
+            .unwrap();
+    }
+    store.insert_flows(&flows).unwrap();
+    store.flush().unwrap();
+    assert!(want_bytes.len() >= 4, "too few countries: {want_bytes:?}");
+
+    let history = |metric| {
+        let h = store
+            .history(&HistoryQuery {
+                metric,
+                by: By::Country,
+                key: None,
+                from: Some(minute0),
+                to: Some(minute0 + 3 * 60),
+                step: None,
+            })
+            .unwrap();
+        h.series
+            .into_iter()
+            .map(|s| (s.key, s.total))
+            .collect::<BTreeMap<String, u64>>()
+    };
+    assert_eq!(history(Metric::Bytes), want_bytes);
+    assert_eq!(history(Metric::Flows), want_flows);
+    let _ = std::fs::remove_dir_all(&dir);
+}

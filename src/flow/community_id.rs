@@ -63,6 +63,47 @@ pub fn community_id(
     src_port: u16,
     dst_port: u16,
 ) -> String {
+    let mut text = [0u8; ID_LEN];
+    write_id(digest(seed, src, dst, proto, src_port, dst_port), &mut text).to_string()
+}
+
+/// Whether `id` is the Community ID of the tuple with `seed`, without allocating (the store
+/// asks this of every record it writes, to leave derivable IDs out).
+pub fn is_community_id(
+    id: &str,
+    seed: u16,
+    src: IpAddr,
+    dst: IpAddr,
+    proto: u8,
+    src_port: u16,
+    dst_port: u16,
+) -> bool {
+    let mut text = [0u8; ID_LEN];
+    id.len() == ID_LEN
+        && write_id(digest(seed, src, dst, proto, src_port, dst_port), &mut text) == id
+}
+
+/// `1:` and the base64 of a 20-byte digest.
+const ID_LEN: usize = 2 + 28;
+
+fn write_id(digest: [u8; 20], out: &mut [u8; ID_LEN]) -> &str {
+    out[..2].copy_from_slice(b"1:");
+    let n = base64::engine::general_purpose::STANDARD
+        .encode_slice(digest, &mut out[2..])
+        .expect("28 bytes hold the base64 of 20");
+    debug_assert_eq!(n, 28);
+    std::str::from_utf8(&out[..]).expect("base64 is ASCII")
+}
+
+/// The SHA-1 of the tuple as the specification orders it.
+fn digest(
+    seed: u16,
+    src: IpAddr,
+    dst: IpAddr,
+    proto: u8,
+    src_port: u16,
+    dst_port: u16,
+) -> [u8; 20] {
     let (mut sport, mut dport, mut one_way) = (src_port, dst_port, false);
     let has_ports = matches!(
         proto,
@@ -91,11 +132,7 @@ pub fn community_id(
         hasher.update(sport.to_be_bytes());
         hasher.update(dport.to_be_bytes());
     }
-    let digest = hasher.finalize();
-    format!(
-        "1:{}",
-        base64::engine::general_purpose::STANDARD.encode(digest)
-    )
+    hasher.finalize().into()
 }
 
 #[cfg(test)]

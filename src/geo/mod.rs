@@ -224,6 +224,12 @@ impl GeoIp {
         info
     }
 
+    /// The ISO code of the country `ip` is in, uncached (for callers that cache it).
+    pub fn country_code(&self, ip: IpAddr) -> Option<[u8; 2]> {
+        let code = self.place(ip).country_code?;
+        code.as_bytes().try_into().ok()
+    }
+
     fn resolve(&self, ip: IpAddr) -> GeoInfo {
         let place = self.place(ip);
         GeoInfo { ip, place }

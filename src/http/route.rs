@@ -659,12 +659,15 @@ fn history(query: &str) -> Result<Route, ApiError> {
     };
     let by = match choice(
         "by",
-        &["total", "host", "protocol", "app", "category", "device"],
+        &[
+            "total", "host", "protocol", "app", "category", "device", "country",
+        ],
         "total",
     )?
     .as_str()
     {
         "device" => By::Device,
+        "country" => By::Country,
         "host" => By::Host,
         "protocol" => By::Protocol,
         "app" => By::App,
@@ -695,6 +698,16 @@ fn history(query: &str) -> Result<Route, ApiError> {
         (By::App | By::Category, Some(k)) => {
             return Err(ApiError::bad_request(
                 "an application or category is letters, digits and '-'",
+                json!({"parameter": "key", "value": k}),
+            ));
+        }
+        // Countries are ISO 3166-1 alpha-2 codes, as GeoIP gives them.
+        (By::Country, Some(k)) if k.len() == 2 && k.bytes().all(|b| b.is_ascii_alphabetic()) => {
+            Some(k.to_ascii_uppercase())
+        }
+        (By::Country, Some(k)) => {
+            return Err(ApiError::bad_request(
+                "a country is its two-letter ISO code (DE, US, ...)",
                 json!({"parameter": "key", "value": k}),
             ));
         }
@@ -1008,6 +1021,17 @@ mod tests {
             }))
         );
         assert_eq!(
+            parse("GET", "/history?by=country&key=de"),
+            Ok(Route::History(HistoryQuery {
+                metric: Metric::Bytes,
+                by: By::Country,
+                key: Some("DE".into()),
+                from: None,
+                to: None,
+                step: None,
+            }))
+        );
+        assert_eq!(
             parse("GET", "/hosts/10.0.0.7?from=60"),
             Ok(Route::Host {
                 ip: "10.0.0.7".parse().unwrap(),
@@ -1018,7 +1042,11 @@ mod tests {
         for (url, error) in [
             ("/hosts/printer", "not an IP address"),
             ("/history?metric=octets", "unknown metric"),
-            ("/history?by=country", "unknown by"),
+            ("/history?by=planet", "unknown by"),
+            (
+                "/history?by=country&key=Germany",
+                "a country is its two-letter ISO code (DE, US, ...)",
+            ),
             ("/history?by=host&key=printer", "key is not an IP address"),
             ("/history?by=protocol&key=SMTP", "unknown protocol"),
             ("/history?from=50&to=10", "from is after to"),

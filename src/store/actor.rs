@@ -190,15 +190,15 @@ impl StoreActor {
 
     /// Writes everything pending and syncs it.
     fn write_pending(&mut self) -> Result<(), StoreError> {
-        while self.write_some(usize::MAX)? {}
+        while self.write_some(usize::MAX, true)? {}
         Ok(())
     }
 
-    /// Writes up to `max_flows` pending flow records (and, with the last of them, the
-    /// pending alerts and snapshots), and syncs once nothing is left. Returns whether
-    /// records remain. Writing in slices lets queries in between: one sync of a busy
-    /// second's flows takes long enough to hold up an HTTP request.
-    fn write_some(&mut self, max_flows: usize) -> Result<bool, StoreError> {
+    /// Writes up to `max_flows` pending flow records (and, with `finish`, once no flow is
+    /// left, the pending alerts and snapshots, and syncs). Returns whether flows remain.
+    /// Writing in slices lets queries in between: one sync of a busy second's flows takes
+    /// long enough to hold up an HTTP request.
+    fn write_some(&mut self, max_flows: usize, finish: bool) -> Result<bool, StoreError> {
         if self.pending.is_empty() {
             return Ok(false);
         }
@@ -222,6 +222,9 @@ impl StoreActor {
         self.status.flows_written += n as u64;
         if self.pending.has_flows() {
             return Ok(true);
+        }
+        if !finish {
+            return Ok(false);
         }
         let alerts = self.pending.alerts();
         store.upsert_alerts(&alerts)?;
@@ -257,7 +260,7 @@ impl StoreActor {
     /// One slice of the periodic write; the next slice is queued behind whatever messages
     /// (queries) are waiting.
     fn write_slice(&mut self, ctx: &mut Context<Self>) {
-        match self.write_some(WRITE_SLICE) {
+        match self.write_some(WRITE_SLICE, true) {
             Ok(true) => {
                 self.writing = true;
                 ctx.address().do_send(WriteMore);
@@ -267,6 +270,18 @@ impl StoreActor {
                 self.writing = false;
                 self.fail(&e);
             }
+        }
+    }
+
+    /// Writes one slice as soon as a slice's worth of flows waits, without syncing (the
+    /// periodic write syncs): a fast input is written as it comes instead of piling up
+    /// for a whole flush interval, which bounds the records held and spreads the work.
+    fn write_ahead(&mut self) {
+        if self.writing || self.pending.flow_count() < WRITE_SLICE {
+            return;
+        }
+        if let Err(e) = self.write_some(WRITE_SLICE, false) {
+            self.fail(&e);
         }
     }
 
@@ -365,6 +380,7 @@ impl Handler<FlowRecordsMsg> for StoreActor {
 
     fn handle(&mut self, msg: FlowRecordsMsg, _: &mut Self::Context) {
         self.pending.push_flows(msg.0.iter().cloned());
+        self.write_ahead();
     }
 }
 

@@ -33,12 +33,14 @@ use std::sync::Arc;
 use hashbrown::HashMap;
 
 use super::codec::{DecodeError, ENDS, Reader, STATES, ip_bytes, put_varint};
-use crate::flow::community_id::community_id;
+use crate::flow::community_id::{community_id, is_community_id};
 use crate::model::flow::{AppLabel, FlowRecord, NameSource, TlsFacts, intern};
 use crate::packet::{Encapsulation, TcpFlags, Timestamp, TunnelInfo};
 
 /// Version byte of the block encoding.
 const BLOCK_V1: u8 = 1;
+/// zstd level of the columns.
+const LEVEL: i32 = 1;
 
 /// FNV-1a, 64 bits (draft-eastlake-fnv): fixed by its specification, so keys and checksums
 /// made with it never change with a dependency.
@@ -199,8 +201,12 @@ pub struct EncodedBlock {
 }
 
 /// Encodes `records` (any order; they are sorted by end time) as one block.
-pub fn encode(records: &[FlowRecord], seed: u16, session: u64) -> EncodedBlock {
-    let mut order: Vec<&FlowRecord> = records.iter().collect();
+pub fn encode<'a>(
+    records: impl IntoIterator<Item = &'a FlowRecord>,
+    seed: u16,
+    session: u64,
+) -> EncodedBlock {
+    let mut order: Vec<&FlowRecord> = records.into_iter().collect();
     order.sort_by_key(|r| r.last_seen.0);
     let min_end = order.first().map_or(0, |r| r.last_seen.0);
     let max_end = order.last().map_or(0, |r| r.last_seen.0);
@@ -297,8 +303,16 @@ pub fn encode(records: &[FlowRecord], seed: u16, session: u64) -> EncodedBlock {
         put_varint(&mut cols, r.vlan.map_or(0, |v| u64::from(v) + 1));
     }
     for r in &order {
-        let derived = community_id(seed, r.src, r.dst, r.ip_proto, r.src_port, r.dst_port);
-        if derived == r.community_id {
+        let (src, dst, proto) = (r.src, r.dst, r.ip_proto);
+        if is_community_id(
+            &r.community_id,
+            seed,
+            src,
+            dst,
+            proto,
+            r.src_port,
+            r.dst_port,
+        ) {
             cols.push(0);
         } else {
             cols.push(1);
@@ -386,10 +400,8 @@ pub fn encode(records: &[FlowRecord], seed: u16, session: u64) -> EncodedBlock {
         }
     }
 
-    let compressed = ruzstd::encoding::compress_to_vec(
-        cols.as_slice(),
-        ruzstd::encoding::CompressionLevel::Fastest,
-    );
+    let compressed =
+        zstd::bulk::compress(cols.as_slice(), LEVEL).expect("zstd compresses to memory");
     let mut body = Vec::with_capacity(compressed.len() + 16);
     put_varint(&mut body, order.len() as u64);
     body.extend_from_slice(&seed.to_be_bytes());

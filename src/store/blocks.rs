@@ -148,7 +148,10 @@ impl FlowBlocks {
 
     /// Stores `records` as one block, leaving out those already stored; returns the new
     /// ones.
-    pub fn insert(&mut self, records: &[FlowRecord]) -> Result<Vec<FlowRecord>, StoreError> {
+    pub fn insert<'a>(
+        &mut self,
+        records: &'a [FlowRecord],
+    ) -> Result<Vec<&'a FlowRecord>, StoreError> {
         if records.is_empty() {
             return Ok(Vec::new());
         }
@@ -162,7 +165,7 @@ impl FlowBlocks {
         if fresh.is_empty() {
             return Ok(fresh);
         }
-        let encoded = block::encode(&fresh, self.seed, self.session);
+        let encoded = block::encode(fresh.iter().copied(), self.seed, self.session);
         let key = key_of(encoded.meta.max_end, &encoded.value);
         let mut meta = Vec::with_capacity(128);
         encoded.meta.encode(&mut meta);
@@ -194,7 +197,7 @@ impl FlowBlocks {
     }
 
     /// The records of `records` not stored yet (and each once).
-    fn known(&mut self, records: &[FlowRecord]) -> Result<Vec<FlowRecord>, StoreError> {
+    fn known<'a>(&mut self, records: &'a [FlowRecord]) -> Result<Vec<&'a FlowRecord>, StoreError> {
         let lo = records.iter().map(|r| r.last_seen.0).min().unwrap_or(0);
         let hi = records.iter().map(|r| r.last_seen.0).max().unwrap_or(0);
         let suspects: Vec<[u8; 16]> = self
@@ -226,14 +229,13 @@ impl FlowBlocks {
             .filter(|(k, _)| suspects.contains(k))
             .map(|(_, ids)| ids)
             .collect();
-        let mut batch: HashSet<u64> = HashSet::new();
+        let mut batch: HashSet<u64> = HashSet::with_capacity(records.len());
         let fresh = records
             .iter()
             .filter(|r| {
                 let id = record_identity(r);
                 !stored.iter().any(|ids| ids.contains(&id)) && batch.insert(id)
             })
-            .cloned()
             .collect();
         self.suspect_own = false;
         Ok(fresh)

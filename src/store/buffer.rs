@@ -87,6 +87,10 @@ impl Pending {
         self.flows.drain(..n.min(self.flows.len()));
     }
 
+    pub fn flow_count(&self) -> usize {
+        self.flows.len()
+    }
+
     pub fn has_flows(&self) -> bool {
         !self.flows.is_empty()
     }

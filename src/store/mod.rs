@@ -23,6 +23,8 @@ pub mod buffer;
 pub mod codec;
 pub mod flows;
 pub mod load;
+pub mod open_bucket;
+pub mod places;
 pub mod rollup;
 pub mod space;
 
@@ -355,25 +357,31 @@ impl Store {
     /// Adds flow records as one block, leaving out any already stored (not yet durable:
     /// see [`Store::flush`]).
     pub fn insert_flows(&mut self, records: &[FlowRecord]) -> Result<(), StoreError> {
-        let stored = if self.legacy.partition_count() == 0 {
-            self.flows.insert(records)?
-        } else {
-            let mut fresh = Vec::with_capacity(records.len());
-            for r in records {
-                if !self.legacy.contains(r)? {
-                    fresh.push(r.clone());
-                }
+        if self.legacy.partition_count() == 0 {
+            let stored = self.flows.insert(records)?;
+            // Counted in the history once, as stored (written with the next flush).
+            return self.rollups.add_flows(stored);
+        }
+        let mut fresh = Vec::with_capacity(records.len());
+        for r in records {
+            if !self.legacy.contains(r)? {
+                fresh.push(r.clone());
             }
-            self.flows.insert(&fresh)?
-        };
-        // Counted in the history once, as stored (written with the next flush).
-        self.rollups.add_flows(&stored)
+        }
+        let stored = self.flows.insert(&fresh)?;
+        self.rollups.add_flows(stored)
     }
 
     /// The Community ID seed the pipeline uses (`[flows] community_id_seed`): blocks then
     /// derive IDs instead of storing them.
     pub fn set_community_seed(&mut self, seed: u16) {
         self.flows.set_seed(seed);
+    }
+
+    /// Places hosts by country for the history rollups by country (GeoIP); without it no
+    /// country is rolled up.
+    pub fn set_locate(&mut self, locate: places::Locate) {
+        self.rollups.set_locate(locate);
     }
 
     /// Adds or updates alerts by id. An acknowledgement already stored is kept, so a later

@@ -19,6 +19,8 @@ use serde::{Deserialize, Serialize};
 
 use super::StoreError;
 use super::codec::{DecodeError, time_from_key, time_key};
+use super::open_bucket::{Country, Name, OpenBucket};
+use super::places::{Locate, Places};
 use crate::model::device::DeviceMinute;
 use crate::model::flow::FlowRecord;
 use crate::model::traffic::MinuteSnapshot;
@@ -43,7 +45,7 @@ fn is_zero(v: &u64) -> bool {
 }
 
 impl Counters {
-    fn add(&mut self, o: &Counters) {
+    pub(super) fn add(&mut self, o: &Counters) {
         self.bytes += o.bytes;
         self.packets += o.packets;
         self.flows += o.flows;
@@ -74,6 +76,10 @@ pub struct Bucket {
     /// By device (MAC): what it sent and received, and the flows it opened.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub devices: BTreeMap<String, Counters>,
+    /// By country (ISO code) of the hosts GeoIP places: their traffic both ways, what they
+    /// sent, and the flows they took part in.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub countries: BTreeMap<String, Counters>,
 }
 
 /// The key hosts beyond a bucket's cap are folded into.
@@ -156,6 +162,7 @@ pub enum By {
     App,
     Category,
     Device,
+    Country,
 }
 
 /// A history query (`GET /history`).
@@ -203,7 +210,7 @@ const TOP_KEYS: usize = 10;
 /// The rollups of one database.
 pub struct Rollups {
     trees: [sled::Tree; 3],
-    open: [BTreeMap<i64, Bucket>; 3],
+    open: [BTreeMap<i64, OpenBucket>; 3],
     dirty: [std::collections::BTreeSet<i64>; 3],
     /// Buckets and bytes per tier (kept current as buckets are written).
     counts: [(u64, u64); 3],
@@ -212,6 +219,8 @@ pub struct Rollups {
     /// drop it), so that a capture spanning years costs a bounded number of buckets.
     keep_secs: [i64; 3],
     newest: [Option<i64>; 3],
+    /// Places addresses for the rollups by country (none without a GeoIP database).
+    places: Places,
 }
 
 fn corrupt(tier: Tier, start: i64, source: DecodeError) -> StoreError {
@@ -221,9 +230,8 @@ fn corrupt(tier: Tier, start: i64, source: DecodeError) -> StoreError {
     }
 }
 
-fn encode(bucket: &Bucket) -> Vec<u8> {
-    let json = serde_json::to_vec(bucket).expect("buckets serialize");
-    ruzstd::encoding::compress_to_vec(json.as_slice(), ruzstd::encoding::CompressionLevel::Fastest)
+fn encode(bucket: &OpenBucket) -> Vec<u8> {
+    zstd::bulk::compress(&bucket.to_json(), 1).expect("zstd compresses to memory")
 }
 
 fn decode(v: &[u8]) -> Result<Bucket, DecodeError> {
@@ -262,6 +270,7 @@ impl Rollups {
             counts,
             keep_secs,
             newest,
+            places: Places::default(),
         })
     }
 
@@ -276,7 +285,7 @@ impl Rollups {
 
     /// The bucket of `tier` starting at `start`, read back if it was written and evicted;
     /// `None` when it is older than the tier keeps.
-    fn bucket(&mut self, tier: Tier, start: i64) -> Result<Option<&mut Bucket>, StoreError> {
+    fn bucket(&mut self, tier: Tier, start: i64) -> Result<Option<&mut OpenBucket>, StoreError> {
         let i = tier as usize;
         let newest = self.newest[i].map_or(start, |n| n.max(start));
         self.newest[i] = Some(newest);
@@ -285,8 +294,10 @@ impl Rollups {
         }
         if !self.open[i].contains_key(&start) {
             let stored = match self.trees[i].get(time_key(start))? {
-                Some(v) => decode(&v).map_err(|e| corrupt(tier, start, e))?,
-                None => Bucket::default(),
+                Some(v) => {
+                    OpenBucket::from_bucket(decode(&v).map_err(|e| corrupt(tier, start, e))?)
+                }
+                None => OpenBucket::default(),
             };
             self.open[i].insert(start, stored);
         }
@@ -310,6 +321,20 @@ impl Rollups {
 
     /// Adds a closed minute of traffic to every tier.
     pub fn add_minute(&mut self, m: &MinuteSnapshot) -> Result<(), StoreError> {
+        let hosts: Vec<(IpAddr, Counters, Option<Country>)> = m
+            .hosts
+            .iter()
+            .map(|(ip, h)| {
+                let c = Counters {
+                    bytes: h.bytes(),
+                    packets: h.packets(),
+                    flows: 0,
+                    bytes_out: h.bytes_sent,
+                    packets_out: h.packets_sent,
+                };
+                (*ip, c, self.places.country(*ip))
+            })
+            .collect();
         for tier in Tier::ALL {
             let start = m.timestamp.div_euclid(tier.step_secs()) * tier.step_secs();
             let Some(b) = self.bucket(tier, start)? else {
@@ -318,18 +343,15 @@ impl Rollups {
             b.total.bytes += m.bytes;
             b.total.packets += m.packets;
             for (name, packets) in &m.protocol_counts {
-                let c = b.protocols.entry(name.clone()).or_default();
+                let c = b.protocols.entry(Name::Owned(name.clone()));
                 c.packets += packets;
                 c.bytes += m.protocol_bytes.get(name).copied().unwrap_or(0);
             }
-            for (ip, h) in &m.hosts {
-                b.hosts.entry(ip.to_string()).or_default().add(&Counters {
-                    bytes: h.bytes(),
-                    packets: h.packets(),
-                    flows: 0,
-                    bytes_out: h.bytes_sent,
-                    packets_out: h.packets_sent,
-                });
+            for (ip, c, country) in &hosts {
+                b.hosts.entry(*ip).add(c);
+                if let Some(country) = country {
+                    b.countries.entry(*country).add(c);
+                }
             }
         }
         Ok(())
@@ -343,16 +365,13 @@ impl Rollups {
                 let Some(b) = self.bucket(tier, start)? else {
                     continue;
                 };
-                b.devices
-                    .entry(m.mac.to_string())
-                    .or_default()
-                    .add(&Counters {
-                        bytes: m.bytes_sent + m.bytes_received,
-                        packets: m.packets_sent + m.packets_received,
-                        flows: m.flows,
-                        bytes_out: m.bytes_sent,
-                        packets_out: m.packets_sent,
-                    });
+                b.devices.entry(m.mac).add(&Counters {
+                    bytes: m.bytes_sent + m.bytes_received,
+                    packets: m.packets_sent + m.packets_received,
+                    flows: m.flows,
+                    bytes_out: m.bytes_sent,
+                    packets_out: m.packets_sent,
+                });
             }
         }
         self.bound_memory()
@@ -360,37 +379,64 @@ impl Rollups {
 
     /// Counts flows in the buckets their end falls in: the link's, each end's and the
     /// protocol's.
-    pub fn add_flows(&mut self, records: &[FlowRecord]) -> Result<(), StoreError> {
+    pub fn add_flows<'a>(
+        &mut self,
+        records: impl IntoIterator<Item = &'a FlowRecord>,
+    ) -> Result<(), StoreError> {
+        // Counted by minute first, then each minute added to its bucket of every tier: a
+        // batch's flows end in a few minutes, so the tiers see each key once per minute
+        // rather than once per flow.
+        let mut minutes: Vec<(i64, OpenBucket)> = Vec::new();
         for r in records {
             let secs = r.last_seen.0.div_euclid(1_000_000_000);
-            for tier in Tier::ALL {
-                let start = secs.div_euclid(tier.step_secs()) * tier.step_secs();
-                let Some(b) = self.bucket(tier, start)? else {
-                    continue;
-                };
-                b.total.flows += 1;
-                b.protocols
-                    .entry(r.protocol_name().to_string())
-                    .or_default()
-                    .flows += 1;
-                if let Some(label) = &r.app {
-                    let c = Counters {
-                        bytes: r.bytes(),
-                        packets: r.packets(),
-                        flows: 1,
-                        bytes_out: 0,
-                        packets_out: 0,
-                    };
-                    b.apps.entry(label.app.to_string()).or_default().add(&c);
-                    b.categories
-                        .entry(label.category.to_string())
-                        .or_default()
-                        .add(&c);
+            let start = secs.div_euclid(60) * 60;
+            let at = match minutes.iter().rposition(|(s, _)| *s == start) {
+                Some(at) => at,
+                None => {
+                    minutes.push((start, OpenBucket::default()));
+                    minutes.len() - 1
                 }
-                let mut count = |ip: IpAddr| b.hosts.entry(ip.to_string()).or_default().flows += 1;
-                count(r.src);
-                if r.dst != r.src {
-                    count(r.dst);
+            };
+            let b = &mut minutes[at].1;
+            b.total.flows += 1;
+            b.protocols.named(r.protocol_name()).flows += 1;
+            if let Some(label) = &r.app {
+                let c = Counters {
+                    bytes: r.bytes(),
+                    packets: r.packets(),
+                    flows: 1,
+                    bytes_out: 0,
+                    packets_out: 0,
+                };
+                b.apps.named(label.app).add(&c);
+                b.categories.named(label.category).add(&c);
+            }
+            b.hosts.entry(r.src).flows += 1;
+            if r.dst != r.src {
+                b.hosts.entry(r.dst).flows += 1;
+            }
+            let src_country = self.places.country(r.src);
+            let dst_country = self
+                .places
+                .country(r.dst)
+                .filter(|c| Some(*c) != src_country);
+            for country in [src_country, dst_country].into_iter().flatten() {
+                b.countries.entry(country).flows += 1;
+            }
+            if minutes.len() > MAX_OPEN {
+                self.add_counted(&mut minutes)?;
+            }
+        }
+        self.add_counted(&mut minutes)
+    }
+
+    /// Adds minutes counted apart to their buckets of every tier.
+    fn add_counted(&mut self, minutes: &mut Vec<(i64, OpenBucket)>) -> Result<(), StoreError> {
+        for (minute, counted) in minutes.drain(..) {
+            for tier in Tier::ALL {
+                let start = minute.div_euclid(tier.step_secs()) * tier.step_secs();
+                if let Some(b) = self.bucket(tier, start)? {
+                    b.merge(&counted);
                 }
             }
             self.bound_memory()?;
@@ -407,7 +453,7 @@ impl Rollups {
                 let Some(b) = self.open[i].get_mut(&start) else {
                     continue;
                 };
-                fold_hosts(b, tier.max_hosts());
+                b.fold(tier.max_hosts());
                 let value = encode(b);
                 let key = time_key(start);
                 let old = self.trees[i].insert(key, value.as_slice())?;
@@ -458,6 +504,11 @@ impl Rollups {
         Ok(n)
     }
 
+    /// Places the hosts of later input by country with `locate` (GeoIP).
+    pub fn set_locate(&mut self, locate: Locate) {
+        self.places = Places::new(locate);
+    }
+
     /// Answers a history query from the tier the range calls for.
     pub fn history(&self, q: &HistoryQuery) -> Result<History, StoreError> {
         let newest = match self.open[0].keys().next_back() {
@@ -484,7 +535,7 @@ impl Rollups {
             buckets.insert(start, decode(&v).map_err(|e| corrupt(tier, start, e))?);
         }
         for (start, b) in self.open[i].range(first..=to) {
-            buckets.insert(*start, b.clone());
+            buckets.insert(*start, b.to_bucket());
         }
         let value_of = |b: &Bucket, key: &str| -> u64 {
             let c = match q.by {
@@ -494,6 +545,7 @@ impl Rollups {
                 By::App => b.apps.get(key),
                 By::Category => b.categories.get(key),
                 By::Device => b.devices.get(key),
+                By::Country => b.countries.get(key),
             };
             c.map_or(0, |c| c.metric(q.metric))
         };
@@ -508,6 +560,7 @@ impl Rollups {
                         By::App => &b.apps,
                         By::Category => &b.categories,
                         By::Device => &b.devices,
+                        By::Country => &b.countries,
                         _ => &b.protocols,
                     };
                     for (k, c) in map {
@@ -550,37 +603,6 @@ impl Rollups {
             series,
         })
     }
-}
-
-/// Folds all but the `max` busiest hosts (by bytes, then flows) into `other`, and likewise
-/// the applications (a catalogue file can name many).
-fn fold_hosts(b: &mut Bucket, max: usize) {
-    fold(&mut b.hosts, max);
-    fold(&mut b.apps, max);
-    fold(&mut b.devices, max);
-}
-
-fn fold(map: &mut BTreeMap<String, Counters>, max: usize) {
-    let named = map.len() - usize::from(map.contains_key(OTHER));
-    if named <= max {
-        return;
-    }
-    let mut ranked: Vec<(String, Counters)> = std::mem::take(map).into_iter().collect();
-    let mut other = Counters::default();
-    ranked.retain(|(k, c)| {
-        if k == OTHER {
-            other.add(c);
-            false
-        } else {
-            true
-        }
-    });
-    ranked.sort_by_key(|h| std::cmp::Reverse((h.1.bytes, h.1.flows)));
-    for (_, c) in ranked.drain(max..) {
-        other.add(&c);
-    }
-    *map = ranked.into_iter().collect();
-    map.insert(OTHER.into(), other);
 }
 
 #[cfg(test)]
@@ -767,25 +789,6 @@ mod tests {
             .collect();
         assert_eq!(totals, [("192.0.2.9", 3), ("10.0.0.1", 2), ("10.0.0.2", 1)]);
         let _ = std::fs::remove_dir_all(&dir);
-    }
-
-    #[test]
-    fn a_bucket_keeps_its_busiest_hosts_and_folds_the_rest_into_other() {
-        let mut b = Bucket::default();
-        for i in 0..300u64 {
-            b.hosts.insert(
-                format!("10.0.{}.{}", i / 256, i % 256),
-                Counters {
-                    bytes: i,
-                    ..Default::default()
-                },
-            );
-        }
-        fold_hosts(&mut b, 200);
-        assert_eq!(b.hosts.len(), 201);
-        assert_eq!(b.hosts[OTHER].bytes, (0..100).sum::<u64>());
-        assert!(b.hosts.contains_key("10.0.1.43"));
-        assert!(!b.hosts.contains_key("10.0.0.99"));
     }
 
     #[test]
