@@ -112,3 +112,10 @@ fn the_devices_view_lists_a_replayed_captures_devices_and_opens_their_pages() {
     // Gabrieles-iPad.local and the TL-SG116E switch).
     replay_and_check("devices/ndpi_telegram_mdns_dhcp.pcap", "devices.mjs");
 }
+
+#[test]
+fn stored_flows_page_through_and_a_host_page_charts_its_history() {
+    // The Mr. X scan (MANIFEST: scanner 10.42.42.253 probes .25, .50 and .56 over ten
+    // minutes; 7.4k flows): more flows than a page, and minutes of history for one host.
+    replay_and_check("portscan/nfpuzzle4_mr_x_scan.pcap", "history.mjs");
+}

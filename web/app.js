@@ -3,6 +3,7 @@
 import * as dashboard from './views/dashboard.js';
 import * as sessions from './views/sessions.js';
 import * as devices from './views/devices.js';
+import * as host from './views/host.js';
 import * as alerts from './views/alerts.js';
 import * as map from './views/map.js';
 import * as graph from './views/graph.js';
@@ -10,7 +11,7 @@ import * as replay from './views/replay.js';
 import * as settings from './views/settings.js';
 import * as login from './views/login.js';
 
-const VIEWS = { dashboard, sessions, devices, alerts, map, graph, replay, settings };
+const VIEWS = { dashboard, sessions, devices, host, alerts, map, graph, replay, settings };
 
 /** Who is logged in: filled from /auth/session (csrf is sent with every change). */
 export const session = { user: null, role: null, csrf: null, authEnabled: true };

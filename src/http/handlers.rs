@@ -204,6 +204,8 @@ impl Api {
             "flows_truncated": flows.len() == HOST_FLOWS,
         });
         tally(&flows, |a| a == ip, &mut answer);
+        // The station that holds the address, by its label or name.
+        self.label_devices(std::slice::from_mut(&mut answer), &[("ip", "device")]);
         Reply::ok(answer)
     }
 

@@ -83,7 +83,7 @@ export function render(main) {
         el('th', { class: 'num' }, 'sent'), el('th', { class: 'num' }, 'received'), el('th', { class: 'num' }, 'packets'))),
       el('tbody', {}, list.map((t) => el('tr', {},
         // The name beside the address, never instead of it.
-        el('td', {}, t.ip, t.device ? el('span', { class: 'host-name device-label' }, t.device) : '',
+        el('td', {}, el('a', { href: `#/host?ip=${encodeURIComponent(t.ip)}` }, t.ip), t.device ? el('span', { class: 'host-name device-label' }, t.device) : '',
           t.name ? el('span', { class: 'host-name' }, t.name) : ''),
         el('td', {}, t.country || t.country_code || t.scope || '–'),
         el('td', { class: 'num' }, fmt.bytes(t.bytes)),

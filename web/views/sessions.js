@@ -1,5 +1,7 @@
 // Session explorer: active and historical flows, filtered by IP, server name, application,
-// protocol and time window, sortable, with a flow's details on click.
+// protocol and time window, sortable, with a flow's details on click. A stored window is read
+// a page at a time, newest first; "older" continues below the oldest flow shown (a cursor on
+// the last-seen time, so that pages stay put while new flows are stored).
 import { api, el, fmt, panel } from '../app.js';
 
 export const title = 'Sessions';
@@ -19,8 +21,14 @@ const tunnelLabel = (f) => {
 const tunnelDetail = (t) => `${t.type}${t.id !== undefined ? ` ${t.id}` : ''}: ${t.src_ip}${t.src_port !== undefined ? `:${t.src_port}` : ''}`
   + ` → ${t.dest_ip}${t.dest_port !== undefined ? `:${t.dest_port}` : ''} ${t.proto}, depth ${t.depth}`;
 
+// An address opens its host page (the click does not also open the flow's details).
+const hostLink = (ip) => el('a', { href: `#/host?ip=${encodeURIComponent(ip)}`, onclick: (e) => e.stopPropagation() }, ip);
+
 // The application, marked when it is only the port's usual service.
 const appLabel = (f) => (f.app ? `${f.app}${f.app_guessed ? ' ?' : ''}` : '');
+
+const PAGE = 500;
+const flowKey = (f) => `${f.id}/${f.first_seen}/${f.last_seen}/${f.src_ip}/${f.dst_ip}`;
 
 const WINDOWS = [['active', 'active now'], ['300', 'last 5 min'], ['3600', 'last hour'], ['86400', 'last day'], ['all', 'all stored']];
 
@@ -33,11 +41,27 @@ export function render(main, params) {
   protocol.value = params.get('protocol') || '';
   windowSel.value = params.get('window') || 'active';
   const status = el('span', { class: 'muted' });
+  const newer = el('button', { id: 'flows-newer', type: 'button', hidden: true }, '‹ newer');
+  const older = el('button', { id: 'flows-older', type: 'button', hidden: true }, 'older ›');
+  const pageInfo = el('span', { class: 'muted', id: 'flows-page' });
+  const pager = el('div', { class: 'filters' }, newer, pageInfo, older);
   const table = el('div', { class: 'scroll' });
   const details = el('div', { class: 'details' });
   const form = el('form', { class: 'filters', onsubmit: (e) => { e.preventDefault(); load(); } },
     ip, name, app, protocol, windowSel, el('button', { class: 'primary', type: 'submit' }, 'Apply'), status);
-  main.append(el('section', { class: 'panel wide' }, el('h2', {}, 'Flows'), form, table, details));
+  main.append(el('section', { class: 'panel wide' }, el('h2', {}, 'Flows'), form, pager, table, details));
+  // Pages of a stored window: the end time each page was read up to (newest first), and the
+  // flows at the boundary already shown, left out of the next page.
+  let pages = [];
+  let boundary = new Set();
+  newer.addEventListener('click', () => { pages.pop(); load(true); });
+  older.addEventListener('click', () => {
+    const oldest = Math.min(...flows.map((f) => f.last_seen));
+    boundary = new Set(flows.filter((f) => f.last_seen === oldest).map(flowKey));
+    // A page whose flows all ended at one instant steps past it.
+    pages.push(boundary.size === flows.length ? oldest - 1e-6 : oldest);
+    load(true);
+  });
 
   let flows = [];
   let sort = { key: 'last_seen', desc: true };
@@ -54,9 +78,9 @@ export function render(main, params) {
         onclick: () => { sort = { key: k, desc: sort.key === k ? !sort.desc : true }; draw(); },
       }, t + (sort.key === k ? (sort.desc ? ' ▾' : ' ▴') : ''))))),
       el('tbody', {}, rows.map((f) => el('tr', { class: 'clickable', onclick: () => showDetails(f) },
-        el('td', {}, f.src_ip, f.src_device ? el('span', { class: 'host-name' }, f.src_device) : ''),
+        el('td', {}, hostLink(f.src_ip), f.src_device ? el('span', { class: 'host-name' }, f.src_device) : ''),
         el('td', { class: 'num' }, f.src_port),
-        el('td', {}, f.dst_ip, f.dst_device ? el('span', { class: 'host-name' }, f.dst_device) : ''),
+        el('td', {}, hostLink(f.dst_ip), f.dst_device ? el('span', { class: 'host-name' }, f.dst_device) : ''),
         el('td', { class: 'num' }, f.dst_port),
         el('td', { class: 'name-cell', title: f.name_source ? `from ${f.name_source}` : '' }, f.server_name || ''),
         el('td', { class: 'muted', title: f.category || '' }, f.app_label), el('td', {}, f.protocol),
@@ -84,8 +108,9 @@ export function render(main, params) {
     details.replaceChildren(el('h2', {}, 'Flow details'), el('dl', {}, rows.flatMap(([k, v]) => [el('dt', {}, k), el('dd', {}, v)])));
   };
 
-  async function load() {
-    const q = new URLSearchParams({ limit: '1000' });
+  async function load(paging = false) {
+    if (!paging) { pages = []; boundary = new Set(); }
+    const q = new URLSearchParams({ limit: String(PAGE) });
     if (ip.value.trim()) q.set('ip', ip.value.trim());
     if (name.value.trim()) q.set('name', name.value.trim());
     if (app.value.trim()) q.set('app', app.value.trim());
@@ -96,15 +121,20 @@ export function render(main, params) {
       const stats = await api('/stats').catch(() => ({}));
       const now = stats.timestamp ?? Date.now() / 1000;
       q.set('start_time', w === 'all' ? '0' : String(Math.max(0, now - Number(w))));
-      q.set('end_time', String(now + 1));
+      q.set('end_time', String(pages.length ? pages[pages.length - 1] : now + 1));
     }
     const shown = new URLSearchParams({ ip: ip.value.trim(), name: name.value.trim(), app: app.value.trim(), protocol: protocol.value, window: w });
     history.replaceState(null, '', `#/sessions?${shown}`);
     status.textContent = 'loading…';
     try {
       const body = await api(`/flows?${q}`);
-      flows = body.flows.map((f) => ({ ...f, tunnel_label: tunnelLabel(f), app_label: appLabel(f) }));
-      status.textContent = `${body.count} flows (${body.source})`;
+      const page = pages.length ? body.flows.filter((f) => !boundary.has(flowKey(f))) : body.flows;
+      flows = page.map((f) => ({ ...f, tunnel_label: tunnelLabel(f), app_label: appLabel(f) }));
+      status.textContent = `${flows.length} flows (${body.source})`;
+      const stored = w !== 'active';
+      newer.hidden = !stored || pages.length === 0;
+      older.hidden = !stored || body.count < PAGE || flows.length === 0;
+      pageInfo.textContent = stored && (pages.length || body.count >= PAGE) ? `page ${pages.length + 1}, newest first` : '';
       status.className = 'muted';
       draw();
     } catch (e) {
