@@ -228,6 +228,7 @@ enum ExportKind {
 }
 
 fn main() -> ExitCode {
+    tapir::process::limit_malloc_arenas();
     let cli = Cli::parse();
     match cli.command {
         Command::Analyze {

@@ -24,6 +24,21 @@ fn proc_status_bytes(field: &str) -> u64 {
         .map_or(0, |kb| kb * 1024)
 }
 
+/// Limits glibc's malloc to two arenas (unless `MALLOC_ARENA_MAX` says otherwise). By
+/// default it makes up to eight per core, and each of tapir's threads (arbiters, the store,
+/// sled's pool, HTTP workers) ends up freeing into its own, which kept about a fifth of the
+/// resident memory of a full-speed replay as fragmentation (157 against 122 MB after two
+/// minutes); two cost no measurable throughput.
+pub fn limit_malloc_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
+        // SAFETY: mallopt only sets an allocator parameter; called once at start.
+        unsafe {
+            libc::mallopt(libc::M_ARENA_MAX, 2);
+        }
+    }
+}
+
 /// Raises the open-file limit to its hard maximum (at most 65,536): every connection the
 /// HTTP gate holds is a descriptor, and the default soft limit (1,024) is below what
 /// `max_connections` allows.
