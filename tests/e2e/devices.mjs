@@ -4,25 +4,22 @@
 // name; a row opens the device's page with its names and addresses; an admin's label set
 // on the page reaches the API and shows in the list.
 import { mkdirSync } from 'node:fs';
-import { apiGetter, checks, consoleErrors as watchConsole, launch } from './harness.mjs';
+import { apiGetter, runChecks } from './harness.mjs';
 
 const [base, shots, token] = process.argv.slice(2);
 mkdirSync(shots, { recursive: true });
-const { failures, check } = checks();
 const apiGet = apiGetter(base, token);
-const { browser, page } = await launch();
-const consoleErrors = watchConsole(page);
 
-const rows = () => page.$$eval('#devices-table tbody tr', (trs) => trs.map((tr) => ({
+const rows = (page) => page.$$eval('#devices-table tbody tr', (trs) => trs.map((tr) => ({
   mac: tr.dataset.mac, name: tr.querySelector('.device-name').textContent, vendor: tr.cells[1].textContent,
 })));
 
-try {
+await runChecks('devices', shots, async ({ page, check }) => {
   const listed = (await apiGet('/devices?limit=1000')).devices;
   await page.goto(`${base}/#/devices`);
   await page.waitForSelector('nav a.active[data-view="devices"]');
   await page.waitForSelector('#devices-table tbody tr', { timeout: 15000 });
-  const shown = await rows();
+  const shown = await rows(page);
   check(listed.length >= 8 && shown.length === listed.length, `the view lists the ${listed.length} devices of the API (${shown.length})`);
   const agree = listed.every((d) => shown.some((r) => r.mac === d.mac
     && r.name === (d.name || d.mac) && (d.vendor ? r.vendor === d.vendor : true)));
@@ -35,7 +32,7 @@ try {
   await page.fill('#device-search', 'ipad');
   await page.click('form.filters button[type="submit"]');
   await page.waitForFunction(() => document.querySelectorAll('#devices-table tbody tr').length === 1, null, { timeout: 15000 });
-  const found = await rows();
+  const found = await rows(page);
   check(found[0].name === 'Gabrieles-iPad.local', `the search finds the iPad (${found[0].name})`);
 
   await page.click('#devices-table tbody tr');
@@ -56,12 +53,5 @@ try {
   check(after.label === 'Kitchen iPad' && after.known === true, 'the label and mark reach the API');
   await page.goto(`${base}/#/devices`);
   await page.waitForSelector('#devices-table tbody tr', { timeout: 15000 });
-  check((await rows()).some((r) => r.name === 'Kitchen iPad'), 'the list shows the label');
-} catch (e) {
-  failures.push(String(e));
-  console.log(`FAIL ${e}`);
-  await page.screenshot({ path: `${shots}/devices-failure.png`, fullPage: true }).catch(() => {});
-}
-check(consoleErrors.length === 0, `no console errors ${consoleErrors.join(' | ')}`);
-await browser.close();
-process.exit(failures.length ? 1 : 0);
+  check((await rows(page)).some((r) => r.name === 'Kitchen iPad'), 'the list shows the label');
+});

@@ -32,3 +32,24 @@ export function consoleErrors(page) {
   page.on('pageerror', (e) => errors.push(String(e)));
   return errors;
 }
+
+/**
+ * Runs a browser script: `body({ page, check })` with a fresh page; an exception fails the run
+ * with a screenshot (`SHOTS/NAME-failure.png`), console errors fail it too, and the process
+ * exits 0 only when every check passed.
+ */
+export async function runChecks(name, shots, body) {
+  const { failures, check } = checks();
+  const { browser, page } = await launch();
+  const errors = consoleErrors(page);
+  try {
+    await body({ page, check });
+  } catch (e) {
+    failures.push(String(e));
+    console.log(`FAIL ${e}`);
+    await page.screenshot({ path: `${shots}/${name}-failure.png`, fullPage: true }).catch(() => {});
+  }
+  check(errors.length === 0, `no console errors ${errors.join(' | ')}`);
+  await browser.close();
+  process.exit(failures.length ? 1 : 0);
+}

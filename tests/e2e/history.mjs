@@ -4,19 +4,16 @@
 // scanner's host page draws its bytes per minute over the last hour, summing to what
 // /hosts/{ip} answers, and ranks the three hosts it scanned among its peers.
 import { mkdirSync } from 'node:fs';
-import { apiGetter, checks, consoleErrors as watchConsole, launch } from './harness.mjs';
+import { apiGetter, runChecks } from './harness.mjs';
 
 const [base, shots, token] = process.argv.slice(2);
 mkdirSync(shots, { recursive: true });
-const { failures, check } = checks();
 const apiGet = apiGetter(base, token);
-const { browser, page } = await launch();
-const consoleErrors = watchConsole(page);
 const scanner = '10.42.42.253';
 
-const rowKeys = () => page.$$eval('#flows-table tbody tr', (trs) => trs.map((tr) => [...tr.cells].map((c) => c.textContent).join('|')));
+const rowKeys = (page) => page.$$eval('#flows-table tbody tr', (trs) => trs.map((tr) => [...tr.cells].map((c) => c.textContent).join('|')));
 
-try {
+await runChecks('history', shots, async ({ page, check }) => {
   const all = await apiGet('/flows?limit=10000&start_time=0');
   check(all.count > 7000, `the API holds the capture's flows (${all.count})`);
 
@@ -28,7 +25,7 @@ try {
   let lastOldest = Infinity;
   let ordered = true;
   for (;;) {
-    const keys = await rowKeys();
+    const keys = await rowKeys(page);
     pages += 1;
     for (const k of keys) { if (seen.has(k)) duplicates += 1; seen.add(k); }
     const times = await page.$$eval('#flows-table tbody tr', (trs) => trs.map((tr) => tr.cells[10].textContent));
@@ -73,11 +70,4 @@ try {
   await page.click('#host-range button[data-range="604800"]');
   await page.waitForFunction(() => /per 1 h/.test(document.querySelector('#host-history h2').textContent), null, { timeout: 15000 });
   check(/per 1 h/.test(await page.$eval('#host-history h2', (h) => h.textContent)), 'a week reads hours');
-} catch (e) {
-  failures.push(String(e));
-  console.log(`FAIL ${e}`);
-  await page.screenshot({ path: `${shots}/history-failure.png`, fullPage: true }).catch(() => {});
-}
-check(consoleErrors.length === 0, `no console errors ${consoleErrors.join(' | ')}`);
-await browser.close();
-process.exit(failures.length ? 1 : 0);
+});

@@ -6,21 +6,18 @@
 // node (measured from the positions it drew); grouping by application brings each
 // application's nodes together.
 import { mkdirSync } from 'node:fs';
-import { apiGetter, checks, consoleErrors as watchConsole, launch } from './harness.mjs';
+import { apiGetter, runChecks } from './harness.mjs';
 
 const [base, shots, token] = process.argv.slice(2);
 mkdirSync(shots, { recursive: true });
-const { failures, check } = checks();
 const apiGet = apiGetter(base, token);
-const { browser, page } = await launch();
-const consoleErrors = watchConsole(page);
-const view = async (name) => {
+const view = async (page, name) => {
   await page.goto(`${base}/#/${name}`);
   await page.waitForSelector(`nav a.active[data-view="${name}"]`);
 };
 
 // The graph's drawn positions, once the layout has settled.
-const settledLayout = async () => {
+const settledLayout = async (page) => {
   await page.waitForFunction(() => {
     const l = document.querySelector('#graph')?.dataset.layout;
     return l && JSON.parse(l).heat <= 0.05 && JSON.parse(l).nodes.length > 10;
@@ -29,9 +26,9 @@ const settledLayout = async () => {
 };
 const overlaps = (a, b) => a.x < b.x + b.w && b.x < a.x + a.w && a.y < b.y + b.h && b.y < a.y + a.h;
 
-try {
+await runChecks('names', shots, async ({ page, check }) => {
   // Dashboard: names beside the talkers' addresses, as the API gives them.
-  await view('dashboard');
+  await view(page, 'dashboard');
   const talkers = await apiGet('/top-talkers?limit=10');
   const named = talkers.filter((t) => t.name);
   await page.waitForSelector('.host-name', { timeout: 15000 });
@@ -46,7 +43,7 @@ try {
   await page.screenshot({ path: `${shots}/names-dashboard.png`, fullPage: true });
 
   // Sessions: filtered by a domain, every row is named under it.
-  await view('sessions');
+  await view(page, 'sessions');
   await page.selectOption('#flow-window', 'all');
   await page.fill('#flow-name', 'fbcdn.net');
   await page.click('form.filters button[type="submit"]');
@@ -57,8 +54,8 @@ try {
   await page.screenshot({ path: `${shots}/names-sessions.png`, fullPage: true });
 
   // Graph: inside the canvas, off its borders, labels by name without overlaps.
-  await view('graph');
-  const layout = await settledLayout();
+  await view(page, 'graph');
+  const layout = await settledLayout(page);
   const { width, height, nodes } = layout;
   const inside = nodes.every((n) => n.x - n.r >= 0 && n.y - n.r >= 0 && n.x + n.r <= width && n.y + n.r <= height);
   const offBorders = nodes.every((n) => n.x >= 12 && n.y >= 12 && n.x <= width - 12 && n.y <= height - 12);
@@ -76,7 +73,7 @@ try {
   // Grouped by application: nodes of one application sit closer together than others.
   await page.check('#graph-group');
   await page.waitForTimeout(300);
-  const grouped = (await settledLayout()).nodes.filter((n) => n.app);
+  const grouped = (await settledLayout(page)).nodes.filter((n) => n.app);
   let same = 0, sameN = 0, other = 0, otherN = 0;
   for (const a of grouped) {
     for (const b of grouped) {
@@ -88,11 +85,4 @@ try {
   check(sameN > 0 && otherN > 0 && same / sameN < other / otherN,
     `grouping brings an application's nodes together (${(same / sameN).toFixed(0)} px apart, others ${(other / otherN).toFixed(0)} px)`);
   await page.screenshot({ path: `${shots}/names-graph-grouped.png`, fullPage: true });
-} catch (e) {
-  failures.push(String(e));
-  console.log(`FAIL ${e}`);
-  await page.screenshot({ path: `${shots}/names-failure.png`, fullPage: true }).catch(() => {});
-}
-check(consoleErrors.length === 0, `no console errors ${consoleErrors.join(' | ')}`);
-await browser.close();
-process.exit(failures.length ? 1 : 0);
+});
