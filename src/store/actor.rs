@@ -277,7 +277,8 @@ impl StoreActor {
     /// periodic write syncs): a fast input is written as it comes instead of piling up
     /// for a whole flush interval, which bounds the records held and spreads the work.
     fn write_ahead(&mut self) {
-        if self.writing || self.pending.flow_count() < WRITE_SLICE {
+        // A database that is away is tried again by the periodic write, not per message.
+        if self.writing || self.pending.flow_count() < WRITE_SLICE || !self.status.available {
             return;
         }
         if let Err(e) = self.write_some(WRITE_SLICE, false) {

@@ -354,7 +354,7 @@ impl Store {
         &self.path
     }
 
-    /// Adds flow records as one block, leaving out any already stored (not yet durable:
+    /// Adds flow records as blocks, leaving out any already stored (not yet durable:
     /// see [`Store::flush`]).
     pub fn insert_flows(&mut self, records: &[FlowRecord]) -> Result<(), StoreError> {
         if self.legacy.partition_count() == 0 {

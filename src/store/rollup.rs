@@ -4,11 +4,12 @@
 //! bytes, packets and flows of the flows that ended in a bucket (a flow's application is
 //! known only once it is named, so its traffic is counted where it ends). Per device (MAC),
 //! what it sent and received in each minute of packet time, as the device inventory counts
-//! it (a batch of frames counts in the minute of its first frame).
+//! it (a batch of frames counts in the minute of its first frame). Per country, with a
+//! locator (GeoIP): the traffic of the hosts it places and the flows they took part in.
 //!
 //! A bucket is one sled value per tier and start time (`rollup.m`, `rollup.h`, `rollup.d`:
-//! big-endian start → zstd-compressed JSON). The buckets being filled stay in memory and are
-//! written after each batch of input; a flow that ends in a bucket already written and
+//! big-endian start → zstd-compressed JSON). The buckets being filled stay in memory, keyed
+//! by value ([`OpenBucket`]), and are written after each batch of input; a flow that ends in a bucket already written and
 //! evicted reads it back first. A bucket keeps its busiest hosts (by bytes) and folds the
 //! rest into `other`, so that a scan of the whole address space costs a bounded bucket.
 
