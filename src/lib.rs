@@ -18,6 +18,7 @@ pub mod geo;
 pub mod hash;
 pub mod healthcheck;
 pub mod http;
+pub mod intel;
 pub mod messages;
 pub mod metrics;
 pub mod model;

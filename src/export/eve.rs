@@ -201,6 +201,7 @@ fn classify(rule: Rule) -> (&'static str, u32) {
         Rule::NewDevice => ("Misc activity", 9_000_006),
         Rule::ArpSpoofing => ("Attempted Information Leak", 9_000_007),
         Rule::RogueDhcp => ("Potentially Bad Traffic", 9_000_008),
+        Rule::ThreatIntel => ("A Network Trojan was detected", 9_000_009),
     }
 }
 

@@ -26,10 +26,12 @@ pub enum Rule {
     ArpSpoofing,
     /// DHCP offers or acks from a server that is not the segment's.
     RogueDhcp,
+    /// Traffic to or from an address, network, name or fingerprint on a threat list.
+    ThreatIntel,
 }
 
 impl Rule {
-    pub const ALL: [Rule; 8] = [
+    pub const ALL: [Rule; 9] = [
         Rule::PortScan,
         Rule::BruteForce,
         Rule::SynFlood,
@@ -38,6 +40,7 @@ impl Rule {
         Rule::NewDevice,
         Rule::ArpSpoofing,
         Rule::RogueDhcp,
+        Rule::ThreatIntel,
     ];
 
     pub fn name(self) -> &'static str {
@@ -50,6 +53,7 @@ impl Rule {
             Rule::NewDevice => "new_device",
             Rule::ArpSpoofing => "arp_spoofing",
             Rule::RogueDhcp => "rogue_dhcp",
+            Rule::ThreatIntel => "threat_intel",
         }
     }
 }
@@ -92,6 +96,8 @@ pub enum Target {
     Link,
     /// A station of the segment, by MAC address.
     Device(MacAddr),
+    /// An entry of a threat list (an address, network, domain or JA4), as the list has it.
+    Indicator(&'static str),
 }
 
 impl fmt::Display for Target {
@@ -109,6 +115,7 @@ impl fmt::Display for Target {
             Target::ArpSweep => write!(f, "*:arp"),
             Target::Link => write!(f, "link"),
             Target::Device(mac) => write!(f, "{mac}"),
+            Target::Indicator(entry) => f.write_str(entry),
         }
     }
 }
