@@ -17,6 +17,7 @@ use crate::export::ExportConfig;
 use crate::flow::FlowConfig;
 use crate::geo::GeoConfig;
 use crate::http::ServerConfig;
+use crate::intel::{IntelConfig, SharedIntel};
 use crate::metrics::MetricsConfig;
 use crate::names::NamesConfig;
 use crate::pipeline::PipelineConfig;
@@ -41,6 +42,9 @@ pub struct Config {
     pub auth: AuthConfig,
     pub privacy: PrivacyConfig,
     pub export: ExportConfig,
+    pub intel: IntelConfig,
+    /// `[[notify]]` targets.
+    pub notify: Vec<crate::notify::NotifyTarget>,
 }
 
 /// A configuration file that could not be used.
@@ -72,6 +76,12 @@ impl Config {
                 .enabled
                 .then(|| SharedDevices::new(&self.devices)),
             alerts: self.alerts.clone(),
+            intel: self
+                .intel
+                .lists
+                .iter()
+                .any(|l| l.enabled)
+                .then(SharedIntel::default),
         }
     }
 
@@ -132,6 +142,8 @@ impl Config {
         self.server.validate()?;
         self.auth.validate()?;
         self.export.validate()?;
+        self.intel.validate()?;
+        crate::notify::validate(&self.notify)?;
         self.detectors.validate()
     }
 }

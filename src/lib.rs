@@ -23,6 +23,7 @@ pub mod messages;
 pub mod metrics;
 pub mod model;
 pub mod names;
+pub mod notify;
 pub mod output;
 pub mod packet;
 pub mod pipeline;

@@ -33,6 +33,7 @@ use crate::flow::FlowConfig;
 use crate::flow::FlowTableStats;
 use crate::flow::actor::FlowsActor;
 use crate::flow::actor::FlushFlows;
+use crate::intel::{IntelDetector, SharedIntel};
 use crate::messages::{AlertsChanged, DevicesChanged, FlowRecordsMsg, PacketBatchMsg};
 use crate::metrics::MetricsConfig;
 use crate::metrics::actor::FinishMinute;
@@ -71,6 +72,8 @@ pub struct PipelineConfig {
     /// The device book every pipeline feeds (absent when `[devices] enabled = false`).
     pub devices: Option<SharedDevices>,
     pub alerts: AlertsConfig,
+    /// The threat lists to match (absent when no `[[intel.list]]` is enabled).
+    pub intel: Option<SharedIntel>,
 }
 
 /// Engine → whoever shows the current pipeline (the WebSocket hub): the pipeline changed,
@@ -233,7 +236,11 @@ impl Pipeline {
             });
         }
         let (mut detectors, mut packet_sinks) = (Vec::new(), Vec::new());
-        for detector in crate::detect::build(&config.detectors, config.flows.community_id_seed) {
+        let mut built = crate::detect::build(&config.detectors, config.flows.community_id_seed);
+        if let Some(intel) = &config.intel {
+            built.push(Box::new(IntelDetector::new(intel.clone())));
+        }
+        for detector in built {
             let (wants_flows, wants_packets) = (detector.wants_flows(), detector.wants_packets());
             let sink = alerts.clone().recipient();
             let addr = DetectorActor::start_in_arbiter(&detect_arbiter.handle(), move |_| {

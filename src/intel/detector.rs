@@ -158,7 +158,16 @@ impl Detector for IntelDetector {
             let cid = Some(r.community_id.as_str());
             if let Some(m) = lists.lookup_ip(r.dst) {
                 let value = r.dst.to_string();
-                self.report(m, Side::Destination, &value, r.src, Some(r.dst), ts, cid, out);
+                self.report(
+                    m,
+                    Side::Destination,
+                    &value,
+                    r.src,
+                    Some(r.dst),
+                    ts,
+                    cid,
+                    out,
+                );
                 continue;
             }
             if let Some(m) = lists.lookup_ip(r.src) {

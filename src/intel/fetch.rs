@@ -97,8 +97,7 @@ pub fn fetch(
             }
         })?;
         file.flush().map_err(|e| e.to_string())?;
-        std::fs::rename(&partial, dest)
-            .map_err(|e| format!("cannot write {}: {e}", dest.display()))
+        std::fs::rename(&partial, dest).map_err(|e| format!("cannot write {}: {e}", dest.display()))
     })();
     if written.is_err() {
         let _ = std::fs::remove_file(&partial);

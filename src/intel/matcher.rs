@@ -138,7 +138,11 @@ impl IndicatorSet {
                     if self.v4_lengths & (1 << len) == 0 {
                         return None;
                     }
-                    let net = if len == 0 { 0 } else { a & (u32::MAX << (32 - len)) };
+                    let net = if len == 0 {
+                        0
+                    } else {
+                        a & (u32::MAX << (32 - len))
+                    };
                     let list = find(&self.v4, (net, len))?;
                     Some(Hit {
                         list,
@@ -207,10 +211,7 @@ impl IndicatorSet {
 
 fn find<T: Ord + Copy>(entries: &[(T, u8, ListIndex)], key: (T, u8)) -> Option<ListIndex> {
     let at = entries.partition_point(|e| (e.0, e.1) < key);
-    entries
-        .get(at)
-        .filter(|e| (e.0, e.1) == key)
-        .map(|e| e.2)
+    entries.get(at).filter(|e| (e.0, e.1) == key).map(|e| e.2)
 }
 
 fn find_hash(entries: &[(u64, ListIndex)], hash: u64) -> Option<ListIndex> {
@@ -268,7 +269,10 @@ mod tests {
         let hit = s.lookup_ip("203.0.113.8".parse().unwrap()).unwrap();
         assert_eq!((hit.list, hit.entry.as_str()), (0, "203.0.113.0/24"));
         let hit = s.lookup_ip("198.51.3.4".parse().unwrap()).unwrap();
-        assert_eq!(hit.entry, "198.51.0.0/16", "host bits of an entry are cleared");
+        assert_eq!(
+            hit.entry, "198.51.0.0/16",
+            "host bits of an entry are cleared"
+        );
         assert_eq!(s.lookup_ip("203.0.114.1".parse().unwrap()), None);
         let hit = s.lookup_ip("2001:db8:1:2::5".parse().unwrap()).unwrap();
         assert_eq!(hit.entry, "2001:db8:1::/48");

@@ -123,8 +123,7 @@ impl IntelConfig {
                 return Err(format!("{at}: column counts from 1"));
             }
             duration_secs(&list.max_age).map_err(|e| format!("{at}: max_age {e}"))?;
-            let refresh =
-                duration_secs(&list.refresh).map_err(|e| format!("{at}: refresh {e}"))?;
+            let refresh = duration_secs(&list.refresh).map_err(|e| format!("{at}: refresh {e}"))?;
             if list.url.is_some() && refresh < 60 {
                 return Err(format!(
                     "{at}: refresh must be at least 60 seconds (feeds ban clients that poll faster)"
@@ -143,7 +142,10 @@ impl IntelConfig {
 /// `30`, `90s`, `30m`, `12h`, `2d` or `1w` as seconds.
 pub fn duration_secs(text: &str) -> Result<u64, String> {
     let text = text.trim();
-    let (digits, unit) = text.split_at(text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len()));
+    let (digits, unit) = text.split_at(
+        text.find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(text.len()),
+    );
     let n: u64 = digits
         .parse()
         .map_err(|_| format!("{text:?} is not a duration (e.g. 30m, 12h, 2d)"))?;
@@ -245,6 +247,18 @@ pub struct SharedIntel {
     inner: Arc<Inner>,
 }
 
+impl PartialEq for SharedIntel {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
+    }
+}
+
+impl std::fmt::Debug for SharedIntel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SharedIntel({} entries)", self.snapshot().entries())
+    }
+}
+
 #[derive(Default)]
 struct Inner {
     current: RwLock<Arc<Snapshot>>,
@@ -315,7 +329,13 @@ pub(crate) fn cache_file(cache_dir: Option<&Path>, list: &ListConfig) -> Option<
     let safe: String = list
         .name
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
     cache_dir.map(|d| d.join(format!("{safe}.list")))
 }
@@ -348,7 +368,14 @@ mod tests {
             .validate()
         };
         assert!(check(ok.clone()).is_ok());
-        assert!(check(ListConfig { path: None, ..ok.clone() }).unwrap_err().contains("path or a url"));
+        assert!(
+            check(ListConfig {
+                path: None,
+                ..ok.clone()
+            })
+            .unwrap_err()
+            .contains("path or a url")
+        );
         assert!(
             check(ListConfig {
                 url: Some("ftp://x".into()),
@@ -365,7 +392,13 @@ mod tests {
             .unwrap_err()
             .contains("60 seconds")
         );
-        assert!(check(ListConfig { column: 0, ..ok.clone() }).is_err());
+        assert!(
+            check(ListConfig {
+                column: 0,
+                ..ok.clone()
+            })
+            .is_err()
+        );
         let twice = IntelConfig {
             lists: vec![ok.clone(), ok],
             ..IntelConfig::default()

@@ -326,7 +326,10 @@ mod tests {
                     0.0.0.0\nads.example\n";
         let (report, set) = read(text, ListFormat::Hosts, 0);
         assert_eq!(report.entries.domains, 2);
-        assert_eq!(report.entries.networks, 0, "the sink address is not an entry");
+        assert_eq!(
+            report.entries.networks, 0,
+            "the sink address is not an entry"
+        );
         assert_eq!(report.malformed, 2);
         let set = set.build();
         assert!(set.lookup_name("ads.example").is_some());

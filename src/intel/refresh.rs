@@ -322,6 +322,12 @@ mod tests {
         assert!(!r.refresh(false));
         let (snap, status) = r.snapshot();
         assert_eq!(snap.entries(), 1, "the last good copy stays");
-        assert!(status[0].last_error.as_deref().unwrap().contains("cannot read"));
+        assert!(
+            status[0]
+                .last_error
+                .as_deref()
+                .unwrap()
+                .contains("cannot read")
+        );
     }
 }
