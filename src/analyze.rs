@@ -117,6 +117,13 @@ pub struct Summary {
     /// The LAN rules' counters.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub device_rules: Option<crate::devices::rules::RuleStats>,
+    /// Each notification target's counters after its messages were delivered or failed
+    /// (absent without `[[notify]]` targets).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub notify: Option<serde_json::Value>,
+    /// Each threat list as loaded (absent without `[[intel.list]]`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub intel: Option<Vec<crate::intel::ListStatus>>,
 }
 
 /// The `names` section of the summary.
@@ -156,6 +163,8 @@ pub enum AnalyzeError {
     Store(#[from] StoreError),
     #[error("the actor system stopped unexpectedly: {0}")]
     Actors(String),
+    #[error("cannot start the notification threads: {0}")]
+    Notify(std::io::Error),
 }
 
 /// Everything `analyze` writes to or reads from, opened before any work so that a bad path,
@@ -245,6 +254,8 @@ struct Ran {
     written: Option<std::io::Result<u64>>,
     usage: Option<UsageSummary>,
     devices: Option<(Vec<serde_json::Value>, crate::devices::rules::RuleStats)>,
+    notify: Option<serde_json::Value>,
+    intel: Option<Vec<crate::intel::ListStatus>>,
 }
 
 /// Runs the analysis; warnings (cut-short files, unsupported link types) go to `warn`.
@@ -338,6 +349,8 @@ pub fn run(
         }),
         device_rules: ran.devices.as_ref().map(|d| d.1),
         devices: ran.devices.map(|d| d.0),
+        notify: ran.notify,
+        intel: ran.intel,
     };
     let outcome = if read.failed || (read.packets > 0 && read.decode.decoded == 0) {
         Outcome::Failed
@@ -384,6 +397,20 @@ async fn run_pipeline(
         usage_window_secs: None,
         ..config.pipeline()
     };
+    if let Some(intel) = &pipeline_config.intel {
+        crate::intel::refresh::load_once(intel, config.intel.clone());
+    }
+    let notifier = crate::notify::actor::Notifier::start(
+        &config.notify,
+        config.server.public_url.clone(),
+    )
+    .map_err(AnalyzeError::Notify)?;
+    let notify_actor = notifier
+        .clone()
+        .map(|n| crate::notify::actor::NotifyActor::new(n).start());
+    if let Some(actor) = &notify_actor {
+        alert_sinks.push(actor.clone().recipient());
+    }
     let book = pipeline_config.devices.clone();
     if let (Some(book), Some((devices, state))) = (&book, stored_devices) {
         book.lock().inventory.restore(devices, state);
@@ -490,6 +517,21 @@ async fn run_pipeline(
     if let Some(export) = export {
         export.stop().await.map_err(actors)?;
     }
+    // Every alert has reached the notify actor (the alerts actor answered above); the
+    // digests of what is held go out, and the run waits for the messages to be sent or to
+    // fail (a target that never answers costs its timeouts and retries, at most two minutes).
+    let notify = match (&notify_actor, &notifier) {
+        (Some(actor), Some(notifier)) => {
+            actor.send(crate::notify::actor::FlushNotify).await.map_err(actors)?;
+            notifier.settle(Duration::from_secs(120)).await;
+            Some(notifier.view())
+        }
+        _ => None,
+    };
+    let intel = pipeline_config
+        .intel
+        .as_ref()
+        .map(|i| i.status(crate::intel::unix_now()));
     pipeline.stop();
     if let Some(store) = store {
         store.stop();
@@ -503,6 +545,8 @@ async fn run_pipeline(
         written,
         usage,
         devices,
+        notify,
+        intel,
     })
 }
 

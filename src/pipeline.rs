@@ -88,6 +88,8 @@ pub struct PipelineChanged(pub PipelineAddrs);
 pub struct Listeners {
     pub alerts: actix::Recipient<AlertsChanged>,
     pub pipeline: actix::Recipient<PipelineChanged>,
+    /// The notification targets' actor, when there are targets.
+    pub notify: Option<actix::Recipient<AlertsChanged>>,
 }
 
 /// What ending a pipeline's input reported.

@@ -53,6 +53,8 @@ pub enum StartError {
     Tls(#[from] TlsError),
     #[error(transparent)]
     Export(#[from] crate::export::ExportError),
+    #[error("cannot start the notification threads: {0}")]
+    Notify(std::io::Error),
     #[error(
         "auth.enabled = false is only allowed on a loopback address (server.host is {0}); anyone on the network could use the appliance"
     )]
@@ -99,6 +101,36 @@ pub fn run(options: ServeOptions, ready: impl FnOnce(SocketAddr, bool)) -> Resul
         log(reason);
     }
     let exporter = crate::export::Exporter::open(&config.export)?;
+    // The lists load before the first packet is matched; downloads are kept beside the
+    // database.
+    let intel = pipeline_config.intel.clone().map(|shared| {
+        let handle = crate::intel::refresh::start(
+            shared.clone(),
+            config.intel.clone(),
+            Some(options.db_path.join("intel")),
+        );
+        for list in shared.status(crate::intel::unix_now()) {
+            match &list.last_error {
+                Some(e) => log(format!("threat list {}: {e}", list.name)),
+                None => log(format!(
+                    "threat list {}: {} entries{}",
+                    list.name,
+                    list.entries.total(),
+                    if list.malformed > 0 {
+                        format!(", {} lines not understood", list.malformed)
+                    } else {
+                        String::new()
+                    }
+                )),
+            }
+        }
+        (shared, handle)
+    });
+    let notifier = crate::notify::actor::Notifier::start(
+        &config.notify,
+        config.server.public_url.clone(),
+    )
+    .map_err(StartError::Notify)?;
     let export_targets = exporter.as_ref().map(|e| e.targets()).unwrap_or_default();
     // Credentials and TLS last: a start that fails on its input leaves nothing behind.
     let credentials = config.auth.file_for(&options.db_path);
@@ -153,6 +185,9 @@ pub fn run(options: ServeOptions, ready: impl FnOnce(SocketAddr, bool)) -> Resul
             .with_mask(Arc::clone(&ip_masking))
             .start();
         let devices = pipeline_config.devices.clone();
+        let notify_actor = notifier
+            .clone()
+            .map(|n| crate::notify::actor::NotifyActor::new(n).start());
         let engine = Engine::new(
             pipeline_config,
             options.base,
@@ -161,6 +196,7 @@ pub fn run(options: ServeOptions, ready: impl FnOnce(SocketAddr, bool)) -> Resul
             Listeners {
                 alerts: hub.clone().recipient(),
                 pipeline: hub.clone().recipient(),
+                notify: notify_actor.map(|a| a.recipient()),
             },
             export.as_ref().map(|e| e.addr.clone()),
             Box::new(log),
@@ -189,6 +225,8 @@ pub fn run(options: ServeOptions, ready: impl FnOnce(SocketAddr, bool)) -> Resul
             ),
             hashing: Default::default(),
             devices,
+            intel,
+            notify: notifier,
         });
         let tls_on = tls.is_some();
         crate::http::set_tls(tls_on);

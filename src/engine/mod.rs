@@ -425,6 +425,7 @@ fn new_stage(
     describe: String,
 ) -> Stage {
     let mut alert_sinks = vec![listeners.alerts.clone()];
+    alert_sinks.extend(listeners.notify.clone());
     let mut record_sinks = Vec::new();
     if let Some(export) = export {
         alert_sinks.push(export.clone().recipient());

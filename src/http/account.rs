@@ -443,6 +443,8 @@ impl Api {
             },
             "auth": auth,
             "tls": self.tls_fingerprint.as_ref().map(|f| json!({"fingerprint_sha256": f})),
+            "notify": self.notify_view()["targets"],
+            "intel": self.intel_view()["lists"],
         })
     }
 }

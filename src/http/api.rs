@@ -60,6 +60,10 @@ pub struct Api {
     pub hashing: std::sync::atomic::AtomicUsize,
     /// The device inventory (`None` when `[devices] enabled = false`).
     pub devices: Option<crate::devices::SharedDevices>,
+    /// The threat lists and their refresher (`None` without `[[intel.list]]`).
+    pub intel: Option<(crate::intel::SharedIntel, crate::intel::refresh::IntelHandle)>,
+    /// The notification targets (`None` without `[[notify]]`).
+    pub notify: Option<Arc<crate::notify::actor::Notifier>>,
 }
 
 /// Serves requests until the server is unblocked at shutdown. One per worker thread.
@@ -195,6 +199,7 @@ impl Api {
             | Route::Settings
             | Route::UpdateSettings => self.access_route(&route, &info, principal.as_ref(), &body),
             Route::AnnotateDevice { mac } => self.annotate_device(&info, *mac, &body),
+            Route::NotifyTest => self.notify_test(&info, &body),
             other => self.answer(rt, other.clone()),
         };
         match result {
@@ -255,6 +260,19 @@ impl Api {
             }
             Route::Debug => self.debug(rt),
             Route::Metrics => self.metrics(rt),
+            Route::Intel => Reply::ok(self.intel_view()),
+            Route::ReloadIntel => match &self.intel {
+                Some((_, handle)) => {
+                    handle.reload();
+                    Reply::ok(json!({"reloading": true}))
+                }
+                None => Err(ApiError::new(
+                    409,
+                    "no threat lists are configured; add [[intel.list]] entries to the config",
+                    Value::Null,
+                )),
+            },
+            Route::Notify => Reply::ok(self.notify_view()),
             _ => unreachable!("handled in `handle`"),
         }
     }

@@ -439,6 +439,8 @@ impl Api {
                 "auth_enabled": self.auth.is_some(),
             },
             "export": crate::export::snapshot(&self.export),
+            "notify": self.notify_view()["targets"],
+            "intel": self.intel_view(),
             "geoip": self.geo.status(),
             "peak_rss_bytes": crate::process::peak_rss_bytes(),
             "rss_bytes": crate::process::rss_bytes(),

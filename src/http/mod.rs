@@ -12,6 +12,7 @@
 
 pub mod access;
 mod account;
+mod alerting;
 pub mod api;
 pub mod assets;
 pub mod config;

@@ -178,6 +178,40 @@ impl Api {
             }
             [records, bytes, dropped]
         };
+        let notify_families = {
+            let mut families = [
+                ("tapir_notify_sent_total", "Notifications delivered, by target."),
+                (
+                    "tapir_notify_failed_total",
+                    "Notifications that failed after their retries, by target.",
+                ),
+                (
+                    "tapir_notify_dropped_total",
+                    "Notifications dropped because the target's queue was full, by target.",
+                ),
+            ]
+            .map(|(name, help)| Family::new(name, "counter", help));
+            for (name, kind, c) in self.notify.iter().flat_map(|n| n.counters()) {
+                let labels = [("kind", kind), ("target", name.as_str())];
+                for (family, value) in families.iter_mut().zip([c.sent, c.failed, c.dropped]) {
+                    *family = std::mem::replace(family, Family::new("", "", ""))
+                        .with(&labels, value as f64);
+                }
+            }
+            families
+        };
+        let intel_entries = Family::new(
+            "tapir_intel_entries",
+            "gauge",
+            "Entries of each threat list as loaded.",
+        )
+        .per_label(
+            "list",
+            self.intel
+                .iter()
+                .flat_map(|(i, _)| i.status(0))
+                .map(|l| (l.name, l.entries.total() as f64)),
+        );
         let mut families = vec![
             Family::single(
                 "tapir_uptime_seconds",
@@ -284,6 +318,8 @@ impl Api {
             ),
         ];
         families.extend(export_families);
+        families.extend(notify_families);
+        families.push(intel_entries);
         if let Some(s) = store {
             families.push(Family::single(
                 "tapir_store_available",

@@ -112,6 +112,14 @@ pub enum Route {
     },
     Settings,
     UpdateSettings,
+    /// The threat lists: source, entries, age, errors.
+    Intel,
+    /// Read every list again now.
+    ReloadIntel,
+    /// The notification targets (secrets as set/unset) and their counters.
+    Notify,
+    /// Send a test message to one target (`{"target": name}`) and report its answer.
+    NotifyTest,
 }
 
 /// Who may use a route.
@@ -149,7 +157,9 @@ impl Route {
             | Route::Debug
             | Route::Metrics
             | Route::WebSocket(_)
-            | Route::Settings => Access::Read,
+            | Route::Settings
+            | Route::Intel
+            | Route::Notify => Access::Read,
             Route::Acknowledge(_)
             | Route::Upload
             | Route::StopReplay
@@ -157,7 +167,9 @@ impl Route {
             | Route::CreateToken
             | Route::RevokeToken { .. }
             | Route::AnnotateDevice { .. }
-            | Route::UpdateSettings => Access::Admin,
+            | Route::UpdateSettings
+            | Route::ReloadIntel
+            | Route::NotifyTest => Access::Admin,
         }
     }
 
@@ -174,6 +186,8 @@ impl Route {
                 | Route::RevokeToken { .. }
                 | Route::AnnotateDevice { .. }
                 | Route::UpdateSettings
+                | Route::ReloadIntel
+                | Route::NotifyTest
         )
     }
 
@@ -186,6 +200,7 @@ impl Route {
                 | Route::CreateToken
                 | Route::UpdateSettings
                 | Route::AnnotateDevice { .. }
+                | Route::NotifyTest
         )
     }
 
@@ -247,6 +262,10 @@ pub const ENDPOINTS: &[(&str, &str)] = &[
     ("DELETE", "/auth/tokens/0a1b2c3d4e5f"),
     ("GET", "/settings"),
     ("POST", "/settings"),
+    ("GET", "/intel"),
+    ("POST", "/intel/reload"),
+    ("GET", "/notify"),
+    ("POST", "/notify/test"),
 ];
 
 /// A request that cannot be served: the status and the JSON body `{"error", "detail"}`.
@@ -469,6 +488,10 @@ pub fn parse(method: &str, url: &str) -> Result<Route, ApiError> {
                 },
             ),
         ),
+        ["intel"] => ("GET", no_query(query, Route::Intel)),
+        ["intel", "reload"] => ("POST", no_query(query, Route::ReloadIntel)),
+        ["notify"] => ("GET", no_query(query, Route::Notify)),
+        ["notify", "test"] => ("POST", no_query(query, Route::NotifyTest)),
         ["ws", name] => {
             let stream = Stream::ALL.into_iter().find(|s| s.name() == *name);
             match stream {

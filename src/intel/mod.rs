@@ -318,7 +318,7 @@ impl SharedIntel {
 }
 
 /// Unix seconds now.
-pub(crate) fn unix_now() -> u64 {
+pub fn unix_now() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())

@@ -8,9 +8,13 @@ export function render(main) {
   const privacy = el('div', { class: 'stack', id: 'settings-privacy' });
   const retention = el('dl', { class: 'details', id: 'settings-retention' });
   const tokens = el('div', { class: 'stack', id: 'settings-tokens' });
+  const notify = el('div', { class: 'stack', id: 'settings-notify' });
+  const intel = el('div', { class: 'stack', id: 'settings-intel' });
   main.append(
     panel('Privacy', privacy),
     panel('Data retention', retention),
+    panel('Notifications', notify),
+    panel('Threat lists', intel),
     panel('Your account', el('p', {}, `Logged in as ${session.user} (${session.role}).`),
       session.authEnabled && session.csrf ? passwordForm() : el('p', { class: 'muted' }, 'No password applies to this session.')),
   );
@@ -33,6 +37,56 @@ export function render(main) {
       ['minute snapshots', `${r.snapshots_days} days`], ['disk budget', fmt.bytes(r.max_disk_mb * 1e6)],
       ['', r.note], ...(s.tls ? [['TLS certificate (SHA-256)', s.tls.fingerprint_sha256]] : []),
       ...(s.auth ? [['sessions', `end after ${s.auth.session_hours} h, or ${s.auth.idle_minutes} min unused`]] : [])]));
+    showNotify(s.notify || []);
+    showIntel(s.intel || []);
+  }
+
+  // Targets come from [[notify]] in the config; secrets read "set" or "unset", never their value.
+  function showNotify(targets) {
+    if (!targets.length) {
+      notify.replaceChildren(el('p', { class: 'muted' }, 'No targets. Add [[notify]] entries to the config (see the README\'s recipes).'));
+      return;
+    }
+    const result = el('p', { id: 'notify-result', class: 'muted' });
+    const rows = targets.map((t) => {
+      const c = t.counters || {};
+      const test = el('button', { type: 'button', class: 'notify-test', disabled: session.role !== 'admin' }, 'Send test');
+      test.addEventListener('click', async () => {
+        test.disabled = true;
+        result.textContent = `Sending a test to ${t.name}…`;
+        try {
+          const r = await api('/notify/test', { method: 'POST', json: { target: t.name } });
+          result.textContent = r.ok ? `${t.name} answered ${r.status}: ${r.answer || 'OK'}` : `${t.name} failed: ${r.error}`;
+          result.className = r.ok ? 'notice' : 'error';
+        } catch (err) { result.textContent = err.message; result.className = 'error'; }
+        test.disabled = session.role !== 'admin';
+      });
+      return el('tr', {}, el('td', {}, t.name), el('td', {}, t.kind), el('td', {}, `${t.min_severity}+`),
+        el('td', {}, `${t.rate_per_minute}/min`), el('td', {}, fmt.num(c.sent ?? 0)), el('td', {}, fmt.num(c.failed ?? 0)),
+        el('td', {}, fmt.num(c.dropped ?? 0)), el('td', {}, c.last_error || ''), el('td', {}, test));
+    });
+    notify.replaceChildren(
+      el('table', { id: 'notify-targets' }, el('thead', {}, el('tr', {}, ...['name', 'kind', 'severity', 'rate', 'sent', 'failed', 'dropped', 'last error', ''].map((h) => el('th', {}, h)))),
+        el('tbody', {}, rows)),
+      result);
+  }
+
+  function showIntel(lists) {
+    if (!lists.length) {
+      intel.replaceChildren(el('p', { class: 'muted' }, 'No lists. Add [[intel.list]] entries to the config.'));
+      return;
+    }
+    const age = (t) => {
+      if (!t) return 'never';
+      const s = Math.max(0, Date.now() / 1000 - t);
+      return s < 3600 ? `${Math.round(s / 60)} min` : s < 172800 ? `${Math.round(s / 3600)} h` : `${Math.round(s / 86400)} d`;
+    };
+    const rows = lists.map((l) => el('tr', { class: l.stale ? 'stale' : '' }, el('td', {}, l.name), el('td', {}, l.source),
+      el('td', {}, fmt.num(l.entries.networks + l.entries.domains + l.entries.ja4)), el('td', {}, age(l.updated) + (l.stale ? ' (stale)' : '')),
+      el('td', {}, fmt.num(l.malformed)), el('td', {}, l.last_error || '')));
+    intel.replaceChildren(el('table', { id: 'intel-lists' },
+      el('thead', {}, el('tr', {}, ...['list', 'source', 'entries', 'age', 'lines not understood', 'last error'].map((h) => el('th', {}, h)))),
+      el('tbody', {}, rows)));
   }
 
   async function loadTokens(created) {
