@@ -400,11 +400,9 @@ async fn run_pipeline(
     if let Some(intel) = &pipeline_config.intel {
         crate::intel::refresh::load_once(intel, config.intel.clone());
     }
-    let notifier = crate::notify::actor::Notifier::start(
-        &config.notify,
-        config.server.public_url.clone(),
-    )
-    .map_err(AnalyzeError::Notify)?;
+    let notifier =
+        crate::notify::actor::Notifier::start(&config.notify, config.server.public_url.clone())
+            .map_err(AnalyzeError::Notify)?;
     let notify_actor = notifier
         .clone()
         .map(|n| crate::notify::actor::NotifyActor::new(n).start());
@@ -522,7 +520,10 @@ async fn run_pipeline(
     // fail (a target that never answers costs its timeouts and retries, at most two minutes).
     let notify = match (&notify_actor, &notifier) {
         (Some(actor), Some(notifier)) => {
-            actor.send(crate::notify::actor::FlushNotify).await.map_err(actors)?;
+            actor
+                .send(crate::notify::actor::FlushNotify)
+                .await
+                .map_err(actors)?;
             notifier.settle(Duration::from_secs(120)).await;
             Some(notifier.view())
         }

@@ -126,11 +126,9 @@ pub fn run(options: ServeOptions, ready: impl FnOnce(SocketAddr, bool)) -> Resul
         }
         (shared, handle)
     });
-    let notifier = crate::notify::actor::Notifier::start(
-        &config.notify,
-        config.server.public_url.clone(),
-    )
-    .map_err(StartError::Notify)?;
+    let notifier =
+        crate::notify::actor::Notifier::start(&config.notify, config.server.public_url.clone())
+            .map_err(StartError::Notify)?;
     let export_targets = exporter.as_ref().map(|e| e.targets()).unwrap_or_default();
     // Credentials and TLS last: a start that fails on its input leaves nothing behind.
     let credentials = config.auth.file_for(&options.db_path);

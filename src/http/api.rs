@@ -61,7 +61,10 @@ pub struct Api {
     /// The device inventory (`None` when `[devices] enabled = false`).
     pub devices: Option<crate::devices::SharedDevices>,
     /// The threat lists and their refresher (`None` without `[[intel.list]]`).
-    pub intel: Option<(crate::intel::SharedIntel, crate::intel::refresh::IntelHandle)>,
+    pub intel: Option<(
+        crate::intel::SharedIntel,
+        crate::intel::refresh::IntelHandle,
+    )>,
     /// The notification targets (`None` without `[[notify]]`).
     pub notify: Option<Arc<crate::notify::actor::Notifier>>,
 }

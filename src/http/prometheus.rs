@@ -180,7 +180,10 @@ impl Api {
         };
         let notify_families = {
             let mut families = [
-                ("tapir_notify_sent_total", "Notifications delivered, by target."),
+                (
+                    "tapir_notify_sent_total",
+                    "Notifications delivered, by target.",
+                ),
                 (
                     "tapir_notify_failed_total",
                     "Notifications that failed after their retries, by target.",
