@@ -86,6 +86,9 @@ impl Refresher {
                     state.status.last_error = Some("no place to keep the download".into());
                     continue;
                 };
+                if let Some(parent) = dest.parent() {
+                    let _ = std::fs::create_dir_all(parent);
+                }
                 // A copy kept from before a restart serves until the first fetch answers.
                 if state.loaded.is_none() && dest.exists() {
                     changed |= load_file(state, &dest, max_bytes, now);
