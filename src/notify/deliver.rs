@@ -25,10 +25,13 @@ pub struct Counters {
     pub retries: AtomicU64,
     /// Queued or being sent.
     pub pending: AtomicU64,
-    /// Milliseconds from queueing to the service's answer, of the last message sent.
-    pub last_latency_ms: AtomicU64,
+    /// Microseconds from queueing to the service's answer, of the last messages sent.
+    pub latencies_us: Mutex<std::collections::VecDeque<u64>>,
     pub last_error: Mutex<Option<String>>,
 }
+
+/// Latencies kept for the median.
+const LATENCY_SAMPLES: usize = 256;
 
 /// A snapshot of `Counters`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
@@ -38,20 +41,31 @@ pub struct CounterView {
     pub dropped: u64,
     pub retries: u64,
     pub pending: u64,
-    pub last_latency_ms: Option<u64>,
+    /// Median and largest microseconds from an alert's arrival to the service's answer,
+    /// over the last 256 messages sent.
+    pub latency_median_us: Option<u64>,
+    pub latency_max_us: Option<u64>,
     pub last_error: Option<String>,
 }
 
 impl Counters {
     pub fn view(&self) -> CounterView {
-        let sent = self.sent.load(Ordering::Relaxed);
+        let mut latencies: Vec<u64> = self
+            .latencies_us
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .copied()
+            .collect();
+        latencies.sort_unstable();
         CounterView {
-            sent,
+            sent: self.sent.load(Ordering::Relaxed),
             failed: self.failed.load(Ordering::Relaxed),
             dropped: self.dropped.load(Ordering::Relaxed),
             retries: self.retries.load(Ordering::Relaxed),
             pending: self.pending.load(Ordering::Relaxed),
-            last_latency_ms: (sent > 0).then(|| self.last_latency_ms.load(Ordering::Relaxed)),
+            latency_median_us: latencies.get(latencies.len() / 2).copied(),
+            latency_max_us: latencies.last().copied(),
             last_error: self
                 .last_error
                 .lock()
@@ -137,9 +151,14 @@ fn run(
             match client.send(&target, &request) {
                 Ok(_) => {
                     counters.sent.fetch_add(1, Ordering::Relaxed);
-                    counters
-                        .last_latency_ms
-                        .store(queued.elapsed().as_millis() as u64, Ordering::Relaxed);
+                    let mut latencies = counters
+                        .latencies_us
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
+                    if latencies.len() == LATENCY_SAMPLES {
+                        latencies.pop_front();
+                    }
+                    latencies.push_back(queued.elapsed().as_micros() as u64);
                     break;
                 }
                 Err(Failure::Transient { error, after, .. }) if attempt < target.attempts => {
