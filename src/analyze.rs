@@ -405,7 +405,7 @@ async fn run_pipeline(
             .map_err(AnalyzeError::Notify)?;
     let notify_actor = notifier
         .clone()
-        .map(|n| crate::notify::actor::NotifyActor::new(n).start());
+        .map(|n| crate::notify::actor::NotifyActor::new(Some(n)).start());
     if let Some(actor) = &notify_actor {
         alert_sinks.push(actor.clone().recipient());
     }

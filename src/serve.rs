@@ -126,9 +126,6 @@ pub fn run(options: ServeOptions, ready: impl FnOnce(SocketAddr, bool)) -> Resul
         }
         (shared, handle)
     });
-    let notifier =
-        crate::notify::actor::Notifier::start(&config.notify, config.server.public_url.clone())
-            .map_err(StartError::Notify)?;
     let export_targets = exporter.as_ref().map(|e| e.targets()).unwrap_or_default();
     // Credentials and TLS last: a start that fails on its input leaves nothing behind.
     let credentials = config.auth.file_for(&options.db_path);
@@ -183,9 +180,26 @@ pub fn run(options: ServeOptions, ready: impl FnOnce(SocketAddr, bool)) -> Resul
             .with_mask(Arc::clone(&ip_masking))
             .start();
         let devices = pipeline_config.devices.clone();
-        let notify_actor = notifier
-            .clone()
-            .map(|n| crate::notify::actor::NotifyActor::new(n).start());
+        // Targets of the config, and those an admin added (kept with the credentials).
+        let saved = auth
+            .as_ref()
+            .map(|a| a.credentials().settings.notify.clone())
+            .unwrap_or_default();
+        let notify = match crate::notify::control::NotifyControl::start(
+            config.notify.clone(),
+            saved,
+            config.server.public_url.clone(),
+        ) {
+            Ok(n) => n,
+            Err(e) => {
+                if let Some(export) = export {
+                    let _ = export.stop().await;
+                }
+                let _ = store.addr.send(FlushStore).await;
+                store.stop();
+                return Err(StartError::Notify(e));
+            }
+        };
         let engine = Engine::new(
             pipeline_config,
             options.base,
@@ -194,7 +208,7 @@ pub fn run(options: ServeOptions, ready: impl FnOnce(SocketAddr, bool)) -> Resul
             Listeners {
                 alerts: hub.clone().recipient(),
                 pipeline: hub.clone().recipient(),
-                notify: notify_actor.map(|a| a.recipient()),
+                notify: Some(notify.recipient()),
             },
             export.as_ref().map(|e| e.addr.clone()),
             Box::new(log),
@@ -224,7 +238,7 @@ pub fn run(options: ServeOptions, ready: impl FnOnce(SocketAddr, bool)) -> Resul
             hashing: Default::default(),
             devices,
             intel,
-            notify: notifier,
+            notify: Some(notify),
         });
         let tls_on = tls.is_some();
         crate::http::set_tls(tls_on);

@@ -641,3 +641,104 @@ fn post_json(server: &Server, path: &str, body: &str) -> common::server::Answer 
         Some(body),
     )
 }
+
+#[test]
+fn an_admin_adds_changes_and_removes_targets_kept_with_the_credentials() {
+    let r = Receiver::start(&[]);
+    let config = format!(
+        "[[notify]]\nname = \"hook\"\nkind = \"webhook\"\nurl = \"{}\"\n",
+        r.url("/hook")
+    );
+    let tiny = pcap("icmp/cs_icmp_echo.pcapng");
+    let replay = ["replay", tiny.to_str().unwrap(), "--speed", "0"];
+    let server = Server::start(&replay, Some(&config));
+    const TOKEN: &str = "tk_ntfy-access-token-91ab";
+    let add = format!(
+        r#"{{"name":"phone","kind":"ntfy","url":"{}","token":"{TOKEN}","min_severity":"high"}}"#,
+        r.url("/phone-topic")
+    );
+    let answer = post_json(&server, "/notify/targets", &add);
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert!(!answer.body.contains(TOKEN));
+    let phone = |v: &Value| {
+        v["targets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["name"] == "phone")
+            .cloned()
+    };
+    let shown = phone(&answer.json()).unwrap();
+    assert_eq!(
+        (shown["origin"].as_str(), shown["token"].as_str()),
+        (Some("dashboard"), Some("set"))
+    );
+    // Kept in the credentials file, readable by its owner only.
+    let credentials = server.dir.join("auth.json");
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&credentials)
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o600);
+    assert!(
+        std::fs::read_to_string(&credentials)
+            .unwrap()
+            .contains(TOKEN)
+    );
+    // An edit that sends the token back as "set" keeps it.
+    let edit = format!(
+        r#"{{"name":"phone","kind":"ntfy","url":"{}","token":"set","min_severity":"critical"}}"#,
+        r.url("/phone-topic")
+    );
+    let v = post_json(&server, "/notify/targets", &edit).json();
+    assert_eq!(phone(&v).unwrap()["min_severity"], "critical");
+    let v = post_json(&server, "/notify/test", r#"{"target":"phone"}"#).json();
+    assert_eq!(v["ok"], true, "{v}");
+    let sent = r.requests("/phone-topic");
+    assert_eq!(
+        sent.last().unwrap().headers["authorization"],
+        format!("Bearer {TOKEN}")
+    );
+    // A target of the config file is not changed here; a bad one is refused with the reason.
+    let a = post_json(
+        &server,
+        "/notify/targets",
+        r#"{"name":"hook","kind":"slack","url":"http://127.0.0.1:9/x"}"#,
+    );
+    assert_eq!(a.status, 409, "{}", a.body);
+    let a = post_json(
+        &server,
+        "/notify/targets",
+        r#"{"name":"tg","kind":"telegram","token":"1:a"}"#,
+    );
+    assert_eq!(a.status, 400);
+    assert!(a.body.contains("chat_id"), "{}", a.body);
+    // It survives a restart.
+    let dir = server.dir.clone();
+    let (code, stderr) = server.stop_keeping_db();
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(!stderr.contains(TOKEN), "the log shows the token");
+    let server = Server::start_in(dir, &replay, Some(&config));
+    let v = server.get("/notify").json();
+    assert_eq!(phone(&v).unwrap()["min_severity"], "critical");
+    let bearer = server.bearer();
+    let gone = server.send(
+        "DELETE",
+        "/notify/targets/phone",
+        &[("Authorization", &bearer)],
+        None,
+    );
+    assert_eq!(gone.status, 200, "{}", gone.body);
+    assert!(phone(&gone.json()).is_none());
+    let config_one = server.send(
+        "DELETE",
+        "/notify/targets/hook",
+        &[("Authorization", &bearer)],
+        None,
+    );
+    assert_eq!(config_one.status, 409);
+    let (code, stderr) = server.stop();
+    assert_eq!(code, Some(0), "{stderr}");
+}

@@ -57,6 +57,10 @@ pub struct ApiToken {
 pub struct SavedSettings {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ip_masking: Option<bool>,
+    /// Notification targets an admin added in the dashboard, secrets included (which is
+    /// why they live in this file, mode 0600, and not in the config).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notify: Vec<crate::notify::NotifyTarget>,
 }
 
 /// The file's content.

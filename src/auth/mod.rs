@@ -436,6 +436,15 @@ impl Auth {
         self.save()
     }
 
+    /// Saves the notification targets added in the dashboard.
+    pub fn set_notify_targets(
+        &mut self,
+        targets: Vec<crate::notify::NotifyTarget>,
+    ) -> Result<(), FileError> {
+        self.creds.settings.notify = targets;
+        self.save()
+    }
+
     /// Open sessions and throttled addresses (for /debug).
     pub fn counts(&self) -> (usize, usize) {
         (self.sessions.len(), self.throttle.tracked())

@@ -66,7 +66,7 @@ pub struct Api {
         crate::intel::refresh::IntelHandle,
     )>,
     /// The notification targets (`None` without `[[notify]]`).
-    pub notify: Option<Arc<crate::notify::actor::Notifier>>,
+    pub notify: Option<Arc<crate::notify::control::NotifyControl>>,
 }
 
 /// Serves requests until the server is unblocked at shutdown. One per worker thread.
@@ -203,6 +203,8 @@ impl Api {
             | Route::UpdateSettings => self.access_route(&route, &info, principal.as_ref(), &body),
             Route::AnnotateDevice { mac } => self.annotate_device(&info, *mac, &body),
             Route::NotifyTest => self.notify_test(&info, &body),
+            Route::SaveNotifyTarget => self.save_notify_target(&info, &body),
+            Route::DeleteNotifyTarget { name } => self.delete_notify_target(name),
             other => self.answer(rt, other.clone()),
         };
         match result {

@@ -194,7 +194,8 @@ impl Api {
                 ),
             ]
             .map(|(name, help)| Family::new(name, "counter", help));
-            for (name, kind, c) in self.notify.iter().flat_map(|n| n.counters()) {
+            let current = self.notify.as_ref().and_then(|n| n.current());
+            for (name, kind, c) in current.iter().flat_map(|n| n.counters()) {
                 let labels = [("kind", kind), ("target", name.as_str())];
                 for (family, value) in families.iter_mut().zip([c.sent, c.failed, c.dropped]) {
                     *family = std::mem::replace(family, Family::new("", "", ""))

@@ -120,6 +120,12 @@ pub enum Route {
     Notify,
     /// Send a test message to one target (`{"target": name}`) and report its answer.
     NotifyTest,
+    /// Add or change a target kept in the credentials file (JSON body: the target).
+    SaveNotifyTarget,
+    /// Remove a target added in the dashboard.
+    DeleteNotifyTarget {
+        name: String,
+    },
 }
 
 /// Who may use a route.
@@ -169,7 +175,9 @@ impl Route {
             | Route::AnnotateDevice { .. }
             | Route::UpdateSettings
             | Route::ReloadIntel
-            | Route::NotifyTest => Access::Admin,
+            | Route::NotifyTest
+            | Route::SaveNotifyTarget
+            | Route::DeleteNotifyTarget { .. } => Access::Admin,
         }
     }
 
@@ -188,6 +196,8 @@ impl Route {
                 | Route::UpdateSettings
                 | Route::ReloadIntel
                 | Route::NotifyTest
+                | Route::SaveNotifyTarget
+                | Route::DeleteNotifyTarget { .. }
         )
     }
 
@@ -201,6 +211,7 @@ impl Route {
                 | Route::UpdateSettings
                 | Route::AnnotateDevice { .. }
                 | Route::NotifyTest
+                | Route::SaveNotifyTarget
         )
     }
 
@@ -266,6 +277,8 @@ pub const ENDPOINTS: &[(&str, &str)] = &[
     ("POST", "/intel/reload"),
     ("GET", "/notify"),
     ("POST", "/notify/test"),
+    ("POST", "/notify/targets"),
+    ("DELETE", "/notify/targets/phone"),
 ];
 
 /// A request that cannot be served: the status and the JSON body `{"error", "detail"}`.
@@ -492,6 +505,8 @@ pub fn parse(method: &str, url: &str) -> Result<Route, ApiError> {
         ["intel", "reload"] => ("POST", no_query(query, Route::ReloadIntel)),
         ["notify"] => ("GET", no_query(query, Route::Notify)),
         ["notify", "test"] => ("POST", no_query(query, Route::NotifyTest)),
+        ["notify", "targets"] => ("POST", no_query(query, Route::SaveNotifyTarget)),
+        ["notify", "targets", name] => ("DELETE", target_name(name, query)),
         ["ws", name] => {
             let stream = Stream::ALL.into_iter().find(|s| s.name() == *name);
             match stream {
@@ -590,6 +605,18 @@ fn not_found(path: &str) -> ApiError {
 
 fn no_query(query: &str, route: Route) -> Result<Route, ApiError> {
     Query::parse(query, &[]).map(|_| route)
+}
+
+fn target_name(name: &str, query: &str) -> Result<Route, ApiError> {
+    Query::parse(query, &[])?;
+    let name = percent_decoded(name);
+    if name.is_empty() || name.chars().count() > 64 || name.chars().any(char::is_control) {
+        return Err(ApiError::bad_request(
+            "a target name is 1 to 64 printable characters, as GET /notify lists them",
+            json!({"value": name}),
+        ));
+    }
+    Ok(Route::DeleteNotifyTarget { name })
 }
 
 fn token_id(id: &str, query: &str) -> Result<Route, ApiError> {

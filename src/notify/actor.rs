@@ -16,7 +16,7 @@ use crate::messages::AlertsChanged;
 
 /// Every enabled target's sender.
 pub struct Notifier {
-    senders: Vec<TargetSender>,
+    senders: Vec<Arc<TargetSender>>,
     public_url: Option<String>,
 }
 
@@ -26,9 +26,26 @@ impl Notifier {
         targets: &[NotifyTarget],
         public_url: Option<String>,
     ) -> std::io::Result<Option<Arc<Notifier>>> {
+        Notifier::start_reusing(targets, public_url, None)
+    }
+
+    /// Like `start`, keeping the threads (and counters) of `previous`'s targets whose
+    /// settings did not change.
+    pub fn start_reusing(
+        targets: &[NotifyTarget],
+        public_url: Option<String>,
+        previous: Option<&Notifier>,
+    ) -> std::io::Result<Option<Arc<Notifier>>> {
         let mut senders = Vec::new();
         for t in targets.iter().filter(|t| t.enabled) {
-            senders.push(TargetSender::start(t.clone(), public_url.clone())?);
+            let kept = previous
+                .into_iter()
+                .flat_map(|p| &p.senders)
+                .find(|s| *s.target == *t);
+            senders.push(match kept {
+                Some(s) => s.clone(),
+                None => Arc::new(TargetSender::start(t.clone(), public_url.clone())?),
+            });
         }
         Ok((!senders.is_empty()).then(|| {
             Arc::new(Notifier {
@@ -104,20 +121,44 @@ impl Notifier {
 #[rtype(result = "()")]
 pub struct FlushNotify;
 
-/// The actor: one policy per target, in the notifier's order.
+/// Puts another set of targets in place (an admin changed them); `None`: no targets.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SetNotifier(pub Option<Arc<Notifier>>);
+
+/// The actor: each target's sender with its policy.
 pub struct NotifyActor {
-    notifier: Arc<Notifier>,
-    policies: Vec<Policy>,
+    targets: Vec<(Arc<TargetSender>, Policy)>,
 }
 
 impl NotifyActor {
-    pub fn new(notifier: Arc<Notifier>) -> Self {
-        let policies = notifier
-            .senders
-            .iter()
-            .map(|s| Policy::new((*s.target).clone()))
-            .collect();
-        NotifyActor { notifier, policies }
+    pub fn new(notifier: Option<Arc<Notifier>>) -> Self {
+        let mut actor = NotifyActor {
+            targets: Vec::new(),
+        };
+        actor.set(notifier);
+        actor
+    }
+
+    /// Takes the notifier's targets; a target kept from before keeps its policy (what it
+    /// has sent, its minute), so an episode under way is not announced again.
+    fn set(&mut self, notifier: Option<Arc<Notifier>>) {
+        let mut old = std::mem::take(&mut self.targets);
+        for sender in notifier.iter().flat_map(|n| &n.senders) {
+            let policy = match old.iter().position(|(s, _)| Arc::ptr_eq(s, sender)) {
+                Some(at) => old.swap_remove(at).1,
+                None => Policy::new((*sender.target).clone()),
+            };
+            self.targets.push((sender.clone(), policy));
+        }
+    }
+}
+
+impl Handler<SetNotifier> for NotifyActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: SetNotifier, _: &mut Self::Context) {
+        self.set(msg.0);
     }
 }
 
@@ -128,7 +169,7 @@ impl Actor for NotifyActor {
         ctx.set_mailbox_capacity(1024);
         ctx.run_interval(Duration::from_secs(1), |actor, _| {
             let now = Instant::now();
-            for (policy, sender) in actor.policies.iter_mut().zip(&actor.notifier.senders) {
+            for (sender, policy) in &mut actor.targets {
                 if let Some(digest) = policy.tick(now) {
                     sender.offer(digest);
                 }
@@ -143,7 +184,7 @@ impl Handler<AlertsChanged> for NotifyActor {
     fn handle(&mut self, msg: AlertsChanged, _: &mut Self::Context) {
         let now = Instant::now();
         for alert in &msg.0 {
-            for (policy, sender) in self.policies.iter_mut().zip(&self.notifier.senders) {
+            for (sender, policy) in &mut self.targets {
                 if let Some(out) = policy.offer(alert, now) {
                     sender.offer(out);
                 }
@@ -156,7 +197,7 @@ impl Handler<FlushNotify> for NotifyActor {
     type Result = ();
 
     fn handle(&mut self, _: FlushNotify, _: &mut Self::Context) {
-        for (policy, sender) in self.policies.iter_mut().zip(&self.notifier.senders) {
+        for (sender, policy) in &mut self.targets {
             if let Some(digest) = policy.flush() {
                 sender.offer(digest);
             }

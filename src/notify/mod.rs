@@ -13,6 +13,7 @@
 //! or returned: errors are scrubbed of them and views show them as set or unset.
 
 pub mod actor;
+pub mod control;
 pub mod deliver;
 pub mod policy;
 pub mod render;
@@ -281,6 +282,30 @@ impl NotifyTarget {
             return Err(format!("{at}: queue must be between 1 and 10000"));
         }
         Ok(())
+    }
+}
+
+impl NotifyTarget {
+    /// Secrets this target shows as `set` (as an edit form sends them back) or leaves out
+    /// take `old`'s values: an admin edits a target without typing its secrets again.
+    pub fn keep_secrets_of(&mut self, old: &NotifyTarget) {
+        let kept = |new: &mut Option<String>, old: &Option<String>| {
+            if new.as_deref().is_none_or(|v| v == "set") {
+                new.clone_from(old);
+            }
+        };
+        if self.url_is_secret() || self.url.as_deref() == Some("set") {
+            kept(&mut self.url, &old.url);
+        }
+        kept(&mut self.token, &old.token);
+        kept(&mut self.smtp_password, &old.smtp_password);
+        for (name, value) in &mut self.headers {
+            if value == "set"
+                && let Some(previous) = old.headers.get(name)
+            {
+                value.clone_from(previous);
+            }
+        }
     }
 }
 

@@ -43,8 +43,10 @@ export function render(main) {
 
   // Targets come from [[notify]] in the config; secrets read "set" or "unset", never their value.
   function showNotify(targets) {
+    const admin = session.role === 'admin' && session.authEnabled;
     if (!targets.length) {
-      notify.replaceChildren(el('p', { class: 'muted' }, 'No targets. Add [[notify]] entries to the config (see the README\'s recipes).'));
+      notify.replaceChildren(el('p', { class: 'muted' }, 'No targets yet. Add one below, or [[notify]] entries in the config (see the README\'s recipes).'),
+        ...(admin ? [targetForm()] : []));
       return;
     }
     const result = el('p', { id: 'notify-result', class: 'muted' });
@@ -61,14 +63,54 @@ export function render(main) {
         } catch (err) { result.textContent = err.message; result.className = 'error'; }
         test.disabled = session.role !== 'admin';
       });
+      const remove = t.origin === 'dashboard' && admin
+        ? el('button', { type: 'button', class: 'notify-remove', onclick: async () => {
+          if (!confirm(`Remove the target ${t.name}?`)) return;
+          try { showNotify((await api(`/notify/targets/${encodeURIComponent(t.name)}`, { method: 'DELETE' })).targets); } catch (err) { alert(err.message); }
+        } }, 'Remove')
+        : el('span', { class: 'muted' }, t.origin === 'config' ? 'config file' : '');
       return el('tr', {}, el('td', {}, t.name), el('td', {}, t.kind), el('td', {}, `${t.min_severity}+`),
         el('td', {}, `${t.rate_per_minute}/min`), el('td', {}, fmt.num(c.sent ?? 0)), el('td', {}, fmt.num(c.failed ?? 0)),
-        el('td', {}, fmt.num(c.dropped ?? 0)), el('td', {}, c.last_error || ''), el('td', {}, test));
+        el('td', {}, fmt.num(c.dropped ?? 0)), el('td', {}, c.last_error || ''), el('td', {}, test, ' ', remove));
     });
     notify.replaceChildren(
       el('table', { id: 'notify-targets' }, el('thead', {}, el('tr', {}, ...['name', 'kind', 'severity', 'rate', 'sent', 'failed', 'dropped', 'last error', ''].map((h) => el('th', {}, h)))),
         el('tbody', {}, rows)),
-      result);
+      result, ...(admin ? [targetForm()] : []));
+  }
+
+  // Adds (or, under an existing name, changes) a target kept with the credentials. Secrets
+  // left empty keep their saved values.
+  function targetForm() {
+    const input = (name, attrs = {}) => el('input', { name, id: `notify-${name}`, placeholder: name.replace('_', ' '), ...attrs });
+    const select = (name, options, value) => el('select', { name, id: `notify-${name}` },
+      ...options.map((o) => el('option', { value: o, selected: o === value }, o)));
+    const fields = [
+      input('name', { required: true }),
+      select('kind', ['ntfy', 'telegram', 'slack', 'discord', 'gotify', 'webhook', 'email'], 'ntfy'),
+      input('url', { placeholder: 'url (topic, webhook or server)' }),
+      input('token', { type: 'password', autocomplete: 'off' }),
+      input('chat_id'),
+      select('min_severity', ['low', 'medium', 'high', 'critical'], 'high'),
+      input('rate_per_minute', { type: 'number', min: 1, value: 10 }),
+      input('smtp_host'), input('smtp_port', { type: 'number' }), select('smtp_security', ['starttls', 'tls', 'none'], 'starttls'),
+      input('smtp_user'), input('smtp_password', { type: 'password', autocomplete: 'off' }), input('from'), input('to', { placeholder: 'to (comma-separated)' }),
+    ];
+    const form = el('form', { class: 'filters', id: 'notify-form' }, ...fields, el('button', { type: 'submit', id: 'notify-save' }, 'Save target'));
+    form.addEventListener('submit', async (e) => {
+      e.preventDefault();
+      const body = {};
+      for (const f of fields) {
+        const v = f.value.trim();
+        if (v === '') continue;
+        if (f.name === 'to') body.to = v.split(',').map((x) => x.trim()).filter(Boolean);
+        else if (f.name === 'rate_per_minute' || f.name === 'smtp_port') body[f.name] = Number(v);
+        else body[f.name] = v;
+      }
+      if (body.kind !== 'email') for (const k of ['smtp_security']) delete body[k];
+      try { showNotify((await api('/notify/targets', { method: 'POST', json: body })).targets); } catch (err) { alert(err.message); }
+    });
+    return form;
   }
 
   function showIntel(lists) {
