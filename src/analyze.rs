@@ -403,9 +403,11 @@ async fn run_pipeline(
     let notifier =
         crate::notify::actor::Notifier::start(&config.notify, config.server.public_url.clone())
             .map_err(AnalyzeError::Notify)?;
-    let notify_actor = notifier
-        .clone()
-        .map(|n| crate::notify::actor::NotifyActor::new(Some(n)).start());
+    let notify_actor = notifier.clone().map(|n| {
+        crate::notify::actor::NotifyActor::new(Some(n))
+            .with_devices(pipeline_config.devices.clone())
+            .start()
+    });
     if let Some(actor) = &notify_actor {
         alert_sinks.push(actor.clone().recipient());
     }

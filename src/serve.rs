@@ -189,6 +189,7 @@ pub fn run(options: ServeOptions, ready: impl FnOnce(SocketAddr, bool)) -> Resul
             config.notify.clone(),
             saved,
             config.server.public_url.clone(),
+            devices.clone(),
         ) {
             Ok(n) => n,
             Err(e) => {

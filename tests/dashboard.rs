@@ -72,11 +72,16 @@ fn the_dashboard_works_in_a_real_browser() {
 /// Replays `capture` in full on a server without logins, then runs the browser script
 /// `script` (tests/e2e) against it; its report is printed, and a failing check fails.
 fn replay_and_check(capture: &str, script: &str) {
+    replay_with_config_and_check(capture, script, "");
+}
+
+/// Like `replay_and_check`, with more config text.
+fn replay_with_config_and_check(capture: &str, script: &str, config: &str) {
     let (root, e2e) = browser_test_dirs();
     let file = pcap(capture);
     let server = Server::start(
         &["replay", file.to_str().unwrap(), "--speed", "0"],
-        Some("[auth]\nenabled = false\n"),
+        Some(&format!("[auth]\nenabled = false\n{config}")),
     );
     server.wait_replayed();
     let shots = root.join("target/e2e-screenshots");
@@ -118,4 +123,57 @@ fn stored_flows_page_through_and_a_host_page_charts_its_history() {
     // The Mr. X scan (MANIFEST: scanner 10.42.42.253 probes .25, .50 and .56 over ten
     // minutes; 7.4k flows): more flows than a page, and minutes of history for one host.
     replay_and_check("portscan/nfpuzzle4_mr_x_scan.pcap", "history.mjs");
+}
+
+#[test]
+fn the_settings_view_shows_targets_and_lists_and_sends_a_test() {
+    // A receiver on loopback that answers 200 and remembers what it got.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let seen = got.clone();
+    std::thread::spawn(move || {
+        use std::io::{BufRead, Read, Write};
+        for stream in listener.incoming().flatten() {
+            let mut reader = std::io::BufReader::new(stream.try_clone().unwrap());
+            let mut head = String::new();
+            let mut length = 0;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap_or(0);
+                }
+                head.push_str(&line);
+            }
+            let mut body = vec![0; length];
+            let _ = reader.read_exact(&mut body);
+            seen.lock()
+                .unwrap()
+                .push(String::from_utf8_lossy(&body).into_owned());
+            let mut stream = stream;
+            let _ = stream
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+        }
+    });
+    let dir = common::tempdir();
+    std::fs::write(dir.join("blocklist.txt"), "72.163.128.140\nsurfshark.com\n").unwrap();
+    let config = format!(
+        "[[notify]]\nname = \"hook\"\nkind = \"webhook\"\nurl = \"http://127.0.0.1:{port}/hook-secret\"\n\
+         [intel]\ndir = \"{}\"\n[[intel.list]]\nname = \"blocklist\"\npath = \"blocklist.txt\"\n",
+        dir.display()
+    );
+    replay_with_config_and_check(
+        "names/mercury_chrome_mlkem_tcp_quic_dns.pcap",
+        "settings.mjs",
+        &config,
+    );
+    let bodies = got.lock().unwrap().clone();
+    assert!(
+        bodies.iter().any(|b| b.contains("\"event\":\"test\"")),
+        "the receiver got no test message: {bodies:?}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }

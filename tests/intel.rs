@@ -292,9 +292,19 @@ fn a_million_entries_that_do_not_match_raise_nothing() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// A child process killed when the test ends, passed or not.
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// An HTTPS server on loopback for `dir` (Python's, which answers If-Modified-Since with
-/// 304), with a certificate made for 127.0.0.1; returns the port and the request log.
-fn https_server(dir: &Path) -> (u16, std::process::Child) {
+/// 304), with a certificate made for 127.0.0.1; returns the port and the process.
+fn https_server(dir: &Path) -> (u16, Killed) {
     let rcgen::CertifiedKey { cert, signing_key } =
         rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).unwrap();
     std::fs::write(dir.join("ca.pem"), cert.pem()).unwrap();
@@ -319,7 +329,10 @@ fn https_server(dir: &Path) -> (u16, std::process::Child) {
     BufReader::new(child.stdout.take().unwrap())
         .read_line(&mut line)
         .unwrap();
-    (line.trim().parse().expect("the HTTPS server's port"), child)
+    (
+        line.trim().parse().expect("the HTTPS server's port"),
+        Killed(child),
+    )
 }
 
 #[test]
@@ -424,10 +437,9 @@ fn an_https_list_is_fetched_refreshed_with_a_304_and_files_reload_without_a_rest
     }
     let (code, stderr) = server.stop();
     assert_eq!(code, Some(0), "{stderr}");
-    let _ = https.kill();
+    let _ = https.0.kill();
     let mut log = String::new();
-    std::io::Read::read_to_string(&mut https.stderr.take().unwrap(), &mut log).unwrap();
-    let _ = https.wait();
+    std::io::Read::read_to_string(&mut https.0.stderr.take().unwrap(), &mut log).unwrap();
     assert!(log.contains("\"GET /feed.txt HTTP/1.1\" 200"), "{log}");
     assert!(log.contains("\"GET /feed.txt HTTP/1.1\" 304"), "{log}");
     let _ = std::fs::remove_dir_all(&dir);

@@ -156,6 +156,16 @@ fn serve(
     }
 }
 
+/// A child process killed when the test ends, passed or not.
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// A listener that accepts connections and never answers.
 fn black_hole() -> (u16, std::thread::JoinHandle<()>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -476,22 +486,24 @@ fn mail_reaches_an_smtp_server_with_subject_and_body() {
         l.local_addr().unwrap().port()
     };
     // Python's smtpd prints each message it receives (Debian's python3 3.11 has it).
-    let mut sink = Command::new("python3")
-        .args([
-            "-W",
-            "ignore",
-            "-u",
-            "-m",
-            "smtpd",
-            "-n",
-            "-c",
-            "DebuggingServer",
-        ])
-        .arg(format!("127.0.0.1:{port}"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("python3 for the SMTP sink");
+    let mut sink = Killed(
+        Command::new("python3")
+            .args([
+                "-W",
+                "ignore",
+                "-u",
+                "-m",
+                "smtpd",
+                "-n",
+                "-c",
+                "DebuggingServer",
+            ])
+            .arg(format!("127.0.0.1:{port}"))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("python3 for the SMTP sink"),
+    );
     let deadline = Instant::now() + Duration::from_secs(10);
     while TcpStream::connect(("127.0.0.1", port)).is_err() {
         assert!(Instant::now() < deadline, "the SMTP sink did not start");
@@ -522,14 +534,14 @@ rules = ["port_scan"]
     // The MANIFEST: one SYN scan, 192.168.1.10 → 192.168.1.25.
     assert_eq!(scans.len(), 1);
     assert_eq!(counters(&summary, "mail")["sent"], 1);
-    let _ = sink.kill();
+    let _ = sink.0.kill();
     let mut printed = String::new();
-    sink.stdout
+    sink.0
+        .stdout
         .take()
         .unwrap()
         .read_to_string(&mut printed)
         .unwrap();
-    let _ = sink.wait();
     assert_eq!(printed.matches("MESSAGE FOLLOWS").count(), 1, "{printed}");
     let severity = scans[0]["severity"].as_str().unwrap();
     assert!(
@@ -741,4 +753,35 @@ fn an_admin_adds_changes_and_removes_targets_kept_with_the_credentials() {
     assert_eq!(config_one.status, 409);
     let (code, stderr) = server.stop();
     assert_eq!(code, Some(0), "{stderr}");
+}
+
+#[test]
+fn a_local_host_is_named_by_the_device_inventory() {
+    // tshark: 192.168.0.13 (DHCP host name jaekuryu-HP) talks to 64.71.255.204.
+    let r = Receiver::start(&[]);
+    let dir = tempdir();
+    std::fs::write(dir.join("list.txt"), "64.71.255.204\n").unwrap();
+    let config = format!(
+        "[intel]\ndir = \"{}\"\n[[intel.list]]\nname = \"test\"\npath = \"list.txt\"\n\
+         [[notify]]\nname = \"hook\"\nkind = \"webhook\"\nurl = \"{}\"\nrules = [\"threat_intel\"]\n",
+        dir.display(),
+        r.url("/hook")
+    );
+    let capture = pcap("devices/suricata_win_host_dhcp_llmnr_ssdp_ndp.pcap");
+    let (summary, _, _) = analyze_with(&config, &capture, Duration::from_secs(60));
+    assert_eq!(
+        counters(&summary, "hook")["sent"],
+        1,
+        "{}",
+        summary["notify"]
+    );
+    let text = r.requests("/hook")[0].json()["text"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        text.contains("Source: 192.168.0.13 (jaekuryu-HP)\nTarget: 64.71.255.204\n"),
+        "{text}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -181,6 +181,20 @@ impl SharedDevices {
         })))
     }
 
+    /// The shown name (label, DHCP host name, …) of the station that last held `ip`, if it
+    /// has one.
+    pub fn name_of(&self, ip: std::net::IpAddr) -> Option<String> {
+        let book = self.lock();
+        book.inventory
+            .devices()
+            .filter_map(|d| {
+                let at = d.addresses.iter().find(|a| a.ip == ip)?;
+                Some((at.last_seen, d.display_name()?))
+            })
+            .max_by(|a, b| a.0.total_cmp(&b.0))
+            .map(|(_, name)| name.to_string())
+    }
+
     /// The book, even if a thread panicked while holding it (its state is counters and
     /// lists that stay consistent between statements).
     pub fn lock(&self) -> MutexGuard<'_, DeviceBook> {

@@ -11,7 +11,8 @@ use serde_json::{Value, json};
 
 use super::NotifyTarget;
 use super::deliver::{Answer, CounterView, TargetSender, send_test};
-use super::policy::Policy;
+use super::policy::{Names, Outgoing, Policy};
+use crate::devices::SharedDevices;
 use crate::messages::AlertsChanged;
 
 /// Every enabled target's sender.
@@ -129,15 +130,33 @@ pub struct SetNotifier(pub Option<Arc<Notifier>>);
 /// The actor: each target's sender with its policy.
 pub struct NotifyActor {
     targets: Vec<(Arc<TargetSender>, Policy)>,
+    /// Where local hosts' names come from.
+    devices: Option<SharedDevices>,
 }
 
 impl NotifyActor {
     pub fn new(notifier: Option<Arc<Notifier>>) -> Self {
         let mut actor = NotifyActor {
             targets: Vec::new(),
+            devices: None,
         };
         actor.set(notifier);
         actor
+    }
+
+    /// Names the source and target of alerts from the device inventory.
+    pub fn with_devices(mut self, devices: Option<SharedDevices>) -> Self {
+        self.devices = devices;
+        self
+    }
+
+    /// `who` is an address, or `address:port` (a service).
+    fn name(&self, who: &str) -> Option<String> {
+        let ip = who
+            .parse::<std::net::IpAddr>()
+            .ok()
+            .or_else(|| who.parse::<std::net::SocketAddr>().ok().map(|s| s.ip()))?;
+        self.devices.as_ref()?.name_of(ip)
     }
 
     /// Takes the notifier's targets; a target kept from before keeps its policy (what it
@@ -184,10 +203,20 @@ impl Handler<AlertsChanged> for NotifyActor {
     fn handle(&mut self, msg: AlertsChanged, _: &mut Self::Context) {
         let now = Instant::now();
         for alert in &msg.0 {
-            for (sender, policy) in &mut self.targets {
-                if let Some(out) = policy.offer(alert, now) {
-                    sender.offer(out);
+            let mut names = None;
+            for i in 0..self.targets.len() {
+                let Some(mut out) = self.targets[i].1.offer(alert, now) else {
+                    continue;
+                };
+                if let Outgoing::Alert { names: slot, .. } = &mut out {
+                    *slot = names
+                        .get_or_insert_with(|| Names {
+                            source: self.name(&alert.source_ip),
+                            target: self.name(&alert.target),
+                        })
+                        .clone();
                 }
+                self.targets[i].0.offer(out);
             }
         }
     }

@@ -34,10 +34,13 @@ impl NotifyControl {
         config: Vec<NotifyTarget>,
         saved: Vec<NotifyTarget>,
         public_url: Option<String>,
+        devices: Option<crate::devices::SharedDevices>,
     ) -> std::io::Result<Arc<NotifyControl>> {
         let all: Vec<NotifyTarget> = config.iter().chain(&saved).cloned().collect();
         let notifier = Notifier::start(&all, public_url.clone())?;
-        let actor = NotifyActor::new(notifier.clone()).start();
+        let actor = NotifyActor::new(notifier.clone())
+            .with_devices(devices)
+            .start();
         Ok(Arc::new(NotifyControl {
             config,
             saved: RwLock::new(saved),

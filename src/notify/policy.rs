@@ -23,12 +23,24 @@ pub const DIGEST_LINES: usize = 10;
 /// What a target is to be sent.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Outgoing {
-    /// An episode opened, or (`raised`) its severity rose.
-    Alert { alert: Alert, raised: bool },
+    /// An episode opened, or (`raised`) its severity rose; with the names of its source
+    /// and target where the device inventory knows them.
+    Alert {
+        alert: Alert,
+        raised: bool,
+        names: Names,
+    },
     /// Alerts past the rate in one minute.
     Digest(Digest),
     /// `POST /notify/test`.
     Test,
+}
+
+/// What the source and target of an alert are called.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Names {
+    pub source: Option<String>,
+    pub target: Option<String>,
 }
 
 /// Alerts held back by the rate limit.
@@ -97,6 +109,7 @@ impl Policy {
             return Some(Outgoing::Alert {
                 alert: alert.clone(),
                 raised,
+                names: Names::default(),
             });
         }
         let held = &mut self.held;

@@ -5,7 +5,7 @@
 
 use serde_json::{Value, json};
 
-use super::policy::{DIGEST_LINES, Digest, Outgoing};
+use super::policy::{DIGEST_LINES, Digest, Names, Outgoing};
 use super::{Kind, NotifyTarget};
 use crate::model::alert::Alert;
 use crate::model::finding::Severity;
@@ -41,7 +41,11 @@ pub struct Text {
 pub fn text(message: &Outgoing, public_url: Option<&str>) -> Text {
     let base = public_url.map(|u| u.trim_end_matches('/').to_string());
     match message {
-        Outgoing::Alert { alert, raised } => {
+        Outgoing::Alert {
+            alert,
+            raised,
+            names,
+        } => {
             let verb = if *raised { "rose to" } else { "" };
             let title = if *raised {
                 format!(
@@ -61,7 +65,7 @@ pub fn text(message: &Outgoing, public_url: Option<&str>) -> Text {
             let link = base.map(|b| format!("{b}/#/alerts?id={}", alert.id));
             Text {
                 title,
-                body: alert_lines(alert, link.as_deref()),
+                body: alert_lines(alert, names, link.as_deref()),
                 severity: alert.severity,
                 link,
                 event: if *raised {
@@ -101,13 +105,17 @@ fn rule_counts(d: &Digest) -> String {
         .join(", ")
 }
 
-fn alert_lines(a: &Alert, link: Option<&str>) -> String {
+fn alert_lines(a: &Alert, names: &Names, link: Option<&str>) -> String {
+    let named = |what: &str, name: &Option<String>| match name {
+        Some(n) => format!("{what} ({n})"),
+        None => what.to_string(),
+    };
     let mut out = format!(
         "{}\nSeverity: {}\nSource: {}\nTarget: {}\nTime: {}\n",
         a.description,
         a.severity.name(),
-        a.source_ip,
-        a.target,
+        named(&a.source_ip, &names.source),
+        named(&a.target, &names.target),
         time(a.timestamp),
     );
     if let Some(link) = link {
@@ -325,6 +333,10 @@ mod tests {
         Outgoing::Alert {
             alert: alert(),
             raised: false,
+            names: Names {
+                source: Some("kali".into()),
+                target: None,
+            },
         }
     }
 
@@ -350,7 +362,10 @@ mod tests {
             "{}",
             t.body
         );
-        assert!(t.body.contains("Target: 192.168.1.25"));
+        assert!(
+            t.body
+                .contains("Source: 192.168.1.10 (kali)\nTarget: 192.168.1.25\n")
+        );
         let link = format!("https://tapir.lan/#/alerts?id={}", alert().id);
         assert_eq!(t.link.as_deref(), Some(link.as_str()));
     }
