@@ -38,12 +38,13 @@ pub struct ParseReport {
     pub first_malformed: Option<String>,
 }
 
-/// One classified entry.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Indicator {
+/// One classified entry, borrowed from its line (names are matched case-insensitively, so
+/// they are not lowercased here).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Indicator<'a> {
     Net(IpNet),
-    Domain(String),
-    Ja4(String),
+    Domain(&'a str),
+    Ja4(&'a str),
 }
 
 /// Reads `input` in `format` into `set` under `list`; `column` is the CSV column (from 1).
@@ -58,8 +59,8 @@ pub fn read_list(
     let mut report = ParseReport::default();
     let mut add = |indicator: Indicator| match indicator {
         Indicator::Net(net) => set.add_net(net, list),
-        Indicator::Domain(name) => set.add_domain(&name, list),
-        Indicator::Ja4(fp) => set.add_ja4(&fp, list),
+        Indicator::Domain(name) => set.add_domain(name, list),
+        Indicator::Ja4(fp) => set.add_ja4(fp, list),
     };
     let malformed = |report: &mut ParseReport, number: usize, line: &str| {
         report.malformed += 1;
@@ -68,9 +69,16 @@ pub fn read_list(
             report.first_malformed = Some(format!("line {number}: {shown:?}"));
         }
     };
-    for (number, line) in input.lines().enumerate() {
-        let line = line?;
-        let number = number + 1;
+    // One buffer for every line: a million-line list costs no allocation per line.
+    let mut input = input;
+    let mut line = String::new();
+    let mut number = 0;
+    loop {
+        line.clear();
+        if input.read_line(&mut line)? == 0 {
+            break;
+        }
+        number += 1;
         let text = line.trim();
         if text.is_empty() || text.starts_with('#') || text.starts_with("//") {
             continue;
@@ -177,7 +185,7 @@ fn csv_field(line: &str, column: usize) -> Option<&str> {
 
 /// An entry as a network, a domain or a JA4 fingerprint; `None` when it is none of them.
 /// URLs count as their host and `address:port` as the address.
-pub fn classify(entry: &str) -> Option<Indicator> {
+pub fn classify(entry: &str) -> Option<Indicator<'_>> {
     let mut entry = entry.trim();
     if let Some(at) = entry.find("://") {
         let rest = &entry[at + 3..];
@@ -209,17 +217,19 @@ pub fn classify(entry: &str) -> Option<Indicator> {
         }
     }
     if is_ja4(entry) {
-        return Some(Indicator::Ja4(entry.to_ascii_lowercase()));
+        return Some(Indicator::Ja4(entry));
     }
-    let name = entry.trim_end_matches('.').to_ascii_lowercase();
-    is_domain(&name).then_some(Indicator::Domain(name))
+    let name = entry.trim_end_matches('.');
+    is_domain(name).then_some(Indicator::Domain(name))
 }
 
 fn parse_net(text: &str) -> Option<IpNet> {
     let text = text.trim();
-    text.parse::<IpNet>()
-        .ok()
-        .or_else(|| text.parse::<IpAddr>().ok().map(IpNet::from))
+    if text.contains('/') {
+        text.parse::<IpNet>().ok()
+    } else {
+        text.parse::<IpAddr>().ok().map(IpNet::from)
+    }
 }
 
 /// JA4's shape: `t13d1516h2_8daaf6152771_e5627efa2ab1` (protocol, version, SNI flag, counts,
@@ -344,7 +354,7 @@ mod tests {
         );
         assert_eq!(
             classify("evil.example:443"),
-            Some(Indicator::Domain("evil.example".into()))
+            Some(Indicator::Domain("evil.example"))
         );
         assert_eq!(classify("1.2.3"), None);
         assert_eq!(classify("localhost"), None, "a single label is not listed");
