@@ -324,7 +324,8 @@ pub fn unix_now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-/// The cache file of a URL list without a `path`: `<cache_dir>/<name>.list`.
+/// The cache file of a URL list without a `path`: `<cache_dir>/<name>.list`, the name
+/// reduced to letters, digits, `-` and `_` (a name never leaves the directory).
 pub(crate) fn cache_file(cache_dir: Option<&Path>, list: &ListConfig) -> Option<PathBuf> {
     let safe: String = list
         .name
@@ -343,6 +344,16 @@ pub(crate) fn cache_file(cache_dir: Option<&Path>, list: &ListConfig) -> Option<
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_list_name_never_leaves_the_cache_directory() {
+        let list = ListConfig {
+            name: "../../etc/passwd".into(),
+            ..ListConfig::default()
+        };
+        let file = cache_file(Some(Path::new("/var/lib/tapir/intel")), &list).unwrap();
+        assert_eq!(file, Path::new("/var/lib/tapir/intel/______etc_passwd.list"));
+    }
 
     #[test]
     fn durations_take_units() {

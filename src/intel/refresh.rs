@@ -127,6 +127,9 @@ impl Refresher {
                 }
                 if self.cache_dir.is_none() && state.config.path.is_none() {
                     let _ = std::fs::remove_file(&dest);
+                    if let Some(dir) = dest.parent() {
+                        let _ = std::fs::remove_dir(dir);
+                    }
                 }
             } else if let Some(path) = file {
                 let mtime = std::fs::metadata(&path).and_then(|m| m.modified()).ok();
@@ -144,12 +147,10 @@ impl Refresher {
         if let Some(path) = self.config.file_of(list) {
             return Some(path);
         }
-        super::cache_file(self.cache_dir.as_deref(), list).or_else(|| {
-            let dir = std::env::temp_dir();
-            super::cache_file(Some(&dir), list).map(|p| {
-                p.with_file_name(format!("tapir-intel-{}-{}", std::process::id(), list.name))
-            })
-        })
+        let dir = self.cache_dir.clone().unwrap_or_else(|| {
+            std::env::temp_dir().join(format!("tapir-intel-{}", std::process::id()))
+        });
+        super::cache_file(Some(&dir), list)
     }
 
     /// The lists as loaded, and their status.
