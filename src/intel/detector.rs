@@ -37,6 +37,7 @@ enum Side {
     HttpHost,
     Ja4,
     DnsQuestion,
+    DnsAnswer,
 }
 
 impl Side {
@@ -48,6 +49,7 @@ impl Side {
             Side::HttpHost => "http_host",
             Side::Ja4 => "ja4",
             Side::DnsQuestion => "dns_question",
+            Side::DnsAnswer => "dns_answer",
         }
     }
 }
@@ -89,6 +91,9 @@ impl IntelDetector {
         self.stats.findings += 1;
         let what = match remote {
             Some(remote) if side == Side::Source => format!("{remote} ({value}) reached {local}"),
+            Some(remote) if side == Side::DnsAnswer => {
+                format!("{local} was told by DNS that {value} is at {remote}")
+            }
             Some(remote) if value != remote.to_string() => {
                 format!("{local} contacted {remote} ({value})")
             }
@@ -129,14 +134,19 @@ impl Detector for IntelDetector {
         }
         for p in &batch.packets {
             let Some(dns) = p.dns else { continue };
-            // The question, once: as asked (a response repeats it).
+            let name = std::str::from_utf8(batch.name(dns.qname)).unwrap_or("");
+            // A response: the addresses it gives the client (the question was checked when
+            // it was asked).
             if dns.is_response {
+                for answer in batch.answers(p) {
+                    if let Some(m) = lists.lookup_ip(answer.addr) {
+                        let name = name.to_ascii_lowercase();
+                        let (local, remote) = (p.dst, Some(answer.addr));
+                        self.report(m, Side::DnsAnswer, &name, local, remote, p.ts, None, out);
+                    }
+                }
                 continue;
             }
-            let raw = batch.name(dns.qname);
-            let Ok(name) = std::str::from_utf8(raw) else {
-                continue;
-            };
             if let Some(m) = lists.lookup_name(name) {
                 let name = name.to_ascii_lowercase();
                 self.report(m, Side::DnsQuestion, &name, p.src, None, p.ts, None, out);
@@ -266,6 +276,36 @@ mod tests {
         d.on_flows(&[r], &mut out);
         assert_eq!(out[0].source, Some("10.0.0.7".parse().unwrap()));
         assert_eq!(out[0].evidence["matched"], "src");
+    }
+
+    #[test]
+    fn a_dns_answer_with_a_listed_address_names_the_client() {
+        use crate::packet::{AnswerRef, DnsAnswer, DnsMeta, NameRef, PacketMeta};
+        let mut batch = PacketBatch::default();
+        batch.names.extend_from_slice(b"c2.example");
+        batch.answers.push(DnsAnswer {
+            addr: "203.0.113.66".parse().unwrap(),
+            ttl: 60,
+        });
+        let mut p = PacketMeta::blank(Timestamp(1_700_000_000_000_000_000), 100);
+        p.src = "192.0.2.53".parse().unwrap();
+        p.dst = "10.0.0.9".parse().unwrap();
+        p.dns = Some(DnsMeta {
+            id: 1,
+            is_response: true,
+            qtype: 1,
+            rcode: 0,
+            answers: 1,
+            qname: NameRef { offset: 0, len: 10 },
+            addresses: AnswerRef { offset: 0, len: 1 },
+        });
+        batch.packets.push(p);
+        let mut out = Vec::new();
+        IntelDetector::new(lists()).on_packets(&batch, &[FlowMark(0)], &mut out);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].source, Some("10.0.0.9".parse().unwrap()));
+        assert_eq!(out[0].evidence["matched"], "dns_answer");
+        assert_eq!(out[0].evidence["value"], "c2.example");
     }
 
     #[test]

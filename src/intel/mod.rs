@@ -352,7 +352,10 @@ mod tests {
             ..ListConfig::default()
         };
         let file = cache_file(Some(Path::new("/var/lib/tapir/intel")), &list).unwrap();
-        assert_eq!(file, Path::new("/var/lib/tapir/intel/______etc_passwd.list"));
+        assert_eq!(
+            file,
+            Path::new("/var/lib/tapir/intel/______etc_passwd.list")
+        );
     }
 
     #[test]
