@@ -455,3 +455,61 @@ fn an_https_list_is_fetched_refreshed_with_a_304_and_files_reload_without_a_rest
     assert!(log.contains("\"GET /feed.txt HTTP/1.1\" 304"), "{log}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn the_largest_list_reloads_within_the_units_memory_limit() {
+    // A list just under the default max_list_mb (64): about 4 million IPv4 addresses. A
+    // reload holds the old set and the new one at once; both must fit under MemoryMax.
+    let dir = tempdir();
+    let mut out = std::io::BufWriter::new(std::fs::File::create(dir.join("big.txt")).unwrap());
+    let mut written = 0u64;
+    let mut n = 0u32;
+    while written < 63 << 20 {
+        let line = format!("{}\n", std::net::Ipv4Addr::from(0xf000_0000u32 + n * 7));
+        written += line.len() as u64;
+        out.write_all(line.as_bytes()).unwrap();
+        n += 1;
+    }
+    out.flush().unwrap();
+    drop(out);
+    let config = format!(
+        "[intel]\ndir = \"{}\"\n[[intel.list]]\nname = \"big\"\npath = \"big.txt\"\n",
+        dir.display()
+    );
+    let file = pcap("synflood/stopddos_synflood_spoofed.pcap");
+    let server = Server::start(
+        &["replay", file.to_str().unwrap(), "--speed", "0"],
+        Some(&config),
+    );
+    let Some(confined) = common::confine::Confinement::apply_or_skip(server.child.id(), "intel")
+    else {
+        return;
+    };
+    let entries = |s: &Server| {
+        let v = s.get("/intel").json();
+        (
+            v["reloads"].as_u64().unwrap(),
+            v["entries"].as_u64().unwrap(),
+        )
+    };
+    let (reloads, count) = entries(&server);
+    assert_eq!(count, u64::from(n));
+    for round in 1..=2 {
+        assert_eq!(server.post("/intel/reload").status, 200);
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while entries(&server).0 < reloads + round {
+            assert!(Instant::now() < deadline, "the reload did not finish");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+    assert_eq!(entries(&server).1, u64::from(n));
+    let (rss, threads) = common::confine::rss_and_threads(server.child.id());
+    eprintln!("{n} entries: RSS {} MB, {threads} threads", rss >> 20);
+    // The set is 8 bytes an address.
+    let bytes = server.get("/intel").json()["bytes"].as_u64().unwrap();
+    assert!(bytes < 9 * u64::from(n), "{bytes} bytes");
+    assert_eq!(confined.oom_kills(), 0);
+    let (code, stderr) = server.stop();
+    assert_eq!(code, Some(0), "{stderr}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
