@@ -128,51 +128,36 @@ impl IndicatorSet {
 
     /// The most specific listed network holding `ip`.
     pub fn lookup_ip(&self, ip: IpAddr) -> Option<Hit> {
-        match ip {
+        let (net, len, list, full) = match ip {
             IpAddr::V4(a) => {
-                if self.v4.is_empty() {
-                    return None;
-                }
                 let a = u32::from(a);
-                (0..=32u8).rev().find_map(|len| {
-                    if self.v4_lengths & (1 << len) == 0 {
-                        return None;
-                    }
-                    let net = if len == 0 {
-                        0
-                    } else {
-                        a & (u32::MAX << (32 - len))
-                    };
-                    let list = find(&self.v4, (net, len))?;
-                    Some(Hit {
-                        list,
-                        entry: format_net(IpAddr::V4(Ipv4Addr::from(net)), len, 32),
-                    })
-                })
+                let has = |len: u8| self.v4_lengths & (1 << len) != 0;
+                // No bits of the address under a zero-length prefix (a full shift overflows).
+                let net = |len: u8| {
+                    u32::MAX
+                        .checked_shl(u32::from(32 - len))
+                        .map_or(0, |mask| a & mask)
+                };
+                let (net, len, list) = longest_prefix(&self.v4, 32, has, net)?;
+                (IpAddr::V4(Ipv4Addr::from(net)), len, list, 32)
             }
             IpAddr::V6(a) => {
-                if self.v6.is_empty() {
-                    return None;
-                }
                 let a = u128::from(a);
-                (0..=128u8).rev().find_map(|len| {
-                    let word = self.v6_lengths[usize::from(len / 64)];
-                    if word & (1 << (len % 64)) == 0 {
-                        return None;
-                    }
-                    let net = if len == 0 {
-                        0
-                    } else {
-                        a & (u128::MAX << (128 - len))
-                    };
-                    let list = find(&self.v6, (net, len))?;
-                    Some(Hit {
-                        list,
-                        entry: format_net(IpAddr::V6(Ipv6Addr::from(net)), len, 128),
-                    })
-                })
+                let has = |len: u8| self.v6_lengths[usize::from(len / 64)] & (1 << (len % 64)) != 0;
+                // No bits of the address under a zero-length prefix (a full shift overflows).
+                let net = |len: u8| {
+                    u128::MAX
+                        .checked_shl(u32::from(128 - len))
+                        .map_or(0, |mask| a & mask)
+                };
+                let (net, len, list) = longest_prefix(&self.v6, 128, has, net)?;
+                (IpAddr::V6(Ipv6Addr::from(net)), len, list, 128)
             }
-        }
+        };
+        Some(Hit {
+            list,
+            entry: format_net(net, len, full),
+        })
     }
 
     /// `name` or the nearest listed domain it lies under (label by label, from the name
@@ -207,6 +192,23 @@ impl IndicatorSet {
             entry: fingerprint.to_ascii_lowercase(),
         })
     }
+}
+
+/// The longest of the prefix lengths present (`has`) under which `network(len)` is
+/// listed in `entries`: one binary search per length present.
+fn longest_prefix<T: Ord + Copy>(
+    entries: &[(T, u8, ListIndex)],
+    bits: u8,
+    has: impl Fn(u8) -> bool,
+    network: impl Fn(u8) -> T,
+) -> Option<(T, u8, ListIndex)> {
+    if entries.is_empty() {
+        return None;
+    }
+    (0..=bits).rev().filter(|&len| has(len)).find_map(|len| {
+        let net = network(len);
+        find(entries, (net, len)).map(|list| (net, len, list))
+    })
 }
 
 fn find<T: Ord + Copy>(entries: &[(T, u8, ListIndex)], key: (T, u8)) -> Option<ListIndex> {
@@ -295,6 +297,18 @@ mod tests {
                 .is_some()
         );
         assert_eq!(s.lookup_ja4("t13d1516h2_8daaf6152771_e5627efa2ab2"), None);
+    }
+
+    #[test]
+    fn a_zero_length_prefix_holds_every_address_of_its_family() {
+        let mut b = IndicatorSetBuilder::default();
+        b.add_net("0.0.0.0/0".parse().unwrap(), 0);
+        let s = b.build();
+        assert_eq!(
+            s.lookup_ip("198.51.100.7".parse().unwrap()).unwrap().entry,
+            "0.0.0.0/0"
+        );
+        assert_eq!(s.lookup_ip("2001:db8::1".parse().unwrap()), None);
     }
 
     #[test]
