@@ -10,13 +10,8 @@ cd "$(dirname "$0")/.."
 command -v mergecap >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wireshark-common >/dev/null
 cargo build --release --locked -q
 
-work=${TMPDIR:-/tmp}/tapir-bench
+. benches/inputs.sh
 mkdir -p "$work/intel"
-pcaps=../shared/pcaps
-bench=$work/bench_x10.pcap
-flood=$work/synflood_x20.pcap
-[ -f "$bench" ] || mergecap -a -F pcap -w "$bench" $(for _ in $(seq 10); do echo $pcaps/derived/bench_concat_mixed_ethernet.pcap; done)
-[ -f "$flood" ] || mergecap -a -F pcap -w "$flood" $(for _ in $(seq 20); do echo $pcaps/synflood/stopddos_synflood_spoofed.pcap; done)
 
 # A million entries in the proportions of real feeds: 60 % IPv4 addresses, 10 % IPv4
 # networks, 10 % IPv6 networks, 20 % domains, in the reserved or documentation ranges so

@@ -14,15 +14,7 @@ done
 [ ${#need[@]} -eq 0 ] || DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
 cargo build --release --locked -q
 
-work=${TMPDIR:-/tmp}/tapir-bench
-mkdir -p "$work"
-pcaps=../shared/pcaps
-bench=$work/bench_x10.pcap
-flood=$work/synflood_x20.pcap
-bench1=$work/bench_x1.pcap
-[ -f "$bench" ] || mergecap -a -F pcap -w "$bench" $(for _ in $(seq 10); do echo $pcaps/derived/bench_concat_mixed_ethernet.pcap; done)
-[ -f "$bench1" ] || cp $pcaps/derived/bench_concat_mixed_ethernet.pcap "$bench1"
-[ -f "$flood" ] || mergecap -a -F pcap -w "$flood" $(for _ in $(seq 20); do echo $pcaps/synflood/stopddos_synflood_spoofed.pcap; done)
+. benches/inputs.sh
 
 # best-of-3 wall time (s) and max RSS (KB) of a command
 measure() {

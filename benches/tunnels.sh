@@ -11,13 +11,7 @@ command -v mergecap >/dev/null || { echo "needs mergecap (wireshark-common)"; ex
 tapir=${TAPIR:-./target/release/tapir}
 [ -n "${TAPIR:-}" ] || cargo build --release --locked -q
 
-work=${TMPDIR:-/tmp}/tapir-bench
-mkdir -p "$work"
-pcaps=../shared/pcaps
-bench=$work/bench_x10.pcap
-flood=$work/synflood_x20.pcap
-[ -f "$bench" ] || mergecap -a -F pcap -w "$bench" $(for _ in $(seq 10); do echo $pcaps/derived/bench_concat_mixed_ethernet.pcap; done)
-[ -f "$flood" ] || mergecap -a -F pcap -w "$flood" $(for _ in $(seq 20); do echo $pcaps/synflood/stopddos_synflood_spoofed.pcap; done)
+. benches/inputs.sh
 for kind in vxlan erspan; do
     [ -f "$work/bench_x10_$kind.pcap" ] || python3 benches/wrap_tunnel.py "$kind" "$bench" "$work/bench_x10_$kind.pcap"
 done
