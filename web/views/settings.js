@@ -13,13 +13,15 @@ export function render(main) {
   main.append(
     panel('Privacy', privacy),
     panel('Data retention', retention),
-    panel('Notifications', notify),
-    panel('Threat lists', intel),
+    wide(panel('Notifications', notify)),
+    wide(panel('Threat lists', intel)),
     panel('Your account', el('p', {}, `Logged in as ${session.user} (${session.role}).`),
       session.authEnabled && session.csrf ? passwordForm() : el('p', { class: 'muted' }, 'No password applies to this session.')),
   );
   if (session.role === 'admin' && session.authEnabled) main.append(panel('API tokens', tokens));
 
+  // Their tables have many columns: the whole row of the grid, scrolling sideways if need be.
+  function wide(section) { section.classList.add('wide', 'scroll-x'); return section; }
   const dl = (rows) => rows.flatMap(([k, v]) => [el('dt', {}, k), el('dd', {}, v)]);
   async function load() {
     let s;
