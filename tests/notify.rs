@@ -379,6 +379,17 @@ fn each_service_gets_one_message_per_episode_in_its_documented_shape() {
     assert_eq!(t["chat_id"], "-1001234");
     assert!(t["text"].as_str().unwrap().starts_with("tapir: "));
 
+    // Every service is sent a POST; every JSON service gets JSON.
+    let all = r.got.lock().unwrap().clone();
+    assert_eq!(all.len(), messages * 6);
+    assert!(all.iter().all(|q| q.method == "POST"));
+    for q in all.iter().filter(|q| !q.path.starts_with("/tapir-alerts")) {
+        assert_eq!(q.headers["content-type"], "application/json", "{}", q.path);
+    }
+    assert!(
+        ntfy.iter()
+            .all(|n| n.headers["content-type"].starts_with("text/plain"))
+    );
     for name in ["hook", "slack", "discord", "phone", "gotify", "telegram"] {
         let c = counters(&summary, name);
         assert_eq!(c["sent"], messages as u64, "{name}: {c}");
