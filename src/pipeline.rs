@@ -88,7 +88,7 @@ pub struct PipelineChanged(pub PipelineAddrs);
 pub struct Listeners {
     pub alerts: actix::Recipient<AlertsChanged>,
     pub pipeline: actix::Recipient<PipelineChanged>,
-    /// The notification targets' actor, when there are targets.
+    /// The notify actor (the server always has one: an admin may add targets at run time).
     pub notify: Option<actix::Recipient<AlertsChanged>>,
 }
 
