@@ -191,6 +191,10 @@ enum DbAction {
         /// Print `flushed N` after every sync.
         #[arg(long)]
         progress: bool,
+        /// Spread the flows' packet time over this many days (default: one flow a
+        /// millisecond), to fill the history tiers as days of traffic would.
+        #[arg(long)]
+        span_days: Option<f64>,
     },
 }
 
@@ -661,15 +665,25 @@ fn db_command(
             alert_every,
             rate,
             progress,
+            span_days,
         } => {
             let first = store.stats().flows.records;
             let mut stdout = std::io::stdout();
-            let report = load::run(&mut store, first, flows, batch, alert_every, rate, |n| {
-                if progress {
-                    let _ = writeln!(stdout, "flushed {n}");
-                    let _ = stdout.flush();
-                }
-            })?;
+            let report = load::run(
+                &mut store,
+                first,
+                flows,
+                batch,
+                alert_every,
+                rate,
+                span_days,
+                |n| {
+                    if progress {
+                        let _ = writeln!(stdout, "flushed {n}");
+                        let _ = stdout.flush();
+                    }
+                },
+            )?;
             say(&serde_json::to_string_pretty(&report).expect("report serializes"));
         }
     }

@@ -822,3 +822,31 @@ fn history_rollups_match_tshark_per_minute_and_per_host() {
     drop(store);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn the_bench_spreads_flows_over_days_and_times_the_history_reads() {
+    // 100,000 synthetic flows over 7 days: every hour has flows (168 hourly points in a
+    // 30-day chart); server i>>16 takes flows 65,536·k …, so 192.168.1.0 has the most
+    // (65,536), all inside the last 7 days, and a host page reads its first 10,000.
+    let dir = tempdir();
+    let out = run_with_limit(
+        tapir()
+            .args(["db", "bench", "--flows", "100000", "--span-days", "7"])
+            .arg("--db-path")
+            .arg(dir.join("db")),
+        Duration::from_secs(120),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["span_days"], 7.0);
+    let q = &report["queries"];
+    assert_eq!(q["history_step_s"], 3600);
+    assert_eq!(q["total_history_30d_points"], 168);
+    assert_eq!(q["host"], "192.168.1.0");
+    assert_eq!(q["host_flows_7d"], 10_000);
+    let _ = std::fs::remove_dir_all(&dir);
+}

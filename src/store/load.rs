@@ -20,12 +20,17 @@ pub const LOAD_EPOCH_NS: i64 = 1_767_225_600 * 1_000_000_000;
 /// The `i`th synthetic flow: a TCP or UDP conversation between one of 65,536 clients and one
 /// of 256 servers, one flow ending every millisecond of packet time. Its `id` is `i`.
 pub fn synthetic_flow(i: u64) -> FlowRecord {
+    synthetic_flow_every(i, 1_000_000)
+}
+
+/// Like `synthetic_flow`, one flow ending every `step_ns` of packet time.
+pub fn synthetic_flow_every(i: u64, step_ns: i64) -> FlowRecord {
     let client = IpAddr::V4(Ipv4Addr::from(0x0a00_0000 | (i as u32 & 0xffff)));
     let server = IpAddr::V4(Ipv4Addr::from(0xc0a8_0100 | ((i >> 16) as u32 & 0xff)));
     let tcp = !i.is_multiple_of(4);
     let proto = if tcp { ip_proto::TCP } else { ip_proto::UDP };
     let (sport, dport) = (32_768 + (i % 28_000) as u16, if tcp { 443 } else { 53 });
-    let last = Timestamp(LOAD_EPOCH_NS + i as i64 * 1_000_000);
+    let last = Timestamp(LOAD_EPOCH_NS + (i as i64).saturating_mul(step_ns));
     FlowRecord {
         id: i,
         src: client,
@@ -106,12 +111,33 @@ pub struct LoadReport {
     /// store actor keeps such records in memory and writes them when room returns).
     pub flows_refused_for_space: u64,
     pub peak_rss_bytes: u64,
+    /// Packet time the flows covered, in days.
+    pub span_days: f64,
+    /// Query times on the database the run left.
+    pub queries: Option<QueryTimes>,
 }
 
-/// Writes `flows` synthetic flows (ids from `first`) in batches of `batch`, plus one alert
-/// per `alert_every` flows, syncing after every batch; `flushed` is told the number of
-/// flows made durable so far after each sync. With `rate` (flows per second) it paces
-/// itself like a network producing that many flows.
+/// How long the dashboard's heaviest reads took on the database the run left, ending at
+/// the newest flow.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct QueryTimes {
+    /// The link's flows per step over 30 days (the dashboard's 30-day chart; flows, as the
+    /// bench writes no minute snapshots, where the link's bytes come from).
+    pub total_history_30d_ms: f64,
+    pub total_history_30d_points: usize,
+    pub history_step_s: i64,
+    /// The hosts with the most flows over 30 days (the top list beside it).
+    pub top_hosts_30d_ms: f64,
+    /// The busiest of them: its history over 30 days (its host page's chart)…
+    pub host: Option<String>,
+    pub host_history_30d_ms: f64,
+    pub host_history_30d_points: usize,
+    /// …and its flows over the last 7 days (`/flows?ip=…`, up to 10,000).
+    pub host_flows_7d_ms: f64,
+    pub host_flows_7d: usize,
+}
+
+#[allow(clippy::too_many_arguments)]
 pub fn run(
     store: &mut Store,
     first: u64,
@@ -119,8 +145,13 @@ pub fn run(
     batch: u64,
     alert_every: u64,
     rate: Option<f64>,
+    span_days: Option<f64>,
     mut flushed: impl FnMut(u64),
 ) -> Result<LoadReport, StoreError> {
+    // Packet time per flow: one a millisecond, or the run spread over `span_days`.
+    let step_ns = span_days.map_or(1_000_000, |d| {
+        ((d * 86_400e9) / flows.max(1) as f64).max(1.0) as i64
+    });
     let started = Instant::now();
     // Time spent in the store, without making the records (the pipeline makes them).
     let mut storing = std::time::Duration::ZERO;
@@ -130,7 +161,7 @@ pub fn run(
     while next < end {
         let upto = end.min(next + batch.max(1));
         records.clear();
-        records.extend((next..upto).map(synthetic_flow));
+        records.extend((next..upto).map(|i| synthetic_flow_every(i, step_ns)));
         let alerts: Vec<Alert> = (next..upto)
             .filter(|i| alert_every > 0 && i % alert_every == 0)
             .map(|i| synthetic_alert(i / alert_every.max(1)))
@@ -174,5 +205,57 @@ pub fn run(
         stats.size_on_disk as f64 / stats.flows.records.max(1) as f64;
     report.deleted_for_space = stats.deleted_for_space;
     report.peak_rss_bytes = crate::process::peak_rss_bytes();
+    report.span_days = (end - first) as f64 * step_ns as f64 / 86_400e9;
+    let newest = (LOAD_EPOCH_NS + (end as i64).saturating_mul(step_ns)) / 1_000_000_000;
+    report.queries = Some(query_times(store, newest)?);
     Ok(report)
+}
+
+/// Times the reads of the 30-day chart and of the busiest host's page, ending at `newest`
+/// (Unix s).
+fn query_times(store: &Store, newest: i64) -> Result<QueryTimes, StoreError> {
+    use super::rollup::{By, HistoryQuery, Metric};
+    let month = |metric: Metric, by: By, key: Option<String>| HistoryQuery {
+        metric,
+        by,
+        key,
+        from: Some(newest - 30 * 86_400),
+        to: Some(newest),
+        step: None,
+    };
+    let timed = |f: &dyn Fn() -> Result<super::rollup::History, StoreError>| {
+        let started = Instant::now();
+        f().map(|h| (h, started.elapsed().as_secs_f64() * 1e3))
+    };
+    let mut times = QueryTimes::default();
+    let (total, ms) = timed(&|| store.history(&month(Metric::Flows, By::Total, None)))?;
+    times.total_history_30d_ms = ms;
+    times.total_history_30d_points = total.series.iter().map(|s| s.points.len()).sum();
+    times.history_step_s = total.step;
+    let (top, ms) = timed(&|| store.history(&month(Metric::Flows, By::Host, None)))?;
+    times.top_hosts_30d_ms = ms;
+    // The busiest named host ("other" is where the rest are folded).
+    let busiest = top
+        .series
+        .iter()
+        .find(|s| s.key.parse::<std::net::IpAddr>().is_ok());
+    let Some(host) = busiest.map(|s| s.key.clone()) else {
+        return Ok(times);
+    };
+    let (history, ms) =
+        timed(&|| store.history(&month(Metric::Flows, By::Host, Some(host.clone()))))?;
+    times.host_history_30d_ms = ms;
+    times.host_history_30d_points = history.series.iter().map(|s| s.points.len()).sum();
+    let started = Instant::now();
+    let flows = store.flows(&crate::model::flow::FlowQuery {
+        limit: 10_000,
+        ip: host.parse().ok(),
+        start: Some((newest - 7 * 86_400) as f64),
+        end: Some(newest as f64),
+        ..Default::default()
+    })?;
+    times.host_flows_7d_ms = started.elapsed().as_secs_f64() * 1e3;
+    times.host_flows_7d = flows.len();
+    times.host = Some(host);
+    Ok(times)
 }
