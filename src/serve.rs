@@ -272,6 +272,11 @@ pub fn run(options: ServeOptions, ready: impl FnOnce(SocketAddr, bool)) -> Resul
         if let Some(export) = export {
             let _ = export.stop().await;
         }
+        // The drained pipelines' last alerts, and the digests held for the minute, go out;
+        // a target that does not answer within 5 s loses them (counted as pending).
+        if let Some(notify) = &api.notify {
+            notify.flush(std::time::Duration::from_secs(5)).await;
+        }
         // What the devices changed since their actors last wrote (a drained pipeline's
         // actor writes no more).
         if let Some(book) = &api.devices {

@@ -796,3 +796,28 @@ fn a_local_host_is_named_by_the_device_inventory() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_server_stopping_sends_the_digest_it_holds() {
+    let r = Receiver::start(&[]);
+    let config = format!(
+        "[[notify]]\nname = \"all\"\nkind = \"webhook\"\nurl = \"{}\"\nmin_severity = \"low\"\nrate_per_minute = 1000\n\
+         [[notify]]\nname = \"one\"\nkind = \"webhook\"\nurl = \"{}\"\nmin_severity = \"low\"\nrate_per_minute = 1\n",
+        r.url("/all"),
+        r.url("/one")
+    );
+    let capture = pcap("portscan/nfpuzzle4_mr_x_scan.pcap");
+    let server = Server::start(
+        &["replay", capture.to_str().unwrap(), "--speed", "0"],
+        Some(&config),
+    );
+    server.wait_replayed();
+    let (code, stderr) = server.stop();
+    assert_eq!(code, Some(0), "{stderr}");
+    let total = r.requests("/all").len();
+    assert!(total >= 2, "{total}");
+    let one: Vec<Value> = r.requests("/one").iter().map(Received::json).collect();
+    assert_eq!(one.len(), 2, "{one:?}");
+    assert_eq!(one[1]["event"], "digest");
+    assert_eq!(one[1]["count"], (total - 1) as u64);
+}

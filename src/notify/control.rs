@@ -106,6 +106,15 @@ impl NotifyControl {
         )
     }
 
+    /// Sends the digests held now and waits up to `limit` for every queued message to be
+    /// sent or to fail (shutdown).
+    pub async fn flush(&self, limit: std::time::Duration) {
+        let _ = self.actor.send(super::actor::FlushNotify).await;
+        if let Some(notifier) = self.current() {
+            notifier.settle(limit).await;
+        }
+    }
+
     /// Validates `saved` with the config's targets and puts them in place; the caller saves
     /// them. The error says what is wrong.
     pub fn replace_saved(&self, saved: Vec<NotifyTarget>) -> Result<(), String> {
