@@ -1110,4 +1110,24 @@ mod tests {
             assert_eq!((e.status, e.error.as_str()), (400, error), "{url}");
         }
     }
+
+    #[test]
+    fn notification_and_intel_routes() {
+        assert_eq!(
+            parse("DELETE", "/notify/targets/my%20phone").unwrap(),
+            Route::DeleteNotifyTarget {
+                name: "my phone".into()
+            }
+        );
+        assert_eq!(
+            parse("DELETE", "/notify/targets/%00").unwrap_err().status,
+            400
+        );
+        assert_eq!(parse("GET", "/notify/test").unwrap_err().status, 405);
+        assert_eq!(parse("POST", "/intel/reload").unwrap(), Route::ReloadIntel);
+        assert_eq!(parse("GET", "/intel?x=1").unwrap_err().status, 400);
+        assert!(Route::NotifyTest.changes_state() && Route::NotifyTest.takes_json());
+        assert_eq!(Route::Notify.access(), Access::Read);
+        assert_eq!(Route::SaveNotifyTarget.access(), Access::Admin);
+    }
 }

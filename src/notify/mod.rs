@@ -218,6 +218,9 @@ impl NotifyTarget {
 
     pub fn validate(&self) -> Result<(), String> {
         let at = format!("notify {:?}", self.label());
+        if self.name.chars().count() > 64 || self.name.chars().any(char::is_control) {
+            return Err(format!("{at}: a name is at most 64 printable characters"));
+        }
         let need = |what: &str, v: bool| {
             if v {
                 Ok(())
