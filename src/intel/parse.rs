@@ -71,14 +71,19 @@ pub fn read_list(
     };
     // One buffer for every line: a million-line list costs no allocation per line.
     let mut input = input;
-    let mut line = String::new();
+    let mut bytes = Vec::new();
     let mut number = 0;
     loop {
-        line.clear();
-        if input.read_line(&mut line)? == 0 {
+        bytes.clear();
+        if input.read_until(b'\n', &mut bytes)? == 0 {
             break;
         }
         number += 1;
+        // A line that is not UTF-8 is one junk line, not a failed list.
+        let Ok(line) = std::str::from_utf8(&bytes) else {
+            malformed(&mut report, number, &String::from_utf8_lossy(&bytes));
+            continue;
+        };
         let text = line.trim();
         if text.is_empty() || text.starts_with('#') || text.starts_with("//") {
             continue;
@@ -287,6 +292,15 @@ mod tests {
             report.first_malformed.as_deref(),
             Some("line 8: \"not an entry\"")
         );
+    }
+
+    #[test]
+    fn a_line_that_is_not_utf8_is_counted_not_fatal() {
+        let text = b"192.0.2.1\n\xff\xfe junk\nevil.example\n";
+        let mut set = IndicatorSetBuilder::default();
+        let report = read_list(&text[..], ListFormat::Lines, 1, 0, &mut set).unwrap();
+        assert_eq!((report.entries.total(), report.malformed), (2, 1));
+        assert!(report.first_malformed.unwrap().starts_with("line 2:"));
     }
 
     #[test]
