@@ -100,7 +100,15 @@ impl Notifier {
 
     /// Messages queued or being sent, over all targets.
     pub fn pending(&self) -> u64 {
-        self.senders.iter().map(|s| s.counters.view().pending).sum()
+        // The counter alone: a whole view sorts the latency samples.
+        self.senders
+            .iter()
+            .map(|s| {
+                s.counters
+                    .pending
+                    .load(std::sync::atomic::Ordering::Relaxed)
+            })
+            .sum()
     }
 
     /// Waits until every queued message is sent or has failed, or `limit` passed; true
