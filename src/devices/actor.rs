@@ -1,7 +1,7 @@
 //! The devices actor of a pipeline: a thin shell that feeds the pipeline's marked batches to
-//! the shared device book, sends the rules' findings to the pipeline's alerts actor and each
-//! closed minute of the devices' usage to the store's history, and every few seconds hands
-//! what changed to the store (records) and the export (device events).
+//! the shared device book and sends the rules' findings to the pipeline's alerts actor. Every
+//! few seconds (and when the pipeline drains) it hands the store the devices' closed minutes
+//! of usage (history) and what changed (records), and the export the device events.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,7 +11,7 @@ use actix::{Actor, AsyncContext, Context, Handler, Recipient};
 use super::SharedDevices;
 use crate::messages::{DeviceMinutes, DevicesChanged, FindingsMsg, MarkedBatchMsg, StoreDevices};
 
-/// How often changed devices are written and announced.
+/// How often closed minutes and changed devices are written, and changes announced.
 const PUBLISH_EVERY: Duration = Duration::from_secs(5);
 
 /// End of input (or a shutdown): publish what changed now; replies when sent.
@@ -59,8 +59,14 @@ impl DevicesActor {
         }
     }
 
+    /// Hands the store the minutes closed and the devices changed since the last call, and
+    /// announces the changes.
     fn publish(&self) {
-        let changes = self.book.lock().inventory.take_changes();
+        let (changes, minutes) = {
+            let mut book = self.book.lock();
+            (book.inventory.take_changes(), book.inventory.take_minutes())
+        };
+        self.send_minutes(minutes);
         if !changes.changed.is_empty() && !self.events.is_empty() {
             let changed: Arc<[_]> = changes
                 .devices

@@ -26,6 +26,11 @@ use crate::packet::{Lan, LanFact, MacAddr, NameRef, PacketBatch, PacketMeta, Tim
 
 /// Networks learned from DHCP leases, at most.
 const MAX_LEARNED_NETWORKS: usize = 16;
+/// Closed device minutes waiting for `take_minutes` at most (56 bytes each). Live, minutes
+/// close once a minute and are taken every few seconds; a replay at full speed closes
+/// minutes of packet time far faster, and past this they are dropped and counted rather
+/// than held.
+const MAX_PENDING_MINUTES: usize = 65_536;
 
 /// The local networks, in a form that costs a mask and a compare per network.
 #[derive(Clone, Debug, Default)]
@@ -186,6 +191,8 @@ pub struct Inventory {
     /// the last `take_minutes`.
     minute: Option<i64>,
     minutes: Vec<DeviceMinute>,
+    /// Closed minutes left out because `MAX_PENDING_MINUTES` were already waiting.
+    pub minutes_dropped: u64,
     /// Stations evicted to stay under `max_devices`.
     pub evicted: u64,
     /// The wall clock, Unix seconds (tests set their own).
@@ -214,6 +221,7 @@ impl Inventory {
             clock: i64::MIN,
             minute: None,
             minutes: Vec::new(),
+            minutes_dropped: 0,
             evicted: 0,
             wall: wall_clock,
         }
@@ -338,6 +346,10 @@ impl Inventory {
             let d: [u64; 5] = std::array::from_fn(|i| now[i].saturating_sub(e.minute_base[i]));
             e.minute_base = now;
             e.in_minute = false;
+            if self.minutes.len() >= MAX_PENDING_MINUTES {
+                self.minutes_dropped += 1;
+                continue;
+            }
             self.minutes.push(DeviceMinute {
                 mac: e.device.mac,
                 start,

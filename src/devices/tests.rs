@@ -314,3 +314,26 @@ fn a_name_announced_for_another_stations_address_is_not_taken() {
     inv.observe(&announce(mac(1), [192, 168, 1, 77], 12), &[]);
     assert_eq!(inv.get(mac(1)).unwrap().names[0].name, "Lucas-iMac.local");
 }
+
+#[test]
+fn minutes_closed_faster_than_they_are_taken_are_capped_and_counted() {
+    // Packet time a replay at full speed runs through: a new minute every frame, never
+    // taken. Each frame closes the previous minute of its one station.
+    let mut inv = inventory(64, 0);
+    let frames = 70_000i64;
+    for i in 0..frames {
+        inv.observe(&frame(mac(1), [192, 168, 1, 1], i * 60, &[]), &[]);
+    }
+    inv.close_minute();
+    let minutes = inv.take_minutes();
+    assert_eq!(minutes.len(), 65_536);
+    assert_eq!(inv.minutes_dropped, frames as u64 - 65_536);
+    // The first minutes were kept (60 bytes each, the frame's length), in order.
+    assert_eq!(minutes[0].start, 0);
+    assert_eq!(minutes[0].bytes_sent, 60);
+    assert_eq!(minutes[65_535].start, 65_535 * 60);
+    // Taken, the next minutes are kept again.
+    inv.observe(&frame(mac(1), [192, 168, 1, 1], frames * 60, &[]), &[]);
+    inv.close_minute();
+    assert_eq!(inv.take_minutes().len(), 1);
+}

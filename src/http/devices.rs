@@ -105,6 +105,7 @@ impl Api {
             "learning": book.inventory.learning(),
             "learning_until": moment.learning_ends,
             "evicted": book.inventory.evicted,
+            "minutes_dropped": book.inventory.minutes_dropped,
             "rules": book.rules.stats,
             "devices": devices,
         }))

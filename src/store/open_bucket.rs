@@ -60,6 +60,9 @@ impl fmt::Display for Country {
     }
 }
 
+/// How many times a bucket's cap of keys an open map may hold before it is folded early.
+const FOLD_AT: usize = 4;
+
 /// Counters by key, with the keys folded away past a bucket's cap summed as `other`.
 #[derive(Clone, Debug)]
 pub struct Keyed<K> {
@@ -109,6 +112,15 @@ impl<K: Key> Keyed<K> {
             other.add(&c);
         }
         self.named.extend(ranked);
+    }
+
+    /// Folds to `max` keys once more than `FOLD_AT` × `max` have gathered, so that a bucket
+    /// between writes (when it is folded anyway) holds a bounded number of keys whatever
+    /// the input: a spoofed flood names a new address with every packet.
+    pub fn bound(&mut self, max: usize) {
+        if self.named.len() > FOLD_AT * max {
+            self.fold(max);
+        }
     }
 
     /// Adds every key of `other`.
@@ -200,6 +212,23 @@ impl OpenBucket {
         self.hosts.fold(max);
         self.apps.fold(max);
         self.devices.fold(max);
+    }
+
+    /// Folds each map that can grow with the traffic early (see [`Keyed::bound`]).
+    pub fn bound(&mut self, max: usize) {
+        self.hosts.bound(max);
+        self.apps.bound(max);
+        self.devices.bound(max);
+    }
+
+    /// Keys held, over all maps: what the bucket costs in memory (a few dozen bytes each).
+    pub fn keys(&self) -> usize {
+        self.hosts.len()
+            + self.protocols.len()
+            + self.apps.len()
+            + self.categories.len()
+            + self.devices.len()
+            + self.countries.len()
     }
 
     /// Adds everything counted in `other`.

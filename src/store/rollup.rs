@@ -205,6 +205,11 @@ pub struct History {
 /// Buckets of one tier held in memory at most between writes.
 const MAX_OPEN: usize = 256;
 
+/// Keys of all open buckets together at most between writes (about 5 MB): input spread
+/// over many buckets (a capture of many days, a replay loop at full speed) writes early
+/// rather than hold them.
+const MAX_OPEN_KEYS: usize = 65_536;
+
 /// Series returned when no key is given.
 const TOP_KEYS: usize = 10;
 
@@ -309,12 +314,22 @@ impl Rollups {
     /// Writes early when input spread over many buckets (flows of a capture spanning years)
     /// would otherwise hold them all in memory until the next flush.
     fn bound_memory(&mut self) -> Result<(), StoreError> {
-        if self.open.iter().any(|o| o.len() > MAX_OPEN) {
+        let keys = |open: &[BTreeMap<i64, OpenBucket>; 3]| -> usize {
+            open.iter()
+                .flat_map(|o| o.values())
+                .map(OpenBucket::keys)
+                .sum()
+        };
+        if self.open.iter().any(|o| o.len() > MAX_OPEN) || keys(&self.open) > MAX_OPEN_KEYS {
+            // Everything open is written, so any of it can go and be read back when needed.
             self.write()?;
             for o in &mut self.open {
                 if o.len() > MAX_OPEN {
                     o.clear();
                 }
+            }
+            if keys(&self.open) > MAX_OPEN_KEYS {
+                self.open.iter_mut().for_each(BTreeMap::clear);
             }
         }
         Ok(())
@@ -354,8 +369,9 @@ impl Rollups {
                     b.countries.entry(*country).add(c);
                 }
             }
+            b.bound(tier.max_hosts());
         }
-        Ok(())
+        self.bound_memory()
     }
 
     /// Adds devices' minutes (sent and received, flows opened) to their buckets.
@@ -373,6 +389,7 @@ impl Rollups {
                     bytes_out: m.bytes_sent,
                     packets_out: m.packets_sent,
                 });
+                b.bound(tier.max_hosts());
             }
         }
         self.bound_memory()
@@ -424,6 +441,8 @@ impl Rollups {
             for country in [src_country, dst_country].into_iter().flatten() {
                 b.countries.entry(country).flows += 1;
             }
+            // Folded no finer than the tier that keeps the most keys, which it is added to.
+            b.bound(Tier::Day.max_hosts());
             if minutes.len() > MAX_OPEN {
                 self.add_counted(&mut minutes)?;
             }
@@ -438,6 +457,7 @@ impl Rollups {
                 let start = minute.div_euclid(tier.step_secs()) * tier.step_secs();
                 if let Some(b) = self.bucket(tier, start)? {
                     b.merge(&counted);
+                    b.bound(tier.max_hosts());
                 }
             }
             self.bound_memory()?;
