@@ -170,6 +170,7 @@ pub fn run(options: ServeOptions, ready: impl FnOnce(SocketAddr, bool)) -> Resul
             .unwrap_or(config.privacy.ip_masking),
     ));
     crate::process::raise_file_limit();
+    crate::process::trim_heap_periodically(crate::process::TRIM_HEAP_EVERY);
 
     let system = actix::System::new();
     let result = system.block_on(async move {
