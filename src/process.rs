@@ -63,7 +63,9 @@ pub fn trim_heap_periodically(every: std::time::Duration) {
                 }
             });
         if let Err(e) = spawned {
-            eprintln!("tapir: the heap trimmer did not start ({e}); memory is still freed, only less promptly");
+            eprintln!(
+                "tapir: the heap trimmer did not start ({e}); memory is still freed, only less promptly"
+            );
         }
     }
     #[cfg(not(all(target_os = "linux", target_env = "gnu")))]

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::detect::{Finding, Rule, Target, secs};
 
-pub use crate::model::alert::{Alert, AlertQuery, AlertStats, LatencyStats};
+pub use crate::model::alert::{Alert, AlertQuery, AlertStats, Evidence, LatencyStats};
 
 /// Alert settings (the `[alerts]` section).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -100,7 +100,7 @@ impl AlertBook {
                 alert.count = alert.count.saturating_add(f.count);
                 alert.severity = alert.severity.max(f.severity);
                 if !f.evidence.is_null() {
-                    alert.evidence = f.evidence;
+                    alert.evidence = Evidence::new(&f.evidence);
                     alert.description = f.description;
                 }
                 if f.community_id.is_some() {
@@ -126,7 +126,7 @@ impl AlertBook {
                         .map_or_else(|| "*".to_string(), |ip| ip.to_string()),
                     target: f.target.to_string(),
                     description: f.description,
-                    evidence: f.evidence,
+                    evidence: Evidence::new(&f.evidence),
                     count: f.count,
                     acknowledged: self.known_acknowledged.contains(&id),
                     community_id: f.community_id,

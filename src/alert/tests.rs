@@ -44,7 +44,7 @@ fn findings_within_the_suppression_window_update_one_alert() {
     assert_eq!(all.len(), 2);
     assert_eq!(all[0].count, 16);
     assert_eq!((all[0].timestamp, all[0].last_seen), (1000.0, 1500.0));
-    assert_eq!(all[0].evidence["at"], 1500.0);
+    assert_eq!(all[0].evidence.value()["at"], 1500.0);
     assert_eq!(all[0].description, "scan at 1500");
 }
 
@@ -71,7 +71,7 @@ fn severity_only_rises_and_count_only_findings_keep_evidence() {
     lower.severity = Severity::Low;
     let (_, alert) = book.apply(lower);
     assert_eq!(alert.severity, Severity::Critical);
-    assert_eq!(alert.evidence["at"], 1.0);
+    assert_eq!(alert.evidence.value()["at"], 1.0);
     assert_eq!(alert.count, 5);
 }
 
@@ -184,4 +184,28 @@ fn acknowledgements_the_store_knows_hold_for_alerts_opened_before_and_after_they
     assert!(!book.all()[2].acknowledged);
     // Nothing is announced twice.
     assert!(book.remember_acknowledged([early]).is_empty());
+}
+
+#[test]
+fn an_alerts_evidence_is_held_as_text_and_written_as_the_findings_json() {
+    let mut book = AlertBook::new(AlertsConfig::default());
+    let mut f = finding(1000.0, "10.0.0.1", "10.0.0.2", 1);
+    let evidence = serde_json::json!({
+        "kind": "vertical",
+        "ports_sample": [22, 80, 443],
+        "probe_types": {"syn": 3},
+        "note": "a \"quoted\" word"
+    });
+    f.evidence = evidence.clone();
+    let (_, alert) = book.apply(f);
+    assert_eq!(alert.evidence.as_json(), evidence.to_string());
+    // Serialized (API, store), the alert carries the evidence as JSON, not as a string.
+    let json: serde_json::Value = serde_json::to_value(&alert).unwrap();
+    assert_eq!(json["evidence"], evidence);
+    let text = serde_json::to_string(&alert).unwrap();
+    assert!(text.contains(&format!("\"evidence\":{evidence}")), "{text}");
+    // Read back (the store), it is the same alert.
+    let back: Alert = serde_json::from_str(&text).unwrap();
+    assert_eq!(&back, alert);
+    assert_eq!(back.evidence.value()["probe_types"]["syn"], 3);
 }

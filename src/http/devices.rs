@@ -181,7 +181,7 @@ impl Api {
                     about(&a.source_ip)
                         || about(a.target.rsplit_once(':').map_or(&a.target, |(h, _)| h))
                         || about(&a.target)
-                        || a.evidence.to_string().contains(&mac_text)
+                        || a.evidence.as_json().contains(&mac_text)
                 })
                 .take(DEVICE_ALERTS)
                 .collect();

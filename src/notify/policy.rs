@@ -167,7 +167,7 @@ mod tests {
             source_ip: "10.0.0.1".into(),
             target: "10.0.0.2".into(),
             description: String::new(),
-            evidence: serde_json::Value::Null,
+            evidence: Default::default(),
             count: 1,
             acknowledged: false,
             community_id: None,

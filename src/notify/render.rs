@@ -312,7 +312,7 @@ mod tests {
             source_ip: "192.168.1.10".into(),
             target: "192.168.1.25".into(),
             description: "192.168.1.10 probed 1000 ports on 192.168.1.25".into(),
-            evidence: json!({}),
+            evidence: json!({}).into(),
             count: 1000,
             acknowledged: false,
             community_id: None,

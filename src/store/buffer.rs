@@ -112,6 +112,16 @@ impl Pending {
         self.snapshots.make_contiguous()
     }
 
+    /// Hosts the waiting snapshots carry for the rollups (the bulk of a snapshot's memory:
+    /// up to `[metrics] max_hosts` each).
+    pub fn snapshot_hosts(&self) -> usize {
+        self.snapshots.iter().map(|s| s.hosts.len()).sum()
+    }
+
+    pub fn snapshots_written(&mut self) {
+        self.snapshots.clear();
+    }
+
     /// Forgets the alerts and snapshots, written (the flows go by `flows_written`).
     pub fn rest_written(&mut self) {
         self.alerts.clear();

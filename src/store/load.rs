@@ -78,7 +78,9 @@ pub fn synthetic_alert(i: u64) -> Alert {
         source_ip: Ipv4Addr::from(0x0a00_0000 | (i as u32 & 0xffff)).to_string(),
         target: "192.168.1.10".into(),
         description: format!("Port scan: 120 ports probed on 192.168.1.10 (load alert {i})"),
-        evidence: serde_json::json!({"kind": "vertical", "ports": 120, "sample_ports": [22, 80, 443]}),
+        evidence:
+            serde_json::json!({"kind": "vertical", "ports": 120, "sample_ports": [22, 80, 443]})
+                .into(),
         count: 120,
         acknowledged: false,
         community_id: None,

@@ -112,6 +112,9 @@ impl<K: Key> Keyed<K> {
             other.add(&c);
         }
         self.named.extend(ranked);
+        // Drained, the map kept its table for every key it held (a flood minute's tens of
+        // thousands); an open bucket of each tier kept that much until it was dropped.
+        self.named.shrink_to_fit();
     }
 
     /// Folds to `max` keys once more than `FOLD_AT` × `max` have gathered, so that a bucket
@@ -339,6 +342,27 @@ mod tests {
         assert_eq!(written, back);
         let empty: Bucket = serde_json::from_slice(&OpenBucket::default().to_json()).unwrap();
         assert_eq!(empty, Bucket::default());
+    }
+
+    #[test]
+    fn folding_gives_back_the_room_of_the_keys_it_folded() {
+        let mut a: Keyed<IpAddr> = Keyed::default();
+        for i in 0..50_000u32 {
+            a.entry(IpAddr::from(std::net::Ipv4Addr::from(i)))
+                .add(&bytes(1));
+        }
+        a.fold(200);
+        assert_eq!(a.len(), 200);
+        // hashbrown's smallest table for 200 keys has 256 buckets.
+        assert!(a.named.capacity() < 1_000, "{}", a.named.capacity());
+        // Bounded early: past four times the cap, the map is folded back to it.
+        for i in 0..800u32 {
+            a.entry(IpAddr::from(std::net::Ipv4Addr::from(0x0b00_0000 + i)))
+                .add(&bytes(1));
+            a.bound(200);
+        }
+        assert!(a.len() <= 801, "{}", a.len());
+        assert_eq!(a.to_text().values().map(|c| c.bytes).sum::<u64>(), 50_800);
     }
 
     #[test]

@@ -368,6 +368,8 @@ impl Rollups {
                 if let Some(country) = country {
                     b.countries.entry(*country).add(c);
                 }
+                // A minute holds up to `[metrics] max_hosts` (65,536) hosts.
+                b.hosts.bound(tier.max_hosts());
             }
             b.bound(tier.max_hosts());
         }
@@ -675,6 +677,62 @@ mod tests {
             to: Some(to),
             step: None,
         }
+    }
+
+    #[test]
+    fn a_flood_of_full_minutes_keeps_the_open_buckets_bounded_and_the_totals_exact() {
+        let (db, dir) = db();
+        let mut r = Rollups::open(&db, [i64::MAX; 3]).unwrap();
+        // What a spoofed flood replayed at full speed hands the rollups: minute after
+        // minute, each with as many hosts as the metrics keep (65,536), never written in
+        // between. Each host sent 10 bytes; one host sent 1 MB every minute.
+        let day0 = 86_400 * 19_000;
+        let minutes = 20;
+        let mut total = 0;
+        for m in 0..minutes {
+            let mut snapshot = minute(day0 + m * 60, 0, &[("192.0.2.1", 1_000_000, 0)]);
+            for i in 0..65_535u32 {
+                let ip = IpAddr::from(std::net::Ipv4Addr::from(0x0a00_0000 + i));
+                snapshot.hosts.push((
+                    ip,
+                    HostCounters {
+                        bytes_sent: 10,
+                        ..Default::default()
+                    },
+                ));
+            }
+            snapshot.bytes = 1_000_000 + 65_535 * 10;
+            total += snapshot.bytes;
+            r.add_minute(&snapshot).unwrap();
+            let open: usize = r
+                .open
+                .iter()
+                .flat_map(|o| o.values())
+                .map(|b| b.keys())
+                .sum();
+            assert!(open <= MAX_OPEN_KEYS, "{open} keys open after minute {m}");
+            for b in r.open.iter().flat_map(|o| o.values()) {
+                assert!(
+                    b.hosts.len() <= 4 * Tier::Day.max_hosts(),
+                    "{}",
+                    b.hosts.len()
+                );
+            }
+        }
+        r.write().unwrap();
+        // Nothing was lost to the folding: the link's bytes are every byte counted, and the
+        // big sender kept its name in every bucket.
+        let day = r
+            .history(&query(By::Total, None, day0, day0 + 86_399))
+            .unwrap();
+        assert_eq!(day.series[0].total, total);
+        let hosts = r
+            .history(&query(By::Host, Some("192.0.2.1"), day0, day0 + 3 * 3600))
+            .unwrap();
+        assert_eq!(hosts.series[0].total, minutes as u64 * 1_000_000);
+        drop(r);
+        drop(db);
+        let _ = std::fs::remove_dir_all(dir);
     }
 
     #[test]

@@ -60,7 +60,7 @@ fn alert(ms: u64, source: &str) -> Alert {
         source_ip: source.into(),
         target: "10.0.0.9".into(),
         description: "scan".into(),
-        evidence: serde_json::json!({"ports": 12}),
+        evidence: serde_json::json!({"ports": 12}).into(),
         count: 12,
         acknowledged: false,
         community_id: None,
