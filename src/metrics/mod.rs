@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 pub use packets::{PacketRing, PacketView};
 
-pub use crate::model::traffic::{HostCounters, MinuteSnapshot, TopTalker};
+pub use crate::model::traffic::{HostCounters, MAX_SNAPSHOT_HOSTS, MinuteSnapshot, TopTalker};
 
 use crate::packet::{PacketBatch, Protocol};
 
@@ -209,12 +209,22 @@ impl MetricsAggregator {
         let Some(m) = self.minute.take() else {
             return;
         };
-        let hosts: Vec<(IpAddr, HostCounters)> = self
+        let mut hosts: Vec<(IpAddr, HostCounters)> = self
             .hosts
             .iter()
             .filter(|(_, h)| h.minute.packets() > 0)
             .map(|(ip, h)| (*ip, h.minute))
             .collect();
+        let mut hosts_other = HostCounters::default();
+        if hosts.len() > MAX_SNAPSHOT_HOSTS {
+            hosts.select_nth_unstable_by(MAX_SNAPSHOT_HOSTS, |a, b| {
+                (b.1.bytes(), b.1.packets(), a.0).cmp(&(a.1.bytes(), a.1.packets(), b.0))
+            });
+            for (_, c) in hosts.drain(MAX_SNAPSHOT_HOSTS..) {
+                hosts_other.add(&c);
+            }
+            hosts.shrink_to_fit();
+        }
         let top_talkers = top_by_bytes(
             self.hosts
                 .iter()
@@ -237,6 +247,7 @@ impl MetricsAggregator {
             top_talkers,
             active_sessions: self.active_sessions,
             hosts,
+            hosts_other,
             protocol_bytes: Protocol::ALL
                 .into_iter()
                 .filter(|p| m.protocol_bytes[p.index()] > 0)

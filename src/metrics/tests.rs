@@ -147,3 +147,32 @@ fn each_minute_of_packet_time_becomes_one_snapshot_of_that_minute_only() {
     assert_eq!(last[0].top_talkers.len(), 2);
     assert!(m.take_finished_minutes().is_empty());
 }
+
+#[test]
+fn a_minute_names_its_busiest_hosts_and_sums_the_rest() {
+    let mut m = MetricsAggregator::new(MetricsConfig::default());
+    // A spoofed flood's minute: 10,000 sources of one 60-byte SYN each to one server,
+    // and one source that sent 1,500 bytes.
+    let mut packets: Vec<PacketMeta> = (0..10_000u32)
+        .map(|i| {
+            let src = std::net::Ipv4Addr::from(0x0a00_0000 + i).to_string();
+            pkt(120.0, &src, "192.0.2.80", 60)
+        })
+        .collect();
+    packets.push(pkt(121.0, "198.51.100.7", "192.0.2.80", 1500));
+    m.ingest(&batch(packets));
+    m.finish_minute();
+    let minute = &m.take_finished_minutes()[0];
+    assert_eq!(minute.hosts.len(), MAX_SNAPSHOT_HOSTS);
+    let named: std::collections::HashMap<_, _> = minute.hosts.iter().copied().collect();
+    assert_eq!(
+        named[&"192.0.2.80".parse().unwrap()].bytes_received,
+        601_500
+    );
+    assert_eq!(named[&"198.51.100.7".parse().unwrap()].bytes_sent, 1500);
+    // 10,002 hosts: the 4,096 named and 5,906 sources of 60 bytes in the sum.
+    assert_eq!(minute.hosts_other.bytes_sent, 5_906 * 60);
+    assert_eq!(minute.hosts_other.packets_sent, 5_906);
+    let sent: u64 = minute.hosts.iter().map(|(_, c)| c.bytes_sent).sum();
+    assert_eq!(sent + minute.hosts_other.bytes_sent, minute.bytes);
+}

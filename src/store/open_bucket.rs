@@ -126,6 +126,11 @@ impl<K: Key> Keyed<K> {
         }
     }
 
+    /// Adds to `other` what was counted without a key (summed before it got here).
+    pub fn add_other(&mut self, c: &Counters) {
+        self.other.get_or_insert_with(Counters::default).add(c);
+    }
+
     /// Adds every key of `other`.
     pub fn merge(&mut self, other: &Keyed<K>) {
         for (k, c) in &other.named {

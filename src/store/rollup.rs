@@ -24,7 +24,7 @@ use super::open_bucket::{Country, Name, OpenBucket};
 use super::places::{Locate, Places};
 use crate::model::device::DeviceMinute;
 use crate::model::flow::FlowRecord;
-use crate::model::traffic::MinuteSnapshot;
+use crate::model::traffic::{HostCounters, MinuteSnapshot};
 
 /// What is summed for one key of a bucket.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -371,6 +371,16 @@ impl Rollups {
                 // A minute holds up to `[metrics] max_hosts` (65,536) hosts.
                 b.hosts.bound(tier.max_hosts());
             }
+            if m.hosts_other != HostCounters::default() {
+                let h = &m.hosts_other;
+                b.hosts.add_other(&Counters {
+                    bytes: h.bytes(),
+                    packets: h.packets(),
+                    flows: 0,
+                    bytes_out: h.bytes_sent,
+                    packets_out: h.packets_sent,
+                });
+            }
             b.bound(tier.max_hosts());
         }
         self.bound_memory()
@@ -631,7 +641,6 @@ impl Rollups {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::traffic::HostCounters;
 
     fn db() -> (sled::Db, std::path::PathBuf) {
         let dir = std::env::temp_dir().join(format!(
