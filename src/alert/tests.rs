@@ -200,7 +200,7 @@ fn an_alerts_evidence_is_held_as_text_and_written_as_the_findings_json() {
     let (_, alert) = book.apply(f);
     assert_eq!(alert.evidence.as_json(), evidence.to_string());
     // Serialized (API, store), the alert carries the evidence as JSON, not as a string.
-    let json: serde_json::Value = serde_json::to_value(&alert).unwrap();
+    let json: serde_json::Value = serde_json::to_value(alert).unwrap();
     assert_eq!(json["evidence"], evidence);
     let text = serde_json::to_string(&alert).unwrap();
     assert!(text.contains(&format!("\"evidence\":{evidence}")), "{text}");
