@@ -113,8 +113,10 @@ impl<K: Key> Keyed<K> {
         }
         self.named.extend(ranked);
         // Drained, the map kept its table for every key it held (a flood minute's tens of
-        // thousands); an open bucket of each tier kept that much until it was dropped.
-        self.named.shrink_to_fit();
+        // thousands); an open bucket of each tier kept that much until it was dropped. A
+        // table of the size `bound` lets it reach is kept: shrinking that too would make
+        // every cycle of folding grow it again (a third of `db bench`'s store rate).
+        self.named.shrink_to(FOLD_AT * max);
     }
 
     /// Folds to `max` keys once more than `FOLD_AT` × `max` have gathered, so that a bucket
