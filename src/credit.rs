@@ -22,6 +22,8 @@ struct Pool {
 #[derive(Debug)]
 pub struct Credit {
     pool: Arc<Pool>,
+    /// Taken by a reader that waits for room (a file), not one that drops (live capture).
+    waited_for: bool,
 }
 
 impl Credits {
@@ -39,7 +41,7 @@ impl Credits {
         let mut free = self.pool.lock();
         (*free > 0).then(|| {
             *free -= 1;
-            self.credit()
+            self.credit(false)
         })
     }
 
@@ -61,7 +63,7 @@ impl Credits {
             };
         }
         *free -= 1;
-        Some(self.credit())
+        Some(self.credit(true))
     }
 
     /// Credits not held by any batch.
@@ -70,9 +72,10 @@ impl Credits {
         *self.pool.lock()
     }
 
-    fn credit(&self) -> Credit {
+    fn credit(&self, waited_for: bool) -> Credit {
         Credit {
             pool: Arc::clone(&self.pool),
+            waited_for,
         }
     }
 }
@@ -81,6 +84,14 @@ impl Pool {
     fn lock(&self) -> std::sync::MutexGuard<'_, usize> {
         // The count stays valid even if a holder panicked.
         self.free.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl Credit {
+    /// Whether the capture that took this credit waits for room (reading a file): holding
+    /// it then only slows the reading down and never loses a packet, so every reader may.
+    pub fn waited_for(&self) -> bool {
+        self.waited_for
     }
 }
 
@@ -116,5 +127,12 @@ mod tests {
         );
         drop(reader);
         assert_eq!(credits.free(), 2);
+    }
+
+    #[test]
+    fn a_credit_says_whether_its_capture_waits_for_room() {
+        let credits = Credits::new(2);
+        assert!(!credits.try_take().unwrap().waited_for(), "live capture drops");
+        assert!(credits.take(|| false).unwrap().waited_for(), "a file waits");
     }
 }

@@ -232,7 +232,7 @@ enum ExportKind {
 }
 
 fn main() -> ExitCode {
-    tapir::process::limit_malloc_arenas();
+    tapir::process::tune_malloc();
     let cli = Cli::parse();
     match cli.command {
         Command::Analyze {

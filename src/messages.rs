@@ -35,10 +35,22 @@ pub struct MarkedBatchMsg {
     pub marks: Arc<[FlowMark]>,
 }
 
-/// Flow records that finished (or reported on an active timeout).
+/// Flow records that finished (or reported on an active timeout), and, for the readers that
+/// keep capture's pace, the batch whose packets finished them: the batch's capture credit
+/// then stays out until they have read the records, so records queued behind a busy reader
+/// are bounded by the credits as packets are. The detectors always keep the pace; readers
+/// that buffer on their own terms (the store, export) only while a file is read, and get
+/// `None` during live capture, which they must never slow down.
 #[derive(Message, Clone)]
 #[rtype(result = "()")]
-pub struct FlowRecordsMsg(pub Arc<[FlowRecord]>);
+pub struct FlowRecordsMsg(pub Arc<[FlowRecord]>, pub Option<Arc<PacketBatch>>);
+
+impl FlowRecordsMsg {
+    /// Records that hold no capture credit.
+    pub fn unpaced(records: Arc<[FlowRecord]>) -> Self {
+        FlowRecordsMsg(records, None)
+    }
+}
 
 /// The flow table's size after a batch, for `active_sessions`.
 #[derive(Message, Clone, Copy)]

@@ -31,7 +31,7 @@ use crate::devices::actor::{DevicesActor, FlushDevices, StoreSinks};
 use crate::export::{ExportActor, Exporter, FlushExport};
 use crate::flow::FlowConfig;
 use crate::flow::FlowTableStats;
-use crate::flow::actor::FlowsActor;
+use crate::flow::actor::{FlowsActor, RecordSinks};
 use crate::flow::actor::FlushFlows;
 use crate::intel::{IntelDetector, SharedIntel};
 use crate::messages::{AlertsChanged, DevicesChanged, FlowRecordsMsg, PacketBatchMsg};
@@ -237,7 +237,8 @@ impl Pipeline {
                 }
             });
         }
-        let (mut detectors, mut packet_sinks) = (Vec::new(), Vec::new());
+        let (mut detectors, mut packet_sinks, mut paced_record_sinks) =
+            (Vec::new(), Vec::new(), Vec::new());
         let mut built = crate::detect::build(&config.detectors, config.flows.community_id_seed);
         if let Some(intel) = &config.intel {
             built.push(Box::new(IntelDetector::new(intel.clone())));
@@ -249,7 +250,7 @@ impl Pipeline {
                 DetectorActor::new(detector, sink, queue)
             });
             if wants_flows {
-                record_sinks.push(addr.clone().recipient());
+                paced_record_sinks.push(addr.clone().recipient());
             }
             if wants_packets {
                 packet_sinks.push(addr.clone().recipient());
@@ -288,7 +289,10 @@ impl Pipeline {
         let flows = FlowsActor::start_in_arbiter(&flows_arbiter.handle(), move |_| {
             FlowsActor::new(
                 flow_config,
-                record_sinks,
+                RecordSinks {
+                    paced: paced_record_sinks,
+                    buffered: record_sinks,
+                },
                 status,
                 packet_sinks,
                 queue,

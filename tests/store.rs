@@ -282,7 +282,7 @@ fn writing_resumes_by_itself_when_space_returns() {
             .start();
         // Far more than 1 MB of flows.
         let records: std::sync::Arc<[_]> = (0..40_000).map(synthetic_flow).collect();
-        store.do_send(FlowRecordsMsg(records));
+        store.do_send(FlowRecordsMsg::unpaced(records));
         let full = store.send(FlushStore).await.unwrap();
         assert!(full.errors > 0 && !full.available, "{full:?}");
         assert_eq!(
@@ -471,7 +471,7 @@ fn storage_errors_are_reported_once_not_nested() {
             .with_log(|_| {})
             .start();
         let records: std::sync::Arc<[_]> = (0..10).map(synthetic_flow).collect();
-        store.do_send(FlowRecordsMsg(records));
+        store.do_send(FlowRecordsMsg::unpaced(records));
         let mut status = store.send(FlushStore).await.unwrap();
         for _ in 0..3 {
             status = store.send(FlushStore).await.unwrap();

@@ -5,9 +5,23 @@ use std::sync::Arc;
 use actix::{Actor, Context, Handler, Recipient};
 
 use super::{FlowConfig, FlowMark, FlowQuery, FlowRecord, FlowTable, FlowTableStats};
+use crate::credit::Credit;
 use crate::messages::{FlowRecordsMsg, FlowTableStatus, MarkedBatchMsg, PacketBatchMsg};
 use crate::names::usage::{Usage, UsageSummary};
 use crate::names::{AddressNames, Naming};
+use crate::packet::PacketBatch;
+
+/// Where finished flows go.
+#[derive(Default)]
+pub struct RecordSinks {
+    /// Readers that keep capture's pace (the detectors, whose thread also reads every
+    /// packet): their messages hold the finishing batch's capture credit.
+    pub paced: Vec<Recipient<FlowRecordsMsg>>,
+    /// Readers that bound what they hold themselves (the store's pending buffer, export's
+    /// queue, an output file) and must never slow live capture down (reading a file, they
+    /// are paced as well).
+    pub buffered: Vec<Recipient<FlowRecordsMsg>>,
+}
 
 /// End of input: emit every flow as a record and reply with the table's counters.
 #[derive(actix::Message)]
@@ -28,7 +42,7 @@ pub struct GetActiveFlows(pub FlowQuery);
 /// the detectors that read packets.
 pub struct FlowsActor {
     table: FlowTable,
-    record_sinks: Vec<Recipient<FlowRecordsMsg>>,
+    record_sinks: RecordSinks,
     status_sinks: Vec<Recipient<FlowTableStatus>>,
     packet_sinks: Vec<Recipient<MarkedBatchMsg>>,
     mailbox: usize,
@@ -41,7 +55,7 @@ pub struct FlowsActor {
 impl FlowsActor {
     pub fn new(
         config: FlowConfig,
-        record_sinks: Vec<Recipient<FlowRecordsMsg>>,
+        record_sinks: RecordSinks,
         status_sinks: Vec<Recipient<FlowTableStatus>>,
         packet_sinks: Vec<Recipient<MarkedBatchMsg>>,
         mailbox: usize,
@@ -70,7 +84,8 @@ impl FlowsActor {
         self.table.stats()
     }
 
-    fn publish(&mut self) {
+    /// Sends the finished flows on; `batch` is the batch that finished them, if any.
+    fn publish(&mut self, batch: Option<&Arc<PacketBatch>>) {
         if !self.scratch.is_empty() {
             if let Some(usage) = &mut self.usage {
                 for r in &self.scratch {
@@ -78,10 +93,17 @@ impl FlowsActor {
                 }
             }
             let records: Arc<[FlowRecord]> = self.scratch.drain(..).collect();
-            for sink in &self.record_sinks {
-                // Records must not be lost: do_send queues regardless of mailbox capacity, and
-                // the writers drain far faster than flows finish.
-                sink.do_send(FlowRecordsMsg(Arc::clone(&records)));
+            // Records must not be lost: do_send queues regardless of mailbox capacity. Paced
+            // sinks are bounded by the batch's credit. The others buffer on their own terms
+            // while capture is live; reading a file, they are paced too, or a store busy
+            // for a moment (writing a burst of rollups) queued records without bound.
+            let file = batch.is_some_and(|b| b.credit.as_ref().is_some_and(Credit::waited_for));
+            for sink in &self.record_sinks.paced {
+                sink.do_send(FlowRecordsMsg(Arc::clone(&records), batch.cloned()));
+            }
+            for sink in &self.record_sinks.buffered {
+                let pace = batch.filter(|_| file).cloned();
+                sink.do_send(FlowRecordsMsg(Arc::clone(&records), pace));
             }
         }
         // Only the latest status matters: if a consumer's mailbox is full, skip it rather than
@@ -107,13 +129,13 @@ impl Handler<PacketBatchMsg> for FlowsActor {
     fn handle(&mut self, msg: PacketBatchMsg, _: &mut Self::Context) {
         if self.packet_sinks.is_empty() {
             self.table.ingest(&msg.0, &mut self.scratch);
-            self.publish();
+            self.publish(Some(&msg.0));
             return;
         }
         self.table
             .ingest_marked(&msg.0, &mut self.scratch, &mut self.marks);
         // Records first: a detector that reads both sees a connection's end after its packets.
-        self.publish();
+        self.publish(Some(&msg.0));
         let marks: Arc<[FlowMark]> = self.marks.as_slice().into();
         for sink in &self.packet_sinks {
             // The batch keeps its capture credit while the detectors hold it, so their
@@ -132,7 +154,7 @@ impl Handler<FlushFlows> for FlowsActor {
     fn handle(&mut self, _: FlushFlows, _: &mut Self::Context) -> Self::Result {
         let stats: FlowTableStats = self.stats();
         self.table.flush_all(&mut self.scratch);
-        self.publish();
+        self.publish(None);
         actix::MessageResult(stats)
     }
 }

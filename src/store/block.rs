@@ -32,15 +32,13 @@ use std::sync::Arc;
 
 use hashbrown::HashMap;
 
-use super::codec::{DecodeError, ENDS, Reader, STATES, ip_bytes, put_varint};
+use super::codec::{self, DecodeError, ENDS, Reader, STATES, ip_bytes, put_varint};
 use crate::flow::community_id::{community_id, is_community_id};
 use crate::model::flow::{AppLabel, FlowRecord, NameSource, TlsFacts, intern};
 use crate::packet::{Encapsulation, TcpFlags, Timestamp, TunnelInfo};
 
 /// Version byte of the block encoding.
 const BLOCK_V1: u8 = 1;
-/// zstd level of the columns.
-const LEVEL: i32 = 1;
 
 /// FNV-1a, 64 bits (draft-eastlake-fnv): fixed by its specification, so keys and checksums
 /// made with it never change with a dependency.
@@ -400,8 +398,7 @@ pub fn encode<'a>(
         }
     }
 
-    let compressed =
-        zstd::bulk::compress(cols.as_slice(), LEVEL).expect("zstd compresses to memory");
+    let compressed = codec::compress(cols.as_slice());
     let mut body = Vec::with_capacity(compressed.len() + 16);
     put_varint(&mut body, order.len() as u64);
     body.extend_from_slice(&seed.to_be_bytes());

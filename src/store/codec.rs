@@ -21,6 +21,33 @@ pub enum DecodeError {
     Field(&'static str),
 }
 
+/// zstd level of stored blocks and rollup buckets: the fastest, as an SD card's bytes are
+/// cheaper than the CPU of a small ARM core.
+const ZSTD_LEVEL: i32 = 1;
+
+thread_local! {
+    /// One compression context per writing thread: a fresh one per value cost a 2.9 MB
+    /// allocation (mapped and unmapped) for every block and bucket written.
+    static COMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Compressor<'static>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// `data` compressed with zstd (a complete frame, read back by any zstd decoder).
+pub fn compress(data: &[u8]) -> Vec<u8> {
+    COMPRESSOR.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        let compressor = match slot.as_mut() {
+            Some(c) => c,
+            None => slot.insert(
+                zstd::bulk::Compressor::new(ZSTD_LEVEL).expect("zstd makes a compression context"),
+            ),
+        };
+        compressor
+            .compress(data)
+            .expect("zstd compresses to memory")
+    })
+}
+
 /// A signed time as an order-preserving big-endian key (the sign bit flipped).
 pub fn time_key(t: i64) -> [u8; 8] {
     ((t as u64) ^ (1 << 63)).to_be_bytes()

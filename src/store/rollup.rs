@@ -19,7 +19,7 @@ use std::net::IpAddr;
 use serde::{Deserialize, Serialize};
 
 use super::StoreError;
-use super::codec::{DecodeError, time_from_key, time_key};
+use super::codec::{self, DecodeError, time_from_key, time_key};
 use super::open_bucket::{Country, Name, OpenBucket};
 use super::places::{Locate, Places};
 use crate::model::device::DeviceMinute;
@@ -227,6 +227,9 @@ pub struct Rollups {
     newest: [Option<i64>; 3],
     /// Places addresses for the rollups by country (none without a GeoIP database).
     places: Places,
+    /// The most buckets one tier held open at once.
+    #[cfg(test)]
+    most_open: usize,
 }
 
 fn corrupt(tier: Tier, start: i64, source: DecodeError) -> StoreError {
@@ -237,7 +240,7 @@ fn corrupt(tier: Tier, start: i64, source: DecodeError) -> StoreError {
 }
 
 fn encode(bucket: &OpenBucket) -> Vec<u8> {
-    zstd::bulk::compress(&bucket.to_json(), 1).expect("zstd compresses to memory")
+    codec::compress(&bucket.to_json())
 }
 
 fn decode(v: &[u8]) -> Result<Bucket, DecodeError> {
@@ -277,6 +280,8 @@ impl Rollups {
             keep_secs,
             newest,
             places: Places::default(),
+            #[cfg(test)]
+            most_open: 0,
         })
     }
 
@@ -299,6 +304,13 @@ impl Rollups {
             return Ok(None);
         }
         if !self.open[i].contains_key(&start) {
+            // Input spread over many buckets (a replay looping through years at full speed:
+            // its devices' minutes of five seconds fell in 65,536 different buckets per tier
+            // and took 30 MB for an instant) is written as it comes, not held to the end.
+            if self.open[i].len() >= MAX_OPEN {
+                self.write()?;
+                self.open[i].clear();
+            }
             let stored = match self.trees[i].get(time_key(start))? {
                 Some(v) => {
                     OpenBucket::from_bucket(decode(&v).map_err(|e| corrupt(tier, start, e))?)
@@ -306,6 +318,10 @@ impl Rollups {
                 None => OpenBucket::default(),
             };
             self.open[i].insert(start, stored);
+            #[cfg(test)]
+            {
+                self.most_open = self.most_open.max(self.open[i].len());
+            }
         }
         self.dirty[i].insert(start);
         Ok(Some(self.open[i].get_mut(&start).expect("inserted above")))
@@ -641,6 +657,7 @@ impl Rollups {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::packet::MacAddr;
 
     fn db() -> (sled::Db, std::path::PathBuf) {
         let dir = std::env::temp_dir().join(format!(
@@ -739,6 +756,52 @@ mod tests {
             .history(&query(By::Host, Some("192.0.2.1"), day0, day0 + 3 * 3600))
             .unwrap();
         assert_eq!(hosts.series[0].total, minutes as u64 * 1_000_000);
+        drop(r);
+        drop(db);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn device_minutes_spread_over_many_buckets_are_written_as_they_come_and_add_up() {
+        let (db, dir) = db();
+        let mut r = Rollups::open(&db, [i64::MAX; 3]).unwrap();
+        // What five seconds of a replay looping at full speed hand the rollups: one call
+        // with a minute in each of 3,000 different days (every pass of a capture that spans
+        // years is a new minute, hour and day). Device d sent 100 + d bytes in each.
+        let day0 = 86_400 * 19_000;
+        let mac = |d: u8| MacAddr([2, 0, 0, 0, 0, d]);
+        let minutes: Vec<DeviceMinute> = (0..3_000i64)
+            .map(|k| {
+                let d = (k % 3) as u8;
+                DeviceMinute {
+                    mac: mac(d),
+                    start: day0 + k * 86_400 + 600,
+                    packets_sent: 1,
+                    bytes_sent: 100 + u64::from(d),
+                    packets_received: 0,
+                    bytes_received: 0,
+                    flows: 1,
+                }
+            })
+            .collect();
+        r.add_device_minutes(&minutes).unwrap();
+        assert!(r.most_open <= MAX_OPEN, "{} buckets open at once", r.most_open);
+        r.write().unwrap();
+        // Nothing was lost by writing early: each device's days hold its bytes of every
+        // minute (1,000 minutes each), read back from the day tier.
+        for d in 0..3u8 {
+            let h = r
+                .history(&query(
+                    By::Device,
+                    Some(&mac(d).to_string()),
+                    day0,
+                    day0 + 3_000 * 86_400,
+                ))
+                .unwrap();
+            assert_eq!(h.tier, Tier::Day);
+            assert_eq!(h.series[0].total, 1_000 * (100 + u64::from(d)), "device {d}");
+            assert_eq!(h.series[0].points.len(), 1_000, "device {d}");
+        }
         drop(r);
         drop(db);
         let _ = std::fs::remove_dir_all(dir);
