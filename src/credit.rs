@@ -132,7 +132,10 @@ mod tests {
     #[test]
     fn a_credit_says_whether_its_capture_waits_for_room() {
         let credits = Credits::new(2);
-        assert!(!credits.try_take().unwrap().waited_for(), "live capture drops");
+        assert!(
+            !credits.try_take().unwrap().waited_for(),
+            "live capture drops"
+        );
         assert!(credits.take(|| false).unwrap().waited_for(), "a file waits");
     }
 }

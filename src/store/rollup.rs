@@ -785,7 +785,11 @@ mod tests {
             })
             .collect();
         r.add_device_minutes(&minutes).unwrap();
-        assert!(r.most_open <= MAX_OPEN, "{} buckets open at once", r.most_open);
+        assert!(
+            r.most_open <= MAX_OPEN,
+            "{} buckets open at once",
+            r.most_open
+        );
         r.write().unwrap();
         // Nothing was lost by writing early: each device's days hold its bytes of every
         // minute (1,000 minutes each), read back from the day tier.
@@ -799,7 +803,11 @@ mod tests {
                 ))
                 .unwrap();
             assert_eq!(h.tier, Tier::Day);
-            assert_eq!(h.series[0].total, 1_000 * (100 + u64::from(d)), "device {d}");
+            assert_eq!(
+                h.series[0].total,
+                1_000 * (100 + u64::from(d)),
+                "device {d}"
+            );
             assert_eq!(h.series[0].points.len(), 1_000, "device {d}");
         }
         drop(r);
