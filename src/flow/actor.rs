@@ -97,13 +97,12 @@ impl FlowsActor {
             // sinks are bounded by the batch's credit. The others buffer on their own terms
             // while capture is live; reading a file, they are paced too, or a store busy
             // for a moment (writing a burst of rollups) queued records without bound.
-            let file = batch.is_some_and(|b| b.credit.as_ref().is_some_and(Credit::waited_for));
             for sink in &self.record_sinks.paced {
                 sink.do_send(FlowRecordsMsg(Arc::clone(&records), batch.cloned()));
             }
+            let pace = buffered_pace(batch);
             for sink in &self.record_sinks.buffered {
-                let pace = batch.filter(|_| file).cloned();
-                sink.do_send(FlowRecordsMsg(Arc::clone(&records), pace));
+                sink.do_send(FlowRecordsMsg(Arc::clone(&records), pace.clone()));
             }
         }
         // Only the latest status matters: if a consumer's mailbox is full, skip it rather than
@@ -113,6 +112,14 @@ impl FlowsActor {
             let _ = sink.try_send(status);
         }
     }
+}
+
+/// What records finished by `batch` carry to a buffered sink: the batch (and its credit)
+/// while a file is read, nothing during live capture.
+fn buffered_pace(batch: Option<&Arc<PacketBatch>>) -> Option<Arc<PacketBatch>> {
+    batch
+        .filter(|b| b.credit.as_ref().is_some_and(Credit::waited_for))
+        .cloned()
 }
 
 impl Actor for FlowsActor {
@@ -246,4 +253,47 @@ pub async fn name_talkers(
         t.name = name;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::credit::Credits;
+
+    fn batch(credit: Option<crate::credit::Credit>) -> Arc<PacketBatch> {
+        let mut b = PacketBatch::with_capacity(1);
+        b.credit = credit;
+        Arc::new(b)
+    }
+
+    #[test]
+    fn buffered_sinks_hold_a_files_credit_until_they_drop_the_records_but_never_a_live_one() {
+        let credits = Credits::new(2);
+        let file = batch(credits.take(|| false));
+        let pace = buffered_pace(Some(&file));
+        assert!(
+            pace.is_some(),
+            "reading a file, the store keeps capture's pace"
+        );
+        drop(file);
+        assert_eq!(
+            credits.free(),
+            1,
+            "the records waiting for the store hold the credit"
+        );
+        drop(pace);
+        assert_eq!(
+            credits.free(),
+            2,
+            "taken by the store, the credit comes back"
+        );
+
+        let live = batch(credits.try_take());
+        assert!(
+            buffered_pace(Some(&live)).is_none(),
+            "live capture never waits for the store"
+        );
+        assert!(buffered_pace(Some(&batch(None))).is_none());
+        assert!(buffered_pace(None).is_none(), "records of a final flush");
+    }
 }
