@@ -62,7 +62,8 @@ pub const TRIM_HEAP_EVERY: std::time::Duration = std::time::Duration::from_secs(
 /// (`malloc_trim`). Batches, flows and records of a full-speed capture are freed in a
 /// different order than they were made, so freed memory sits in holes that glibc keeps
 /// resident: in a full-speed replay with the store, glibc held 34 MB free in its main arena
-/// after 90 s, and one `malloc_trim` gave 16 MB of it back. A trim takes a few milliseconds. Nothing to do where malloc is not glibc's.
+/// after 90 s, and one `malloc_trim` gave 16 MB of it back. A trim takes a few
+/// milliseconds. Nothing to do where malloc is not glibc's.
 pub fn trim_heap_periodically(every: std::time::Duration) {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {

@@ -418,7 +418,7 @@ impl Handler<FlowRecordsMsg> for StoreActor {
             // credit is held, so that reading waits for the disk instead of records piling
             // up in memory (the pending buffer grew to 100,000 records, 25 MB, when one
             // slice was written per message).
-            while self.pending.flow_count() >= WRITE_SLICE && self.write_ahead() {}
+            while self.write_ahead() {}
         } else {
             self.write_ahead();
         }

@@ -304,9 +304,9 @@ impl Rollups {
             return Ok(None);
         }
         if !self.open[i].contains_key(&start) {
-            // Input spread over many buckets (a replay looping through years at full speed:
-            // its devices' minutes of five seconds fell in 65,536 different buckets per tier
-            // and took 30 MB for an instant) is written as it comes, not held to the end.
+            // Input spread over many buckets (a replay looping through years at full speed,
+            // whose devices' minutes of five seconds fall in thousands of buckets per tier)
+            // is written as it comes, not held to the end of the call.
             if self.open[i].len() >= MAX_OPEN {
                 self.write()?;
                 self.open[i].clear();
@@ -327,8 +327,8 @@ impl Rollups {
         Ok(Some(self.open[i].get_mut(&start).expect("inserted above")))
     }
 
-    /// Writes early when input spread over many buckets (flows of a capture spanning years)
-    /// would otherwise hold them all in memory until the next flush.
+    /// Writes early, and lets go, when the open buckets of all tiers hold more than
+    /// `MAX_OPEN_KEYS` keys between them (many busy buckets until the next flush).
     fn bound_memory(&mut self) -> Result<(), StoreError> {
         let keys = |open: &[BTreeMap<i64, OpenBucket>; 3]| -> usize {
             open.iter()
@@ -336,17 +336,11 @@ impl Rollups {
                 .map(OpenBucket::keys)
                 .sum()
         };
-        if self.open.iter().any(|o| o.len() > MAX_OPEN) || keys(&self.open) > MAX_OPEN_KEYS {
+        // (Buckets per tier are bounded as they open, in `bucket`.)
+        if keys(&self.open) > MAX_OPEN_KEYS {
             // Everything open is written, so any of it can go and be read back when needed.
             self.write()?;
-            for o in &mut self.open {
-                if o.len() > MAX_OPEN {
-                    o.clear();
-                }
-            }
-            if keys(&self.open) > MAX_OPEN_KEYS {
-                self.open.iter_mut().for_each(BTreeMap::clear);
-            }
+            self.open.iter_mut().for_each(BTreeMap::clear);
         }
         Ok(())
     }
