@@ -75,6 +75,19 @@ impl Class {
     }
 }
 
+/// Flows the idle sweep may finish per batch, at the least and per packet of the batch. A
+/// capture's credits count batches, so the records a batch finishes must be bounded too:
+/// a jump in packet time (a gap in a capture, a looped replay) made every flow of the table
+/// idle at once, and one batch carried 12,000 records (2.9 MB) on to the store. Twice a
+/// packet keeps pace with a flood that opens a flow per packet.
+const EXPIRED_PER_BATCH: usize = 1024;
+const EXPIRED_PER_PACKET: usize = 2;
+
+/// How many flows the sweep may finish during a batch of `packets`.
+fn expiry_budget(packets: usize) -> usize {
+    EXPIRED_PER_BATCH.max(packets.saturating_mul(EXPIRED_PER_PACKET))
+}
+
 /// The Host and (if sent) User-Agent of a flow's first HTTP request.
 type HttpSeen = (Arc<str>, Option<Arc<str>>);
 
@@ -136,6 +149,8 @@ pub struct FlowTable {
     lists: [List; CLASSES],
     clock: Timestamp,
     next_sweep: Timestamp,
+    /// Flows the sweep may still finish in the batch being ingested (unlimited outside one).
+    expiry_budget: usize,
     next_id: u64,
     fragments: HashMap<FragmentTrain, (u16, u16, Timestamp)>,
     stats: FlowTableStats,
@@ -158,6 +173,7 @@ impl FlowTable {
             }; CLASSES],
             clock: Timestamp(i64::MIN),
             next_sweep: Timestamp(i64::MIN),
+            expiry_budget: usize::MAX,
             next_id: 1,
             fragments: HashMap::new(),
             stats: FlowTableStats::default(),
@@ -200,9 +216,11 @@ impl FlowTable {
     /// Accounts every packet of `batch`, appending finished flows to `out`.
     pub fn ingest(&mut self, batch: &PacketBatch, out: &mut Vec<FlowRecord>) {
         self.stats.batches += 1;
+        self.expiry_budget = expiry_budget(batch.len());
         for (i, packet) in batch.packets.iter().enumerate() {
             self.observe_in_batch(batch, i, packet, out);
         }
+        self.expiry_budget = usize::MAX;
     }
 
     /// Like `ingest`, and fills `marks` with one mark per packet of the batch.
@@ -213,6 +231,7 @@ impl FlowTable {
         marks: &mut Vec<FlowMark>,
     ) {
         self.stats.batches += 1;
+        self.expiry_budget = expiry_budget(batch.len());
         marks.clear();
         marks.extend(
             batch
@@ -221,6 +240,7 @@ impl FlowTable {
                 .enumerate()
                 .map(|(i, p)| self.observe_in_batch(batch, i, p, out)),
         );
+        self.expiry_budget = usize::MAX;
     }
 
     /// Accounts packet `i` of `batch`: its DNS answers and TLS ClientHello name flows, its
@@ -393,8 +413,7 @@ impl FlowTable {
         if packet.ts > self.clock {
             self.clock = packet.ts;
         }
-        if self.clock >= self.next_sweep {
-            self.expire(out);
+        if self.clock >= self.next_sweep && self.expire(out) {
             self.next_sweep = self.clock.plus_secs(1);
         }
         let Some(located) = self.locate(packet, tunnel.map_or(0, TunnelInfo::identity)) else {
@@ -410,6 +429,14 @@ impl FlowTable {
                     && matches!(self.flow(slot).state, FlowState::Closed | FlowState::Reset) =>
             {
                 self.finish(slot, EndReason::Closed, out);
+                let slot = self.insert(&located, packet, tunnel, out);
+                (slot, FlowMark::OPENS)
+            }
+            // A flow the sweep found idle but had no budget left to finish ends now, as the
+            // sweep would have ended it.
+            Some(slot) if self.clock >= self.next_sweep && self.idle_past_timeout(slot) => {
+                self.finish(slot, EndReason::IdleTimeout, out);
+                self.stats.expired += 1;
                 let slot = self.insert(&located, packet, tunnel, out);
                 (slot, FlowMark::OPENS)
             }
@@ -682,8 +709,17 @@ impl FlowTable {
         mark
     }
 
-    /// Emits the flows whose idle timeout has passed.
-    fn expire(&mut self, out: &mut Vec<FlowRecord>) {
+    /// Whether the flow in `slot` has been idle for its class's timeout.
+    fn idle_past_timeout(&self, slot: u32) -> bool {
+        let flow = self.flow(slot);
+        flow.activity
+            .plus_secs(flow.class.timeout_secs(&self.config))
+            <= self.clock
+    }
+
+    /// Emits the flows whose idle timeout has passed, as many as the batch's budget allows
+    /// (the rest on the next batches). Returns whether none is left.
+    fn expire(&mut self, out: &mut Vec<FlowRecord>) -> bool {
         for class in [
             Class::TcpHandshake,
             Class::TcpEstablished,
@@ -698,10 +734,15 @@ impl FlowTable {
                 if head == NIL || self.flow(head).activity.plus_secs(timeout) > self.clock {
                     break;
                 }
+                if self.expiry_budget == 0 {
+                    return false;
+                }
+                self.expiry_budget -= 1;
                 self.finish(head, EndReason::IdleTimeout, out);
                 self.stats.expired += 1;
             }
         }
+        true
     }
 
     /// Makes room by emitting the least recently active flow of any class.

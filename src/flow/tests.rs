@@ -101,6 +101,63 @@ fn idle_flows_expire_by_class_in_packet_time() {
     assert_eq!(table.stats().expired, 2);
 }
 
+/// A batch of `packets` for `ingest`.
+fn batch_of(packets: Vec<PacketMeta>) -> crate::packet::PacketBatch {
+    let mut batch = crate::packet::PacketBatch::with_capacity(packets.len());
+    batch.packets = packets;
+    batch
+}
+
+#[test]
+fn a_jump_in_time_finishes_idle_flows_a_bounded_number_per_batch_and_loses_none() {
+    // 3,000 UDP flows of two packets each, then packet time jumps past their timeout.
+    let mut table = FlowTable::new(FlowConfig::default());
+    let host = |i: usize| format!("10.1.{}.{}", i / 250, i % 250 + 1);
+    let opened: Vec<PacketMeta> = (0..3000)
+        .flat_map(|i| [udp(1.0, &host(i), 5000, "10.0.0.53", 53); 2])
+        .collect();
+    assert!(run(&mut table, &opened).is_empty());
+    // The first batch after the jump: ten packets, one of them from the last flow opened,
+    // which the sweep reaches last.
+    let mut later: Vec<PacketMeta> = (0..9)
+        .map(|i| udp(500.0, "10.2.0.1", 6000 + i, "10.0.0.53", 53))
+        .collect();
+    later.push(udp(500.0, &host(2999), 5000, "10.0.0.53", 53));
+    let mut out = Vec::new();
+    table.ingest(&batch_of(later), &mut out);
+    // At most the sweep's budget of 1,024 idle flows, plus the last flow, ended by its own
+    // packet (after its 60 s UDP timeout) rather than extended by it.
+    assert_eq!(out.len(), 1025);
+    let last = out.iter().find(|r| r.src == ip(&host(2999))).unwrap();
+    assert_eq!((last.src_packets, last.end), (2, EndReason::IdleTimeout));
+    // The rest follow on the next batches, each idle flow exactly once with its packets.
+    while out.len() < 3000 {
+        let before = out.len();
+        table.ingest(
+            &batch_of(vec![udp(501.0, "10.2.0.1", 6000, "10.0.0.53", 53)]),
+            &mut out,
+        );
+        assert!(
+            out.len() - before <= 1024,
+            "one batch finished {}",
+            out.len() - before
+        );
+        assert!(out.len() > before, "the sweep stalled at {before}");
+    }
+    assert_eq!(out.len(), 3000);
+    let mut sources: Vec<IpAddr> = out.iter().map(|r| r.src).collect();
+    sources.sort();
+    sources.dedup();
+    assert_eq!(sources.len(), 3000);
+    assert!(
+        out.iter()
+            .all(|r| r.src_packets == 2 && r.end == EndReason::IdleTimeout)
+    );
+    // The ten new flows, the last one's second life among them, are still active.
+    assert_eq!(table.len(), 10);
+    assert_eq!(table.stats().expired, 3000);
+}
+
 #[test]
 fn time_going_backwards_neither_expires_nor_stalls() {
     let mut table = FlowTable::new(FlowConfig::default());

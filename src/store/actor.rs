@@ -306,7 +306,7 @@ impl StoreActor {
     /// Returns whether a slice was written.
     fn write_ahead(&mut self) -> bool {
         // A database that is away is tried again by the periodic write, not per message.
-        if self.writing || self.pending.flow_count() < WRITE_SLICE || !self.status.available {
+        if self.pending.flow_count() < WRITE_SLICE || !self.status.available {
             return false;
         }
         match self.write_some(WRITE_SLICE, false) {
