@@ -205,6 +205,14 @@ pub struct History {
 /// Buckets of one tier held in memory at most between writes.
 const MAX_OPEN: usize = 256;
 
+/// Keys of the open buckets of all tiers together.
+fn open_keys(open: &[BTreeMap<i64, OpenBucket>; 3]) -> usize {
+    open.iter()
+        .flat_map(|o| o.values())
+        .map(OpenBucket::keys)
+        .sum()
+}
+
 /// Keys of all open buckets together at most between writes (about 5 MB): input spread
 /// over many buckets (a capture of many days, a replay loop at full speed) writes early
 /// rather than hold them.
@@ -227,9 +235,11 @@ pub struct Rollups {
     newest: [Option<i64>; 3],
     /// Places addresses for the rollups by country (none without a GeoIP database).
     places: Places,
-    /// The most buckets one tier held open at once.
+    /// The most buckets one tier held open at once, and the most keys all tiers held.
     #[cfg(test)]
     most_open: usize,
+    #[cfg(test)]
+    most_open_keys: usize,
 }
 
 fn corrupt(tier: Tier, start: i64, source: DecodeError) -> StoreError {
@@ -282,6 +292,8 @@ impl Rollups {
             places: Places::default(),
             #[cfg(test)]
             most_open: 0,
+            #[cfg(test)]
+            most_open_keys: 0,
         })
     }
 
@@ -321,6 +333,7 @@ impl Rollups {
             #[cfg(test)]
             {
                 self.most_open = self.most_open.max(self.open[i].len());
+                self.most_open_keys = self.most_open_keys.max(open_keys(&self.open));
             }
         }
         self.dirty[i].insert(start);
@@ -330,14 +343,8 @@ impl Rollups {
     /// Writes early, and lets go, when the open buckets of all tiers hold more than
     /// `MAX_OPEN_KEYS` keys between them (many busy buckets until the next flush).
     fn bound_memory(&mut self) -> Result<(), StoreError> {
-        let keys = |open: &[BTreeMap<i64, OpenBucket>; 3]| -> usize {
-            open.iter()
-                .flat_map(|o| o.values())
-                .map(OpenBucket::keys)
-                .sum()
-        };
         // (Buckets per tier are bounded as they open, in `bucket`.)
-        if keys(&self.open) > MAX_OPEN_KEYS {
+        if open_keys(&self.open) > MAX_OPEN_KEYS {
             // Everything open is written, so any of it can go and be read back when needed.
             self.write()?;
             self.open.iter_mut().for_each(BTreeMap::clear);
@@ -413,8 +420,11 @@ impl Rollups {
                 });
                 b.bound(tier.max_hosts());
             }
+            // Per minute, not per call: the minutes of one call can reopen hundreds of
+            // stored buckets, each with up to 2,000 hosts.
+            self.bound_memory()?;
         }
-        self.bound_memory()
+        Ok(())
     }
 
     /// Counts flows in the buckets their end falls in: the link's, each end's and the
@@ -750,6 +760,64 @@ mod tests {
             .history(&query(By::Host, Some("192.0.2.1"), day0, day0 + 3 * 3600))
             .unwrap();
         assert_eq!(hosts.series[0].total, minutes as u64 * 1_000_000);
+        drop(r);
+        drop(db);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn device_minutes_that_reopen_busy_stored_buckets_keep_the_open_keys_bounded() {
+        let (db, dir) = db();
+        let mut r = Rollups::open(&db, [i64::MAX; 3]).unwrap();
+        // 150 days, each with one minute of 1,000 hosts, written and let go.
+        let day0 = 86_400 * 19_000;
+        let days = 150;
+        let hosts: Vec<(String, u64, u64)> = (0..1_000u32)
+            .map(|i| (std::net::Ipv4Addr::from(0x0a00_0000 + i).to_string(), 10, 0))
+            .collect();
+        let hosts: Vec<(&str, u64, u64)> = hosts
+            .iter()
+            .map(|(ip, s, r)| (ip.as_str(), *s, *r))
+            .collect();
+        for k in 0..days {
+            r.add_minute(&minute(day0 + k * 86_400, 10_000, &hosts))
+                .unwrap();
+        }
+        r.write().unwrap();
+        r.open.iter_mut().for_each(BTreeMap::clear);
+        r.most_open_keys = 0;
+        // One call of device minutes, one in each of those days: every bucket it touches is
+        // read back with its hosts (200 a minute, 1,000 an hour and a day).
+        let mac = MacAddr([2, 0, 0, 0, 0, 1]);
+        let minutes: Vec<DeviceMinute> = (0..days)
+            .map(|k| DeviceMinute {
+                mac,
+                start: day0 + k * 86_400,
+                packets_sent: 1,
+                bytes_sent: 7,
+                packets_received: 0,
+                bytes_received: 0,
+                flows: 1,
+            })
+            .collect();
+        r.add_device_minutes(&minutes).unwrap();
+        // Within the bound, give or take the three buckets of the minute that crossed it
+        // (the old code held all 150 days' buckets open: 330,000 keys).
+        let slack = 3 * (Tier::Day.max_hosts() + 10);
+        assert!(
+            r.most_open_keys <= MAX_OPEN_KEYS + slack,
+            "{} keys open at once",
+            r.most_open_keys
+        );
+        r.write().unwrap();
+        // Written early, nothing lost: the device's bytes over all the days, and the hosts'.
+        let span = (day0, day0 + days * 86_400);
+        let device = r
+            .history(&query(By::Device, Some(&mac.to_string()), span.0, span.1))
+            .unwrap();
+        assert_eq!(device.series[0].total, 7 * days as u64);
+        let total = r.history(&query(By::Total, None, span.0, span.1)).unwrap();
+        assert_eq!(total.series[0].total, 10_000 * days as u64);
         drop(r);
         drop(db);
         let _ = std::fs::remove_dir_all(dir);
