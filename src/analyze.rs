@@ -395,6 +395,7 @@ async fn run_pipeline(
     let pipeline_config = PipelineConfig {
         // The whole capture's applications, not a live window's.
         usage_window_secs: None,
+        store_intake: store.as_ref().map(|s| s.intake.clone()),
         ..config.pipeline()
     };
     if let Some(intel) = &pipeline_config.intel {

@@ -82,6 +82,7 @@ impl Config {
                 .iter()
                 .any(|l| l.enabled)
                 .then(SharedIntel::default),
+            store_intake: None,
         }
     }
 

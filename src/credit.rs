@@ -3,6 +3,7 @@
 //! drops it. So the batches in flight, and the memory they hold, are bounded end to end,
 //! however many actors read each batch and however they pass it on.
 
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
@@ -102,9 +103,112 @@ impl Drop for Credit {
     }
 }
 
+/// Records queued to a reader that buffers them on its own terms (the store during live
+/// capture), shared by its senders and the reader. Live capture never waits, so a sender
+/// that finds the backlog full drops the records and counts them, rather than queue them
+/// without bound while the reader is busy (a sync of the database, a burst of rollups).
+#[derive(Clone, Debug)]
+pub struct Backlog {
+    inner: Arc<BacklogInner>,
+}
+
+#[derive(Debug)]
+struct BacklogInner {
+    queued: AtomicUsize,
+    limit: usize,
+    dropped: AtomicU64,
+}
+
+/// The place of `n` queued records in a backlog, given back on drop (when the reader is
+/// done with the message that carries it).
+#[derive(Debug)]
+pub struct BacklogTicket {
+    backlog: Arc<BacklogInner>,
+    records: usize,
+}
+
+impl Backlog {
+    /// A backlog of at most `limit` records.
+    pub fn new(limit: usize) -> Self {
+        Backlog {
+            inner: Arc::new(BacklogInner {
+                queued: AtomicUsize::new(0),
+                limit,
+                dropped: AtomicU64::new(0),
+            }),
+        }
+    }
+
+    /// A place for `records` more, or `None` (and they are counted as dropped) when they
+    /// would take the backlog past its limit. An empty backlog takes any number, so a
+    /// message larger than the limit still gets through.
+    pub fn admit(&self, records: usize) -> Option<BacklogTicket> {
+        let queued = self.inner.queued.load(Ordering::Acquire);
+        if queued > 0 && queued.saturating_add(records) > self.inner.limit {
+            self.inner
+                .dropped
+                .fetch_add(records as u64, Ordering::Relaxed);
+            return None;
+        }
+        // Two senders may both pass the check: the limit is kept within one message.
+        self.inner.queued.fetch_add(records, Ordering::AcqRel);
+        Some(BacklogTicket {
+            backlog: Arc::clone(&self.inner),
+            records,
+        })
+    }
+
+    /// Records queued now.
+    pub fn queued(&self) -> usize {
+        self.inner.queued.load(Ordering::Acquire)
+    }
+
+    /// Records dropped so far because the backlog was full.
+    pub fn dropped(&self) -> u64 {
+        self.inner.dropped.load(Ordering::Relaxed)
+    }
+}
+
+/// Two handles are equal when they bound the same reader.
+impl PartialEq for Backlog {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
+    }
+}
+
+impl Drop for BacklogTicket {
+    fn drop(&mut self) {
+        self.backlog
+            .queued
+            .fetch_sub(self.records, Ordering::AcqRel);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_full_backlog_drops_and_counts_until_the_reader_gives_room_back() {
+        let backlog = Backlog::new(1_000);
+        let first = backlog.admit(600).unwrap();
+        let second = backlog.admit(400).unwrap();
+        assert_eq!(backlog.queued(), 1_000);
+        assert!(backlog.admit(1).is_none(), "the limit is 1,000 records");
+        assert!(backlog.admit(250).is_none());
+        assert_eq!(backlog.dropped(), 251);
+        drop(first);
+        assert_eq!(backlog.queued(), 400);
+        let third = backlog.admit(600).unwrap();
+        drop((second, third));
+        assert_eq!(backlog.queued(), 0);
+        // An empty backlog takes a message larger than its limit rather than drop it forever.
+        let big = backlog.admit(5_000).unwrap();
+        assert!(backlog.admit(1).is_none());
+        drop(big);
+        assert_eq!(backlog.queued(), 0);
+        assert_eq!(backlog.dropped(), 252);
+    }
 
     #[test]
     fn credits_come_back_when_their_holders_drop_them() {

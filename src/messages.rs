@@ -35,20 +35,40 @@ pub struct MarkedBatchMsg {
     pub marks: Arc<[FlowMark]>,
 }
 
-/// Flow records that finished (or reported on an active timeout), and, for the readers that
-/// keep capture's pace, the batch whose packets finished them: the batch's capture credit
-/// then stays out until they have read the records, so records queued behind a busy reader
-/// are bounded by the credits as packets are. The detectors always keep the pace; readers
-/// that buffer on their own terms (the store, export) only while a file is read, and get
-/// `None` during live capture, which they must never slow down.
+/// Flow records that finished (or reported on an active timeout), and what bounds them
+/// while they wait for their reader.
 #[derive(Message, Clone)]
 #[rtype(result = "()")]
-pub struct FlowRecordsMsg(pub Arc<[FlowRecord]>, pub Option<Arc<PacketBatch>>);
+pub struct FlowRecordsMsg(pub Arc<[FlowRecord]>, pub RecordsHold);
+
+/// What a records message holds until its reader drops it.
+#[derive(Clone, Default)]
+pub enum RecordsHold {
+    /// Nothing: a final flush, which must reach every reader.
+    #[default]
+    Nothing,
+    /// The batch whose packets finished them, and so its capture credit: records queued
+    /// behind a busy reader are bounded by the credits as packets are. The detectors always
+    /// keep this pace; readers that buffer on their own terms (the store, export) only while
+    /// a file is read, which then waits for them.
+    Batch(Arc<PacketBatch>),
+    /// A place in the reader's backlog (the store during live capture, which must never
+    /// slow down and drops what the backlog has no room for).
+    Backlog(Arc<crate::credit::BacklogTicket>),
+}
+
+impl RecordsHold {
+    /// Whether the records keep capture's pace (the reader should catch up before it
+    /// returns).
+    pub fn is_paced(&self) -> bool {
+        matches!(self, RecordsHold::Batch(_))
+    }
+}
 
 impl FlowRecordsMsg {
-    /// Records that hold no capture credit.
+    /// Records that hold nothing.
     pub fn unpaced(records: Arc<[FlowRecord]>) -> Self {
-        FlowRecordsMsg(records, None)
+        FlowRecordsMsg(records, RecordsHold::Nothing)
     }
 }
 

@@ -21,6 +21,7 @@ use crate::alert::AlertsConfig;
 use crate::alert::actor::AlertsActor;
 use crate::alert::actor::KnownAcknowledged;
 use crate::capture::CaptureConfig;
+use crate::credit::Backlog;
 use crate::decode::DecodeConfig;
 use crate::detect::DetectorStats;
 use crate::detect::DetectorsConfig;
@@ -32,7 +33,7 @@ use crate::export::{ExportActor, Exporter, FlushExport};
 use crate::flow::FlowConfig;
 use crate::flow::FlowTableStats;
 use crate::flow::actor::FlushFlows;
-use crate::flow::actor::{FlowsActor, RecordSinks};
+use crate::flow::actor::{BufferedSink, FlowsActor, RecordSinks};
 use crate::intel::{IntelDetector, SharedIntel};
 use crate::messages::{AlertsChanged, DevicesChanged, FlowRecordsMsg, PacketBatchMsg};
 use crate::metrics::MetricsConfig;
@@ -74,6 +75,9 @@ pub struct PipelineConfig {
     pub alerts: AlertsConfig,
     /// The threat lists to match (absent when no `[[intel.list]]` is enabled).
     pub intel: Option<SharedIntel>,
+    /// The store's backlog of live records, shared by every pipeline that feeds it
+    /// (`StoreActor::intake`; absent: unbounded, as for a store that is not live).
+    pub store_intake: Option<Backlog>,
 }
 
 /// Engine → whoever shows the current pipeline (the WebSocket hub): the pipeline changed,
@@ -154,6 +158,8 @@ pub struct Pipeline {
 /// The store actor on a thread of its own (sled blocks on the disk); it outlives pipelines.
 pub struct StoreService {
     pub addr: Addr<StoreActor>,
+    /// The store's backlog of live records, for the pipelines that feed it.
+    pub intake: Backlog,
     arbiter: Arbiter,
 }
 
@@ -161,8 +167,13 @@ impl StoreService {
     /// Starts `actor` on a new arbiter. Must run inside an actix system.
     pub fn start(actor: StoreActor) -> StoreService {
         let arbiter = Arbiter::new();
+        let intake = actor.intake();
         let addr = StoreActor::start_in_arbiter(&arbiter.handle(), move |_| actor);
-        StoreService { addr, arbiter }
+        StoreService {
+            addr,
+            intake,
+            arbiter,
+        }
     }
 
     /// Stops the store's thread (after a `FlushStore`, nothing is lost).
@@ -202,7 +213,7 @@ impl Pipeline {
     /// actix system.
     pub fn start(
         config: &PipelineConfig,
-        mut record_sinks: Vec<Recipient<FlowRecordsMsg>>,
+        record_sinks: Vec<Recipient<FlowRecordsMsg>>,
         store: Option<Addr<StoreActor>>,
         mut alert_sinks: Vec<Recipient<AlertsChanged>>,
         device_sinks: Vec<Recipient<DevicesChanged>>,
@@ -210,8 +221,15 @@ impl Pipeline {
         // Capture's credits bound the batches in every mailbox; sized to match, a mailbox
         // rarely looks over capacity to a query (`send`) because of batches alone.
         let queue = config.capture.queue_batches;
+        let mut record_sinks: Vec<BufferedSink> = record_sinks
+            .into_iter()
+            .map(BufferedSink::unbounded)
+            .collect();
         if let Some(store) = &store {
-            record_sinks.push(store.clone().recipient());
+            record_sinks.push(BufferedSink {
+                to: store.clone().recipient(),
+                backlog: config.store_intake.clone(),
+            });
             alert_sinks.push(store.clone().recipient());
         }
         let minute_sink = store.as_ref().map(|s| s.clone().recipient());

@@ -22,7 +22,7 @@ use crate::http::hub::HubActor;
 use crate::http::tls::{Tls, TlsError};
 use crate::http::{Api, HttpServer, ServeError};
 use crate::messages::StoreDevices;
-use crate::pipeline::{ExportService, Listeners, StoreService};
+use crate::pipeline::{ExportService, Listeners, PipelineConfig, StoreService};
 use crate::store::actor::FlushStore;
 use crate::store::actor::StoreActor;
 use crate::store::{Store, StoreError};
@@ -203,7 +203,10 @@ pub fn run(options: ServeOptions, ready: impl FnOnce(SocketAddr, bool)) -> Resul
             }
         };
         let engine = Engine::new(
-            pipeline_config,
+            PipelineConfig {
+                store_intake: Some(store.intake.clone()),
+                ..pipeline_config
+            },
             options.base,
             source,
             Some(store.addr.clone()),

@@ -850,3 +850,48 @@ fn the_bench_spreads_flows_over_days_and_times_the_history_reads() {
     assert_eq!(q["host_flows_7d"], 10_000);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_files_records_are_written_before_the_store_lets_their_credit_go_and_live_ones_are_bounded() {
+    use actix::Actor;
+    use std::sync::Arc;
+    use tapir::credit::Credits;
+    use tapir::messages::{FlowRecordsMsg, RecordsHold};
+    use tapir::packet::PacketBatch;
+    use tapir::store::actor::{GetStoreStatus, StoreActor};
+    use tapir::store::load::synthetic_flow;
+    use tapir::store::{Store, StoreConfig};
+
+    let dir = tempdir();
+    let path = dir.join("db");
+    // No periodic write during the test: what is written, the message wrote.
+    let config = StoreConfig {
+        flush_interval_ms: 3_600_000,
+        ..StoreConfig::default()
+    };
+    let store = Store::open(&path, &config).unwrap();
+    let credits = Credits::new(1);
+    let system = actix::System::new();
+    system.block_on(async {
+        let actor = StoreActor::from_store(store, config);
+        let intake = actor.intake();
+        let store = actor.start();
+        // 5,000 records finished by one batch of a file, holding its only credit.
+        let mut batch = PacketBatch::with_capacity(1);
+        batch.credit = credits.take(|| false);
+        let records: Arc<[_]> = (0..5_000).map(synthetic_flow).collect();
+        store.do_send(FlowRecordsMsg(records, RecordsHold::Batch(Arc::new(batch))));
+        let status = store.send(GetStoreStatus).await.unwrap();
+        // Every whole slice of 2,000 went to the database before the message was let go
+        // (one slice per message left the rest to pile up), and the credit came back.
+        assert_eq!((status.flows_written, status.pending), (4_000, 1_000));
+        assert!(credits.take(|| true).is_some(), "the credit is still held");
+        // Live records that find the store's backlog full (half the 100,000 pending
+        // records) are dropped by their sender and counted with the store's drops.
+        let _stalled = intake.admit(50_000).unwrap();
+        assert!(intake.admit(10).is_none());
+        let status = store.send(GetStoreStatus).await.unwrap();
+        assert_eq!(status.dropped, 10);
+    });
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -5,8 +5,10 @@ use std::sync::Arc;
 use actix::{Actor, Context, Handler, Recipient};
 
 use super::{FlowConfig, FlowMark, FlowQuery, FlowRecord, FlowTable, FlowTableStats};
-use crate::credit::Credit;
-use crate::messages::{FlowRecordsMsg, FlowTableStatus, MarkedBatchMsg, PacketBatchMsg};
+use crate::credit::{Backlog, Credit};
+use crate::messages::{
+    FlowRecordsMsg, FlowTableStatus, MarkedBatchMsg, PacketBatchMsg, RecordsHold,
+};
 use crate::names::usage::{Usage, UsageSummary};
 use crate::names::{AddressNames, Naming};
 use crate::packet::PacketBatch;
@@ -20,7 +22,22 @@ pub struct RecordSinks {
     /// Readers that bound what they hold themselves (the store's pending buffer, export's
     /// queue, an output file) and must never slow live capture down (reading a file, they
     /// are paced as well).
-    pub buffered: Vec<Recipient<FlowRecordsMsg>>,
+    pub buffered: Vec<BufferedSink>,
+}
+
+/// A reader that buffers records on its own terms.
+pub struct BufferedSink {
+    pub to: Recipient<FlowRecordsMsg>,
+    /// Bounds its mailbox during live capture, for a reader that can stall (the store
+    /// while it syncs); `None` for one that never does.
+    pub backlog: Option<Backlog>,
+}
+
+impl BufferedSink {
+    /// A reader whose mailbox needs no bound.
+    pub fn unbounded(to: Recipient<FlowRecordsMsg>) -> Self {
+        BufferedSink { to, backlog: None }
+    }
 }
 
 /// End of input: emit every flow as a record and reply with the table's counters.
@@ -97,12 +114,14 @@ impl FlowsActor {
             // sinks are bounded by the batch's credit. The others buffer on their own terms
             // while capture is live; reading a file, they are paced too, or a store busy
             // for a moment (writing a burst of rollups) queued records without bound.
+            let paced = batch.map_or(RecordsHold::Nothing, |b| RecordsHold::Batch(Arc::clone(b)));
             for sink in &self.record_sinks.paced {
-                sink.do_send(FlowRecordsMsg(Arc::clone(&records), batch.cloned()));
+                sink.do_send(FlowRecordsMsg(Arc::clone(&records), paced.clone()));
             }
-            let pace = buffered_pace(batch);
             for sink in &self.record_sinks.buffered {
-                sink.do_send(FlowRecordsMsg(Arc::clone(&records), pace.clone()));
+                if let Some(hold) = buffered_hold(batch, sink.backlog.as_ref(), records.len()) {
+                    sink.to.do_send(FlowRecordsMsg(Arc::clone(&records), hold));
+                }
             }
         }
         // Only the latest status matters: if a consumer's mailbox is full, skip it rather than
@@ -114,12 +133,25 @@ impl FlowsActor {
     }
 }
 
-/// What records finished by `batch` carry to a buffered sink: the batch (and its credit)
-/// while a file is read, nothing during live capture.
-fn buffered_pace(batch: Option<&Arc<PacketBatch>>) -> Option<Arc<PacketBatch>> {
-    batch
-        .filter(|b| b.credit.as_ref().is_some_and(Credit::waited_for))
-        .cloned()
+/// What `records` finished by `batch` hold on their way to a buffered sink: the batch (and
+/// its credit) while a file is read; during live capture, a place in the sink's backlog if
+/// it has one, or `None` when that is full (the backlog counts them dropped); nothing for
+/// the records of a final flush.
+fn buffered_hold(
+    batch: Option<&Arc<PacketBatch>>,
+    backlog: Option<&Backlog>,
+    records: usize,
+) -> Option<RecordsHold> {
+    match (batch, backlog) {
+        (None, _) => Some(RecordsHold::Nothing),
+        (Some(b), _) if b.credit.as_ref().is_some_and(Credit::waited_for) => {
+            Some(RecordsHold::Batch(Arc::clone(b)))
+        }
+        (Some(_), Some(backlog)) => backlog
+            .admit(records)
+            .map(|ticket| RecordsHold::Backlog(Arc::new(ticket))),
+        (Some(_), None) => Some(RecordsHold::Nothing),
+    }
 }
 
 impl Actor for FlowsActor {
@@ -270,9 +302,9 @@ mod tests {
     fn buffered_sinks_hold_a_files_credit_until_they_drop_the_records_but_never_a_live_one() {
         let credits = Credits::new(2);
         let file = batch(credits.take(|| false));
-        let pace = buffered_pace(Some(&file));
+        let hold = buffered_hold(Some(&file), None, 10).unwrap();
         assert!(
-            pace.is_some(),
+            hold.is_paced(),
             "reading a file, the store keeps capture's pace"
         );
         drop(file);
@@ -281,7 +313,7 @@ mod tests {
             1,
             "the records waiting for the store hold the credit"
         );
-        drop(pace);
+        drop(hold);
         assert_eq!(
             credits.free(),
             2,
@@ -289,11 +321,40 @@ mod tests {
         );
 
         let live = batch(credits.try_take());
+        let hold = buffered_hold(Some(&live), None, 10).unwrap();
         assert!(
-            buffered_pace(Some(&live)).is_none(),
+            matches!(hold, RecordsHold::Nothing),
             "live capture never waits for the store"
         );
-        assert!(buffered_pace(Some(&batch(None))).is_none());
-        assert!(buffered_pace(None).is_none(), "records of a final flush");
+        assert!(matches!(
+            buffered_hold(None, None, 10),
+            Some(RecordsHold::Nothing)
+        ));
+    }
+
+    #[test]
+    fn live_records_take_a_place_in_the_sinks_backlog_or_are_dropped_and_counted() {
+        let credits = Credits::new(4);
+        let backlog = Backlog::new(100);
+        let live = batch(credits.try_take());
+        let first = buffered_hold(Some(&live), Some(&backlog), 80).unwrap();
+        assert!(matches!(first, RecordsHold::Backlog(_)));
+        assert!(
+            buffered_hold(Some(&live), Some(&backlog), 30).is_none(),
+            "a store stalled on 80 records has no room for 30 more"
+        );
+        assert_eq!(backlog.dropped(), 30);
+        drop(first);
+        let _second = buffered_hold(Some(&live), Some(&backlog), 30).unwrap();
+        // A file's records wait instead, and a final flush's always go.
+        let file = batch(credits.take(|| false));
+        let full = backlog.admit(100);
+        assert!(full.is_none(), "30 still queued, so 100 more do not fit");
+        assert!(
+            buffered_hold(Some(&file), Some(&backlog), 1_000)
+                .unwrap()
+                .is_paced()
+        );
+        assert!(buffered_hold(None, Some(&backlog), 1_000).is_some());
     }
 }

@@ -18,6 +18,7 @@ pub use super::StoreStatus;
 use super::buffer::{Pending, ReportLimit, Retry};
 use super::rollup::{History, HistoryQuery};
 use super::{Store, StoreConfig, StoreError};
+use crate::credit::Backlog;
 use crate::messages::{
     AlertsChanged, DeviceMinutes, FlowRecordsMsg, MinuteSnapshots, StoreDevices,
 };
@@ -81,6 +82,13 @@ const LOG_EVERY: Duration = Duration::from_secs(60);
 /// Flow records written per slice of a periodic write (a few milliseconds of sled work).
 const WRITE_SLICE: usize = 2000;
 
+/// Live records that may wait in the mailbox: half as many as the pending buffer holds
+/// (about 12 MB by default), which a store that keeps up never comes near; it fills only
+/// while the thread is held by a long write.
+fn intake_records(max_pending: usize) -> usize {
+    max_pending / 2
+}
+
 /// Hosts of waiting minute snapshots past which they are written ahead of the periodic write.
 const SNAPSHOT_HOSTS_AHEAD: usize = 65_536;
 
@@ -101,6 +109,9 @@ pub struct StoreActor {
     devices: std::collections::HashMap<crate::packet::MacAddr, crate::model::device::Device>,
     devices_removed: Vec<crate::packet::MacAddr>,
     devices_state: Option<crate::model::device::InventoryState>,
+    /// Live records on their way here: senders drop what it has no room for while this
+    /// thread is busy (a sync, a burst of rollups), as the pending buffer drops its oldest.
+    intake: Backlog,
 }
 
 impl StoreActor {
@@ -109,6 +120,7 @@ impl StoreActor {
     pub fn new(path: PathBuf, config: StoreConfig) -> Self {
         StoreActor {
             pending: Pending::new(config.max_pending),
+            intake: Backlog::new(intake_records(config.max_pending)),
             config,
             path,
             store: None,
@@ -121,6 +133,11 @@ impl StoreActor {
             devices_removed: Vec::new(),
             devices_state: None,
         }
+    }
+
+    /// The backlog that bounds the live records queued to this actor, for its senders.
+    pub fn intake(&self) -> Backlog {
+        self.intake.clone()
     }
 
     /// A store actor around a database already open (so that a bad path fails up front).
@@ -350,7 +367,7 @@ impl StoreActor {
     fn status(&self) -> StoreStatus {
         StoreStatus {
             pending: self.pending.len(),
-            dropped: self.pending.dropped(),
+            dropped: self.pending.dropped() + self.intake.dropped(),
             database: self.store.as_ref().map(Store::stats),
             ..self.status.clone()
         }
@@ -413,7 +430,7 @@ impl Handler<FlowRecordsMsg> for StoreActor {
 
     fn handle(&mut self, msg: FlowRecordsMsg, _: &mut Self::Context) {
         self.pending.push_flows(msg.0.iter().cloned());
-        if msg.1.is_some() {
+        if msg.1.is_paced() {
             // Paced (a file is read): write all the whole slices waiting while the batch's
             // credit is held, so that reading waits for the disk instead of records piling
             // up in memory (the pending buffer grew to 100,000 records, 25 MB, when one
