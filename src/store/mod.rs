@@ -696,7 +696,7 @@ impl Store {
 
     /// The logical bytes (keys and values) the records may fill.
     fn budget(&self) -> u64 {
-        (self.effective_cap() as f64 * LIVE_SHARE) as u64
+        live_budget(self.effective_cap(), self.db.size_on_disk().unwrap_or(0))
     }
 
     /// The size cap, lowered to what the filesystem can hold while keeping `min_free_mb`
@@ -851,6 +851,24 @@ fn effective_cap(config: &StoreConfig, path: &Path, size: u64) -> u64 {
         Ok(free) => cap.min(size.saturating_add(free.saturating_sub(min_free_bytes(config)))),
         Err(_) => cap,
     }
+}
+
+/// Share of the cap past which sled's file makes retention keep less live data.
+const FILE_PRESSURE: f64 = 0.75;
+/// Share of the usual live data kept once sled's file has reached the cap.
+const AT_CAP_SHARE: f64 = 0.25;
+
+/// Logical bytes the records may fill, for a cap of `cap` bytes and sled's file of `file`:
+/// `LIVE_SHARE` of the cap while the file stays under `FILE_PRESSURE` of it, then less and
+/// less, down to `AT_CAP_SHARE` of that at the cap. Under a sustained burst sled's collector
+/// falls behind and its file grew past the cap (707 MB of a 512 MB cap after seven minutes
+/// of a full-speed loop); with less live data, retention frees whole segments that sled
+/// reuses instead of growing the file.
+fn live_budget(cap: u64, file: u64) -> u64 {
+    let base = cap as f64 * LIVE_SHARE;
+    let from = cap as f64 * FILE_PRESSURE;
+    let pressure = ((file as f64 - from) / (cap as f64 - from)).clamp(0.0, 1.0);
+    (base * (1.0 - (1.0 - AT_CAP_SHARE) * pressure)) as u64
 }
 
 fn min_free_bytes(config: &StoreConfig) -> u64 {

@@ -428,3 +428,18 @@ fn flows_written_before_blocks_stay_readable_and_age_out_first() {
     assert_eq!(s.stats().flow_partitions, 0);
     let _ = std::fs::remove_dir_all(&d);
 }
+
+#[test]
+fn retention_keeps_less_live_data_as_sleds_file_nears_the_cap() {
+    use super::{LIVE_SHARE, live_budget};
+    let cap = 512 * 1024 * 1024;
+    let usual = (cap as f64 * LIVE_SHARE) as u64;
+    // A file well under the cap: the usual share.
+    assert_eq!(live_budget(cap, 0), usual);
+    assert_eq!(live_budget(cap, cap / 2), usual);
+    // From three quarters of the cap, less and less: a quarter of it at the cap and past it.
+    let at = |share: f64| live_budget(cap, (cap as f64 * share) as u64);
+    assert!(at(0.8) < usual && at(0.9) < at(0.8) && at(1.0) < at(0.9));
+    assert_eq!(at(1.0), usual / 4);
+    assert_eq!(at(1.5), usual / 4);
+}
