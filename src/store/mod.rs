@@ -239,6 +239,10 @@ pub struct Store {
     counts: [TreeCounts; 2],
     deleted_by_age: u64,
     deleted_for_space: u64,
+    /// Share of the usual live data retention keeps now (see `adjust_live_share`), and the
+    /// size of sled's file when it was last set.
+    live_share: f64,
+    file_seen: u64,
 }
 
 /// Live (logical) bytes per byte of file that sled sustains under churn, measured with
@@ -336,7 +340,6 @@ impl Store {
         Ok(Store {
             path: path.to_path_buf(),
             config: config.clone(),
-            db,
             alerts,
             flows,
             legacy,
@@ -347,6 +350,9 @@ impl Store {
             counts,
             deleted_by_age: 0,
             deleted_for_space: 0,
+            live_share: 1.0,
+            file_seen: db.size_on_disk().unwrap_or(0),
+            db,
         })
     }
 
@@ -674,6 +680,10 @@ impl Store {
             days(self.config.hours_retention_days, 86_400),
             days(self.config.days_retention_days, 86_400),
         ])?;
+        let file = self.db.size_on_disk().unwrap_or(0);
+        self.live_share =
+            adjust_live_share(self.live_share, self.effective_cap(), self.file_seen, file);
+        self.file_seen = file;
         report.for_space = self.make_room()?;
         self.deleted_by_age += report.by_age;
         self.deleted_for_space += report.for_space;
@@ -696,7 +706,7 @@ impl Store {
 
     /// The logical bytes (keys and values) the records may fill.
     fn budget(&self) -> u64 {
-        live_budget(self.effective_cap(), self.db.size_on_disk().unwrap_or(0))
+        (self.effective_cap() as f64 * LIVE_SHARE * self.live_share) as u64
     }
 
     /// The size cap, lowered to what the filesystem can hold while keeping `min_free_mb`
@@ -853,22 +863,28 @@ fn effective_cap(config: &StoreConfig, path: &Path, size: u64) -> u64 {
     }
 }
 
-/// Share of the cap past which sled's file makes retention keep less live data.
+/// Share of the cap past which a growing file makes retention keep less live data.
 const FILE_PRESSURE: f64 = 0.75;
-/// Share of the usual live data kept once sled's file has reached the cap.
-const AT_CAP_SHARE: f64 = 0.25;
+/// The least share of the usual live data retention keeps under that pressure.
+const LEAST_LIVE_SHARE: f64 = 0.25;
+/// How much the share moves per retention run (every 10 s, and whenever the disk is short).
+const LIVE_SHARE_STEP: f64 = 0.7;
 
-/// Logical bytes the records may fill, for a cap of `cap` bytes and sled's file of `file`:
-/// `LIVE_SHARE` of the cap while the file stays under `FILE_PRESSURE` of it, then less and
-/// less, down to `AT_CAP_SHARE` of that at the cap. Under a sustained burst sled's collector
-/// falls behind and its file grew past the cap (707 MB of a 512 MB cap after seven minutes
-/// of a full-speed loop); with less live data, retention frees whole segments that sled
-/// reuses instead of growing the file.
-fn live_budget(cap: u64, file: u64) -> u64 {
-    let base = cap as f64 * LIVE_SHARE;
-    let from = cap as f64 * FILE_PRESSURE;
-    let pressure = ((file as f64 - from) / (cap as f64 - from)).clamp(0.0, 1.0);
-    (base * (1.0 - (1.0 - AT_CAP_SHARE) * pressure)) as u64
+/// The share of the usual live data (`LIVE_SHARE` of the cap) to keep, from the share kept
+/// so far and how sled's file moved since (`before` to `now` bytes, under a cap of `cap`).
+/// Under a sustained burst sled's collector falls behind and its file grew past the cap (707
+/// MB of a 512 MB cap after seven minutes of a full-speed loop), so while the file grows past
+/// `FILE_PRESSURE` of the cap retention keeps less, and frees whole segments that sled
+/// reuses instead. A file that holds its size has room inside (sled never shrinks it), so
+/// the share comes back: a burst does not cost the history for good.
+fn adjust_live_share(share: f64, cap: u64, before: u64, now: u64) -> f64 {
+    if now > before && now as f64 > cap as f64 * FILE_PRESSURE {
+        (share * LIVE_SHARE_STEP).max(LEAST_LIVE_SHARE)
+    } else if now <= before {
+        (share / LIVE_SHARE_STEP).min(1.0)
+    } else {
+        share
+    }
 }
 
 fn min_free_bytes(config: &StoreConfig) -> u64 {

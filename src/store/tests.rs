@@ -430,16 +430,27 @@ fn flows_written_before_blocks_stay_readable_and_age_out_first() {
 }
 
 #[test]
-fn retention_keeps_less_live_data_as_sleds_file_nears_the_cap() {
-    use super::{LIVE_SHARE, live_budget};
+fn retention_keeps_less_live_data_while_sleds_file_grows_near_the_cap_and_more_once_it_holds() {
+    use super::adjust_live_share;
     let cap = 512 * 1024 * 1024;
-    let usual = (cap as f64 * LIVE_SHARE) as u64;
-    // A file well under the cap: the usual share.
-    assert_eq!(live_budget(cap, 0), usual);
-    assert_eq!(live_budget(cap, cap / 2), usual);
-    // From three quarters of the cap, less and less: a quarter of it at the cap and past it.
-    let at = |share: f64| live_budget(cap, (cap as f64 * share) as u64);
-    assert!(at(0.8) < usual && at(0.9) < at(0.8) && at(1.0) < at(0.9));
-    assert_eq!(at(1.0), usual / 4);
-    assert_eq!(at(1.5), usual / 4);
+    let mb = |n: u64| n * 1024 * 1024;
+    // Growing well under the cap: all of the usual share.
+    assert_eq!(adjust_live_share(1.0, cap, mb(100), mb(300)), 1.0);
+    // Growing past three quarters of the cap: less at each run, down to a quarter.
+    let mut share = 1.0;
+    let mut file = mb(380);
+    let mut shares = Vec::new();
+    for _ in 0..8 {
+        share = adjust_live_share(share, cap, file, file + mb(20));
+        file += mb(20);
+        shares.push(share);
+    }
+    assert!(shares.windows(2).all(|w| w[1] <= w[0]), "{shares:?}");
+    assert!(shares[0] < 1.0);
+    assert_eq!(share, 0.25, "{shares:?}");
+    // A file that holds its size (sled reuses the room retention made): the share comes back.
+    for _ in 0..8 {
+        share = adjust_live_share(share, cap, file, file);
+    }
+    assert_eq!(share, 1.0);
 }
