@@ -44,7 +44,8 @@ pub struct FlowRecordsMsg(pub Arc<[FlowRecord]>, pub RecordsHold);
 /// What a records message holds until its reader drops it.
 #[derive(Clone, Default)]
 pub enum RecordsHold {
-    /// Nothing: a final flush, which must reach every reader.
+    /// Nothing: a final flush (which must reach every reader), or live records for a
+    /// reader that needs no backlog.
     #[default]
     Nothing,
     /// The batch whose packets finished them, and so its capture credit: records queued

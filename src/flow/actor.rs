@@ -110,10 +110,11 @@ impl FlowsActor {
                 }
             }
             let records: Arc<[FlowRecord]> = self.scratch.drain(..).collect();
-            // Records must not be lost: do_send queues regardless of mailbox capacity. Paced
-            // sinks are bounded by the batch's credit. The others buffer on their own terms
-            // while capture is live; reading a file, they are paced too, or a store busy
-            // for a moment (writing a burst of rollups) queued records without bound.
+            // do_send queues regardless of mailbox capacity, so each message carries what
+            // bounds it: paced sinks hold the batch's credit; the others hold it too while a
+            // file is read (a store busy for a moment queued records without bound), and
+            // during live capture a place in their backlog, if they have one, or are dropped
+            // and counted when it is full (`buffered_hold`).
             let paced = batch.map_or(RecordsHold::Nothing, |b| RecordsHold::Batch(Arc::clone(b)));
             for sink in &self.record_sinks.paced {
                 sink.do_send(FlowRecordsMsg(Arc::clone(&records), paced.clone()));
